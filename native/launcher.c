@@ -1,0 +1,455 @@
+/*
+ * vitest-pool-rootless launcher: build a rootless sandbox, then exec a command in it.
+ *
+ *   launcher [OPTIONS] -- CMD [ARGS...]
+ *
+ * The TypeScript side (src/ns) validates options and decides every policy question;
+ * this program only executes the plan it is handed, one step at a time, in one narrated
+ * main(). It must stay single-threaded: unshare(CLONE_NEWUSER) and setns() into a user
+ * namespace fail with EINVAL in a multithreaded process (user_namespaces(7)), which is
+ * why Node cannot do this itself.
+ *
+ * A failing step exits with its own status (see steps.h) and prints exactly one line:
+ *   vitest-pool-rootless: <step>: <reason>
+ * The target's argv, environment and inherited fds (Node's IPC channel among them) are
+ * passed through untouched.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "steps.h"
+
+#define MAX_LIST 64
+
+struct id_range {
+  unsigned long inside, outside, count;
+};
+
+struct plan {
+  struct id_range uid_map[MAX_LIST];
+  int n_uid_map;
+  struct id_range gid_map[MAX_LIST];
+  int n_gid_map;
+  const char *newuidmap; /* NULL: write maps directly */
+  const char *newgidmap;
+  int userns_fd;         /* >= 0: join this user namespace instead of creating one */
+  const char *tmpfs[MAX_LIST];
+  int n_tmpfs;
+  const char *tmpfs_size; /* NULL: kernel default */
+  const char *keep[MAX_LIST];
+  int n_keep;
+  const char *hosts_file;
+  const char *hostname;
+  int host_network;
+  int new_session;
+  char **argv;
+};
+
+/* ---- errors: helpers return -1 with errno set; main() owns the policy and dies ---- */
+
+static void die_step(int step, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
+static void die_step(int step, const char *fmt, ...) {
+  int saved = errno;
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (saved)
+    fprintf(stderr, "vitest-pool-rootless: %s: %s: %s\n", step_name(step), msg, strerror(saved));
+  else
+    fprintf(stderr, "vitest-pool-rootless: %s: %s\n", step_name(step), msg);
+  _exit(step);
+}
+
+static ssize_t write_all(int fd, const void *buf, size_t len) {
+  const char *p = buf;
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = write(fd, p + done, len - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -1;
+    done += (size_t)n;
+  }
+  return (ssize_t)done;
+}
+
+static ssize_t read_retry(int fd, void *buf, size_t len) {
+  ssize_t n;
+  do n = read(fd, buf, len); while (n < 0 && errno == EINTR);
+  return n;
+}
+
+static int write_file(const char *path, const char *content) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = write_all(fd, content, strlen(content));
+  int saved = errno;
+  close(fd);
+  errno = saved;
+  return n < 0 ? -1 : 0;
+}
+
+/* ---- parsing the plan ---- */
+
+static int parse_ulong(const char *s, unsigned long *out) {
+  char *end;
+  if (!*s || *s == '-') return -1;
+  errno = 0;
+  unsigned long v = strtoul(s, &end, 10);
+  if (errno || *end) return -1;
+  *out = v;
+  return 0;
+}
+
+static int parse_range(const char *s, struct id_range *r) {
+  char buf[96];
+  if (strlen(s) >= sizeof buf) return -1;
+  strcpy(buf, s);
+  char *a = buf, *b = strchr(a, ':');
+  if (!b) return -1;
+  *b++ = 0;
+  char *c = strchr(b, ':');
+  if (!c) return -1;
+  *c++ = 0;
+  if (parse_ulong(a, &r->inside) || parse_ulong(b, &r->outside) || parse_ulong(c, &r->count)) return -1;
+  if (r->count == 0 || r->inside + r->count > 4294967295UL || r->outside + r->count > 4294967295UL) return -1;
+  return 0;
+}
+
+static void usage_error(const char *fmt, const char *arg) __attribute__((noreturn));
+static void usage_error(const char *fmt, const char *arg) {
+  char msg[512];
+  snprintf(msg, sizeof msg, fmt, arg);
+  errno = 0;
+  die_step(STEP_USAGE, "%s (usage: launcher [--uid-map I:O:N]... [--gid-map I:O:N]... "
+                       "[--newuidmap PATH --newgidmap PATH] [--userns-fd FD] [--tmpfs PATH]... "
+                       "[--tmpfs-size SIZE] [--keep PATH]... [--hosts-file PATH] [--hostname NAME] "
+                       "[--host-network] [--new-session] -- CMD [ARGS...])",
+           msg);
+}
+
+static void parse_plan(int argc, char **argv, struct plan *p) {
+  memset(p, 0, sizeof *p);
+  p->userns_fd = -1;
+  int i = 1;
+  for (; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEED_VALUE() do { if (!v) usage_error("%s needs a value", a); i++; } while (0)
+#define PUSH(list, n) do { if (n >= MAX_LIST) usage_error("too many %s", a); list[n++] = v; } while (0)
+    if (strcmp(a, "--") == 0) { i++; break; }
+    else if (strcmp(a, "--uid-map") == 0 || strcmp(a, "--gid-map") == 0) {
+      NEED_VALUE();
+      int is_uid = a[2] == 'u';
+      struct id_range *list = is_uid ? p->uid_map : p->gid_map;
+      int *n = is_uid ? &p->n_uid_map : &p->n_gid_map;
+      if (*n >= MAX_LIST) usage_error("too many %s", a);
+      if (parse_range(v, &list[*n])) usage_error("bad id range '%s', expected INSIDE:OUTSIDE:COUNT", v);
+      (*n)++;
+    }
+    else if (strcmp(a, "--newuidmap") == 0) { NEED_VALUE(); p->newuidmap = v; }
+    else if (strcmp(a, "--newgidmap") == 0) { NEED_VALUE(); p->newgidmap = v; }
+    else if (strcmp(a, "--userns-fd") == 0) {
+      unsigned long fd;
+      NEED_VALUE();
+      if (parse_ulong(v, &fd) || fd > INT_MAX) usage_error("bad fd '%s'", v);
+      p->userns_fd = (int)fd;
+    }
+    else if (strcmp(a, "--tmpfs") == 0) { NEED_VALUE(); PUSH(p->tmpfs, p->n_tmpfs); }
+    else if (strcmp(a, "--tmpfs-size") == 0) { NEED_VALUE(); p->tmpfs_size = v; }
+    else if (strcmp(a, "--keep") == 0) { NEED_VALUE(); PUSH(p->keep, p->n_keep); }
+    else if (strcmp(a, "--hosts-file") == 0) { NEED_VALUE(); p->hosts_file = v; }
+    else if (strcmp(a, "--hostname") == 0) { NEED_VALUE(); p->hostname = v; }
+    else if (strcmp(a, "--host-network") == 0) p->host_network = 1;
+    else if (strcmp(a, "--new-session") == 0) p->new_session = 1;
+    else usage_error("unknown option '%s'", a);
+#undef NEED_VALUE
+#undef PUSH
+  }
+  if (i >= argc) usage_error("%s", "missing '-- CMD'");
+  if ((p->newuidmap == NULL) != (p->newgidmap == NULL))
+    usage_error("%s", "--newuidmap and --newgidmap go together");
+  if (p->userns_fd < 0 && (p->n_uid_map == 0 || p->n_gid_map == 0))
+    usage_error("%s", "--uid-map and --gid-map are required unless --userns-fd is given");
+  p->argv = argv + i;
+}
+
+/* ---- id maps ---- */
+
+static void format_map(char *buf, size_t len, const struct id_range *r, int n) {
+  size_t used = 0;
+  buf[0] = 0;
+  for (int k = 0; k < n && used < len; k++)
+    used += (size_t)snprintf(buf + used, len - used, "%lu %lu %lu\n", r[k].inside, r[k].outside, r[k].count);
+}
+
+/* Runs newuidmap/newgidmap PID INSIDE OUTSIDE COUNT... and waits for it. */
+static int run_map_helper(const char *helper, pid_t target, const struct id_range *r, int n) {
+  char *args[3 + 3 * MAX_LIST + 1];
+  char nums[1 + 3 * MAX_LIST][24];
+  int a = 0;
+  args[a++] = (char *)helper;
+  snprintf(nums[0], sizeof nums[0], "%d", (int)target);
+  args[a++] = nums[0];
+  for (int k = 0; k < n; k++) {
+    snprintf(nums[1 + 3 * k], 24, "%lu", r[k].inside);
+    snprintf(nums[2 + 3 * k], 24, "%lu", r[k].outside);
+    snprintf(nums[3 + 3 * k], 24, "%lu", r[k].count);
+    args[a++] = nums[1 + 3 * k];
+    args[a++] = nums[2 + 3 * k];
+    args[a++] = nums[3 + 3 * k];
+  }
+  args[a] = NULL;
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    execv(helper, args);
+    fprintf(stderr, "vitest-pool-rootless: exec %s: %s\n", helper, strerror(errno));
+    _exit(127);
+  }
+  int status;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) return -1;
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
+  errno = EPERM;
+  return -1;
+}
+
+/*
+ * Forked before unshare(): this process stays in the parent user namespace, which is
+ * where newuidmap must run to map the subordinate ranges onto the launcher. It waits
+ * for one byte ("unshared"), writes both maps, and answers with one status byte.
+ */
+static pid_t start_map_helper(const struct plan *p, int *go_fd, int *done_fd) {
+  int go[2], done[2];
+  if (pipe2(go, O_CLOEXEC) || pipe2(done, O_CLOEXEC)) return -1;
+  pid_t target = getpid();
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    /* child, outside the new namespaces */
+    close(go[1]);
+    close(done[0]);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    char c, result = 'u';
+    if (read_retry(go[0], &c, 1) != 1) _exit(1);
+    if (run_map_helper(p->newuidmap, target, p->uid_map, p->n_uid_map) == 0) {
+      result = 'g';
+      if (run_map_helper(p->newgidmap, target, p->gid_map, p->n_gid_map) == 0) result = 'k';
+    }
+    write_all(done[1], &result, 1);
+    _exit(0);
+  }
+  close(go[0]);
+  close(done[1]);
+  *go_fd = go[1];
+  *done_fd = done[0];
+  return pid;
+}
+
+/* ---- mounts ---- */
+
+static int path_is_under(const char *path, const char *dir) {
+  size_t n = strlen(dir);
+  while (n > 1 && dir[n - 1] == '/') n--;
+  if (n == 1 && dir[0] == '/') return path[0] == '/';
+  return strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == 0);
+}
+
+/* mkdir -p for directories, and an empty file as the last component for file binds. */
+static int make_mountpoint(const char *path, int is_dir) {
+  char buf[PATH_MAX];
+  if (strlen(path) >= sizeof buf) { errno = ENAMETOOLONG; return -1; }
+  strcpy(buf, path);
+  for (char *s = buf + 1; *s; s++) {
+    if (*s != '/') continue;
+    *s = 0;
+    if (mkdir(buf, 0755) < 0 && errno != EEXIST) return -1;
+    *s = '/';
+  }
+  if (is_dir) return mkdir(buf, 0755) < 0 && errno != EEXIST ? -1 : 0;
+  int fd = open(buf, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return errno == EISDIR ? 0 : -1;
+  close(fd);
+  return 0;
+}
+
+static int bind_fd(int fd, const char *target) {
+  char src[64];
+  snprintf(src, sizeof src, "/proc/self/fd/%d", fd);
+  return mount(src, target, NULL, MS_BIND | MS_REC, NULL);
+}
+
+/* ---- network ---- */
+
+static int loopback_up(void) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return -1;
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  strcpy(ifr.ifr_name, "lo");
+  int rc = ioctl(s, SIOCGIFFLAGS, &ifr);
+  if (rc == 0) {
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    rc = ioctl(s, SIOCSIFFLAGS, &ifr);
+  }
+  int saved = errno;
+  close(s);
+  errno = saved;
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  struct plan p;
+  parse_plan(argc, argv, &p);
+
+  /* The parent we must die with: Vitest, or the shell running `exec`. */
+  pid_t parent = getppid();
+
+  /*
+   * Open everything we will bind before any mount: a tmpfs on the temp dir hides the
+   * hosts file and the kept paths if they live there (and they usually do).
+   */
+  int hosts_fd = -1;
+  if (p.hosts_file) {
+    hosts_fd = open(p.hosts_file, O_RDONLY | O_CLOEXEC);
+    if (hosts_fd < 0) die_step(STEP_OPEN_HOSTS, "can't open hosts file %s", p.hosts_file);
+  }
+  int keep_fd[MAX_LIST];
+  int keep_dir[MAX_LIST];
+  for (int k = 0; k < p.n_keep; k++) {
+    struct stat st;
+    keep_fd[k] = open(p.keep[k], O_PATH | O_CLOEXEC);
+    if (keep_fd[k] < 0 || fstat(keep_fd[k], &st) < 0) die_step(STEP_OPEN_KEEP, "can't open %s", p.keep[k]);
+    keep_dir[k] = S_ISDIR(st.st_mode);
+  }
+  char cwd[PATH_MAX];
+  int have_cwd = getcwd(cwd, sizeof cwd) != NULL;
+
+  if (p.userns_fd >= 0) {
+    /*
+     * Warm path: join a user namespace that a holder already mapped, so no setuid
+     * helper runs per sandbox. The fd (not a pid) makes this immune to pid reuse.
+     */
+    if (setns(p.userns_fd, CLONE_NEWUSER) < 0) die_step(STEP_SETNS, "can't join user namespace fd %d", p.userns_fd);
+    close(p.userns_fd);
+    int flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (p.host_network ? 0 : CLONE_NEWNET);
+    if (unshare(flags) < 0) die_step(STEP_UNSHARE, "can't create mount/network/UTS/IPC namespaces");
+  } else {
+    /* parent side: fork the map helper while we are still in the caller's user namespace */
+    int go_fd = -1, done_fd = -1;
+    pid_t helper = -1;
+    if (p.newuidmap) {
+      helper = start_map_helper(&p, &go_fd, &done_fd);
+      if (helper < 0) die_step(STEP_MAP_HELPER, "can't start the id-map helper");
+    }
+
+    int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (p.host_network ? 0 : CLONE_NEWNET);
+    if (unshare(flags) < 0) {
+      if (errno == ENOSPC)
+        die_step(STEP_UNSHARE, "can't create a user namespace (limit in /proc/sys/user/max_user_namespaces)");
+      die_step(STEP_UNSHARE, "can't create user/mount/network namespaces");
+    }
+
+    char map[64 * MAX_LIST];
+    if (helper > 0) {
+      /* inside the new user namespace: let the helper map us from outside */
+      char go = 1, result = 0;
+      if (write_all(go_fd, &go, 1) < 0) die_step(STEP_MAP_HELPER, "can't signal the id-map helper");
+      if (read_retry(done_fd, &result, 1) != 1) { errno = EPIPE; die_step(STEP_MAP_HELPER, "id-map helper died"); }
+      while (waitpid(helper, NULL, 0) < 0 && errno == EINTR) {}
+      close(go_fd);
+      close(done_fd);
+      errno = 0;
+      if (result == 'u') die_step(STEP_UID_MAP, "%s failed to write the uid map (see its message above)", p.newuidmap);
+      if (result == 'g') die_step(STEP_GID_MAP, "%s failed to write the gid map (see its message above)", p.newgidmap);
+    } else {
+      /*
+       * Writing our own maps: an unprivileged caller may map only itself, and must
+       * deny setgroups(2) first (user_namespaces(7), "The /proc/[pid]/setgroups file").
+       * Real root may write any map and keeps setgroups allowed.
+       */
+      format_map(map, sizeof map, p.uid_map, p.n_uid_map);
+      if (write_file("/proc/self/uid_map", map) < 0) die_step(STEP_UID_MAP, "can't write /proc/self/uid_map");
+      format_map(map, sizeof map, p.gid_map, p.n_gid_map);
+      if (write_file("/proc/self/gid_map", map) < 0) {
+        if (errno != EPERM) die_step(STEP_GID_MAP, "can't write /proc/self/gid_map");
+        if (write_file("/proc/self/setgroups", "deny") < 0) die_step(STEP_GID_MAP, "can't write /proc/self/setgroups");
+        if (write_file("/proc/self/gid_map", map) < 0) die_step(STEP_GID_MAP, "can't write /proc/self/gid_map");
+      }
+    }
+  }
+
+  /*
+   * Become uid/gid 0 inside. Supplementary groups from outside show up as "nogroup"
+   * and can't be used for anything but confusion; drop them where setgroups is allowed.
+   */
+  if (setresgid(0, 0, 0) < 0) die_step(STEP_SETID, "can't become gid 0 in the sandbox");
+  if (setgroups(0, NULL) < 0 && errno != EPERM) die_step(STEP_SETID, "can't drop supplementary groups");
+  if (setresuid(0, 0, 0) < 0) die_step(STEP_SETID, "can't become uid 0 in the sandbox");
+
+  /* Nothing we mount may propagate back to the host: make the whole tree private first. */
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die_step(STEP_MOUNT_PRIVATE, "can't make / rprivate");
+
+  for (int t = 0; t < p.n_tmpfs; t++) {
+    char opts[128];
+    if (p.tmpfs_size) snprintf(opts, sizeof opts, "mode=1777,size=%s", p.tmpfs_size);
+    else snprintf(opts, sizeof opts, "mode=1777");
+    if (mount("tmpfs", p.tmpfs[t], "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+      die_step(STEP_TMPFS, "can't mount a tmpfs on %s", p.tmpfs[t]);
+    /* bind back what the target needs from under this tmpfs (project, node, caches) */
+    for (int k = 0; k < p.n_keep; k++) {
+      if (!path_is_under(p.keep[k], p.tmpfs[t])) continue;
+      if (make_mountpoint(p.keep[k], keep_dir[k]) < 0) die_step(STEP_KEEP, "can't create %s", p.keep[k]);
+      if (bind_fd(keep_fd[k], p.keep[k]) < 0) die_step(STEP_KEEP, "can't bind %s back", p.keep[k]);
+    }
+  }
+  for (int k = 0; k < p.n_keep; k++) close(keep_fd[k]);
+
+  if (hosts_fd >= 0) {
+    if (bind_fd(hosts_fd, "/etc/hosts") < 0) die_step(STEP_HOSTS, "can't bind %s on /etc/hosts", p.hosts_file);
+    close(hosts_fd);
+  }
+
+  if (p.hostname && sethostname(p.hostname, strlen(p.hostname)) < 0)
+    die_step(STEP_HOSTNAME, "can't set hostname %s", p.hostname);
+
+  /* a new network namespace starts with lo down: 127.0.0.1 would be unreachable */
+  if (!p.host_network && loopback_up() < 0) die_step(STEP_LOOPBACK, "can't bring up lo");
+
+  /* the old cwd may now be hidden under a tmpfs; re-resolve it through the new tree */
+  if (have_cwd && chdir(cwd) < 0) die_step(STEP_CHDIR, "can't enter %s (add it to the kept paths)", cwd);
+
+  /* no controlling terminal: a test can't push keystrokes into the user's shell (TIOCSTI) */
+  if (p.new_session && setsid() < 0 && errno != EPERM) die_step(STEP_SESSION, "can't start a new session");
+
+  /*
+   * Die with the parent. PDEATHSIG is cleared by credential changes, so it is set last,
+   * and the parent may already be gone by now: check after arming it.
+   */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) die_step(STEP_PDEATHSIG, "can't set PR_SET_PDEATHSIG");
+  if (getppid() != parent) { errno = 0; die_step(STEP_PDEATHSIG, "parent process exited before the sandbox started"); }
+
+  execvp(p.argv[0], p.argv);
+  die_step(STEP_EXEC, "can't run %s", p.argv[0]);
+}
