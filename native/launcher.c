@@ -236,9 +236,28 @@ static int run_map_helper(const char *helper, pid_t target, const struct id_rang
 }
 
 /*
+ * Writes /proc/PID/{uid,gid}_map from the parent user namespace. Only a process there
+ * can hold CAP_SETUID over the new namespace's parent, which any map other than "my
+ * own id alone" needs -- even for real root (user_namespaces(7), "Defining user and
+ * group ID mappings"). Without that capability, setgroups must be denied before a gid
+ * map can be written.
+ */
+static int write_map_direct(pid_t pid, const char *which, const struct id_range *r, int n) {
+  char path[64], map[64 * MAX_LIST];
+  format_map(map, sizeof map, r, n);
+  if (strcmp(which, "gid_map") == 0 && geteuid() != 0) {
+    snprintf(path, sizeof path, "/proc/%d/setgroups", (int)pid);
+    if (write_file(path, "deny") < 0) return -1;
+  }
+  snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, which);
+  return write_file(path, map);
+}
+
+/*
  * Forked before unshare(): this process stays in the parent user namespace, which is
- * where newuidmap must run to map the subordinate ranges onto the launcher. It waits
- * for one byte ("unshared"), writes both maps, and answers with one status byte.
+ * where the maps must be written from (by newuidmap for subordinate ranges, or
+ * directly). It waits for one byte ("unshared"), writes both maps, and answers with
+ * "k", or "u"/"g" followed by the reason.
  */
 static pid_t start_map_helper(const struct plan *p, int *go_fd, int *done_fd) {
   int go[2], done[2];
@@ -253,9 +272,20 @@ static pid_t start_map_helper(const struct plan *p, int *go_fd, int *done_fd) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     char c, result = 'u';
     if (read_retry(go[0], &c, 1) != 1) _exit(1);
-    if (run_map_helper(p->newuidmap, target, p->uid_map, p->n_uid_map) == 0) {
+    if (p->newuidmap) {
+      if (run_map_helper(p->newuidmap, target, p->uid_map, p->n_uid_map) == 0) {
+        result = 'g';
+        if (run_map_helper(p->newgidmap, target, p->gid_map, p->n_gid_map) == 0) result = 'k';
+      }
+    } else if (write_map_direct(target, "uid_map", p->uid_map, p->n_uid_map) == 0) {
       result = 'g';
-      if (run_map_helper(p->newgidmap, target, p->gid_map, p->n_gid_map) == 0) result = 'k';
+      if (write_map_direct(target, "gid_map", p->gid_map, p->n_gid_map) == 0) result = 'k';
+    }
+    if (result != 'k') {
+      char why[160];
+      snprintf(why, sizeof why, "%c%s", result, strerror(errno));
+      write_all(done[1], why, strlen(why));
+      _exit(0);
     }
     write_all(done[1], &result, 1);
     _exit(0);
@@ -326,23 +356,6 @@ int main(int argc, char **argv) {
   /* The parent we must die with: Vitest, or the shell running `exec`. */
   pid_t parent = getppid();
 
-  /*
-   * Open everything we will bind before any mount: a tmpfs on the temp dir hides the
-   * hosts file and the kept paths if they live there (and they usually do).
-   */
-  int hosts_fd = -1;
-  if (p.hosts_file) {
-    hosts_fd = open(p.hosts_file, O_RDONLY | O_CLOEXEC);
-    if (hosts_fd < 0) die_step(STEP_OPEN_HOSTS, "can't open hosts file %s", p.hosts_file);
-  }
-  int keep_fd[MAX_LIST];
-  int keep_dir[MAX_LIST];
-  for (int k = 0; k < p.n_keep; k++) {
-    struct stat st;
-    keep_fd[k] = open(p.keep[k], O_PATH | O_CLOEXEC);
-    if (keep_fd[k] < 0 || fstat(keep_fd[k], &st) < 0) die_step(STEP_OPEN_KEEP, "can't open %s", p.keep[k]);
-    keep_dir[k] = S_ISDIR(st.st_mode);
-  }
   char cwd[PATH_MAX];
   int have_cwd = getcwd(cwd, sizeof cwd) != NULL;
 
@@ -358,11 +371,8 @@ int main(int argc, char **argv) {
   } else {
     /* parent side: fork the map helper while we are still in the caller's user namespace */
     int go_fd = -1, done_fd = -1;
-    pid_t helper = -1;
-    if (p.newuidmap) {
-      helper = start_map_helper(&p, &go_fd, &done_fd);
-      if (helper < 0) die_step(STEP_MAP_HELPER, "can't start the id-map helper");
-    }
+    pid_t helper = start_map_helper(&p, &go_fd, &done_fd);
+    if (helper < 0) die_step(STEP_MAP_HELPER, "can't start the id-map helper");
 
     int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (p.host_network ? 0 : CLONE_NEWNET);
     if (unshare(flags) < 0) {
@@ -371,33 +381,38 @@ int main(int argc, char **argv) {
       die_step(STEP_UNSHARE, "can't create user/mount/network namespaces");
     }
 
-    char map[64 * MAX_LIST];
-    if (helper > 0) {
-      /* inside the new user namespace: let the helper map us from outside */
-      char go = 1, result = 0;
-      if (write_all(go_fd, &go, 1) < 0) die_step(STEP_MAP_HELPER, "can't signal the id-map helper");
-      if (read_retry(done_fd, &result, 1) != 1) { errno = EPIPE; die_step(STEP_MAP_HELPER, "id-map helper died"); }
-      while (waitpid(helper, NULL, 0) < 0 && errno == EINTR) {}
-      close(go_fd);
-      close(done_fd);
-      errno = 0;
-      if (result == 'u') die_step(STEP_UID_MAP, "%s failed to write the uid map (see its message above)", p.newuidmap);
-      if (result == 'g') die_step(STEP_GID_MAP, "%s failed to write the gid map (see its message above)", p.newgidmap);
-    } else {
-      /*
-       * Writing our own maps: an unprivileged caller may map only itself, and must
-       * deny setgroups(2) first (user_namespaces(7), "The /proc/[pid]/setgroups file").
-       * Real root may write any map and keeps setgroups allowed.
-       */
-      format_map(map, sizeof map, p.uid_map, p.n_uid_map);
-      if (write_file("/proc/self/uid_map", map) < 0) die_step(STEP_UID_MAP, "can't write /proc/self/uid_map");
-      format_map(map, sizeof map, p.gid_map, p.n_gid_map);
-      if (write_file("/proc/self/gid_map", map) < 0) {
-        if (errno != EPERM) die_step(STEP_GID_MAP, "can't write /proc/self/gid_map");
-        if (write_file("/proc/self/setgroups", "deny") < 0) die_step(STEP_GID_MAP, "can't write /proc/self/setgroups");
-        if (write_file("/proc/self/gid_map", map) < 0) die_step(STEP_GID_MAP, "can't write /proc/self/gid_map");
-      }
-    }
+    /* inside the new user namespace: let the helper map us from outside */
+    char go = 1, result[160] = {0};
+    if (write_all(go_fd, &go, 1) < 0) die_step(STEP_MAP_HELPER, "can't signal the id-map helper");
+    ssize_t got = read_retry(done_fd, result, sizeof result - 1);
+    while (waitpid(helper, NULL, 0) < 0 && errno == EINTR) {}
+    close(go_fd);
+    close(done_fd);
+    errno = 0;
+    if (got <= 0) die_step(STEP_MAP_HELPER, "the id-map helper died before writing the maps");
+    if (result[0] == 'u')
+      die_step(STEP_UID_MAP, "can't write the uid map%s%s: %s", p.newuidmap ? " with " : "", p.newuidmap ? p.newuidmap : "", result + 1);
+    if (result[0] == 'g')
+      die_step(STEP_GID_MAP, "can't write the gid map%s%s: %s", p.newgidmap ? " with " : "", p.newgidmap ? p.newgidmap : "", result + 1);
+  }
+
+  /*
+   * Open what we will bind before any mount -- a tmpfs on the temp dir hides the hosts
+   * file and the kept paths when they live there, as they usually do -- but after
+   * unshare(CLONE_NEWNS): bind mounts only take sources from our own mount namespace.
+   */
+  int hosts_fd = -1;
+  if (p.hosts_file) {
+    hosts_fd = open(p.hosts_file, O_RDONLY | O_CLOEXEC);
+    if (hosts_fd < 0) die_step(STEP_OPEN_HOSTS, "can't open hosts file %s", p.hosts_file);
+  }
+  int keep_fd[MAX_LIST];
+  int keep_dir[MAX_LIST];
+  for (int k = 0; k < p.n_keep; k++) {
+    struct stat st;
+    keep_fd[k] = open(p.keep[k], O_PATH | O_CLOEXEC);
+    if (keep_fd[k] < 0 || fstat(keep_fd[k], &st) < 0) die_step(STEP_OPEN_KEEP, "can't open %s", p.keep[k]);
+    keep_dir[k] = S_ISDIR(st.st_mode);
   }
 
   /*

@@ -1,0 +1,44 @@
+/** Bad input: names the option, the value received and what was expected. */
+export class RootlessOptionError extends Error {
+  override readonly name = 'RootlessOptionError'
+  /** The option as the user spells it, e.g. `hosts` or `--tmpfs`. */
+  readonly option: string
+  /** The value that was rejected. */
+  readonly received: unknown
+
+  constructor(option: string, received: unknown, expected: string) {
+    super(`vitest-pool-rootless: option \`${option}\` ${expected}, got ${describe(received)}`)
+    this.option = option
+    this.received = received
+  }
+}
+
+/** The sandbox could not be built: a launcher step failed before the command ran. */
+export class SandboxError extends Error {
+  override readonly name = 'SandboxError'
+  /** The launcher step that failed (`unshare`, `uid-map`, `tmpfs`…). */
+  readonly step: string
+  readonly exitCode: number | null
+  readonly signal: NodeJS.Signals | null
+
+  constructor(message: string, details: { step: string; exitCode: number | null; signal?: NodeJS.Signals | null; cause?: unknown }) {
+    super(message, { cause: details.cause })
+    this.step = details.step
+    this.exitCode = details.exitCode
+    this.signal = details.signal ?? null
+  }
+}
+
+/** Renders a received value for an error message: short, quoted, never `[object Object]`. */
+export function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value)
+  if (typeof value === 'bigint') return `${value}n`
+  if (value === undefined || typeof value === 'number' || typeof value === 'boolean' || value === null) return String(value)
+  if (typeof value === 'function') return 'a function'
+  try {
+    const text = JSON.stringify(value)
+    return text.length > 120 ? `${text.slice(0, 117)}...` : text
+  } catch {
+    return Object.prototype.toString.call(value)
+  }
+}

@@ -1,0 +1,48 @@
+import { accessSync, constants, readFileSync } from 'node:fs'
+import { userInfo } from 'node:os'
+import { delimiter, join } from 'node:path'
+import type { IdentityFacts } from './idmap.js'
+import { parseSubidFile } from './subid.js'
+
+/** Reads what the id-map decision needs from this machine. `root` prefixes /etc and /proc (tests). */
+export function readHostFacts(env: NodeJS.ProcessEnv = process.env, root = ''): IdentityFacts {
+  const uid = process.geteuid!()
+  const gid = process.getegid!()
+  let userName: string | undefined
+  try {
+    userName = userInfo().username
+  } catch {
+    // a uid without a passwd entry (common in containers): subuid matches by number only
+  }
+  return {
+    uid,
+    gid,
+    userName,
+    subuid: parseSubidFile(readOptional(`${root}/etc/subuid`), '/etc/subuid'),
+    subgid: parseSubidFile(readOptional(`${root}/etc/subgid`), '/etc/subgid'),
+    newuidmap: findExecutable('newuidmap', env),
+    newgidmap: findExecutable('newgidmap', env),
+    noNewPrivs: /^NoNewPrivs:\s*1$/m.test(readOptional(`${root}/proc/self/status`)),
+  }
+}
+
+/** First executable `name` on PATH (plus the sbin dirs, where some distros put the id helpers). */
+export function findExecutable(name: string, env: NodeJS.ProcessEnv = process.env): string | null {
+  const dirs = [...(env.PATH ?? '').split(delimiter).filter(Boolean)]
+  for (const dir of dirs) {
+    const candidate = join(dir, name)
+    try {
+      accessSync(candidate, constants.X_OK)
+      return candidate
+    } catch {}
+  }
+  return null
+}
+
+function readOptional(path: string): string {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch {
+    return ''
+  }
+}

@@ -1,0 +1,24 @@
+/**
+ * Renders the sandbox's /etc/hosts. `localhost` and the sandbox hostname point at
+ * loopback; user entries come first so they win over anything in `base` (glibc uses
+ * the first match).
+ */
+export function renderHostsFile(entries: Map<string, string[]>, options: { hostname?: string; base?: string } = {}): string {
+  const all = new Map<string, string[]>()
+  for (const [name, ips] of entries) all.set(name, ips)
+  const loopback = ['127.0.0.1', '::1']
+  if (options.base === undefined) {
+    if (!all.has('localhost')) all.set('localhost', loopback)
+  }
+  if (options.hostname && !all.has(options.hostname.toLowerCase())) all.set(options.hostname.toLowerCase(), loopback)
+
+  // one line per address, names in insertion order, like a hand-written hosts file
+  const byIp = new Map<string, string[]>()
+  for (const [name, ips] of all) {
+    for (const ip of ips) byIp.set(ip, [...(byIp.get(ip) ?? []), name])
+  }
+  const lines = ['# written by vitest-pool-rootless for this sandbox only']
+  for (const [ip, names] of byIp) lines.push(`${ip}\t${names.join(' ')}`)
+  if (options.base !== undefined) lines.push('', '# from hostsFile', options.base.trimEnd())
+  return `${lines.join('\n')}\n`
+}

@@ -1,0 +1,99 @@
+import type { IdRange, SubidEntry } from './subid.js'
+import { findSubidRanges } from './subid.js'
+
+/** One line of /proc/PID/uid_map: ids inside → ids outside. */
+export interface IdMapLine {
+  inside: number
+  outside: number
+  count: number
+}
+
+/** What the id-map decision depends on; gathered by `readHostFacts`. */
+export interface IdentityFacts {
+  uid: number
+  gid: number
+  /** Login name, if the uid has a passwd entry. subuid(5) matches by name or by uid. */
+  userName?: string
+  subuid: SubidEntry[]
+  subgid: SubidEntry[]
+  /** Absolute paths of the setuid helpers, or null when not installed. */
+  newuidmap: string | null
+  newgidmap: string | null
+  /** NoNewPrivs: setuid binaries can't raise privileges, so the helpers can't work. */
+  noNewPrivs: boolean
+}
+
+export interface IdMapPlan {
+  uidMap: IdMapLine[]
+  gidMap: IdMapLine[]
+  /** Write the maps through newuidmap/newgidmap (unprivileged, multi-range). */
+  helpers: { newuidmap: string; newgidmap: string } | null
+  /** `subids`: own id + subordinate ranges; `self`: own id alone; `root`: real root. */
+  mode: 'subids' | 'self' | 'root'
+  /** Set when subordinate ids were wanted but can't be had: why, and what to do. */
+  warning?: string
+}
+
+/** Ids real root maps when it has no /etc/subuid range: 0..65535 onto themselves. */
+const ROOT_IDENTITY_COUNT = 65536
+
+/**
+ * Decides the uid/gid maps: the caller becomes 0 inside and, with `subids: 'auto'`,
+ * the caller's subordinate ranges follow as 1..N, so `chown 1000` works. Without
+ * them it falls back to mapping the caller alone and says why in `warning`.
+ */
+export function createIdMapPlan(facts: IdentityFacts, subids: 'auto' | false): IdMapPlan {
+  const self = (id: number): IdMapLine[] => [{ inside: 0, outside: id, count: 1 }]
+  const user = { name: facts.userName, id: facts.uid }
+  const ranges = subids === 'auto'
+    ? { uid: findSubidRanges(facts.subuid, user, '/etc/subuid'), gid: findSubidRanges(facts.subgid, user, '/etc/subgid') }
+    : { uid: [], gid: [] }
+
+  if (facts.uid === 0) {
+    // Real root may write any map itself. Same semantics as unprivileged: uid 0 inside
+    // and other ids usable; its own subid ranges if it has them, else identity.
+    if (ranges.uid.length > 0 && ranges.gid.length > 0) {
+      return { uidMap: stack(0, ranges.uid), gidMap: stack(facts.gid, ranges.gid), helpers: null, mode: 'root' }
+    }
+    const identity = subids === 'auto' ? ROOT_IDENTITY_COUNT : 1
+    return {
+      uidMap: [{ inside: 0, outside: 0, count: identity }],
+      gidMap: [{ inside: 0, outside: 0, count: identity }],
+      helpers: null,
+      mode: 'root',
+    }
+  }
+  if (subids === false) return { uidMap: self(facts.uid), gidMap: self(facts.gid), helpers: null, mode: 'self' }
+
+  const who = facts.userName ? `${facts.userName} (uid ${facts.uid})` : `uid ${facts.uid}`
+  const loginName = facts.userName ?? String(facts.uid)
+  const consequence = 'Tests still run as uid 0, but only your own id is mapped, so chown to any other id fails with EINVAL.'
+  let why: string | undefined
+  if (ranges.uid.length === 0 || ranges.gid.length === 0) {
+    const missing = [ranges.uid.length === 0 && '/etc/subuid', ranges.gid.length === 0 && '/etc/subgid'].filter(Boolean).join(' and ')
+    why = `${missing} has no range for ${who}. ${consequence} Add one: sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${loginName} (or the line "${loginName}:100000:65536" in /etc/subuid and /etc/subgid).`
+  } else if (!facts.newuidmap || !facts.newgidmap) {
+    why = `newuidmap/newgidmap are not installed. ${consequence} Install them: sudo apt-get install uidmap (Debian/Ubuntu), sudo dnf install shadow-utils (Fedora), apk add shadow-uidmap (Alpine).`
+  } else if (facts.noNewPrivs) {
+    why = `this process runs with NoNewPrivs set (see "NoNewPrivs:" in /proc/self/status), so the setuid newuidmap can't map your /etc/subuid range. ${consequence} Start the run without no_new_privs (Docker: drop --security-opt no-new-privileges; systemd: NoNewPrivileges=no).`
+  }
+  if (why) return { uidMap: self(facts.uid), gidMap: self(facts.gid), helpers: null, mode: 'self', warning: `vitest-pool-rootless: ${why}` }
+
+  return {
+    uidMap: stack(facts.uid, ranges.uid),
+    gidMap: stack(facts.gid, ranges.gid),
+    helpers: { newuidmap: facts.newuidmap!, newgidmap: facts.newgidmap! },
+    mode: 'subids',
+  }
+}
+
+/** `0 → own`, then each subordinate range at 1, 1+count₀, … */
+function stack(own: number, ranges: IdRange[]): IdMapLine[] {
+  const lines: IdMapLine[] = [{ inside: 0, outside: own, count: 1 }]
+  let next = 1
+  for (const r of ranges) {
+    lines.push({ inside: next, outside: r.start, count: r.count })
+    next += r.count
+  }
+  return lines
+}

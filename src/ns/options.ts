@@ -1,0 +1,178 @@
+import { statSync } from 'node:fs'
+import { isIP } from 'node:net'
+import { tmpdir } from 'node:os'
+import { isAbsolute, normalize } from 'node:path'
+import { RootlessOptionError } from './errors.js'
+
+/** Sandbox options shared by `rootless()` and `vitest-pool-rootless exec`. */
+export interface SandboxOptions {
+  /**
+   * Extra `/etc/hosts` entries: host name → IP address or addresses. Merged over the
+   * defaults (`localhost` and the sandbox hostname → 127.0.0.1 and ::1); a name given
+   * here replaces its default.
+   * @default {}
+   */
+  hosts?: Record<string, string | readonly string[]>
+  /**
+   * An absolute path to a hosts file to start from instead of the defaults; `hosts`
+   * entries still take precedence.
+   */
+  hostsFile?: string
+  /**
+   * Hostname inside the sandbox (`os.hostname()`); 1–64 characters of letters,
+   * digits, `.` and `-`. Unset: the host's hostname is kept.
+   */
+  hostname?: string
+  /**
+   * Absolute paths of existing directories that get a private, empty tmpfs. `false`
+   * for none. Paths the worker needs under them (project, node, cwd) stay visible.
+   * @default [os.tmpdir()]
+   */
+  tmpfs?: readonly string[] | false
+  /**
+   * Size limit of each tmpfs: bytes as a number, or a string such as `'512m'`,
+   * `'2g'`, `'50%'` (of RAM). Unset: the kernel default, half of RAM.
+   */
+  tmpfsSize?: string | number
+  /** Extra absolute paths under a tmpfs target that stay visible inside. @default [] */
+  keep?: readonly string[]
+  /**
+   * `'auto'` maps your /etc/subuid and /etc/subgid ranges as ids 1..N (needs the
+   * `uidmap` package), falling back to your own id alone with a warning; `false`
+   * maps your own id alone.
+   * @default 'auto'
+   */
+  subids?: 'auto' | false
+  /**
+   * `'isolated'`: a private network with only loopback. `'host'`: keep the host's
+   * network (for debugging, e.g. `--inspect`).
+   * @default 'isolated'
+   */
+  network?: 'isolated' | 'host'
+}
+
+/** Options after validation, with defaults applied. */
+export interface ResolvedSandboxOptions {
+  hosts: Map<string, string[]>
+  hostsFile?: string
+  hostname?: string
+  tmpfs: string[]
+  tmpfsSize?: string
+  keep: string[]
+  subids: 'auto' | false
+  network: 'isolated' | 'host'
+}
+
+export const SANDBOX_OPTION_KEYS = ['hosts', 'hostsFile', 'hostname', 'tmpfs', 'tmpfsSize', 'keep', 'subids', 'network'] as const
+
+const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/
+const UTS_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,62})$/
+const SIZE = /^([1-9]\d{0,15})([kmg]?)$|^([1-9]\d?|100)%$/i
+
+/**
+ * Validates sandbox options before anything starts. Each error names the option (as
+ * `spell` renders it: `hostsFile` for the pool, `--hosts-file` for the CLI), the value
+ * received, and what was expected.
+ */
+export function validateSandboxOptions(
+  input: unknown,
+  spell: (key: string) => string = (key) => key,
+  allowedKeys: readonly string[] = SANDBOX_OPTION_KEYS,
+): ResolvedSandboxOptions {
+  if (input === undefined) input = {}
+  if (!isPlainObject(input)) throw new RootlessOptionError('options', input, 'expects an object of options')
+  for (const key of Object.keys(input)) {
+    if (!allowedKeys.includes(key)) {
+      throw new RootlessOptionError(key, input[key], `is not an option; known options are ${allowedKeys.map(spell).join(', ')}`)
+    }
+  }
+  const o = input as Record<string, unknown>
+  return {
+    hosts: validateHosts(o.hosts, spell('hosts')),
+    hostsFile: o.hostsFile === undefined ? undefined : existingPath(o.hostsFile, spell('hostsFile'), 'file'),
+    hostname: o.hostname === undefined ? undefined : validateHostname(o.hostname, spell('hostname')),
+    tmpfs: validateTmpfs(o.tmpfs, spell('tmpfs')),
+    tmpfsSize: o.tmpfsSize === undefined ? undefined : validateSize(o.tmpfsSize, spell('tmpfsSize')),
+    keep: validateList(o.keep, spell('keep'), (p, name) => existingPath(p, name, 'any')),
+    subids: oneOf(o.subids ?? 'auto', spell('subids'), ['auto', false] as const),
+    network: oneOf(o.network ?? 'isolated', spell('network'), ['isolated', 'host'] as const),
+  }
+}
+
+function validateHosts(value: unknown, option: string): Map<string, string[]> {
+  const hosts = new Map<string, string[]>()
+  if (value === undefined) return hosts
+  if (!isPlainObject(value)) throw new RootlessOptionError(option, value, 'expects an object that maps host names to IP addresses')
+  for (const [name, ips] of Object.entries(value)) {
+    if (!HOST_NAME.test(name)) {
+      throw new RootlessOptionError(option, name, 'expects host names of letters, digits, "-", "_" and "." (no spaces, not empty, at most 253 characters)')
+    }
+    const list = typeof ips === 'string' ? [ips] : ips
+    if (!Array.isArray(list) || list.length === 0 || !list.every((ip) => typeof ip === 'string' && isIP(ip) !== 0)) {
+      throw new RootlessOptionError(option, { [name]: ips }, `expects "${name}" to map to an IPv4/IPv6 address or a non-empty array of them`)
+    }
+    hosts.set(name.toLowerCase().replace(/\.$/, ''), [...new Set(list as string[])])
+  }
+  return hosts
+}
+
+function validateHostname(value: unknown, option: string): string {
+  if (typeof value !== 'string' || !UTS_NAME.test(value)) {
+    throw new RootlessOptionError(option, value, 'expects 1 to 64 letters, digits, "." or "-", starting with a letter or digit')
+  }
+  return value
+}
+
+function validateTmpfs(value: unknown, option: string): string[] {
+  if (value === false) return []
+  if (value === undefined) return [normalize(tmpdir())]
+  const paths = validateList(value, option, (p, name) => existingPath(p, name, 'directory'))
+  for (const p of paths) {
+    if (p === '/') throw new RootlessOptionError(option, p, 'expects directories other than "/" (a tmpfs on / hides the whole system)')
+  }
+  return [...new Set(paths)]
+}
+
+function validateSize(value: unknown, option: string): string {
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value) || value < 4096) {
+      throw new RootlessOptionError(option, value, 'expects a whole number of bytes of at least 4096, or a string like "512m", "2g" or "50%"')
+    }
+    return String(value)
+  }
+  if (typeof value !== 'string' || !SIZE.test(value)) {
+    throw new RootlessOptionError(option, value, 'expects a size like "512m", "2g", "50%" or a number of bytes')
+  }
+  return value.toLowerCase()
+}
+
+function validateList(value: unknown, option: string, each: (item: unknown, option: string) => string): string[] {
+  if (value === undefined) return []
+  if (!Array.isArray(value)) throw new RootlessOptionError(option, value, 'expects an array of absolute paths')
+  return value.map((item) => each(item, option))
+}
+
+function existingPath(value: unknown, option: string, kind: 'file' | 'directory' | 'any'): string {
+  if (typeof value !== 'string' || !isAbsolute(value)) throw new RootlessOptionError(option, value, 'expects an absolute path')
+  const path = normalize(value).replace(/(.)\/$/, '$1')
+  let stat
+  try {
+    stat = statSync(path)
+  } catch {
+    throw new RootlessOptionError(option, value, `expects an existing ${kind === 'any' ? 'path' : kind}, but nothing is there`)
+  }
+  if (kind === 'file' && !stat.isFile()) throw new RootlessOptionError(option, value, 'expects a file, but it is not a regular file')
+  if (kind === 'directory' && !stat.isDirectory()) throw new RootlessOptionError(option, value, 'expects a directory, but it is not one')
+  return path
+}
+
+function oneOf<T extends string | boolean>(value: unknown, option: string, allowed: readonly T[]): T {
+  if (!allowed.includes(value as T)) {
+    throw new RootlessOptionError(option, value, `expects one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}`)
+  }
+  return value as T
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && (Object.getPrototypeOf(value) === Object.prototype || Object.getPrototypeOf(value) === null)
+}

@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config'
+
+// The project's own tests. They drive the launcher, the CLI and real Vitest runs as
+// child processes, so they run under the stock `forks` pool.
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    // e2e files start whole Vitest runs; two at once is what 2 cores take
+    maxWorkers: 2,
+  },
+})
