@@ -12,13 +12,10 @@ export function renderHostsFile(entries: Map<string, string[]>, options: { hostn
   }
   if (options.hostname && !all.has(options.hostname.toLowerCase())) all.set(options.hostname.toLowerCase(), loopback)
 
-  // one line per address, names in insertion order, like a hand-written hosts file
-  const byIp = new Map<string, string[]>()
-  for (const [name, ips] of all) {
-    for (const ip of ips) byIp.set(ip, [...(byIp.get(ip) ?? []), name])
-  }
+  // one line per name and address: grouping names on one line would make the first
+  // the canonical name of the others (`getent hosts localhost` answering another name)
   const lines = ['# written by vitest-pool-rootless for this sandbox only']
-  for (const [ip, names] of byIp) lines.push(`${ip}\t${names.join(' ')}`)
+  for (const [name, ips] of all) for (const ip of ips) lines.push(`${ip}\t${name}`)
   if (options.base !== undefined) lines.push('', '# from hostsFile', options.base.trimEnd())
   return `${lines.join('\n')}\n`
 }

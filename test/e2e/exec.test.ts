@@ -1,0 +1,145 @@
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { createServer, type Server } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { describeSandbox, exec, mountTable, subidRangesOf } from '../support/sandbox.js'
+
+const uid = process.geteuid!()
+const node = process.execPath
+
+describeSandbox('vitest-pool-rootless exec', () => {
+  it('runs the command as uid 0', () => {
+    const r = exec([], ['id', '-u'])
+    expect(r.stderr).toBe('')
+    expect(r.stdout).toBe('0\n')
+  })
+
+  it('maps the caller to 0, then the whole subuid range from 1', () => {
+    const r = exec([], ['cat', '/proc/self/uid_map', '/proc/self/gid_map'])
+    const lines = r.stdout.trim().split('\n').map((l) => l.trim().split(/\s+/).map(Number))
+    const uidLines = lines.slice(0, lines.length / 2)
+    const ranges = subidRangesOf('/etc/subuid')
+    if (uid === 0 && ranges.length === 0) {
+      expect(uidLines).toEqual([[0, 0, 65536]])
+    } else {
+      expect(uidLines[0]).toEqual([0, uid, 1])
+      let next = 1
+      expect(uidLines.slice(1)).toEqual(ranges.map(([start, count]) => {
+        const line = [next, start, count]
+        next += count
+        return line
+      }))
+      // a CI user without ranges would make this test prove nothing
+      if (process.env.CI) expect(ranges.length).toBeGreaterThan(0)
+    }
+  })
+
+  it('lets root inside chown a /tmp file to 1000 and 54321', () => {
+    const r = exec([], ['sh', '-c', 'f=/tmp/owned; touch $f && chown 1000:1000 $f && stat -c %u:%g $f && chown 54321:54321 $f && stat -c %u:%g $f'])
+    expect(r.stderr).toBe('')
+    expect(r.stdout).toBe('1000:1000\n54321:54321\n')
+  })
+
+  it('mounts a tmpfs on /mnt', () => {
+    const r = exec([], ['sh', '-c', 'mount -t tmpfs none /mnt && grep " /mnt " /proc/self/mountinfo | wc -l'])
+    expect(r.stderr).toBe('')
+    expect(r.stdout.trim()).toBe('1')
+  })
+
+  it('listens on port 80 on 127.0.0.1 and ::1, and connects to both', () => {
+    const script = `
+      const net = require('node:net')
+      const listen = (host) => new Promise((ok, fail) => { const s = net.createServer((c) => c.end('hi')); s.once('error', fail); s.listen(80, host, () => ok(s)) })
+      const fetch = (host) => new Promise((ok, fail) => { const c = net.connect(80, host); let d = ''; c.on('data', (x) => d += x); c.on('end', () => ok(d)); c.on('error', fail) })
+      ;(async () => {
+        const servers = [await listen('127.0.0.1'), await listen('::1')]
+        console.log(await fetch('127.0.0.1'), await fetch('::1'))
+        servers.forEach((s) => s.close())
+      })().catch((e) => { console.error(e.message); process.exit(1) })`
+    const r = exec([], [node, '-e', script])
+    expect(r.stderr).toBe('')
+    expect(r.stdout).toBe('hi hi\n')
+  })
+
+  it('answers host lookups from the private hosts file, and sets the hostname', () => {
+    const r = exec(['--hostname', 'sandbox-box', '--host', 'api.example.test=127.0.0.1', '--host', 'db.example.test=10.9.8.7'], [
+      'sh', '-c', `hostname; getent hosts api.example.test db.example.test; ${node} -e "require('dns').lookup('sandbox-box', 4, (e, a) => console.log(e ? e.code : a))"`,
+    ])
+    expect(r.stderr).toBe('')
+    const [hostname, api, db, self] = r.stdout.trim().split('\n').map((l) => l.trim().split(/\s+/))
+    expect(hostname).toEqual(['sandbox-box'])
+    expect(api).toEqual(['127.0.0.1', 'api.example.test'])
+    expect(db).toEqual(['10.9.8.7', 'db.example.test'])
+    expect(self).toEqual(['127.0.0.1'])
+  })
+
+  it('has only a loopback interface, and it is up', () => {
+    const r = exec([], ['cat', '/proc/net/dev'])
+    const interfaces = r.stdout.split('\n').slice(2).filter(Boolean).map((l) => l.split(':')[0]!.trim())
+    expect(interfaces).toEqual(['lo'])
+    const flags = exec([], ['cat', '/sys/class/net/lo/flags'])
+    expect(Number(flags.stdout.trim()) & 1).toBe(1) // IFF_UP
+  })
+
+  it('keeps /tmp private: empty inside, and writes do not reach the host', () => {
+    const marker = `vpr-marker-${process.pid}-${Date.now()}`
+    const r = exec([], ['sh', '-c', `ls -A /tmp | wc -l; echo x > /tmp/${marker}; ls /tmp`], { cwd: '/' })
+    expect(r.stderr).toBe('')
+    expect(r.stdout).toBe(`0\n${marker}\n`)
+    expect(existsSync(join(tmpdir(), marker))).toBe(false)
+  })
+
+  it('keeps the working directory visible when it lives under the tmpfs', () => {
+    const project = mkdtempSync(join(tmpdir(), 'vpr-project-'))
+    try {
+      const r = exec([], ['sh', '-c', 'pwd; echo made > inside.txt'], { cwd: project })
+      expect(r.stderr).toBe('')
+      expect(r.stdout).toBe(`${project}\n`)
+      expect(existsSync(join(project, 'inside.txt'))).toBe(true)
+    } finally {
+      rmSync(project, { recursive: true, force: true })
+    }
+  })
+
+  it('leaves no mount behind on the host', () => {
+    const before = mountTable()
+    exec(['--tmpfs', tmpdir()], ['sh', '-c', 'mount -t tmpfs none /mnt'])
+    expect(mountTable()).toEqual(before)
+  })
+
+  describeHostListener()
+
+  it('propagates exit status 0, 42, and death by signal', () => {
+    expect(exec([], ['true']).status).toBe(0)
+    expect(exec([], ['sh', '-c', 'exit 42']).status).toBe(42)
+    const killed = exec([], ['sh', '-c', 'kill -KILL $$'])
+    expect(killed.status).toBe(null)
+    expect(killed.signal).toBe('SIGKILL')
+  })
+
+  it('never reads arguments after "--" as its own options', () => {
+    const r = exec([], ['echo', '--tmpfs', '--no-subids', '--'])
+    expect(r.stdout).toBe('--tmpfs --no-subids --\n')
+  })
+})
+
+function describeHostListener() {
+  let server: Server
+  let port = 0
+  beforeAll(async () => {
+    server = createServer((c) => c.end('host'))
+    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok))
+    port = (server.address() as { port: number }).port
+  })
+  afterAll(() => new Promise<void>((ok) => server.close(() => ok())))
+
+  it('cannot reach a server the host listens on at 127.0.0.1', () => {
+    const script = `require('node:net').connect(${port}, '127.0.0.1').on('connect', () => { console.log('reached'); process.exit(0) }).on('error', (e) => { console.log(e.code); process.exit(0) })`
+    const inside = exec([], [node, '-e', script])
+    expect(inside.stdout.trim()).toBe('ECONNREFUSED')
+    // and the same script from the host does reach it, so the test can fail
+    const outside = exec(['--network', 'host'], [node, '-e', script])
+    expect(outside.stdout.trim()).toBe('reached')
+  })
+}
