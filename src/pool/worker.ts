@@ -1,0 +1,107 @@
+import { fork, type ChildProcess } from 'node:child_process'
+import { EventEmitter } from 'node:events'
+import { dirname } from 'node:path'
+import { ForksPoolWorker, type PoolOptions, type WorkerRequest } from 'vitest/node'
+import { launcherStep } from '../ns/steps.js'
+import type { RunState } from './run-state.js'
+
+/** The part of ForksPoolWorker we build ourselves: its child process. */
+interface ForkSlot {
+  _fork?: ChildProcess
+  readonly entrypoint: string
+}
+
+/**
+ * Vitest's `forks` transport with one change: the child is started through the
+ * launcher, so it runs as uid 0 in a fresh sandbox. Piping stdio into Vitest's logger,
+ * SIGTERM-then-SIGKILL on stop and message passing are ForksPoolWorker's own.
+ */
+export class RootlessPoolWorker extends ForksPoolWorker {
+  override readonly name: string = 'rootless'
+  /**
+   * Transformed modules go over IPC, not through files under the host's temp dir,
+   * which the sandbox's private tmpfs would hide from the worker.
+   */
+  override readonly cacheFs: boolean = false
+
+  private readonly run: RunState
+  private readonly needs: string[]
+  private readonly errors = new EventEmitter()
+  private files: string[] = []
+  private stopping = false
+
+  constructor(options: PoolOptions, run: RunState) {
+    super(options)
+    this.run = run
+    // paths a worker reads from disk; those under a tmpfs target are bound back in
+    this.needs = [
+      options.project.config.root,
+      options.project.vitest.config.root,
+      dirname(dirname(options.distPath)), // the vitest package
+      dirname(process.execPath),
+      process.cwd(),
+    ]
+  }
+
+  override on(event: string, callback: (arg: any) => void): void {
+    if (event === 'error') this.errors.on('error', callback)
+    super.on(event, callback)
+  }
+
+  override off(event: string, callback: (arg: any) => void): void {
+    if (event === 'error') this.errors.off('error', callback)
+    super.off(event, callback)
+  }
+
+  override send(message: WorkerRequest): void {
+    if (message.type === 'run' || message.type === 'collect') {
+      this.files = message.context.files.map((f) => (typeof f === 'string' ? f : f.filepath))
+    }
+    super.send(message)
+  }
+
+  override async start(): Promise<void> {
+    const slot = this as unknown as ForkSlot
+    if (!slot._fork) {
+      const sandbox = await this.run.prepare()
+      const child = fork(slot.entrypoint, [], {
+        execPath: sandbox.launcher,
+        // fork() runs `execPath ...execArgv entrypoint`: the launcher's plan, then node
+        execArgv: [...sandbox.args({ needs: this.needs, newSession: true }), '--', process.execPath, ...this.execArgv],
+        env: this.env,
+        stdio: 'pipe',
+        serialization: 'advanced',
+      })
+      child.once('exit', (code, signal) => this.onExit(code, signal))
+      slot._fork = child
+      this.stopping = false
+      await super.start()
+      if (slot._fork !== child) {
+        // never let a Vitest change start the worker outside the sandbox unnoticed
+        child.kill('SIGKILL')
+        throw new Error('vitest-pool-rootless: this Vitest version started its own worker process; the rootless pool does not support it yet.')
+      }
+      return
+    }
+    await super.start()
+  }
+
+  override async stop(): Promise<void> {
+    this.stopping = true
+    await super.stop()
+  }
+
+  /** An exit we did not ask for: say which files, which code or signal, and why if we know. */
+  private onExit(code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.stopping) return
+    const step = launcherStep(code)
+    const how = signal ? `was killed by ${signal}` : `exited with code ${code}`
+    const files = this.files.length > 0 ? ` while running ${this.files.join(', ')}` : ''
+    const why = step
+      ? ` before the test started: the sandbox's "${step}" step failed (its message is in the output above)`
+      : ''
+    const error = new Error(`vitest-pool-rootless: the sandboxed worker ${how}${files}${why}`)
+    Object.assign(error, { exitCode: code, signal, files: this.files, step })
+    this.errors.emit('error', error)
+  }
+}
