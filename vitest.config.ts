@@ -5,6 +5,9 @@ import { defineConfig } from 'vitest/config'
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // fixtures are projects of their own, run by the e2e tests through real Vitest
+    exclude: ['test/fixtures/**', '**/node_modules/**', '.e2e/**'],
+    globalSetup: ['test/support/global-setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
     // e2e files start whole Vitest runs; two at once is what 2 cores take

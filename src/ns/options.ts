@@ -66,7 +66,7 @@ export interface ResolvedSandboxOptions {
 export const SANDBOX_OPTION_KEYS = ['hosts', 'hostsFile', 'hostname', 'tmpfs', 'tmpfsSize', 'keep', 'subids', 'network'] as const
 
 const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/
-const UTS_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,62})$/
+const UTS_NAME = /^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$/
 const SIZE = /^([1-9]\d{0,15})([kmg]?)$|^([1-9]\d?|100)%$/i
 
 /**
@@ -94,8 +94,8 @@ export function validateSandboxOptions(
     tmpfs: validateTmpfs(o.tmpfs, spell('tmpfs')),
     tmpfsSize: o.tmpfsSize === undefined ? undefined : validateSize(o.tmpfsSize, spell('tmpfsSize')),
     keep: validateList(o.keep, spell('keep'), (p, name) => existingPath(p, name, 'any')),
-    subids: oneOf(o.subids ?? 'auto', spell('subids'), ['auto', false] as const),
-    network: oneOf(o.network ?? 'isolated', spell('network'), ['isolated', 'host'] as const),
+    subids: oneOf(o.subids === undefined ? 'auto' : o.subids, spell('subids'), ['auto', false] as const),
+    network: oneOf(o.network === undefined ? 'isolated' : o.network, spell('network'), ['isolated', 'host'] as const),
   }
 }
 
@@ -126,10 +126,11 @@ function validateHostname(value: unknown, option: string): string {
 function validateTmpfs(value: unknown, option: string): string[] {
   if (value === false) return []
   if (value === undefined) return [normalize(tmpdir())]
-  const paths = validateList(value, option, (p, name) => existingPath(p, name, 'directory'))
-  for (const p of paths) {
-    if (p === '/') throw new RootlessOptionError(option, p, 'expects directories other than "/" (a tmpfs on / hides the whole system)')
-  }
+  const paths = validateList(value, option, (p, name) => {
+    const path = existingPath(p, name, 'directory')
+    if (path === '/') throw new RootlessOptionError(option, p, 'expects directories other than "/" (a tmpfs on / hides the whole system)')
+    return path
+  })
   return [...new Set(paths)]
 }
 
@@ -154,7 +155,8 @@ function validateList(value: unknown, option: string, each: (item: unknown, opti
 
 function existingPath(value: unknown, option: string, kind: 'file' | 'directory' | 'any'): string {
   if (typeof value !== 'string' || !isAbsolute(value)) throw new RootlessOptionError(option, value, 'expects an absolute path')
-  const path = normalize(value).replace(/(.)\/$/, '$1')
+  // stat before dropping a trailing slash: "/etc/hosts/" is not a file
+  const path = normalize(value)
   let stat
   try {
     stat = statSync(path)
@@ -163,7 +165,7 @@ function existingPath(value: unknown, option: string, kind: 'file' | 'directory'
   }
   if (kind === 'file' && !stat.isFile()) throw new RootlessOptionError(option, value, 'expects a file, but it is not a regular file')
   if (kind === 'directory' && !stat.isDirectory()) throw new RootlessOptionError(option, value, 'expects a directory, but it is not one')
-  return path
+  return path.length > 1 ? path.replace(/\/$/, '') : path
 }
 
 function oneOf<T extends string | boolean>(value: unknown, option: string, allowed: readonly T[]): T {

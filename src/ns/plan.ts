@@ -52,7 +52,7 @@ export function createSandboxPlan(inputs: PlanInputs): SandboxPlan {
  * undo the tmpfs.
  */
 export function keptPaths(targets: string[], needs: string[]): string[] {
-  const under = needs.filter((p) => targets.some((t) => isStrictlyUnder(p, t)))
+  const under = needs.filter((p) => !targets.includes(p) && targets.some((t) => isStrictlyUnder(p, t)))
   const unique = [...new Set(under)].sort()
   return unique.filter((p) => !unique.some((other) => other !== p && isStrictlyUnder(p, other)))
 }

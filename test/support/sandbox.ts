@@ -25,15 +25,17 @@ export const usernsUnavailable: string | undefined = (() => {
  * kernel can't, turned into a failing test where USERNS_REQUIRED says it must.
  */
 export function describeSandbox(name: string, body: () => void): void {
-  if (!usernsUnavailable) return describe(name, body)
-  if (USERNS_REQUIRED) {
-    return describe(name, () => {
+  if (!usernsUnavailable) {
+    describe(name, body)
+  } else if (USERNS_REQUIRED) {
+    describe(name, () => {
       it('needs user namespaces (VITEST_POOL_ROOTLESS_REQUIRE_USERNS=1)', () => {
         throw new Error(usernsUnavailable)
       })
     })
+  } else {
+    describe.skip(`${name} (skipped: ${usernsUnavailable})`, body)
   }
-  describe.skip(`${name} (skipped: ${usernsUnavailable})`, body)
 }
 
 /** Runs `vitest-pool-rootless exec [flags] -- cmd...` and returns what it did. */

