@@ -28,7 +28,7 @@ export class RootlessPoolWorker extends ForksPoolWorker {
   private readonly needs: string[]
   private readonly errors = new EventEmitter()
   private files: string[] = []
-  private stopping = false
+  private readonly exitListeners = new Map<(...args: any[]) => void, (...args: any[]) => void>()
 
   constructor(options: PoolOptions, run: RunState) {
     super(options)
@@ -45,11 +45,33 @@ export class RootlessPoolWorker extends ForksPoolWorker {
 
   override on(event: string, callback: (arg: any) => void): void {
     if (event === 'error') this.errors.on('error', callback)
+    if (event === 'exit') {
+      // Vitest's runner listens for 'exit' only while it does not expect one (it stops
+      // listening before it stops the worker), so this wrapper sees only crashes.
+      const wrapped = (code: number | null, signal: NodeJS.Signals | null) => {
+        this.reportCrash(code, signal)
+        try {
+          ;(callback as (c: number | null, s: NodeJS.Signals | null) => void)(code, signal)
+        } catch (error) {
+          // The runner re-reports the exit as a generic 'error'. Ours was already taken
+          // by the task, which then stopped listening, and an 'error' event nobody
+          // listens to would throw and take down the whole Vitest process.
+          if (!(error instanceof Error && error.message.startsWith('Worker exited unexpectedly'))) throw error
+        }
+      }
+      this.exitListeners.set(callback, wrapped)
+      return super.on(event, wrapped as (arg: any) => void)
+    }
     super.on(event, callback)
   }
 
   override off(event: string, callback: (arg: any) => void): void {
     if (event === 'error') this.errors.off('error', callback)
+    if (event === 'exit') {
+      const wrapped = this.exitListeners.get(callback)
+      this.exitListeners.delete(callback)
+      return super.off(event, wrapped ?? callback)
+    }
     super.off(event, callback)
   }
 
@@ -72,9 +94,7 @@ export class RootlessPoolWorker extends ForksPoolWorker {
         stdio: 'pipe',
         serialization: 'advanced',
       })
-      child.once('exit', (code, signal) => this.onExit(code, signal))
       slot._fork = child
-      this.stopping = false
       await super.start()
       if (slot._fork !== child) {
         // never let a Vitest change start the worker outside the sandbox unnoticed
@@ -86,14 +106,9 @@ export class RootlessPoolWorker extends ForksPoolWorker {
     await super.start()
   }
 
-  override async stop(): Promise<void> {
-    this.stopping = true
-    await super.stop()
-  }
-
-  /** An exit we did not ask for: say which files, which code or signal, and why if we know. */
-  private onExit(code: number | null, signal: NodeJS.Signals | null): void {
-    if (this.stopping) return
+  /** An exit nobody asked for: say which files, which code or signal, and why if we know. */
+  private reportCrash(code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.errors.listenerCount('error') === 0) return
     const step = launcherStep(code)
     const how = signal ? `was killed by ${signal}` : `exited with code ${code}`
     const files = this.files.length > 0 ? ` while running ${this.files.join(', ')}` : ''

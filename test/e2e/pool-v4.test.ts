@@ -1,0 +1,3 @@
+import { definePoolSuite } from '../support/pool-suite.js'
+
+definePoolSuite(4)

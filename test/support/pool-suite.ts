@@ -1,0 +1,142 @@
+import { spawn } from 'node:child_process'
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { beforeAll, expect, inject, it } from 'vitest'
+import { copyFixture, prepareConsumer, type Consumer } from './consumer.js'
+import { describeSandbox, mountTable } from './sandbox.js'
+
+export interface VitestRun {
+  code: number | null
+  output: string
+}
+
+/** Runs a copied fixture through the consumer's real Vitest: `vitest run --root <fixture> ...args`. */
+export function runVitest(consumer: Consumer, root: string, args: string[] = [], env: Record<string, string> = {}): Promise<VitestRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(consumer.node, [consumer.vitest, 'run', '--root', root, '--reporter=verbose', ...args], {
+      cwd: root,
+      env: { ...process.env, CI: 'true', NO_COLOR: '1', FORCE_COLOR: '0', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let output = ''
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (output += d))
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d))
+    const timer = setTimeout(() => child.kill('SIGKILL'), 150_000)
+    child.once('error', reject)
+    child.once('close', (code) => {
+      clearTimeout(timer)
+      resolve({ code, output })
+    })
+  })
+}
+
+/** Processes of ours still alive: launchers, or node running a Vitest worker entry. */
+export function leftoverProcesses(consumer: Consumer): string[] {
+  const found: string[] = []
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ')
+      if (cmd.includes(consumer.dir) && Number(pid) !== process.pid) found.push(`${pid} ${cmd}`)
+    } catch {}
+  }
+  return found
+}
+
+/** The pool's end-to-end suite against one Vitest major, on fixtures in test/fixtures. */
+export function definePoolSuite(major: 4 | 5): void {
+  describeSandbox(`rootless() on Vitest ${major}`, () => {
+    let consumer: Consumer
+    beforeAll(() => {
+      consumer = prepareConsumer(major, inject('tarball'))
+    }, 300_000)
+
+    it('gives every file uid 0, chown, port 80, hosts, hostname and an empty private /tmp', async () => {
+      const root = copyFixture(consumer, 'sandboxed')
+      // a module of several MB: transformed code must reach the worker despite the tmpfs
+      const big = Array.from({ length: 40_000 }, (_, i) => `item-${i}-${'x'.repeat(60)}`)
+      writeFileSync(join(root, 'big.generated.ts'), `export const BIG: string[] = ${JSON.stringify(big)}\n`)
+      const marker = `vpr-e2e-${major}-${process.pid}`
+      const mountsBefore = mountTable()
+      const run = await runVitest(consumer, root, [], { E2E_MARKER: marker, E2E_BIG_LENGTH: String(big.length) })
+      expect(run.output).toMatch(/Test Files\s+3 passed \(3\)/)
+      expect(run.output).toMatch(/Tests\s+21 passed \(21\)/)
+      expect(run.code, run.output).toBe(0)
+      // each file found /tmp empty, so a's marker was invisible to b and c; none reached the host
+      expect(readdirSync(tmpdir()).filter((f) => f.startsWith(marker))).toEqual([])
+      expect(mountTable()).toEqual(mountsBefore)
+      expect(leftoverProcesses(consumer)).toEqual([])
+    })
+
+    it('lets 10 files bind port 3000 at the same time, where forks collide', async () => {
+      const root = copyFixture(consumer, 'same-port')
+      const rootless = await runVitest(consumer, root)
+      expect(rootless.output).toMatch(/Test Files\s+10 passed \(10\)/)
+      expect(rootless.code, rootless.output).toBe(0)
+      const forks = await runVitest(consumer, root, [], { E2E_POOL: 'forks' })
+      expect(forks.output).toContain('EADDRINUSE')
+      expect(forks.code).not.toBe(0)
+    })
+
+    it('reports a worker that exits or is killed, by file and code or signal, and runs the rest', async () => {
+      const root = copyFixture(consumer, 'crashes')
+      const run = await runVitest(consumer, root)
+      expect(run.code).not.toBe(0)
+      expect(run.output).toMatch(/✓ ok\.test\.ts/)
+      expect(run.output).toMatch(/process\.exit unexpectedly called with "3"|exited with code 3/)
+      expect(run.output).toMatch(/sigkill\.test\.ts/)
+      expect(run.output).toMatch(/killed by SIGKILL[^\n]*sigkill\.test\.ts/)
+      expect(run.output).toContain('thrown at import time')
+      expect(leftoverProcesses(consumer)).toEqual([])
+    })
+
+    it('refuses invalid options before any worker starts, naming the option and value', async () => {
+      const root = copyFixture(consumer, 'bad-options')
+      const run = await runVitest(consumer, root)
+      expect(run.code).not.toBe(0)
+      expect(run.output).toContain('option `hostname` expects 1 to 64 letters, digits, "." or "-", starting with a letter or digit, got "not/a/hostname"')
+      expect(run.output).not.toContain('a worker started despite invalid options')
+    })
+
+    it('mixes with a forks project; setup files run inside, globalSetup on the host; retry works', async () => {
+      const root = copyFixture(consumer, 'projects')
+      const run = await runVitest(consumer, root)
+      expect(run.output).toMatch(/Test Files\s+2 passed \(2\)/)
+      expect(run.code, run.output).toBe(0)
+    })
+
+    it('runs with isolate: false (one sandbox per worker, reused across files)', async () => {
+      const root = copyFixture(consumer, 'sandboxed')
+      const run = await runVitest(consumer, root, ['--maxWorkers=3'], { E2E_ISOLATE: 'false' })
+      expect(run.output).toMatch(/Test Files\s+3 passed \(3\)/)
+      expect(run.code, run.output).toBe(0)
+    })
+
+    it('shards, writes blob reports, and merges them', async () => {
+      const root = copyFixture(consumer, 'sandboxed')
+      for (const shard of ['1/2', '2/2']) {
+        const run = await runVitest(consumer, root, [`--shard=${shard}`, '--reporter=blob', `--outputFile=.vitest-reports/blob-${shard.replace('/', '-')}.json`])
+        expect(run.code, run.output).toBe(0)
+      }
+      const merged = await runVitest(consumer, root, ['--merge-reports'])
+      expect(merged.output).toMatch(/Test Files\s+3 passed \(3\)/)
+      expect(merged.code, merged.output).toBe(0)
+    })
+
+    it('collects v8 coverage from sandboxed workers', async () => {
+      const root = copyFixture(consumer, 'sandboxed')
+      const run = await runVitest(consumer, root, ['--coverage.enabled', '--coverage.provider=v8', '--coverage.reporter=json-summary', '--coverage.include=checks.ts'])
+      expect(run.code, run.output).toBe(0)
+      const summary = JSON.parse(readFileSync(join(root, 'coverage', 'coverage-summary.json'), 'utf8')) as { total: { lines: { pct: number } } }
+      expect(summary.total.lines.pct).toBeGreaterThan(90)
+    })
+
+    it('stops at the first failure with bail (the worker reports it over RPC)', async () => {
+      const root = copyFixture(consumer, 'bail')
+      const bailed = await runVitest(consumer, root, ['--bail=1'])
+      expect(bailed.output).toMatch(/Tests\s+1 failed \(3\)/)
+      const full = await runVitest(consumer, root)
+      expect(full.output).toMatch(/Tests\s+1 failed \| 2 passed \(3\)/)
+    })
+  })
+}
