@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { appendFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { beforeAll, expect, inject, it } from 'vitest'
@@ -112,13 +112,47 @@ export function definePoolSuite(major: 4 | 5): void {
       expect(run.code, run.output).toBe(0)
     })
 
+    it('re-runs a changed file in watch mode, in a fresh sandbox', async () => {
+      const root = copyFixture(consumer, 'sandboxed')
+      const child = spawn(consumer.node, [consumer.vitest, '--watch', '--root', root], {
+        cwd: root,
+        env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      })
+      let output = ''
+      const seen = (pattern: RegExp) =>
+        new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`watch mode never printed ${pattern}:\n${output}`)), 60_000)
+          const check = () => {
+            if (pattern.test(output)) {
+              clearTimeout(timer)
+              resolve()
+            } else setTimeout(check, 100)
+          }
+          check()
+        })
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (output += d))
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d))
+      try {
+        await seen(/Test Files\s+3 passed \(3\)/)
+        output = ''
+        appendFileSync(join(root, 'b.test.ts'), '\n// edited\n')
+        await seen(/Test Files\s+1 passed \(1\)/)
+        expect(output).toContain('b.test.ts')
+      } finally {
+        child.kill('SIGTERM')
+        await new Promise((ok) => child.once('close', ok))
+      }
+      expect(leftoverProcesses(consumer)).toEqual([])
+    })
+
     it('shards, writes blob reports, and merges them', async () => {
       const root = copyFixture(consumer, 'sandboxed')
       for (const shard of ['1/2', '2/2']) {
         const run = await runVitest(consumer, root, [`--shard=${shard}`, '--reporter=blob', `--outputFile=.vitest-reports/blob-${shard.replace('/', '-')}.json`])
         expect(run.code, run.output).toBe(0)
       }
-      const merged = await runVitest(consumer, root, ['--merge-reports'])
+      const merged = await runVitest(consumer, root, ['--merge-reports=.vitest-reports'])
       expect(merged.output).toMatch(/Test Files\s+3 passed \(3\)/)
       expect(merged.code, merged.output).toBe(0)
     })

@@ -1,0 +1,68 @@
+import { execFileSync, spawnSync } from 'node:child_process'
+import { accessSync, constants, existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
+
+const PLATFORM = `${process.platform}-${process.arch}`
+
+/** What a user's `npm install` unpacks, without npm: the tarball's `package/` folder. */
+describe('the packed package', () => {
+  let dir: string
+  let pkg: string
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'vpr-install-'))
+    execFileSync('tar', ['-xzf', inject('tarball'), '-C', dir])
+    pkg = join(dir, 'package')
+  })
+  afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+  const locate = (env: Record<string, string>) =>
+    spawnSync(process.execPath, ['--input-type=module', '-e', `import(${JSON.stringify(join(pkg, 'dist/ns/launcher-path.js'))}).then((m) => console.log(m.locateLauncher()))`], {
+      encoding: 'utf8',
+      env: { ...process.env, ...env },
+    })
+
+  it('ships the built launcher, its C source and the compiled JS', () => {
+    accessSync(join(pkg, 'native', 'build', PLATFORM, 'launcher'), constants.X_OK)
+    for (const file of ['native/launcher.c', 'native/steps.h', 'scripts/build-launcher.mjs', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js']) {
+      expect(existsSync(join(pkg, file)), file).toBe(true)
+    }
+    expect(existsSync(join(pkg, 'test'))).toBe(false)
+  })
+
+  it('uses the shipped launcher when it is there', () => {
+    const r = locate({})
+    expect(r.stdout.trim()).toBe(join(pkg, 'native', 'build', PLATFORM, 'launcher'))
+  })
+
+  it('builds the launcher from the C source into the cache on first use when no binary fits', () => {
+    rmSync(join(pkg, 'native', 'build'), { recursive: true, force: true })
+    const cache = join(dir, 'cache')
+    const r = locate({ XDG_CACHE_HOME: cache })
+    expect(r.stderr).toBe('')
+    const built = r.stdout.trim()
+    expect(built.startsWith(join(cache, 'vitest-pool-rootless'))).toBe(true)
+    // it is a working launcher: a plan without a command is refused with its usage line
+    const usage = spawnSync(built, [], { encoding: 'utf8' })
+    expect(usage.status).toBe(230)
+    expect(usage.stderr).toContain("vitest-pool-rootless: usage: missing '-- CMD'")
+    // the second run finds it in the cache instead of compiling again
+    expect(locate({ XDG_CACHE_HOME: cache, CC: '/nonexistent/cc' }).stdout.trim()).toBe(built)
+  })
+
+  it('says what to install when there is no binary and no compiler', () => {
+    rmSync(join(pkg, 'native', 'build'), { recursive: true, force: true })
+    const r = locate({ XDG_CACHE_HOME: join(dir, 'empty-cache'), CC: '/nonexistent/cc' })
+    expect(r.status).not.toBe(0)
+    expect(r.stderr).toContain(`no launcher binary for ${PLATFORM} in this package`)
+    expect(r.stderr).toContain('/nonexistent/cc: spawnSync /nonexistent/cc ENOENT')
+    expect(r.stderr).toContain('Install a C compiler (Debian/Ubuntu: sudo apt-get install gcc)')
+  })
+
+  it('says how to rebuild when the configured launcher is missing or not executable', () => {
+    const r = locate({ VITEST_POOL_ROOTLESS_LAUNCHER: join(dir, 'no-launcher') })
+    expect(r.status).not.toBe(0)
+    expect(r.stderr).toContain(`the launcher VITEST_POOL_ROOTLESS_LAUNCHER=${join(dir, 'no-launcher')} is missing or not executable. Rebuild it: node `)
+  })
+})
