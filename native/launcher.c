@@ -61,6 +61,7 @@ struct plan {
   const char *hostname;
   int host_network;
   int new_session;
+  int hold;              /* create only the user namespace, report, wait for stdin EOF */
   char **argv;
 };
 
@@ -144,7 +145,7 @@ static void usage_error(const char *fmt, const char *arg) {
   die_step(STEP_USAGE, "%s (usage: launcher [--uid-map I:O:N]... [--gid-map I:O:N]... "
                        "[--newuidmap PATH --newgidmap PATH] [--userns-fd FD] [--tmpfs PATH]... "
                        "[--tmpfs-size SIZE] [--keep PATH]... [--hosts-file PATH] [--hostname NAME] "
-                       "[--host-network] [--new-session] -- CMD [ARGS...])",
+                       "[--host-network] [--new-session] -- CMD [ARGS...] | --hold)",
            msg);
 }
 
@@ -182,9 +183,15 @@ static void parse_plan(int argc, char **argv, struct plan *p) {
     else if (strcmp(a, "--hostname") == 0) { NEED_VALUE(); p->hostname = v; }
     else if (strcmp(a, "--host-network") == 0) p->host_network = 1;
     else if (strcmp(a, "--new-session") == 0) p->new_session = 1;
+    else if (strcmp(a, "--hold") == 0) p->hold = 1;
     else usage_error("unknown option '%s'", a);
 #undef NEED_VALUE
 #undef PUSH
+  }
+  if (p->hold) {
+    if (i < argc || p->userns_fd >= 0) usage_error("%s", "--hold takes no command and no --userns-fd");
+    if (p->n_uid_map == 0 || p->n_gid_map == 0) usage_error("%s", "--hold needs --uid-map and --gid-map");
+    return;
   }
   if (i >= argc) usage_error("%s", "missing '-- CMD'");
   if ((p->newuidmap == NULL) != (p->newgidmap == NULL))
@@ -374,7 +381,8 @@ int main(int argc, char **argv) {
     pid_t helper = start_map_helper(&p, &go_fd, &done_fd);
     if (helper < 0) die_step(STEP_MAP_HELPER, "can't start the id-map helper");
 
-    int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (p.host_network ? 0 : CLONE_NEWNET);
+    int flags = p.hold ? CLONE_NEWUSER
+                       : CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (p.host_network ? 0 : CLONE_NEWNET);
     if (unshare(flags) < 0) {
       if (errno == ENOSPC)
         die_step(STEP_UNSHARE, "can't create a user namespace (limit in /proc/sys/user/max_user_namespaces)");
@@ -394,6 +402,20 @@ int main(int argc, char **argv) {
       die_step(STEP_UID_MAP, "can't write the uid map%s%s: %s", p.newuidmap ? " with " : "", p.newuidmap ? p.newuidmap : "", result + 1);
     if (result[0] == 'g')
       die_step(STEP_GID_MAP, "can't write the gid map%s%s: %s", p.newgidmap ? " with " : "", p.newgidmap ? p.newgidmap : "", result + 1);
+  }
+
+  if (p.hold) {
+    /*
+     * Warm holder: the user namespace is mapped; the pool now opens /proc/<pid>/ns/user
+     * and keeps that fd, which keeps the namespace alive for every later launcher's
+     * setns(). We only have to exist until it has the fd: it closes our stdin then.
+     */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(STEP_PDEATHSIG);
+    if (write_all(1, "ready\n", 6) < 0) die_step(STEP_HOLD, "can't report readiness");
+    char sink[64];
+    while (read_retry(0, sink, sizeof sink) > 0) {}
+    _exit(0);
   }
 
   /*

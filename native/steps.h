@@ -27,6 +27,7 @@ enum step {
   STEP_SESSION = 246,
   STEP_PDEATHSIG = 247,
   STEP_EXEC = 248,
+  STEP_HOLD = 249,
 };
 
 static inline const char *step_name(int step) {
@@ -50,6 +51,7 @@ static inline const char *step_name(int step) {
   case STEP_SESSION: return "session";
   case STEP_PDEATHSIG: return "pdeathsig";
   case STEP_EXEC: return "exec";
+  case STEP_HOLD: return "hold";
   default: return "unknown";
   }
 }

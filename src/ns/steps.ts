@@ -23,6 +23,7 @@ export const LAUNCHER_STEPS: Readonly<Record<number, string>> = {
   246: 'session',
   247: 'pdeathsig',
   248: 'exec',
+  249: 'hold',
 }
 
 /** The step name for a launcher exit status, or `undefined` if the command itself exited. */

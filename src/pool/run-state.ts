@@ -32,9 +32,13 @@ export class RunState {
   }
 }
 
-/** Builds one sandbox around `true`: the same plan a worker gets, minus the worker. */
+/**
+ * Builds one sandbox around `node --version`: the same plan a worker gets, and proof
+ * that the node binary is reachable inside it, without paying for a V8 start.
+ */
 async function probeSandbox(sandbox: PreparedSandbox): Promise<void> {
-  const child = spawn(sandbox.launcher, [...sandbox.args({ newSession: true }), '--', 'true'], { stdio: ['ignore', 'ignore', 'pipe'], cwd: '/' })
+  const args = sandbox.args({ newSession: true, needs: [process.execPath] })
+  const child = spawn(sandbox.launcher, [...args, '--', process.execPath, '--version'], { stdio: ['ignore', 'ignore', 'pipe'], cwd: '/' })
   let stderr = ''
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
   const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {

@@ -106,6 +106,12 @@ export class RootlessPoolWorker extends ForksPoolWorker {
     await super.start()
   }
 
+  override async stop(): Promise<void> {
+    // start() failed before a child existed (e.g. the sandbox probe): nothing to stop
+    if (!(this as unknown as ForkSlot)._fork) return
+    await super.stop()
+  }
+
   /** An exit nobody asked for: say which files, which code or signal, and why if we know. */
   private reportCrash(code: number | null, signal: NodeJS.Signals | null): void {
     if (this.errors.listenerCount('error') === 0) return

@@ -1,0 +1,3 @@
+import { holdsPort3000 } from './hold-port.js'
+
+holdsPort3000('port-08')
