@@ -8,7 +8,8 @@ export default defineConfig({
     // fixtures are projects of their own, run by the e2e tests through real Vitest
     exclude: ['test/fixtures/**', '**/node_modules/**', '.e2e/**'],
     globalSetup: ['test/support/global-setup.ts'],
-    testTimeout: 60_000,
+    // e2e tests run whole Vitest projects; their own timers (150 s a run) fire first
+    testTimeout: 200_000,
     hookTimeout: 120_000,
     // e2e files start whole Vitest runs; two at once is what 2 cores take
     maxWorkers: 2,

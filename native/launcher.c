@@ -22,6 +22,7 @@
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -39,6 +40,8 @@
 #include "steps.h"
 
 #define MAX_LIST 64
+
+extern char **environ;
 
 struct id_range {
   unsigned long inside, outside, count;
@@ -210,8 +213,8 @@ static void format_map(char *buf, size_t len, const struct id_range *r, int n) {
     used += (size_t)snprintf(buf + used, len - used, "%lu %lu %lu\n", r[k].inside, r[k].outside, r[k].count);
 }
 
-/* Runs newuidmap/newgidmap PID INSIDE OUTSIDE COUNT... and waits for it. */
-static int run_map_helper(const char *helper, pid_t target, const struct id_range *r, int n) {
+/* Starts newuidmap/newgidmap PID INSIDE OUTSIDE COUNT...; returns its pid or -1. */
+static pid_t spawn_map_helper(const char *helper, pid_t target, const struct id_range *r, int n) {
   char *args[3 + 3 * MAX_LIST + 1];
   char nums[1 + 3 * MAX_LIST][24];
   int a = 0;
@@ -227,13 +230,18 @@ static int run_map_helper(const char *helper, pid_t target, const struct id_rang
     args[a++] = nums[3 + 3 * k];
   }
   args[a] = NULL;
-  pid_t pid = fork();
-  if (pid < 0) return -1;
-  if (pid == 0) {
-    execv(helper, args);
-    fprintf(stderr, "vitest-pool-rootless: exec %s: %s\n", helper, strerror(errno));
-    _exit(127);
+  pid_t pid;
+  int rc = posix_spawn(&pid, helper, NULL, NULL, args, environ);
+  if (rc != 0) {
+    fprintf(stderr, "vitest-pool-rootless: exec %s: %s\n", helper, strerror(rc));
+    errno = rc;
+    return -1;
   }
+  return pid;
+}
+
+/* Waits for a map helper; 0 if it succeeded. Its own message is already on stderr. */
+static int wait_map_helper(pid_t pid) {
   int status;
   while (waitpid(pid, &status, 0) < 0)
     if (errno != EINTR) return -1;
@@ -280,10 +288,14 @@ static pid_t start_map_helper(const struct plan *p, int *go_fd, int *done_fd) {
     char c, result = 'u';
     if (read_retry(go[0], &c, 1) != 1) _exit(1);
     if (p->newuidmap) {
-      if (run_map_helper(p->newuidmap, target, p->uid_map, p->n_uid_map) == 0) {
-        result = 'g';
-        if (run_map_helper(p->newgidmap, target, p->gid_map, p->n_gid_map) == 0) result = 'k';
-      }
+      /* both helpers at once: each is a setuid exec that reads /etc/sub?id */
+      pid_t u = spawn_map_helper(p->newuidmap, target, p->uid_map, p->n_uid_map);
+      pid_t g = spawn_map_helper(p->newgidmap, target, p->gid_map, p->n_gid_map);
+      int u_ok = u > 0 && wait_map_helper(u) == 0;
+      int saved = errno;
+      int g_ok = g > 0 && wait_map_helper(g) == 0;
+      if (!u_ok) errno = saved;
+      result = !u_ok ? 'u' : !g_ok ? 'g' : 'k';
     } else if (write_map_direct(target, "uid_map", p->uid_map, p->n_uid_map) == 0) {
       result = 'g';
       if (write_map_direct(target, "gid_map", p->gid_map, p->n_gid_map) == 0) result = 'k';

@@ -15,7 +15,11 @@ const flags = ['-O2', '-std=c11', '-Wall', '-Wextra', '-Werror=shadow', '-Wmissi
 
 mkdirSync(dirname(out), { recursive: true })
 const tmp = `${out}.${process.pid}.tmp`
-const result = spawnSync(cc, [...flags, '-o', tmp, join(root, 'native', 'launcher.c')], { stdio: 'inherit' })
+const source = join(root, 'native', 'launcher.c')
+// Static when the C library allows it: no dynamic loader at each sandbox start, and
+// one binary for every glibc/musl version of the platform. Dynamic otherwise.
+let result = spawnSync(cc, [...flags, '-static', '-o', tmp, source], { stdio: ['ignore', 'ignore', 'pipe'] })
+if (result.error || result.status !== 0) result = spawnSync(cc, [...flags, '-o', tmp, source], { stdio: 'inherit' })
 if (result.error) {
   console.error(`vitest-pool-rootless: can't build the launcher: ${cc}: ${result.error.message}. Install a C compiler (Debian/Ubuntu: apt-get install gcc; Fedora: dnf install gcc; Alpine: apk add build-base) or point CC at one.`)
   process.exit(1)

@@ -31,9 +31,7 @@ export function createSandboxPlan(inputs: PlanInputs): SandboxPlan {
   if (inputs.usernsFd !== undefined) {
     args.push('--userns-fd', String(inputs.usernsFd))
   } else {
-    for (const line of idMap.uidMap) args.push('--uid-map', formatLine(line))
-    for (const line of idMap.gidMap) args.push('--gid-map', formatLine(line))
-    if (idMap.helpers) args.push('--newuidmap', idMap.helpers.newuidmap, '--newgidmap', idMap.helpers.newgidmap)
+    args.push(...idMapArgs(idMap))
   }
   for (const target of options.tmpfs) args.push('--tmpfs', target)
   if (options.tmpfsSize) args.push('--tmpfs-size', options.tmpfsSize)
@@ -44,6 +42,15 @@ export function createSandboxPlan(inputs: PlanInputs): SandboxPlan {
   if (options.network === 'host') args.push('--host-network')
   if (inputs.newSession) args.push('--new-session')
   return { args, keep }
+}
+
+/** The launcher flags that create and map a user namespace. */
+export function idMapArgs(idMap: IdMapPlan): string[] {
+  const args: string[] = []
+  for (const line of idMap.uidMap) args.push('--uid-map', formatLine(line))
+  for (const line of idMap.gidMap) args.push('--gid-map', formatLine(line))
+  if (idMap.helpers) args.push('--newuidmap', idMap.helpers.newuidmap, '--newgidmap', idMap.helpers.newgidmap)
+  return args
 }
 
 /**

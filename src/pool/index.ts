@@ -1,10 +1,22 @@
 import type { PoolRunnerInitializer } from 'vitest/node'
+import { RootlessOptionError } from '../ns/errors.js'
 import { validateSandboxOptions, SANDBOX_OPTION_KEYS, type SandboxOptions } from '../ns/options.js'
 import { RunState } from './run-state.js'
 import { RootlessPoolWorker } from './worker.js'
 
-/** Options of `rootless()`: the sandbox every test file runs in. */
-export interface RootlessPoolOptions extends SandboxOptions {}
+/** Options of `rootless()`: the sandbox every test file runs in, and spare workers. */
+export interface RootlessPoolOptions extends SandboxOptions {
+  /**
+   * Booted workers to keep waiting (launcher, sandbox, node and Vitest's worker entry
+   * already loaded), so the next test file doesn't wait for node to start. Each spare
+   * is used for one file under `isolate: true`; none are kept under `isolate: false`.
+   * `0` turns them off.
+   * @default Math.min(maxWorkers, 2)
+   */
+  warm?: number
+}
+
+const POOL_OPTION_KEYS = [...SANDBOX_OPTION_KEYS, 'warm'] as const
 
 /**
  * A Vitest pool that runs every test file as uid 0 in its own user + mount + network
@@ -19,9 +31,18 @@ export interface RootlessPoolOptions extends SandboxOptions {}
  * any worker starts. `globalSetup` still runs on the host, outside the sandbox.
  */
 export function rootless(options: RootlessPoolOptions = {}): PoolRunnerInitializer {
-  const run = new RunState(validateSandboxOptions(options, (key) => key, SANDBOX_OPTION_KEYS))
+  // `warm` is the pool's own; everything else describes the sandbox
+  const sandbox = validateSandboxOptions(options, (key) => key, POOL_OPTION_KEYS)
+  const warm = options.warm
+  if (warm !== undefined && !(Number.isInteger(warm) && warm >= 0 && warm <= 64)) {
+    throw new RootlessOptionError('warm', warm, 'expects a whole number of spare workers from 0 to 64')
+  }
+  const run = new RunState(sandbox, {
+    // an escape hatch for debugging and for the benchmark's side-by-side runs
+    warmUserNamespace: process.env.VITEST_POOL_ROOTLESS_WARM_USERNS !== '0',
+  })
   return {
     name: 'rootless',
-    createPoolWorker: (poolOptions) => new RootlessPoolWorker(poolOptions, run),
+    createPoolWorker: (poolOptions) => new RootlessPoolWorker(poolOptions, run, warm),
   }
 }

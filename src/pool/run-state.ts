@@ -1,46 +1,120 @@
-import { spawn } from 'node:child_process'
+import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { setGracefulCleanup } from 'tmp-promise'
 import { SandboxError } from '../ns/errors.js'
+import { createWarmUserNamespace, type WarmUserNamespace } from '../ns/holder.js'
 import type { ResolvedSandboxOptions } from '../ns/options.js'
 import { prepareSandbox, type PreparedSandbox } from '../ns/sandbox.js'
 import { launcherStep } from '../ns/steps.js'
+import { SparePool } from './spares.js'
 
 // the state directory (hosts file) goes when the Vitest process exits, however it exits
 setGracefulCleanup()
 
+/** Where a worker's launcher finds the warm user namespace fd: after stdin/out/err and IPC. */
+const USERNS_FD_INDEX = 4
+
+/** What a worker process needs to be started; equal specs can share spares. */
+export interface WorkerSpec {
+  entrypoint: string
+  execArgv: string[]
+  env: Partial<NodeJS.ProcessEnv>
+  /** Paths the worker reads that must stay visible under a tmpfs. */
+  needs: string[]
+}
+
+/** The run's sandbox, once prepared: how to start one sandboxed process. */
+interface Ready {
+  sandbox: PreparedSandbox
+  userns?: WarmUserNamespace
+}
+
+/** Run-wide settings of `rootless()` beyond the sandbox itself. */
+export interface RunSettings {
+  /** Join one pre-mapped user namespace instead of mapping ids per worker. */
+  warmUserNamespace: boolean
+}
+
 /**
  * Per-run work shared by every worker of one `rootless()` pool: decide the id maps,
- * write the hosts file, and prove once that a sandbox can be built here. A machine
- * that can't do it fails the first worker with one clear error instead of every
- * test file crashing the same way.
+ * write the hosts file, create the warm user namespace, prove once that a sandbox can
+ * be built here, and keep spare workers booted. A machine that can't build a sandbox
+ * fails the first worker with one clear error instead of every file crashing alike.
  */
 export class RunState {
-  private prepared?: Promise<PreparedSandbox>
+  private ready?: Promise<Ready>
+  private readyNow?: Ready
+  private readonly spares: SparePool
 
-  constructor(readonly options: ResolvedSandboxOptions) {}
-
-  prepare(): Promise<PreparedSandbox> {
-    this.prepared ??= this.doPrepare()
-    return this.prepared
+  constructor(
+    readonly options: ResolvedSandboxOptions,
+    readonly settings: RunSettings,
+  ) {
+    this.spares = new SparePool((spec) => this.forkNow(spec))
   }
 
-  private async doPrepare(): Promise<PreparedSandbox> {
+  /**
+   * A started, sandboxed worker process for `spec`: a booted spare if one waits,
+   * else a new one. Either way, spares for the next files are topped up.
+   */
+  async launch(spec: WorkerSpec, spares: number): Promise<ChildProcess> {
+    await this.prepare()
+    const child = this.spares.take(spec) ?? this.forkNow(spec)
+    this.spares.fill(spec, spares)
+    return child
+  }
+
+  private prepare(): Promise<Ready> {
+    this.ready ??= this.doPrepare()
+    return this.ready
+  }
+
+  private async doPrepare(): Promise<Ready> {
     const sandbox = await prepareSandbox(this.options)
     if (sandbox.idMap.warning) process.stderr.write(`${sandbox.idMap.warning}\n`)
-    await probeSandbox(sandbox)
-    return sandbox
+    let userns: WarmUserNamespace | undefined
+    if (this.settings.warmUserNamespace) {
+      try {
+        userns = await createWarmUserNamespace(sandbox.launcher, sandbox.idMap)
+      } catch (error) {
+        // fresh namespaces still work; say why this run is slower, once
+        process.stderr.write(`${(error as Error).message}\nvitest-pool-rootless: creating a fresh user namespace per worker instead.\n`)
+      }
+    }
+    const ready = { sandbox, userns }
+    await probeSandbox(ready)
+    this.readyNow = ready
+    return ready
   }
+
+  private forkNow(spec: WorkerSpec): ChildProcess {
+    const { sandbox, userns } = this.readyNow!
+    return fork(spec.entrypoint, [], {
+      execPath: sandbox.launcher,
+      // fork() runs `execPath ...execArgv entrypoint`: the launcher's plan, then node
+      execArgv: [...launcherArgs({ sandbox, userns }, spec.needs), '--', process.execPath, ...spec.execArgv],
+      env: spec.env,
+      stdio: ['pipe', 'pipe', 'pipe', 'ipc', ...(userns ? [userns.fd] : [])],
+      serialization: 'advanced',
+    })
+  }
+}
+
+function launcherArgs({ sandbox, userns }: Ready, needs: string[]): string[] {
+  return sandbox.args({ needs, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined })
 }
 
 /**
  * Builds one sandbox around `node --version`: the same plan a worker gets, and proof
  * that the node binary is reachable inside it, without paying for a V8 start.
  */
-async function probeSandbox(sandbox: PreparedSandbox): Promise<void> {
-  const args = sandbox.args({ newSession: true, needs: [process.execPath] })
-  const child = spawn(sandbox.launcher, [...args, '--', process.execPath, '--version'], { stdio: ['ignore', 'ignore', 'pipe'], cwd: '/' })
+async function probeSandbox(ready: Ready): Promise<void> {
+  const args = launcherArgs(ready, [process.execPath])
+  const child = spawn(ready.sandbox.launcher, [...args, '--', process.execPath, '--version'], {
+    stdio: ['ignore', 'ignore', 'pipe', 'ignore', ...(ready.userns ? [ready.userns.fd] : [])],
+    cwd: '/',
+  })
   let stderr = ''
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
   const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
     child.once('error', reject)
     child.once('close', (c, s) => resolve([c, s]))

@@ -1,4 +1,4 @@
-import { fork, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import { dirname } from 'node:path'
 import { ForksPoolWorker, type PoolOptions, type WorkerRequest } from 'vitest/node'
@@ -26,13 +26,17 @@ export class RootlessPoolWorker extends ForksPoolWorker {
 
   private readonly run: RunState
   private readonly needs: string[]
+  private readonly spares: number
   private readonly errors = new EventEmitter()
   private files: string[] = []
   private readonly exitListeners = new Map<(...args: any[]) => void, (...args: any[]) => void>()
 
-  constructor(options: PoolOptions, run: RunState) {
+  constructor(options: PoolOptions, run: RunState, warm: number | undefined) {
     super(options)
     this.run = run
+    // a worker reused across files (isolate: false) needs no spare behind it
+    const config = options.project.config
+    this.spares = config.isolate === false ? 0 : (warm ?? defaultSpares(config.maxWorkers))
     // paths a worker reads from disk; those under a tmpfs target are bound back in
     this.needs = [
       options.project.config.root,
@@ -85,15 +89,8 @@ export class RootlessPoolWorker extends ForksPoolWorker {
   override async start(): Promise<void> {
     const slot = this as unknown as ForkSlot
     if (!slot._fork) {
-      const sandbox = await this.run.prepare()
-      const child = fork(slot.entrypoint, [], {
-        execPath: sandbox.launcher,
-        // fork() runs `execPath ...execArgv entrypoint`: the launcher's plan, then node
-        execArgv: [...sandbox.args({ needs: this.needs, newSession: true }), '--', process.execPath, ...this.execArgv],
-        env: this.env,
-        stdio: 'pipe',
-        serialization: 'advanced',
-      })
+      const spec = { entrypoint: slot.entrypoint, execArgv: this.execArgv, env: this.env, needs: this.needs }
+      const child = await this.run.launch(spec, this.spares)
       slot._fork = child
       await super.start()
       if (slot._fork !== child) {
@@ -125,4 +122,12 @@ export class RootlessPoolWorker extends ForksPoolWorker {
     Object.assign(error, { exitCode: code, signal, files: this.files, step })
     this.errors.emit('error', error)
   }
+}
+
+/**
+ * Spares per worker kind when `warm` is not set: enough to replace the workers that
+ * finish at about the same time, without a crowd of idle node processes on big machines.
+ */
+export function defaultSpares(maxWorkers: number | undefined): number {
+  return Math.max(1, Math.min(maxWorkers ?? 1, 2))
 }

@@ -1,0 +1,217 @@
+#!/usr/bin/env node
+// npm run bench: side-by-side measurements in one run, as ratios (this machine is shared
+// and noisy; absolute times mean little). Writes bench/results.json and
+// bench/results.svg. Run it as your normal user: that is the rootless case.
+//
+//   BENCH_RUNS=5 npm run bench      more Vitest runs per variant (default 3)
+//   BENCH_QUICK=1 npm run bench     fewer iterations everywhere, for a smoke test
+import { spawn, spawnSync } from 'node:child_process'
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { createIdMapPlan } from '../dist/ns/idmap.js'
+import { createWarmUserNamespace } from '../dist/ns/holder.js'
+import { readHostFacts, findExecutable } from '../dist/ns/host-facts.js'
+import { locateLauncher } from '../dist/ns/launcher-path.js'
+import { idMapArgs } from '../dist/ns/plan.js'
+import { renderChart } from './chart.mjs'
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+const quick = process.env.BENCH_QUICK === '1'
+const vitestRuns = Number(process.env.BENCH_RUNS ?? (quick ? 1 : 3))
+const setupRuns = quick ? 50 : 500
+const loopRuns = quick ? 100 : 500
+const launcher = locateLauncher()
+const idMap = createIdMapPlan(readHostFacts(), 'auto')
+const results = { machine: machine(), user: { uid: process.getuid(), idMap: idMap.mode }, setup: [], suites: [], loop: null, notes: [] }
+if (process.getuid() === 0) results.notes.push('ran as root: run as a normal user with a subuid range for the rootless numbers')
+if (idMap.warning) results.notes.push(idMap.warning)
+
+const median = (xs) => quantile(xs, 0.5)
+function quantile(xs, q) {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))]
+}
+
+// ---------------------------------------------------------------- 1. sandbox setup
+const warm = await createWarmUserNamespace(launcher, idMap)
+const WARM_FD = 3
+const tmp = tmpdir()
+const setups = [
+  ['launcher, warm user namespace', [launcher, '--userns-fd', String(WARM_FD), '--tmpfs', tmp, '--', '/bin/true']],
+  ['launcher, fresh namespaces', [launcher, ...idMapArgs(idMap), '--tmpfs', tmp, '--', '/bin/true']],
+  ['bwrap (user+net+uts+ipc, one uid, tmpfs /tmp)', ['bwrap', '--unshare-user', '--unshare-net', '--unshare-uts', '--unshare-ipc', '--uid', '0', '--gid', '0', '--bind', '/', '/', '--tmpfs', tmp, '/bin/true']],
+  ['unshare -Umn --map-root-user --map-auto', ['unshare', '-Umn', '--map-root-user', '--map-auto', '/bin/true']],
+  ['bare exec /bin/true', ['/bin/true']],
+]
+const hyperfine = findExecutable('hyperfine')
+if (!hyperfine) results.notes.push('hyperfine not installed (apt-get install hyperfine): setup timed with a Node spawn loop, which adds its own ~1 ms to every row')
+for (const [name, argv] of setups) {
+  if (argv[0] !== launcher && argv[0] !== '/bin/true' && !findExecutable(argv[0])) {
+    results.notes.push(`${argv[0]} not installed (apt-get install ${argv[0] === 'bwrap' ? 'bubblewrap' : 'util-linux'}): "${name}" skipped`)
+    continue
+  }
+  const probe = spawnSync(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe', warm.fd], cwd: '/', encoding: 'utf8' })
+  if (probe.status !== 0) {
+    results.notes.push(`"${name}" does not work here (${probe.stderr.trim()}): skipped`)
+    continue
+  }
+  const times = hyperfine ? timeWithHyperfine(argv) : timeWithNode(argv)
+  results.setup.push({ name, runs: times.length, medianMs: round(median(times)), p95Ms: round(quantile(times, 0.95)) })
+  console.error(`setup: ${name}: median ${round(median(times))} ms`)
+}
+
+function timeWithHyperfine(argv) {
+  const out = join(tmp, `vpr-bench-${process.pid}.json`)
+  const command = argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ')
+  const r = spawnSync(hyperfine, ['-N', '--warmup', '20', '--runs', String(setupRuns), '--style', 'none', '--export-json', out, command], {
+    stdio: ['ignore', 'ignore', 'inherit', warm.fd],
+    cwd: '/',
+  })
+  if (r.status !== 0) throw new Error(`hyperfine failed for ${command}`)
+  const times = JSON.parse(readFileSync(out, 'utf8')).results[0].times.map((s) => s * 1000)
+  rmSync(out, { force: true })
+  return times
+}
+
+function timeWithNode(argv) {
+  const times = []
+  for (let i = 0; i < setupRuns; i++) {
+    const t = performance.now()
+    spawnSync(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'ignore', warm.fd], cwd: '/' })
+    times.push(performance.now() - t)
+  }
+  return times
+}
+
+// ---------------------------------------------------------------- 2. Vitest suites
+const suitesDir = join(root, 'bench', '.suites')
+rmSync(suitesDir, { recursive: true, force: true })
+const suites = [
+  { name: '100 tiny files', files: 100, body: `it('adds', () => { expect(1 + 1).toBe(2) })` },
+  { name: '40 files awaiting 200 ms', files: 40, body: `it('waits for I/O', async () => { await new Promise((r) => setTimeout(r, 200)); expect(true).toBe(true) })` },
+]
+for (const suite of suites) {
+  const dir = join(suitesDir, suite.name.replace(/\W+/g, '-'))
+  mkdirSync(dir, { recursive: true })
+  writeFileSync(join(dir, 'vitest.config.mjs'), `import { defineConfig } from 'vitest/config'
+import { rootless } from 'vitest-pool-rootless'
+export default defineConfig({ test: {
+  include: ['*.test.js'],
+  pool: process.env.BENCH_POOL === 'rootless' ? rootless() : 'forks',
+  isolate: process.env.BENCH_ISOLATE !== 'false',
+} })
+`)
+  for (let i = 0; i < suite.files; i++) writeFileSync(join(dir, `f${String(i).padStart(3, '0')}.test.js`), `import { expect, it } from 'vitest'\n${suite.body}\n`)
+  suite.dir = dir
+}
+const vitest = join(root, 'node_modules', 'vitest', 'vitest.mjs')
+for (const suite of suites) {
+  for (const isolate of [true, false]) {
+    const times = { forks: [], rootless: [] }
+    for (let run = 0; run < vitestRuns; run++) {
+      // alternate, so drift in the machine's load hits both pools alike
+      const order = run % 2 === 0 ? ['forks', 'rootless'] : ['rootless', 'forks']
+      for (const pool of order) times[pool].push(await timeVitest(suite.dir, pool, isolate))
+    }
+    const row = {
+      suite: suite.name,
+      isolate,
+      runs: vitestRuns,
+      forksMedianS: round(median(times.forks) / 1000),
+      rootlessMedianS: round(median(times.rootless) / 1000),
+      ratio: round(median(times.rootless) / median(times.forks)),
+    }
+    results.suites.push(row)
+    console.error(`vitest: ${suite.name}, isolate ${isolate}: rootless/forks = ${row.ratio}`)
+  }
+}
+
+function timeVitest(dir, pool, isolate) {
+  return new Promise((resolveTime, reject) => {
+    const t = performance.now()
+    const child = spawn(process.execPath, [vitest, 'run', '--root', dir, '--reporter=dot'], {
+      cwd: dir,
+      env: { ...process.env, BENCH_POOL: pool, BENCH_ISOLATE: String(isolate), NO_COLOR: '1' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    })
+    let stderr = ''
+    child.stderr.on('data', (d) => (stderr += d))
+    child.once('close', (code) => (code === 0 ? resolveTime(performance.now() - t) : reject(new Error(`vitest (${pool}, isolate ${isolate}) failed in ${dir}:\n${stderr}`))))
+  })
+}
+
+// ---------------------------------------------------------------- 3. start loop
+const mountsBefore = mounts()
+const perHundred = []
+let failures = 0
+for (let block = 0; block < loopRuns / 100; block++) {
+  const times = []
+  for (let i = 0; i < 100; i++) {
+    const t = performance.now()
+    const r = spawnSync(launcher, ['--userns-fd', String(WARM_FD), '--tmpfs', tmp, '--', '/bin/true'], { stdio: ['ignore', 'ignore', 'ignore', warm.fd], cwd: '/' })
+    times.push(performance.now() - t)
+    if (r.status !== 0) failures++
+  }
+  perHundred.push(round(quantile(times, 0.95)))
+}
+warm.close()
+await new Promise((r) => setTimeout(r, 500))
+results.loop = {
+  starts: loopRuns,
+  failures,
+  p95MsPerHundred: perHundred,
+  leftoverProcesses: leftovers().length,
+  leftoverMounts: mounts().filter((m) => !mountsBefore.includes(m)).length,
+}
+rmSync(suitesDir, { recursive: true, force: true })
+
+function mounts() {
+  return readFileSync('/proc/self/mountinfo', 'utf8').trim().split('\n').map((l) => l.split(' ').slice(3, 5).join(' '))
+}
+
+function leftovers() {
+  return readdirSync('/proc').filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(launcher)
+    } catch {
+      return false
+    }
+  })
+}
+
+// ---------------------------------------------------------------- report
+const by = (name) => results.setup.find((r) => r.name.startsWith(name))?.medianMs
+const ratio = (a, b) => (a && b ? round(a / b) : null)
+const suite = (name, isolate) => results.suites.find((r) => r.suite === name && r.isolate === isolate)?.ratio ?? null
+results.targets = [
+  { what: 'warm setup / bwrap', ratio: ratio(by('launcher, warm'), by('bwrap')), target: 0.5 },
+  { what: 'fresh setup / unshare --map-auto', ratio: ratio(by('launcher, fresh'), by('unshare')), target: 1.0 },
+  { what: '100 tiny files, isolate on: rootless / forks', ratio: suite('100 tiny files', true), target: 1.02 },
+  { what: '40 I/O-bound files, isolate on: rootless / forks', ratio: suite('40 files awaiting 200 ms', true), target: 0.8 },
+  { what: '100 tiny files, isolate off: rootless / forks', ratio: suite('100 tiny files', false), target: 1.05 },
+  { what: '40 I/O-bound files, isolate off: rootless / forks', ratio: suite('40 files awaiting 200 ms', false), target: 1.05 },
+]
+for (const t of results.targets) t.met = t.ratio != null && t.ratio <= t.target
+mkdirSync(join(root, 'bench'), { recursive: true })
+writeFileSync(join(root, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`)
+writeFileSync(join(root, 'bench', 'results.svg'), renderChart(results))
+
+console.log('\nSandbox setup -> /bin/true (median / p95, ms)')
+console.table(Object.fromEntries(results.setup.map((r) => [r.name, { median: r.medianMs, p95: r.p95Ms, runs: r.runs }])))
+console.log('Vitest wall time, rootless vs forks (median of alternating runs)')
+console.table(Object.fromEntries(results.suites.map((r) => [`${r.suite}, isolate ${r.isolate ? 'on' : 'off'}`, { forks_s: r.forksMedianS, rootless_s: r.rootlessMedianS, ratio: r.ratio }])))
+console.log('Targets')
+console.table(Object.fromEntries(results.targets.map((t) => [t.what, { ratio: t.ratio, target: `<= ${t.target}`, met: t.met }])))
+console.log(`Start loop: ${results.loop.starts} starts, ${results.loop.failures} failures, p95 per 100 = ${results.loop.p95MsPerHundred.join(', ')} ms; leftover processes ${results.loop.leftoverProcesses}, mounts ${results.loop.leftoverMounts}`)
+for (const note of results.notes) console.log(`note: ${note}`)
+console.log(`\nwrote bench/results.json and bench/results.svg`)
+
+function round(x) {
+  return Math.round(x * 100) / 100
+}
+
+function machine() {
+  return { cpus: readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter((l) => l.startsWith('processor')).length, kernel: readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(), node: process.version }
+}

@@ -1,0 +1,64 @@
+import { spawn } from 'node:child_process'
+import { closeSync, openSync } from 'node:fs'
+import { SandboxError } from './errors.js'
+import type { IdMapPlan } from './idmap.js'
+import { idMapArgs } from './plan.js'
+import { launcherStep } from './steps.js'
+
+/** A mapped user namespace, held open by an fd, that launchers join with `--userns-fd`. */
+export interface WarmUserNamespace {
+  /** An fd of this process on `/proc/<holder>/ns/user`; pass it into each launcher. */
+  readonly fd: number
+  /** Releases the namespace (the kernel frees it when the last sandbox in it ends). */
+  close(): void
+}
+
+const READY_TIMEOUT_MS = 10_000
+
+/**
+ * Creates the run's user namespace once, with the full id map: the expensive
+ * newuidmap/newgidmap step then happens once per run instead of once per worker.
+ *
+ * A launcher in `--hold` mode creates and maps the namespace and says "ready"; we open
+ * its `/proc/<pid>/ns/user` while it provably still runs (it is our unreaped child, so
+ * its pid can't have been reused) and then let it go. The fd alone keeps the namespace
+ * alive, so no holder process outlives this call, and none can be left behind.
+ */
+export async function createWarmUserNamespace(launcher: string, idMap: IdMapPlan): Promise<WarmUserNamespace> {
+  const holder = spawn(launcher, [...idMapArgs(idMap), '--hold'], { stdio: ['pipe', 'pipe', 'pipe'], cwd: '/' })
+  let stderr = ''
+  holder.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+  const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => holder.once('close', (c, s) => resolve([c, s])))
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no answer within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS)
+      holder.stdout.setEncoding('utf8').once('data', () => {
+        clearTimeout(timer)
+        resolve()
+      })
+      holder.once('error', reject)
+      holder.once('exit', () => reject(new Error('exited before it was ready')))
+    })
+    if (holder.exitCode !== null || holder.signalCode !== null) throw new Error('exited before its namespace was opened')
+    const fd = openSync(`/proc/${holder.pid}/ns/user`, 'r')
+    holder.stdin.end()
+    await exited
+    let open = true
+    return {
+      fd,
+      close() {
+        if (open) closeSync(fd)
+        open = false
+      },
+    }
+  } catch (cause) {
+    holder.kill('SIGKILL')
+    const [code] = await exited
+    const step = launcherStep(code) ?? 'hold'
+    throw new SandboxError(`vitest-pool-rootless: can't create the warm user namespace (${step}): ${stderr.trim() || (cause as Error).message}`, {
+      step,
+      exitCode: code,
+      cause,
+    })
+  }
+}
