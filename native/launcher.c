@@ -349,6 +349,27 @@ static int bind_fd(int fd, const char *target) {
   return mount(src, target, NULL, MS_BIND | MS_REC, NULL);
 }
 
+/* Copies src_fd's content into a scratch tmpfs over dirname(src_path), binds it on target. */
+static int private_copy_bind(int src_fd, const char *src_path, const char *target) {
+  char dir[PATH_MAX], copy[PATH_MAX + 16], buf[65536];
+  if (strlen(src_path) >= sizeof dir) { errno = ENAMETOOLONG; return -1; }
+  strcpy(dir, src_path);
+  char *slash = strrchr(dir, '/');
+  if (!slash || slash == dir) { errno = EINVAL; return -1; }
+  *slash = 0;
+  if (mount("tmpfs", dir, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") < 0) return -1;
+  snprintf(copy, sizeof copy, "%s/hosts", dir);
+  int out = open(copy, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (out < 0) return -1;
+  ssize_t n;
+  while ((n = read_retry(src_fd, buf, sizeof buf)) > 0)
+    if (write_all(out, buf, (size_t)n) < 0) { close(out); return -1; }
+  close(out);
+  if (n < 0) return -1;
+  if (mount(copy, target, NULL, MS_BIND, NULL) < 0) return -1;
+  return umount2(dir, MNT_DETACH);
+}
+
 /* ---- network ---- */
 
 static int loopback_up(void) {
@@ -460,6 +481,18 @@ int main(int argc, char **argv) {
   /* Nothing we mount may propagate back to the host: make the whole tree private first. */
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die_step(STEP_MOUNT_PRIVATE, "can't make / rprivate");
 
+  /*
+   * /etc/hosts: a private, writable copy per sandbox -- binding the run's file itself
+   * would let one test's edit leak into every later sandbox. The copy lives on a small
+   * tmpfs mounted over the hosts file's own directory (ours to hide: it is the run's
+   * state dir), which is detached again once the copy is bound; the bind keeps it.
+   */
+  if (hosts_fd >= 0) {
+    if (private_copy_bind(hosts_fd, p.hosts_file, "/etc/hosts") < 0)
+      die_step(STEP_HOSTS, "can't put a private copy of %s on /etc/hosts", p.hosts_file);
+    close(hosts_fd);
+  }
+
   for (int t = 0; t < p.n_tmpfs; t++) {
     char opts[128];
     if (p.tmpfs_size) snprintf(opts, sizeof opts, "mode=1777,size=%s", p.tmpfs_size);
@@ -475,10 +508,6 @@ int main(int argc, char **argv) {
   }
   for (int k = 0; k < p.n_keep; k++) close(keep_fd[k]);
 
-  if (hosts_fd >= 0) {
-    if (bind_fd(hosts_fd, "/etc/hosts") < 0) die_step(STEP_HOSTS, "can't bind %s on /etc/hosts", p.hosts_file);
-    close(hosts_fd);
-  }
 
   if (p.hostname && sethostname(p.hostname, strlen(p.hostname)) < 0)
     die_step(STEP_HOSTNAME, "can't set hostname %s", p.hostname);

@@ -1,10 +1,14 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { setGracefulCleanup } from 'tmp-promise'
 import { SandboxError } from '../ns/errors.js'
 import { createWarmUserNamespace, type WarmUserNamespace } from '../ns/holder.js'
 import type { ResolvedSandboxOptions } from '../ns/options.js'
 import { prepareSandbox, type PreparedSandbox } from '../ns/sandbox.js'
+import { keptPaths } from '../ns/plan.js'
 import { launcherStep } from '../ns/steps.js'
+import { RESET_ENV, type ResetPlan } from './reset-plan.js'
 import { SparePool } from './spares.js'
 
 // the state directory (hosts file) goes when the Vitest process exits, however it exits
@@ -20,6 +24,8 @@ export interface WorkerSpec {
   env: Partial<NodeJS.ProcessEnv>
   /** Paths the worker reads that must stay visible under a tmpfs. */
   needs: string[]
+  /** Vitest reuses the worker across files (isolate: false): reset the sandbox between them. */
+  reusable: boolean
 }
 
 /** The run's sandbox, once prepared: how to start one sandboxed process. */
@@ -68,6 +74,23 @@ export class RunState {
     return this.ready
   }
 
+  /**
+   * A setup file that calls reset-hook.ts before each test file of a reused worker.
+   * It is generated outside node_modules on purpose: Vitest re-evaluates inlined setup
+   * files before every file, but caches external ones after the first. The worker
+   * never reads it from disk (Vitest transforms it here and sends the code over IPC),
+   * so the state dir stays hidden under the sandbox's tmpfs.
+   */
+  async resetSetupFile(): Promise<string> {
+    const { sandbox } = await this.prepare()
+    const file = join(sandbox.stateDir, 'reset-before-file.mjs')
+    if (!existsSync(file)) {
+      const hook = new URL('./reset-hook.js', import.meta.url).href
+      writeFileSync(file, `import { resetBeforeFile } from ${JSON.stringify(hook)}\nresetBeforeFile()\n`)
+    }
+    return file
+  }
+
   private async doPrepare(): Promise<Ready> {
     const sandbox = await prepareSandbox(this.options)
     if (sandbox.idMap.warning) process.stderr.write(`${sandbox.idMap.warning}\n`)
@@ -88,11 +111,24 @@ export class RunState {
 
   private forkNow(spec: WorkerSpec): ChildProcess {
     const { sandbox, userns } = this.readyNow!
+    let env = spec.env
+    const needs = spec.needs
+    if (spec.reusable) {
+      // read by reset-hook.ts inside the worker, before each file after the first
+      const plan: ResetPlan = {
+        tmpfs: this.options.tmpfs,
+        tmpfsSize: this.options.tmpfsSize,
+        keep: keptPaths(this.options.tmpfs, [...this.options.keep, ...needs]),
+        hosts: readFileSync(sandbox.hostsFile, 'utf8'),
+        hostname: this.options.hostname,
+      }
+      env = { ...env, [RESET_ENV]: JSON.stringify(plan) }
+    }
     return fork(spec.entrypoint, [], {
       execPath: sandbox.launcher,
       // fork() runs `execPath ...execArgv entrypoint`: the launcher's plan, then node
-      execArgv: [...launcherArgs({ sandbox, userns }, spec.needs), '--', process.execPath, ...spec.execArgv],
-      env: spec.env,
+      execArgv: [...launcherArgs({ sandbox, userns }, needs), '--', process.execPath, ...spec.execArgv],
+      env,
       stdio: ['pipe', 'pipe', 'pipe', 'ipc', ...(userns ? [userns.fd] : [])],
       serialization: 'advanced',
     })

@@ -54,7 +54,7 @@ export class SparePool {
 }
 
 function keyOf(spec: WorkerSpec): string {
-  return JSON.stringify([spec.entrypoint, spec.execArgv, spec.env, spec.needs])
+  return JSON.stringify([spec.entrypoint, spec.execArgv, spec.env, spec.needs, spec.reusable])
 }
 
 /** ref/unref the process and every handle it holds open in this process. */

@@ -27,6 +27,8 @@ export class RootlessPoolWorker extends ForksPoolWorker {
   private readonly run: RunState
   private readonly needs: string[]
   private readonly spares: number
+  private readonly reusable: boolean
+  private resetSetupFile?: string
   private readonly errors = new EventEmitter()
   private files: string[] = []
   private readonly exitListeners = new Map<(...args: any[]) => void, (...args: any[]) => void>()
@@ -36,7 +38,8 @@ export class RootlessPoolWorker extends ForksPoolWorker {
     this.run = run
     // a worker reused across files (isolate: false) needs no spare behind it
     const config = options.project.config
-    this.spares = config.isolate === false ? 0 : (warm ?? defaultSpares(config.maxWorkers))
+    this.reusable = config.isolate === false
+    this.spares = this.reusable ? 0 : (warm ?? defaultSpares(config.maxWorkers))
     // paths a worker reads from disk; those under a tmpfs target are bound back in
     this.needs = [
       options.project.config.root,
@@ -83,13 +86,19 @@ export class RootlessPoolWorker extends ForksPoolWorker {
     if (message.type === 'run' || message.type === 'collect') {
       this.files = message.context.files.map((f) => (typeof f === 'string' ? f : f.filepath))
     }
+    if (message.type === 'start' && this.resetSetupFile) {
+      // a reused worker runs our reset before each file's own setup files
+      const config = message.context.config
+      message = { ...message, context: { ...message.context, config: { ...config, setupFiles: [this.resetSetupFile, ...config.setupFiles] } } }
+    }
     super.send(message)
   }
 
   override async start(): Promise<void> {
     const slot = this as unknown as ForkSlot
     if (!slot._fork) {
-      const spec = { entrypoint: slot.entrypoint, execArgv: this.execArgv, env: this.env, needs: this.needs }
+      if (this.reusable) this.resetSetupFile = await this.run.resetSetupFile()
+      const spec = { entrypoint: slot.entrypoint, execArgv: this.execArgv, env: this.env, needs: this.needs, reusable: this.reusable }
       const child = await this.run.launch(spec, this.spares)
       slot._fork = child
       await super.start()
