@@ -7,6 +7,7 @@ import { RootlessOptionError } from './ns/errors.js'
 import { PACKAGE_ROOT } from './ns/launcher-path.js'
 import { validateSandboxOptions, type SandboxOptions } from './ns/options.js'
 import { prepareSandbox } from './ns/sandbox.js'
+import { runDoctor } from './doctor.js'
 
 const USAGE = `Usage:
   vitest-pool-rootless exec [OPTIONS] -- CMD [ARGS...]
@@ -23,6 +24,10 @@ const USAGE = `Usage:
       --keep PATH           keep PATH visible under a tmpfs (repeatable)
       --no-subids           map only your own uid/gid, not your /etc/subuid range
       --network MODE        isolated (default) or host
+
+  vitest-pool-rootless doctor [--json]
+      Check this machine: kernel settings, AppArmor, seccomp, NoNewPrivs, newuidmap,
+      /etc/subuid, the launcher, and a live sandbox. Exits 1 if rootless() can't work.
 
   vitest-pool-rootless --version | --help
 
@@ -55,6 +60,10 @@ async function main(argv: string[]): Promise<Outcome> {
     return 0
   }
   if (command === 'exec') return runExec(rest)
+  if (command === 'doctor') {
+    const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean' } }, strict: true })
+    return runDoctor(values.json ?? false)
+  }
   process.stderr.write(`vitest-pool-rootless: unknown command ${JSON.stringify(command)}\n\n${USAGE}`)
   return 2
 }

@@ -1,7 +1,7 @@
 import { accessSync, constants, readFileSync } from 'node:fs'
 import { userInfo } from 'node:os'
 import { delimiter, join } from 'node:path'
-import type { IdentityFacts } from './idmap.js'
+import type { IdentityFacts, IdMapLine } from './idmap.js'
 import { parseSubidFile } from './subid.js'
 
 /** Reads what the id-map decision needs from this machine. `root` prefixes /etc and /proc (tests). */
@@ -23,7 +23,21 @@ export function readHostFacts(env: NodeJS.ProcessEnv = process.env, root = ''): 
     newuidmap: findExecutable('newuidmap', env),
     newgidmap: findExecutable('newgidmap', env),
     noNewPrivs: /^NoNewPrivs:\s*1$/m.test(readOptional(`${root}/proc/self/status`)),
+    ownUidMap: parseIdMap(readOptional(`${root}/proc/self/uid_map`)),
+    ownGidMap: parseIdMap(readOptional(`${root}/proc/self/gid_map`)),
   }
+}
+
+/** Parses /proc/PID/uid_map; undefined when unreadable (then nothing is assumed). */
+export function parseIdMap(text: string): IdMapLine[] | undefined {
+  const lines = text
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.trim().split(/\s+/).map(Number))
+    .filter((f) => f.length === 3 && f.every(Number.isFinite))
+    .map(([inside, outside, count]) => ({ inside: inside!, outside: outside!, count: count! }))
+  return lines.length > 0 ? lines : undefined
 }
 
 /** First executable `name` on PATH (plus the sbin dirs, where some distros put the id helpers). */

@@ -21,6 +21,12 @@ export interface IdentityFacts {
   newgidmap: string | null
   /** NoNewPrivs: setuid binaries can't raise privileges, so the helpers can't work. */
   noNewPrivs: boolean
+  /**
+   * This process's own /proc/self/uid_map and gid_map: `0 0 4294967295` in the initial
+   * namespace, less when already inside one (a container, `unshare -r`).
+   */
+  ownUidMap?: IdMapLine[]
+  ownGidMap?: IdMapLine[]
 }
 
 export interface IdMapPlan {
@@ -55,13 +61,20 @@ export function createIdMapPlan(facts: IdentityFacts, subids: 'auto' | false): I
     if (ranges.uid.length > 0 && ranges.gid.length > 0) {
       return { uidMap: stack(0, ranges.uid), gidMap: stack(facts.gid, ranges.gid), helpers: null, mode: 'root' }
     }
-    const identity = subids === 'auto' ? ROOT_IDENTITY_COUNT : 1
-    return {
-      uidMap: [{ inside: 0, outside: 0, count: identity }],
-      gidMap: [{ inside: 0, outside: 0, count: identity }],
+    // Inside a user namespace already, only the ids mapped here can be passed on.
+    const uidCount = Math.min(subids === 'auto' ? ROOT_IDENTITY_COUNT : 1, mappedFromZero(facts.ownUidMap))
+    const gidCount = Math.min(subids === 'auto' ? ROOT_IDENTITY_COUNT : 1, mappedFromZero(facts.ownGidMap))
+    const plan: IdMapPlan = {
+      uidMap: [{ inside: 0, outside: 0, count: uidCount }],
+      gidMap: [{ inside: 0, outside: 0, count: gidCount }],
       helpers: null,
-      mode: 'root',
+      // 'self' tells callers that other ids won't work, which subids: false asked for anyway
+      mode: subids === 'auto' && uidCount === 1 ? 'self' : 'root',
     }
+    if (subids === 'auto' && uidCount < ROOT_IDENTITY_COUNT) {
+      plan.warning = `vitest-pool-rootless: this process already runs in a user namespace that maps only ${uidCount} uid(s) from 0 (see /proc/self/uid_map), so only those are mapped into the sandbox; chown to other ids fails with EINVAL. Map a larger range into the outer namespace (e.g. unshare --map-auto, or a container with a full subuid range).`
+    }
+    return plan
   }
   if (subids === false) return { uidMap: self(facts.uid), gidMap: self(facts.gid), helpers: null, mode: 'self' }
 
@@ -85,6 +98,17 @@ export function createIdMapPlan(facts: IdentityFacts, subids: 'auto' | false): I
     helpers: { newuidmap: facts.newuidmap!, newgidmap: facts.newgidmap! },
     mode: 'subids',
   }
+}
+
+/** How many ids from 0 upwards this process's own namespace maps without a gap. */
+function mappedFromZero(lines: IdMapLine[] | undefined): number {
+  if (!lines) return Number.MAX_SAFE_INTEGER
+  let next = 0
+  for (const line of [...lines].sort((a, b) => a.inside - b.inside)) {
+    if (line.inside > next) break
+    next = Math.max(next, line.inside + line.count)
+  }
+  return next
 }
 
 /** `0 → own`, then each subordinate range at 1, 1+count₀, … */

@@ -56,6 +56,8 @@ function check(result: number, what: string): number {
  */
 export function resetSandbox(plan: ResetPlan): void {
   const c = loadLibc()
+  // read before the unmount: once the old tmpfs is detached, a cwd under it has no path
+  const cwd = process.cwd()
   const options = plan.tmpfsSize ? `mode=1777,size=${plan.tmpfsSize}` : 'mode=1777'
   for (const target of plan.tmpfs) {
     const keeps = plan.keep.filter((k) => k.startsWith(`${target}/`))
@@ -78,5 +80,5 @@ export function resetSandbox(plan: ResetPlan): void {
   writeFileSync('/etc/hosts', plan.hosts)
   if (plan.hostname) check(c.sethostname(plan.hostname, Buffer.byteLength(plan.hostname)), 'sethostname')
   // the old cwd may have been on the detached tmpfs: resolve it again in the new tree
-  process.chdir(process.cwd())
+  process.chdir(cwd)
 }

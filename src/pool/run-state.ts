@@ -2,6 +2,7 @@ import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setGracefulCleanup } from 'tmp-promise'
+import { explainFailure } from '../ns/diagnose.js'
 import { SandboxError } from '../ns/errors.js'
 import { createWarmUserNamespace, type WarmUserNamespace } from '../ns/holder.js'
 import type { ResolvedSandboxOptions } from '../ns/options.js'
@@ -159,24 +160,8 @@ async function probeSandbox(ready: Ready): Promise<void> {
   const step = launcherStep(code) ?? 'probe'
   throw new SandboxError(
     `vitest-pool-rootless: can't build the test sandbox on this machine (${step} failed, exit ${code ?? signal}).\n${stderr.trim()}\n` +
-      `${hintFor(step, stderr)}`,
+      // the doctor's words for what is wrong with this machine
+      `${explainFailure(step, stderr)}`,
     { step, exitCode: code, signal },
   )
-}
-
-/** What to do about a failed step, in the words a user can act on. */
-export function hintFor(step: string, stderr: string): string {
-  if (step === 'unshare') {
-    if (/No space left|max_user_namespaces/.test(stderr)) {
-      return 'User namespaces are switched off: set /proc/sys/user/max_user_namespaces above 0 (sudo sysctl -w user.max_user_namespaces=15000).'
-    }
-    return 'The kernel refused to create a user namespace. On Debian with kernel.unprivileged_userns_clone=0: sudo sysctl -w kernel.unprivileged_userns_clone=1. In Docker: run with --security-opt seccomp=unconfined --security-opt apparmor=unconfined. On Ubuntu 23.10+: sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor profile that allows userns for this launcher.'
-  }
-  if (step === 'uid-map' || step === 'gid-map') {
-    return 'Writing the id map failed. Check /etc/subuid and /etc/subgid for your user, that newuidmap/newgidmap are setuid root (package uidmap), or set `subids: false` to map only your own id.'
-  }
-  if (step === 'mount-private' || step === 'tmpfs' || step === 'hosts' || step === 'keep') {
-    return 'Mounting inside the sandbox was denied. In Docker: --security-opt apparmor=unconfined --security-opt systempaths=unconfined. On Ubuntu 23.10+: kernel.apparmor_restrict_unprivileged_userns=0.'
-  }
-  return 'This is the launcher message above; if it persists, report it with that line.'
 }

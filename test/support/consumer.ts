@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process'
 import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ROOT } from './sandbox.js'
 
@@ -15,6 +16,16 @@ export interface Consumer {
 const VITEST = { 4: '~4.1.12', 5: '~5.1.1' } as const
 // Vitest 5 needs Node >= 22.12; the npm registry ships Node itself as a package.
 const NODE_24 = '^24.0.0'
+
+const TMP_PREFIX = `vitest-pool-rootless-e2e-${process.geteuid!()}-`
+
+/** Removes the consumers of earlier runs (global setup, before any test file starts). */
+export function removeOldConsumers(): void {
+  rmSync(join(ROOT, '.e2e'), { recursive: true, force: true })
+  for (const entry of readdirSync(tmpdir())) {
+    if (entry.startsWith(TMP_PREFIX)) rmSync(join(tmpdir(), entry), { recursive: true, force: true })
+  }
+}
 
 const npm = (args: string[], cwd: string) =>
   execFileSync('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'], { cwd, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' })
@@ -36,7 +47,10 @@ export function packTarball(): string {
  * which runs none of our install scripts, as for a user.
  */
 export function prepareConsumer(major: 4 | 5, tarball: string): Consumer {
-  const dir = join(ROOT, '.e2e', `v${major}`)
+  // Vitest 5's project lives under the temp dir, Vitest 4's in the repo: a project under
+  // the sandbox's tmpfs target (bound back in) and one outside it are both covered.
+  // One per test file (its own worker process), so files that run at once don't share.
+  const dir = major === 5 ? join(tmpdir(), `${TMP_PREFIX}v5-${process.pid}`) : join(ROOT, '.e2e', `v${major}-${process.pid}`)
   rmSync(dir, { recursive: true, force: true })
   mkdirSync(dir, { recursive: true })
   const devDependencies: Record<string, string> = {

@@ -1,5 +1,5 @@
 import type { TestProject } from 'vitest/node'
-import { packTarball } from './consumer.js'
+import { packTarball, removeOldConsumers } from './consumer.js'
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -8,5 +8,6 @@ declare module 'vitest' {
 }
 
 export default function setup(project: TestProject) {
+  removeOldConsumers()
   project.provide('tarball', packTarball())
 }

@@ -1,0 +1,83 @@
+import { spawn } from 'node:child_process'
+import { type Check, explainFailure, staticChecks } from './ns/diagnose.js'
+import { validateSandboxOptions } from './ns/options.js'
+import { prepareSandbox } from './ns/sandbox.js'
+import { launcherStep } from './ns/steps.js'
+
+/** Runs inside the probe sandbox: everything a test file relies on, reported as JSON. */
+const PROBE_SCRIPT = `
+const fs = require('node:fs'), net = require('node:net'), dns = require('node:dns'), os = require('node:os'), path = require('node:path')
+const out = { uid: process.getuid() }
+try { out.apparmor = fs.readFileSync('/proc/self/attr/apparmor/current', 'utf8').trim() } catch { try { out.apparmor = fs.readFileSync('/proc/self/attr/current', 'utf8').replace(/\\0/g, '').trim() } catch {} }
+const file = path.join(os.tmpdir(), 'probe')
+fs.writeFileSync(file, '')
+try { fs.chownSync(file, 54321, 54321); out.chown = fs.statSync(file).uid === 54321 ? 'ok' : 'wrong owner' } catch (e) { out.chown = e.code }
+const server = net.createServer()
+server.once('error', (e) => { out.port80 = e.code; lookup() })
+server.listen(80, '127.0.0.1', () => { out.port80 = 'ok'; server.close(lookup) })
+function lookup() { dns.lookup('doctor.probe.test', 4, (e, a) => { out.hosts = e ? e.code : a; console.log(JSON.stringify(out)) }) }
+`
+
+interface ProbeResult {
+  uid?: number
+  apparmor?: string
+  chown?: string
+  port80?: string
+  hosts?: string
+}
+
+/** Builds a real sandbox with the pool's own plan and checks it from inside. */
+export async function liveProbe(): Promise<Check[]> {
+  const options = validateSandboxOptions({ hosts: { 'doctor.probe.test': '127.0.0.1' } })
+  let sandbox
+  try {
+    sandbox = await prepareSandbox(options)
+  } catch (error) {
+    return [{ id: 'probe', title: 'live sandbox', status: 'skip', detail: (error as Error).message.split('\n')[0]! }]
+  }
+  try {
+    const args = sandbox.args({ needs: [process.execPath], newSession: true })
+    const child = spawn(sandbox.launcher, [...args, '--', process.execPath, '-e', PROBE_SCRIPT], { cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+    const code = await new Promise<number | null>((resolve) => child.once('close', resolve))
+    if (code !== 0) {
+      const step = launcherStep(code) ?? 'probe'
+      return [{ id: 'probe', title: 'live sandbox', status: 'fail', detail: `${step} failed: ${stderr.trim()}`, fix: explainFailure(step, stderr).replace(/\n\s*/g, ' ') }]
+    }
+    const r = JSON.parse(stdout) as ProbeResult
+    const subids = sandbox.idMap.mode !== 'self'
+    return [
+      { id: 'probe-uid', title: 'sandbox: uid 0', status: r.uid === 0 ? 'ok' : 'fail', detail: `uid ${r.uid}` },
+      subids
+        ? { id: 'probe-chown', title: 'sandbox: chown to uid 54321', status: r.chown === 'ok' ? 'ok' : 'fail', detail: r.chown ?? 'not run' }
+        : { id: 'probe-chown', title: 'sandbox: chown to uid 54321', status: 'warn', detail: `${r.chown} (only your own id is mapped)`, fix: sandbox.idMap.warning?.replace(/^vitest-pool-rootless: /, '') },
+      { id: 'probe-port80', title: 'sandbox: listen on port 80', status: r.port80 === 'ok' ? 'ok' : 'fail', detail: r.port80 ?? 'not run' },
+      { id: 'probe-hosts', title: 'sandbox: private /etc/hosts', status: r.hosts === '127.0.0.1' ? 'ok' : 'fail', detail: `doctor.probe.test -> ${r.hosts}` },
+      { id: 'probe-apparmor', title: 'sandbox: AppArmor label', status: 'ok', detail: r.apparmor || 'none (AppArmor not active)' },
+    ]
+  } finally {
+    await sandbox.cleanup()
+  }
+}
+
+const MARK = { ok: 'ok  ', warn: 'WARN', fail: 'FAIL', skip: 'skip' } as const
+
+/** `vitest-pool-rootless doctor [--json]`: exit 1 when the pool can't work here. */
+export async function runDoctor(json: boolean): Promise<number> {
+  const checks = [...staticChecks(), ...(await liveProbe())]
+  const ok = !checks.some((c) => c.status === 'fail')
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ ok, checks }, null, 2)}\n`)
+  } else {
+    const width = Math.max(...checks.map((c) => c.title.length))
+    for (const c of checks) {
+      process.stdout.write(`${MARK[c.status]}  ${c.title.padEnd(width)}  ${c.detail}\n`)
+      if (c.fix && c.status !== 'ok') process.stdout.write(`${' '.repeat(width + 8)}fix: ${c.fix}\n`)
+    }
+    process.stdout.write(ok ? '\nrootless() can run on this machine.\n' : '\nrootless() can NOT run on this machine: see the FAIL rows above.\n')
+  }
+  return ok ? 0 : 1
+}

@@ -1,0 +1,226 @@
+import { execFileSync } from 'node:child_process'
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { locateLauncher } from '../../src/ns/launcher-path.js'
+import type { Consumer } from './consumer.js'
+import { ROOT } from './sandbox.js'
+
+/**
+ * What a Vitest run of ours could leave behind on the host: processes, mounts and
+ * namespaces. Taken before a run and compared after it by `expectNoLeftovers`.
+ */
+export interface Leftovers {
+  /** Live pids whose command line names the consumer's directory or the launcher. */
+  processes: number[]
+  /** Their command lines, for messages. */
+  commands: Map<number, string>
+  /** The host's mount table as `mountpoint fstype source`, sorted. */
+  mounts: string[]
+  /** `net:[inode]` of every readable /proc/PID/ns/net. */
+  netNamespaces: Set<string>
+  /** `user:[inode]` of every readable /proc/PID/ns/user. */
+  userNamespaces: Set<string>
+  /** Which live pids are in each namespace above (for messages and attribution). */
+  members: Map<string, number[]>
+}
+
+interface ProcInfo {
+  ppid: number
+  zombie: boolean
+}
+
+function readProcs(): Map<number, ProcInfo> {
+  const procs = new Map<number, ProcInfo>()
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+      // "pid (comm) S ppid ...": comm may hold spaces and parentheses
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      procs.set(Number(entry), { ppid: Number(rest[1]), zombie: rest[0] === 'Z' || rest[0] === 'X' })
+    } catch {}
+  }
+  return procs
+}
+
+/**
+ * Pids that belong to another test file of the same (outer) Vitest run: descendants of
+ * a sibling of this test process. The project's own suite runs two files at once, and
+ * their sandboxes are none of our business. A process we leave behind is either still
+ * our descendant or an orphan (reparented to init or a subreaper), never a sibling's.
+ */
+function foreignPids(procs: Map<number, ProcInfo>): Set<number> {
+  const foreign = new Set<number>()
+  const parent = process.ppid
+  for (const pid of procs.keys()) {
+    let cur = pid
+    const seen = new Set<number>()
+    while (cur > 1 && !seen.has(cur)) {
+      seen.add(cur)
+      const ppid = procs.get(cur)?.ppid
+      if (ppid === undefined) break
+      if (ppid === parent) {
+        if (cur !== process.pid) foreign.add(pid)
+        break
+      }
+      cur = ppid
+    }
+  }
+  return foreign
+}
+
+function mountList(): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => {
+      const fields = line.split(' ')
+      const dash = fields.indexOf('-')
+      return `${fields[4]} ${fields[dash + 1]} ${fields[dash + 2]}`
+    })
+    .sort()
+}
+
+let launcherPath: string | undefined
+
+/** Processes, mounts and namespaces a run of `consumer` could leave behind, as of now. */
+export function snapshotLeftovers(consumer: Consumer): Leftovers {
+  launcherPath ??= locateLauncher()
+  const needles = [consumer.dir, launcherPath]
+  const procs = readProcs()
+  const foreign = foreignPids(procs)
+  const processes: number[] = []
+  const commands = new Map<number, string>()
+  const netNamespaces = new Set<string>()
+  const userNamespaces = new Set<string>()
+  const members = new Map<string, number[]>()
+  for (const [pid, info] of procs) {
+    // a zombie holds no namespaces and runs nothing; whoever reaps it is not our concern
+    if (info.zombie || pid === process.pid || foreign.has(pid)) continue
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim()
+      commands.set(pid, cmd)
+      if (needles.some((n) => cmd.includes(n))) processes.push(pid)
+    } catch {}
+    for (const [kind, set] of [['net', netNamespaces], ['user', userNamespaces]] as const) {
+      try {
+        const ns = readlinkSync(`/proc/${pid}/ns/${kind}`)
+        set.add(ns)
+        const list = members.get(ns) ?? []
+        list.push(pid)
+        members.set(ns, list)
+      } catch {}
+    }
+  }
+  return { processes: processes.sort((a, b) => a - b), commands, mounts: mountList(), netNamespaces, userNamespaces, members }
+}
+
+/** How many of each kind `now` has beyond `before`. */
+export interface LeftoverCounts {
+  processes: number
+  mounts: number
+  netNamespaces: number
+  userNamespaces: number
+}
+
+export interface LeftoverDiff {
+  counts: LeftoverCounts
+  text: string
+}
+
+function multisetDiff(before: string[], now: string[]): { added: string[]; removed: string[] } {
+  const left = new Map<string, number>()
+  for (const m of before) left.set(m, (left.get(m) ?? 0) + 1)
+  const added: string[] = []
+  for (const m of now) {
+    const n = left.get(m) ?? 0
+    if (n > 0) left.set(m, n - 1)
+    else added.push(m)
+  }
+  const removed = [...left].flatMap(([m, n]) => Array<string>(n).fill(m))
+  return { added, removed }
+}
+
+/** What `now` has that `before` did not, counted and as readable text. */
+export function diffLeftovers(before: Leftovers, now: Leftovers): LeftoverDiff {
+  const lines: string[] = []
+  const describe = (pid: number) => `    ${pid} ${now.commands.get(pid) ?? '?'}`
+  for (const pid of now.processes) lines.push(`  process ${pid}: ${now.commands.get(pid) ?? '?'}`)
+  const mounts = multisetDiff(before.mounts, now.mounts)
+  for (const m of mounts.added) lines.push(`  mount added: ${m}`)
+  for (const m of mounts.removed) lines.push(`  mount removed: ${m}`)
+  const newNs = (kind: 'netNamespaces' | 'userNamespaces') => [...now[kind]].filter((ns) => !before[kind].has(ns))
+  const net = newNs('netNamespaces')
+  const user = newNs('userNamespaces')
+  for (const ns of [...net, ...user]) {
+    lines.push(`  namespace ${ns}, held by:`)
+    for (const pid of now.members.get(ns) ?? []) lines.push(describe(pid))
+  }
+  return {
+    counts: { processes: now.processes.length, mounts: mounts.added.length + mounts.removed.length, netNamespaces: net.length, userNamespaces: user.length },
+    text: lines.join('\n'),
+  }
+}
+
+export interface LeftoverReport {
+  /** Milliseconds from the call until nothing was left. */
+  cleanAfterMs: number
+  /** What was left at the first look. */
+  atFirstLook: LeftoverCounts
+}
+
+const isClean = (c: LeftoverCounts) => c.processes === 0 && c.mounts === 0 && c.netNamespaces === 0 && c.userNamespaces === 0
+
+/**
+ * Polls until no process of ours is alive, the mount table equals `before`'s, and no
+ * net or user namespace exists that `before` did not have (older ones are ignored).
+ * Throws with what is left after `withinMs`.
+ */
+export async function expectNoLeftovers(before: Leftovers, consumer: Consumer, withinMs = 2000): Promise<LeftoverReport> {
+  const start = Date.now()
+  let first: LeftoverCounts | undefined
+  for (;;) {
+    const diff = diffLeftovers(before, snapshotLeftovers(consumer))
+    first ??= diff.counts
+    const elapsed = Date.now() - start
+    if (isClean(diff.counts)) return { cleanAfterMs: elapsed, atFirstLook: first }
+    if (elapsed >= withinMs) {
+      throw new Error(`left behind ${withinMs} ms after the run (${JSON.stringify(diff.counts)}):\n${diff.text}`)
+    }
+    await new Promise((ok) => setTimeout(ok, 50))
+  }
+}
+
+/**
+ * Host pids of processes in net namespace `netns` whose innermost pid is `innerPid`:
+ * what a pid printed inside a sandbox is on the host, with or without a pid namespace.
+ */
+export function hostPidsOf(innerPid: number, netns: string): number[] {
+  const found: number[] = []
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      if (readlinkSync(`/proc/${entry}/ns/net`) !== netns) continue
+      const nspid = /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${entry}/status`, 'utf8'))?.[1]?.trim().split(/\s+/)
+      if (nspid && Number(nspid[nspid.length - 1]) === innerPid) found.push(Number(entry))
+    } catch {}
+  }
+  return found
+}
+
+/**
+ * Like `prepareConsumer(4, tarball)`, but in its own directory `.e2e/<name>`: the
+ * pool suites install into `.e2e/v4` (deleting it first) and may run at the same time
+ * as the caller, and a directory of our own also keeps their processes out of ours.
+ */
+export function prepareConsumerIn(name: string, tarball: string): Consumer {
+  const dir = join(ROOT, '.e2e', name)
+  rmSync(dir, { recursive: true, force: true })
+  mkdirSync(dir, { recursive: true })
+  const devDependencies = { vitest: '~4.1.12', 'vitest-pool-rootless': `file:${tarball}` }
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: `consumer-${name}`, private: true, type: 'module', devDependencies }, null, 2))
+  execFileSync('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] })
+  const vitest = join(dir, 'node_modules', 'vitest', 'vitest.mjs')
+  if (!existsSync(vitest)) throw new Error(`no vitest at ${vitest}`)
+  return { dir, node: process.execPath, vitest, major: 4 }
+}
