@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -17,7 +18,8 @@ const VITEST = { 4: '~4.1.12', 5: '~5.1.1' } as const
 // Vitest 5 needs Node >= 22.12; the npm registry ships Node itself as a package.
 const NODE_24 = '^24.0.0'
 
-const TMP_PREFIX = `vitest-pool-rootless-e2e-${process.geteuid!()}-`
+// per user and checkout: two checkouts' runs on one machine never remove each other's
+const TMP_PREFIX = `vitest-pool-rootless-e2e-${process.geteuid!()}-${createHash('sha1').update(ROOT).digest('hex').slice(0, 8)}-`
 
 /** Removes the consumers of earlier runs (global setup, before any test file starts). */
 export function removeOldConsumers(): void {
