@@ -31,6 +31,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -65,6 +66,7 @@ struct plan {
   int host_network;
   int new_session;
   int hold;              /* create only the user namespace, report, wait for stdin EOF */
+  int pid_namespace;     /* run CMD as pid 2 under a small init in a new pid namespace */
   char **argv;
 };
 
@@ -148,7 +150,7 @@ static void usage_error(const char *fmt, const char *arg) {
   die_step(STEP_USAGE, "%s (usage: launcher [--uid-map I:O:N]... [--gid-map I:O:N]... "
                        "[--newuidmap PATH --newgidmap PATH] [--userns-fd FD] [--tmpfs PATH]... "
                        "[--tmpfs-size SIZE] [--keep PATH]... [--hosts-file PATH] [--hostname NAME] "
-                       "[--host-network] [--new-session] -- CMD [ARGS...] | --hold)",
+                       "[--host-network] [--new-session] [--pid-namespace] -- CMD [ARGS...] | --hold)",
            msg);
 }
 
@@ -187,6 +189,7 @@ static void parse_plan(int argc, char **argv, struct plan *p) {
     else if (strcmp(a, "--host-network") == 0) p->host_network = 1;
     else if (strcmp(a, "--new-session") == 0) p->new_session = 1;
     else if (strcmp(a, "--hold") == 0) p->hold = 1;
+    else if (strcmp(a, "--pid-namespace") == 0) p->pid_namespace = 1;
     else usage_error("unknown option '%s'", a);
 #undef NEED_VALUE
 #undef PUSH
@@ -389,6 +392,91 @@ static int loopback_up(void) {
   return rc;
 }
 
+/* ---- pid namespace: outer launcher -> init (pid 1) -> CMD (pid 2) ---- */
+
+static volatile pid_t forward_to;
+
+/* Passes signals on; a tty's own ^C/^\\ already reached the whole process group. */
+static void forward_signal(int sig, siginfo_t *si, void *ctx) {
+  (void)ctx;
+  if (si->si_code == SI_KERNEL && (sig == SIGINT || sig == SIGQUIT)) return;
+  if (forward_to > 0) kill(forward_to, sig);
+}
+
+static void forward_signals_to(pid_t pid) {
+  static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = forward_signal;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  forward_to = pid;
+  for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
+}
+
+/* Ends this process the way CMD ended: same exit status, or death by the same signal. */
+static void mirror_status(int status) __attribute__((noreturn));
+static void mirror_status(int status) {
+  if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
+  int sig = WIFSIGNALED(status) ? WTERMSIG(status) : SIGKILL;
+  struct rlimit none = {0, 0};
+  setrlimit(RLIMIT_CORE, &none); /* CMD already dumped core, if anyone wanted one */
+  signal(sig, SIG_DFL);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, sig);
+  sigprocmask(SIG_UNBLOCK, &set, NULL);
+  kill(getpid(), sig);
+  _exit(128 + sig);
+}
+
+/*
+ * Returns in the process that goes on to exec CMD, as pid 2 of a new pid namespace.
+ * Nothing a test starts can outlive it: when CMD ends, init (pid 1) ends, and the kernel
+ * kills whatever else is left in the namespace -- daemons a test double-forked included
+ * (pid_namespaces(7)). CMD is not pid 1 itself because pid 1 ignores signals it has no
+ * handler for, even SIGSEGV it sends itself, and tests rely on ordinary signal deaths.
+ */
+static void enter_pid_namespace(void) {
+  if (unshare(CLONE_NEWPID) < 0) die_step(STEP_PID_NAMESPACE, "can't create a pid namespace");
+  int report[2];
+  if (pipe2(report, O_CLOEXEC) < 0) die_step(STEP_PID_NAMESPACE, "can't create a pipe");
+  pid_t init = fork();
+  if (init < 0) die_step(STEP_PID_NAMESPACE, "can't start init");
+  if (init > 0) {
+    /* outer launcher, in the caller's pid namespace: the process Vitest knows */
+    close(report[1]);
+    forward_signals_to(init);
+    int status = 0, init_status = 0;
+    ssize_t n = read_retry(report[0], &status, sizeof status);
+    while (waitpid(init, &init_status, 0) < 0 && errno == EINTR) {}
+    mirror_status(n == (ssize_t)sizeof status ? status : init_status);
+  }
+
+  /* init, pid 1 of the new namespace */
+  close(report[0]);
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  /* a /proc of this namespace: the sandbox's processes only (best effort: some
+     container runtimes mask parts of /proc, and then the kernel refuses a new one) */
+  mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+  pid_t cmd = fork();
+  if (cmd < 0) die_step(STEP_PID_NAMESPACE, "can't start the command");
+  if (cmd == 0) {
+    close(report[1]);
+    return;
+  }
+  forward_signals_to(cmd);
+  for (;;) {
+    int status;
+    pid_t done = wait(&status);
+    if (done == cmd) {
+      write_all(report[1], &status, sizeof status);
+      _exit(0);
+    }
+    if (done < 0 && errno == ECHILD) _exit(STEP_PID_NAMESPACE);
+  }
+}
+
 int main(int argc, char **argv) {
   struct plan p;
   parse_plan(argc, argv, &p);
@@ -520,6 +608,11 @@ int main(int argc, char **argv) {
 
   /* no controlling terminal: a test can't push keystrokes into the user's shell (TIOCSTI) */
   if (p.new_session && setsid() < 0 && errno != EPERM) die_step(STEP_SESSION, "can't start a new session");
+
+  if (p.pid_namespace) {
+    enter_pid_namespace();
+    parent = 1; /* from here on, our parent is the namespace's init */
+  }
 
   /*
    * Die with the parent. PDEATHSIG is cleared by credential changes, so it is set last,

@@ -1,5 +1,5 @@
 /*
- * Exit statuses of the launcher, one per setup step. They sit in 230..249, far from
+ * Exit statuses of the launcher, one per setup step. They sit in 230..250, far from
  * what a test process exits with (0..127 by convention, 128+N for "killed by signal N"
  * as reported by shells), so the pool can tell "the sandbox failed" from "the test
  * failed". src/ns/steps.ts holds the same table; a test keeps the two in line.
@@ -28,6 +28,7 @@ enum step {
   STEP_PDEATHSIG = 247,
   STEP_EXEC = 248,
   STEP_HOLD = 249,
+  STEP_PID_NAMESPACE = 250,
 };
 
 static inline const char *step_name(int step) {
@@ -52,6 +53,7 @@ static inline const char *step_name(int step) {
   case STEP_PDEATHSIG: return "pdeathsig";
   case STEP_EXEC: return "exec";
   case STEP_HOLD: return "hold";
+  case STEP_PID_NAMESPACE: return "pid-namespace";
   default: return "unknown";
   }
 }

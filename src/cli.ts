@@ -24,6 +24,7 @@ const USAGE = `Usage:
       --keep PATH           keep PATH visible under a tmpfs (repeatable)
       --no-subids           map only your own uid/gid, not your /etc/subuid range
       --network MODE        isolated (default) or host
+      --no-pid-namespace    share the host's pid namespace (no init, no /proc of its own)
 
   vitest-pool-rootless doctor [--json]
       Check this machine: kernel settings, AppArmor, seccomp, NoNewPrivs, newuidmap,
@@ -44,6 +45,7 @@ const CLI_NAMES: Record<string, string> = {
   keep: '--keep',
   subids: '--no-subids',
   network: '--network',
+  pidNamespace: '--no-pid-namespace',
 }
 
 /** How the CLI ends: an exit status, or the signal that killed the command. */
@@ -84,6 +86,7 @@ async function runExec(args: string[]): Promise<Outcome> {
       keep: { type: 'string', multiple: true },
       'no-subids': { type: 'boolean' },
       network: { type: 'string' },
+      'no-pid-namespace': { type: 'boolean' },
     },
   })
   // Everything after `--` is the command; nothing before it may be a positional, so
@@ -103,6 +106,7 @@ async function runExec(args: string[]): Promise<Outcome> {
     keep: values.keep,
     subids: values['no-subids'] ? false : 'auto',
     network: values.network as SandboxOptions['network'],
+    pidNamespace: values['no-pid-namespace'] ? false : undefined,
   }
   const options = validateSandboxOptions(dropUndefined(input), (key) => CLI_NAMES[key] ?? key)
   const sandbox = await prepareSandbox(options)

@@ -41,6 +41,7 @@ export function createSandboxPlan(inputs: PlanInputs): SandboxPlan {
   if (options.hostname) args.push('--hostname', options.hostname)
   if (options.network === 'host') args.push('--host-network')
   if (inputs.newSession) args.push('--new-session')
+  if (options.pidNamespace) args.push('--pid-namespace')
   return { args, keep }
 }
 

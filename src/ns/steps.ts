@@ -24,6 +24,7 @@ export const LAUNCHER_STEPS: Readonly<Record<number, string>> = {
   247: 'pdeathsig',
   248: 'exec',
   249: 'hold',
+  250: 'pid-namespace',
 }
 
 /** The step name for a launcher exit status, or `undefined` if the command itself exited. */

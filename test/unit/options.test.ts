@@ -44,6 +44,7 @@ describe('validateSandboxOptions: defaults', () => {
     expect(resolved.hostsFile).toBeUndefined()
     expect(resolved.hostname).toBeUndefined()
     expect(resolved.tmpfsSize).toBeUndefined()
+    expect(resolved.pidNamespace).toBe(true)
   })
 
   it('gives the same result for {} as for undefined', () => {
@@ -139,6 +140,7 @@ describe('validateSandboxOptions: valid values', () => {
       keep: [nested],
       subids: 'auto',
       network: 'isolated',
+      pidNamespace: false,
     })
     expect(resolved).toEqual({
       hosts: new Map([['db', ['10.0.0.2']]]),
@@ -149,11 +151,12 @@ describe('validateSandboxOptions: valid values', () => {
       keep: [nested],
       subids: 'auto',
       network: 'isolated',
+      pidNamespace: false,
     })
   })
 
   it('exports the known option keys', () => {
-    expect([...SANDBOX_OPTION_KEYS].sort()).toEqual(['hosts', 'hostsFile', 'hostname', 'tmpfs', 'tmpfsSize', 'keep', 'subids', 'network'].sort())
+    expect([...SANDBOX_OPTION_KEYS].sort()).toEqual(['hosts', 'hostsFile', 'hostname', 'tmpfs', 'tmpfsSize', 'keep', 'subids', 'network', 'pidNamespace'].sort())
   })
 })
 
@@ -223,6 +226,8 @@ describe('validateSandboxOptions: invalid values', () => {
     ['subids "false"', { subids: 'false' }, 'subids', 'false'],
     ['network "bridge"', { network: 'bridge' }, 'network', 'bridge'],
     ['network false', { network: false }, 'network', false],
+    ['pidNamespace "no"', { pidNamespace: 'no' }, 'pidNamespace', 'no'],
+    ['pidNamespace 0', { pidNamespace: 0 }, 'pidNamespace', 0],
   ]
 
   it('covers at least 30 invalid inputs', () => {

@@ -6,7 +6,7 @@ import type { IdMapPlan } from '../../src/ns/idmap.js'
 import type { ResolvedSandboxOptions } from '../../src/ns/options.js'
 
 function options(overrides: Partial<ResolvedSandboxOptions> = {}): ResolvedSandboxOptions {
-  return { hosts: new Map(), tmpfs: [], keep: [], subids: 'auto', network: 'isolated', ...overrides }
+  return { hosts: new Map(), tmpfs: [], keep: [], subids: 'auto', network: 'isolated', pidNamespace: false, ...overrides }
 }
 
 const subidsMap: IdMapPlan = {
@@ -203,5 +203,13 @@ describe('keptPaths', () => {
     // path under each tmpfs it mounts, including one equal to the target) would undo
     // the /tmp/x tmpfs, which the doc comment says is why such paths are dropped
     expect(keptPaths(['/tmp', '/tmp/x'], ['/tmp/x'])).toEqual([])
+  })
+})
+
+describe('createSandboxPlan: pid namespace', () => {
+  it('asks for one only when the option is on', () => {
+    const idMap = createIdMapPlan({ uid: 1000, gid: 1000, subuid: [], subgid: [], newuidmap: null, newgidmap: null, noNewPrivs: false }, false)
+    expect(createSandboxPlan({ options: options({ pidNamespace: true }), idMap }).args).toContain('--pid-namespace')
+    expect(createSandboxPlan({ options: options({ pidNamespace: false }), idMap }).args).not.toContain('--pid-namespace')
   })
 })
