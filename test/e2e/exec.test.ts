@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -116,6 +117,33 @@ describeSandbox('vitest-pool-rootless exec', () => {
     const killed = exec([], ['sh', '-c', 'kill -KILL $$'])
     expect(killed.status).toBe(null)
     expect(killed.signal).toBe('SIGKILL')
+  })
+
+  it('runs the command as pid 2 of its own pid namespace: /proc shows only the sandbox', () => {
+    const r = exec([], ['sh', '-c', 'echo $$; ls /proc | grep -cE "^[0-9]+$"'])
+    const [pid, count] = r.stdout.trim().split('\n').map(Number)
+    expect(pid).toBe(2)
+    // init, sh, ls and grep: nothing of the host
+    expect(count).toBeLessThanOrEqual(4)
+  })
+
+  it('cannot signal a host process (ESRCH)', () => {
+    const r = exec([], ['sh', '-c', `kill -0 ${process.pid} 2>&1; echo status=$?`])
+    expect(r.stdout).toMatch(/No such process/)
+    expect(r.stdout).toContain('status=1')
+    // without the pid namespace the same process is visible (so the check above can fail)
+    const shared = exec(['--no-pid-namespace'], ['sh', '-c', `kill -0 ${process.pid} 2>&1; echo status=$?`])
+    expect(shared.stdout).not.toMatch(/No such process/)
+  })
+
+  it('takes down a daemon the command double-forked when it ends', () => {
+    const marker = `${300 + (process.pid % 1000) / 1000}`
+    const r = exec([], ['sh', '-c', `(sleep ${marker} &); echo started`])
+    expect(r.stdout).toBe('started\n')
+    const left = () => spawnSync('pgrep', ['-f', `sleep ${marker}`], { encoding: 'utf8' }).stdout.trim()
+    const deadline = Date.now() + 2000
+    while (left() && Date.now() < deadline) spawnSync('sleep', ['0.1'])
+    expect(left()).toBe('')
   })
 
   it('never reads arguments after "--" as its own options', () => {

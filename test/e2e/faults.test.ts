@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { beforeAll, expect, inject, it } from 'vitest'
 import type { Consumer } from '../support/consumer.js'
 import { copyFixture } from '../support/consumer.js'
-import { diffLeftovers, expectNoLeftovers, hostPidsOf, prepareConsumerIn, snapshotLeftovers, type LeftoverReport, type Leftovers } from '../support/leftovers.js'
+import { diffLeftovers, expectNoLeftovers, hostPidsOf, prepareConsumerIn, snapshotLeftovers, TAG, TAG_ENV, type LeftoverReport, type Leftovers } from '../support/leftovers.js'
 import { runVitest } from '../support/pool-suite.js'
 import { describeSandbox } from '../support/sandbox.js'
 
@@ -42,7 +42,7 @@ function startVitest(consumer: Consumer, root: string, options: { env?: Record<s
   const [file, args] = options.tty ? ['script', ['-qec', argv.map(quote).join(' '), '/dev/null']] : [argv[0]!, argv.slice(1)]
   const child = spawn(file, args as string[], {
     cwd: root,
-    env: { ...process.env, CI: 'true', NO_COLOR: '1', FORCE_COLOR: '0', ...options.env },
+    env: { ...process.env, CI: 'true', NO_COLOR: '1', FORCE_COLOR: '0', [TAG_ENV]: TAG, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let output = ''
@@ -161,7 +161,7 @@ describeSandbox('fault injection: rootless() on Vitest 4', () => {
   it('process.exit(42) in a test: reported, the rest pass', async () => {
     const root = copyFixture(consumer, 'faults-exit')
     const before = snapshotLeftovers(consumer)
-    const run = await runVitest(consumer, root)
+    const run = await runVitest(consumer, root, [], { [TAG_ENV]: TAG })
     expect(run.code, run.output).not.toBe(0)
     expect(run.output).toContain('process.exit unexpectedly called with "42"')
     expect(run.output).toMatch(/× exit\.test\.ts/)
@@ -172,7 +172,7 @@ describeSandbox('fault injection: rootless() on Vitest 4', () => {
   it('throw at import: reported with the error, the rest pass', async () => {
     const root = copyFixture(consumer, 'faults-import-throw')
     const before = snapshotLeftovers(consumer)
-    const run = await runVitest(consumer, root)
+    const run = await runVitest(consumer, root, [], { [TAG_ENV]: TAG })
     expect(run.code, run.output).not.toBe(0)
     expect(run.output).toContain('faults: thrown while importing throws.test.ts')
     expect(run.output).toMatch(/FAIL\s+throws\.test\.ts/)
@@ -184,7 +184,7 @@ describeSandbox('fault injection: rootless() on Vitest 4', () => {
   it('a test that hangs past its timeout: reported as timed out, the rest pass', async () => {
     const root = copyFixture(consumer, 'faults-timeout')
     const before = snapshotLeftovers(consumer)
-    const run = await runVitest(consumer, root)
+    const run = await runVitest(consumer, root, [], { [TAG_ENV]: TAG })
     expect(run.code, run.output).not.toBe(0)
     expect(run.output).toContain('Test timed out in 500ms')
     expect(run.output).toMatch(/× hang\.test\.ts/)
@@ -195,7 +195,7 @@ describeSandbox('fault injection: rootless() on Vitest 4', () => {
   it('a segfault: the file is reported with SIGSEGV, the rest pass', async () => {
     const root = copyFixture(consumer, 'faults-segv')
     const before = snapshotLeftovers(consumer)
-    const run = await runVitest(consumer, root)
+    const run = await runVitest(consumer, root, [], { [TAG_ENV]: TAG })
     expect(run.code, run.output).not.toBe(0)
     expect(linesWith(run.output, 'SIGSEGV', 'segv.test.ts'), run.output).not.toEqual([])
     expect(run.output).toMatch(/✓ ok\.test\.ts/)

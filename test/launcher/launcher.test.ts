@@ -1,5 +1,5 @@
-import { spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { spawn, spawnSync } from 'node:child_process'
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -87,6 +87,36 @@ describeSandbox('launcher: each failing step names itself', () => {
   })
   it('a command that does not exist', () => {
     expectStepFailure(launch([...SELF, '--', join(dir, 'no-such-command')]), 'exec', `can't run ${join(dir, 'no-such-command')}: No such file or directory`)
+  })
+
+  it('holds a mapped user namespace that later launchers join by fd', async () => {
+    const holder = spawn(LAUNCHER, [...SELF, '--hold'], { stdio: ['pipe', 'pipe', 'pipe'] })
+    const ready = await new Promise<string>((resolve) => holder.stdout.setEncoding('utf8').once('data', resolve))
+    expect(ready).toBe('ready\n')
+    const fd = openSync(`/proc/${holder.pid}/ns/user`, 'r')
+    holder.stdin.end()
+    const code = await new Promise((resolve) => holder.once('exit', resolve))
+    expect(code).toBe(0)
+    try {
+      // the holder is gone; the fd alone keeps its namespace, and joining it maps uid 0
+      const r = spawnSync(LAUNCHER, ['--userns-fd', '3', '--', 'sh', '-c', 'id -u; cat /proc/self/uid_map'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe', fd] })
+      expect(r.stderr).toBe('')
+      const [id, map] = r.stdout.trim().split('\n')
+      expect(id).toBe('0')
+      expect(map!.trim().split(/\s+/).map(Number)).toEqual([0, uid, 1])
+    } finally {
+      closeSync(fd)
+    }
+  })
+
+  it('refuses --hold with a command', () => {
+    expectStepFailure(launch([...SELF, '--hold', '--', 'true']), 'usage', '--hold takes no command')
+  })
+
+  it('mirrors the command\'s end through the pid namespace init: exit code and signal', () => {
+    expect(launch([...SELF, '--pid-namespace', '--', 'sh', '-c', 'exit 42']).status).toBe(42)
+    const killed = launch([...SELF, '--pid-namespace', '--', 'sh', '-c', 'kill -SEGV $$'])
+    expect(killed.signal).toBe('SIGSEGV')
   })
 
   it('passes argv and environment through untouched', () => {

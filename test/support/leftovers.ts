@@ -22,6 +22,9 @@ export interface Leftovers {
   userNamespaces: Set<string>
   /** Which live pids are in each namespace above (for messages and attribution). */
   members: Map<string, number[]>
+  /** Descendants of this process. */
+  descendants: Set<number>
+  consumerDir: string
 }
 
 interface ProcInfo {
@@ -44,29 +47,36 @@ function readProcs(): Map<number, ProcInfo> {
 }
 
 /**
- * Pids that belong to another test file of the same (outer) Vitest run: descendants of
- * a sibling of this test process. The project's own suite runs two files at once, and
- * their sandboxes are none of our business. A process we leave behind is either still
- * our descendant or an orphan (reparented to init or a subreaper), never a sibling's.
+ * Set in the environment of every Vitest run a test starts (`{ [TAG_ENV]: TAG }`):
+ * Vitest passes its environment to workers, the launcher to node, node to whatever a
+ * test spawns. It tells our processes from those of other runs on the same machine,
+ * such as the suite's other files, which run at the same time.
  */
-function foreignPids(procs: Map<number, ProcInfo>): Set<number> {
-  const foreign = new Set<number>()
-  const parent = process.ppid
+export const TAG_ENV = 'VPR_FAULTS_TAG'
+export const TAG = `${process.pid}-${Math.random().toString(36).slice(2)}`
+
+/** This process's descendants: still ours whatever their command line. */
+function descendants(procs: Map<number, ProcInfo>): Set<number> {
+  const found = new Set<number>()
   for (const pid of procs.keys()) {
-    let cur = pid
     const seen = new Set<number>()
-    while (cur > 1 && !seen.has(cur)) {
+    for (let cur = pid; cur > 1 && !seen.has(cur); cur = procs.get(cur)?.ppid ?? 0) {
       seen.add(cur)
-      const ppid = procs.get(cur)?.ppid
-      if (ppid === undefined) break
-      if (ppid === parent) {
-        if (cur !== process.pid) foreign.add(pid)
+      if (procs.get(cur)?.ppid === process.pid) {
+        found.add(pid)
         break
       }
-      cur = ppid
     }
   }
-  return foreign
+  return found
+}
+
+function tagged(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(`${TAG_ENV}=${TAG}`)
+  } catch {
+    return false
+  }
 }
 
 function mountList(): string[] {
@@ -86,9 +96,8 @@ let launcherPath: string | undefined
 /** Processes, mounts and namespaces a run of `consumer` could leave behind, as of now. */
 export function snapshotLeftovers(consumer: Consumer): Leftovers {
   launcherPath ??= locateLauncher()
-  const needles = [consumer.dir, launcherPath]
   const procs = readProcs()
-  const foreign = foreignPids(procs)
+  const mine = descendants(procs)
   const processes: number[] = []
   const commands = new Map<number, string>()
   const netNamespaces = new Set<string>()
@@ -96,11 +105,12 @@ export function snapshotLeftovers(consumer: Consumer): Leftovers {
   const members = new Map<string, number[]>()
   for (const [pid, info] of procs) {
     // a zombie holds no namespaces and runs nothing; whoever reaps it is not our concern
-    if (info.zombie || pid === process.pid || foreign.has(pid)) continue
+    if (info.zombie || pid === process.pid) continue
     try {
       const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim()
       commands.set(pid, cmd)
-      if (needles.some((n) => cmd.includes(n))) processes.push(pid)
+      // the project's own launcher also serves the suite's other files: only ours count
+      if (cmd.includes(consumer.dir) || (cmd.includes(launcherPath) && (mine.has(pid) || tagged(pid)))) processes.push(pid)
     } catch {}
     for (const [kind, set] of [['net', netNamespaces], ['user', userNamespaces]] as const) {
       try {
@@ -112,7 +122,7 @@ export function snapshotLeftovers(consumer: Consumer): Leftovers {
       } catch {}
     }
   }
-  return { processes: processes.sort((a, b) => a - b), commands, mounts: mountList(), netNamespaces, userNamespaces, members }
+  return { consumerDir: consumer.dir, processes: processes.sort((a, b) => a - b), commands, mounts: mountList(), netNamespaces, userNamespaces, members, descendants: mine }
 }
 
 /** How many of each kind `now` has beyond `before`. */
@@ -149,7 +159,12 @@ export function diffLeftovers(before: Leftovers, now: Leftovers): LeftoverDiff {
   const mounts = multisetDiff(before.mounts, now.mounts)
   for (const m of mounts.added) lines.push(`  mount added: ${m}`)
   for (const m of mounts.removed) lines.push(`  mount removed: ${m}`)
-  const newNs = (kind: 'netNamespaces' | 'userNamespaces') => [...now[kind]].filter((ns) => !before[kind].has(ns))
+  // Other runs on this machine (the suite's other files, at the same time) make
+  // namespaces too: a new one counts when one of its processes is ours -- our
+  // descendant, in the consumer's directory, or carrying our tag in its environment.
+  const ours = (pid: number) => now.descendants.has(pid) || (now.commands.get(pid) ?? '').includes(now.consumerDir) || tagged(pid)
+  const newNs = (kind: 'netNamespaces' | 'userNamespaces') =>
+    [...now[kind]].filter((ns) => !before[kind].has(ns) && (now.members.get(ns) ?? []).some(ours))
   const net = newNs('netNamespaces')
   const user = newNs('userNamespaces')
   for (const ns of [...net, ...user]) {
