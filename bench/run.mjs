@@ -42,6 +42,9 @@ const setups = [
   ['launcher, warm user namespace', [launcher, '--userns-fd', String(WARM_FD), '--tmpfs', tmp, '--', '/bin/true']],
   ['launcher, fresh namespaces', [launcher, ...idMapArgs(idMap), '--tmpfs', tmp, '--', '/bin/true']],
   ['bwrap (user+net+uts+ipc, one uid, tmpfs /tmp)', ['bwrap', '--unshare-user', '--unshare-net', '--unshare-uts', '--unshare-ipc', '--uid', '0', '--gid', '0', '--bind', '/', '/', '--tmpfs', tmp, '/bin/true']],
+  // the pool's default adds a pid namespace with an init and its own /proc; compare like with like
+  ['launcher, warm + pid namespace (pool default)', [launcher, '--userns-fd', String(WARM_FD), '--tmpfs', tmp, '--pid-namespace', '--', '/bin/true']],
+  ['bwrap + pid namespace and /proc', ['bwrap', '--unshare-user', '--unshare-net', '--unshare-uts', '--unshare-ipc', '--unshare-pid', '--uid', '0', '--gid', '0', '--bind', '/', '/', '--tmpfs', tmp, '--proc', '/proc', '/bin/true']],
   ['unshare -Umn --map-root-user --map-auto', ['unshare', '-Umn', '--map-root-user', '--map-auto', '/bin/true']],
   ['bare exec /bin/true', ['/bin/true']],
 ]
@@ -150,7 +153,7 @@ for (let block = 0; block < loopRuns / 100; block++) {
   const times = []
   for (let i = 0; i < 100; i++) {
     const t = performance.now()
-    const r = spawnSync(launcher, ['--userns-fd', String(WARM_FD), '--tmpfs', tmp, '--', '/bin/true'], { stdio: ['ignore', 'ignore', 'ignore', warm.fd], cwd: '/' })
+    const r = spawnSync(launcher, ['--userns-fd', String(WARM_FD), '--tmpfs', tmp, '--pid-namespace', '--', '/bin/true'], { stdio: ['ignore', 'ignore', 'ignore', warm.fd], cwd: '/' })
     times.push(performance.now() - t)
     if (r.status !== 0) failures++
   }
@@ -186,7 +189,8 @@ const by = (name) => results.setup.find((r) => r.name.startsWith(name))?.medianM
 const ratio = (a, b) => (a && b ? round(a / b) : null)
 const suite = (name, isolate) => results.suites.find((r) => r.suite === name && r.isolate === isolate)?.ratio ?? null
 results.targets = [
-  { what: 'warm setup / bwrap', ratio: ratio(by('launcher, warm'), by('bwrap')), target: 0.5 },
+  { what: 'warm setup / bwrap', ratio: ratio(by('launcher, warm user namespace'), by('bwrap (user')), target: 0.5 },
+  { what: 'warm setup / bwrap, both with a pid namespace', ratio: ratio(by('launcher, warm + pid'), by('bwrap + pid')), target: 0.5 },
   { what: 'fresh setup / unshare --map-auto', ratio: ratio(by('launcher, fresh'), by('unshare')), target: 1.0 },
   { what: '100 tiny files, isolate on: rootless / forks', ratio: suite('100 tiny files', true), target: 1.02 },
   { what: '40 I/O-bound files, isolate on: rootless / forks', ratio: suite('40 files awaiting 200 ms', true), target: 0.8 },

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -144,6 +144,20 @@ describeSandbox('vitest-pool-rootless exec', () => {
     const deadline = Date.now() + 2000
     while (left() && Date.now() < deadline) spawnSync('sleep', ['0.1'])
     expect(left()).toBe('')
+  })
+
+  it('removes state dirs a SIGKILLed run left behind, and only those', () => {
+    const dead = spawnSync('true').pid!
+    const stale = join(tmpdir(), `vitest-pool-rootless-${dead}-stale`)
+    const live = join(tmpdir(), `vitest-pool-rootless-${process.pid}-live`)
+    for (const d of [stale, live]) mkdirSync(d, { recursive: true })
+    try {
+      expect(exec([], ['true']).status).toBe(0)
+      expect(existsSync(stale)).toBe(false)
+      expect(existsSync(live)).toBe(true)
+    } finally {
+      rmSync(live, { recursive: true, force: true })
+    }
   })
 
   it('never reads arguments after "--" as its own options', () => {

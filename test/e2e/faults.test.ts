@@ -2,9 +2,8 @@ import { spawn } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { beforeAll, expect, inject, it } from 'vitest'
-import type { Consumer } from '../support/consumer.js'
-import { copyFixture } from '../support/consumer.js'
-import { diffLeftovers, expectNoLeftovers, hostPidsOf, prepareConsumerIn, snapshotLeftovers, TAG, TAG_ENV, type LeftoverReport, type Leftovers } from '../support/leftovers.js'
+import { copyFixture, prepareConsumer, type Consumer } from '../support/consumer.js'
+import { diffLeftovers, expectNoLeftovers, hostPidsOf, snapshotLeftovers, TAG, TAG_ENV, type LeftoverReport, type Leftovers } from '../support/leftovers.js'
 import { runVitest } from '../support/pool-suite.js'
 import { describeSandbox } from '../support/sandbox.js'
 
@@ -95,7 +94,7 @@ const alive = (pid: number) => {
 describeSandbox('fault injection: rootless() on Vitest 4', () => {
   let consumer: Consumer
   beforeAll(() => {
-    consumer = prepareConsumerIn('faults-v4', inject('tarball'))
+    consumer = prepareConsumer(4, inject('tarball'))
   }, 120_000)
 
   /** Records how fast a case came clean, for the log. */
@@ -203,28 +202,55 @@ describeSandbox('fault injection: rootless() on Vitest 4', () => {
     await noLeftovers('SIGSEGV', before)
   })
 
-  it('a daemon a test double-forks does not outlive the run', async () => {
+  /**
+   * Runs faults-daemon, whose test double-forks `sleep 300` and prints its pid and net
+   * namespace; returns the daemon's host pid once the run has ended.
+   */
+  async function runDaemonFixture(env: Record<string, string>): Promise<{ before: Leftovers; daemon: number; netns: string }> {
     const root = copyFixture(consumer, 'faults-daemon')
     const before = snapshotLeftovers(consumer)
-    const run = startVitest(consumer, root)
-    const [, inner, netns] = await run.waitFor(/FAULTS_DAEMON (\d+) (net:\[\d+\])/)
-    const pids = hostPidsOf(Number(inner), netns!)
-    // tell the test it may finish now that the daemon's host pid is known
-    writeFileSync(join(root, 'daemon-seen'), '')
-    let daemon: number | undefined
+    const run = startVitest(consumer, root, { env })
+    let found: { before: Leftovers; daemon: number; netns: string }
     try {
+      const [, inner, netns] = await run.waitFor(/FAULTS_DAEMON (\d+) (net:\[\d+\])/)
+      const pids = hostPidsOf(Number(inner), netns!)
       expect(pids, `host pid of daemon ${inner} in ${netns}`).toHaveLength(1)
-      daemon = pids[0]!
+      const daemon = pids[0]!
       expect(readFileSync(`/proc/${daemon}/cmdline`, 'utf8').replace(/\0/g, ' ').trim()).toBe('sleep 300')
-      const exit = await run.closed
-      expect(exit.code, run.output()).toBe(0)
-      const deadline = Date.now() + 2000
-      while (alive(daemon) && Date.now() < deadline) await new Promise((ok) => setTimeout(ok, 50))
-      expect(alive(daemon), `the daemon (host pid ${daemon}, "sleep 300") is still running 2 s after the run ended`).toBe(false)
+      found = { before, daemon, netns: netns! }
+    } finally {
+      // lets the test finish: the host has seen the daemon (or given up)
+      writeFileSync(join(root, 'daemon-seen'), '')
+      await run.closed
+    }
+    const exit = await run.closed
+    expect(exit.code, run.output()).toBe(0)
+    return found
+  }
+
+  async function gone(pid: number, withinMs: number): Promise<boolean> {
+    const deadline = Date.now() + withinMs
+    while (alive(pid) && Date.now() < deadline) await new Promise((ok) => setTimeout(ok, 50))
+    return !alive(pid)
+  }
+
+  it('a daemon a test double-forks does not outlive the run', async () => {
+    // control: without a pid namespace the daemon survives, and both checks see it
+    const control = await runDaemonFixture({ E2E_PID_NAMESPACE: 'off' })
+    try {
+      expect(await gone(control.daemon, 500), 'control: without a pid namespace the daemon should survive').toBe(false)
+      await expect(expectNoLeftovers(control.before, consumer, 200)).rejects.toThrow(control.netns)
+    } finally {
+      if (alive(control.daemon)) process.kill(control.daemon, 'SIGKILL')
+      await gone(control.daemon, 2000)
+    }
+
+    const { before, daemon } = await runDaemonFixture({})
+    try {
+      expect(await gone(daemon, 2000), `the daemon (host pid ${daemon}, "sleep 300") is still running 2 s after the run ended`).toBe(true)
       await noLeftovers('daemon', before)
     } finally {
-      if (daemon !== undefined && alive(daemon)) process.kill(daemon, 'SIGKILL')
-      await run.closed
+      if (alive(daemon)) process.kill(daemon, 'SIGKILL')
     }
   })
 

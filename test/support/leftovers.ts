@@ -1,9 +1,6 @@
-import { execFileSync } from 'node:child_process'
-import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { locateLauncher } from '../../src/ns/launcher-path.js'
 import type { Consumer } from './consumer.js'
-import { ROOT } from './sandbox.js'
 
 /**
  * What a Vitest run of ours could leave behind on the host: processes, mounts and
@@ -221,21 +218,4 @@ export function hostPidsOf(innerPid: number, netns: string): number[] {
     } catch {}
   }
   return found
-}
-
-/**
- * Like `prepareConsumer(4, tarball)`, but in its own directory `.e2e/<name>`: the
- * pool suites install into `.e2e/v4` (deleting it first) and may run at the same time
- * as the caller, and a directory of our own also keeps their processes out of ours.
- */
-export function prepareConsumerIn(name: string, tarball: string): Consumer {
-  const dir = join(ROOT, '.e2e', name)
-  rmSync(dir, { recursive: true, force: true })
-  mkdirSync(dir, { recursive: true })
-  const devDependencies = { vitest: '~4.1.12', 'vitest-pool-rootless': `file:${tarball}` }
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: `consumer-${name}`, private: true, type: 'module', devDependencies }, null, 2))
-  execFileSync('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] })
-  const vitest = join(dir, 'node_modules', 'vitest', 'vitest.mjs')
-  if (!existsSync(vitest)) throw new Error(`no vitest at ${vitest}`)
-  return { dir, node: process.execPath, vitest, major: 4 }
 }
