@@ -1,7 +1,6 @@
 import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { findExecutable, readHostFacts } from './host-facts.js'
-import { createIdMapPlan } from './idmap.js'
 import { LauncherNotFoundError, locateLauncher } from './launcher-path.js'
 import { findSubidRanges, SubidFileError } from './subid.js'
 
@@ -177,9 +176,4 @@ export function explainFailure(step: string, stderr: string, checks: Check[] = s
     return 'Writing the id map failed: check your /etc/subuid and /etc/subgid lines and that newuidmap/newgidmap are setuid root (package uidmap), or set `subids: false`.'
   }
   return 'Run `npx vitest-pool-rootless doctor` for a check of this machine.'
-}
-
-/** Whether the id-map plan for this machine maps more than the caller alone. */
-export function mapsOtherIds(): boolean {
-  return createIdMapPlan(readHostFacts(), 'auto').mode !== 'self'
 }

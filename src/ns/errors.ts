@@ -29,6 +29,27 @@ export class SandboxError extends Error {
   }
 }
 
+/** A sandboxed worker ended while running test files: which files, and how it ended. */
+export class WorkerExitError extends Error {
+  override readonly name = 'WorkerExitError'
+  readonly exitCode: number | null
+  readonly signal: NodeJS.Signals | null
+  readonly files: string[]
+  /** The launcher step that failed, when the sandbox itself could not be built. */
+  readonly step?: string
+
+  constructor(details: { exitCode: number | null; signal: NodeJS.Signals | null; files: string[]; step?: string }) {
+    const how = details.signal ? `was killed by ${details.signal}` : `exited with code ${details.exitCode}`
+    const files = details.files.length > 0 ? ` while running ${details.files.join(', ')}` : ''
+    const why = details.step ? ` before the test started: the sandbox's "${details.step}" step failed (its message is in the output above)` : ''
+    super(`vitest-pool-rootless: the sandboxed worker ${how}${files}${why}`)
+    this.exitCode = details.exitCode
+    this.signal = details.signal
+    this.files = details.files
+    this.step = details.step
+  }
+}
+
 /** Renders a received value for an error message: short, quoted, never `[object Object]`. */
 export function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value)

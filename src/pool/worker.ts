@@ -2,6 +2,7 @@ import type { ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import { dirname } from 'node:path'
 import { ForksPoolWorker, type PoolOptions, type WorkerRequest } from 'vitest/node'
+import { WorkerExitError } from '../ns/errors.js'
 import { launcherStep } from '../ns/steps.js'
 import type { RunState } from './run-state.js'
 
@@ -121,15 +122,7 @@ export class RootlessPoolWorker extends ForksPoolWorker {
   /** An exit nobody asked for: say which files, which code or signal, and why if we know. */
   private reportCrash(code: number | null, signal: NodeJS.Signals | null): void {
     if (this.errors.listenerCount('error') === 0) return
-    const step = launcherStep(code)
-    const how = signal ? `was killed by ${signal}` : `exited with code ${code}`
-    const files = this.files.length > 0 ? ` while running ${this.files.join(', ')}` : ''
-    const why = step
-      ? ` before the test started: the sandbox's "${step}" step failed (its message is in the output above)`
-      : ''
-    const error = new Error(`vitest-pool-rootless: the sandboxed worker ${how}${files}${why}`)
-    Object.assign(error, { exitCode: code, signal, files: this.files, step })
-    this.errors.emit('error', error)
+    this.errors.emit('error', new WorkerExitError({ exitCode: code, signal, files: this.files, step: launcherStep(code) }))
   }
 }
 
