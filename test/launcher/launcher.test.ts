@@ -1,8 +1,9 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs'
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
+import { findExecutable } from '../../src/ns/host-facts.js'
 import { LAUNCHER_STEPS } from '../../src/ns/steps.js'
 import { LAUNCHER, describeSandbox } from '../support/sandbox.js'
 
@@ -117,6 +118,34 @@ describeSandbox('launcher: each failing step names itself', () => {
     expect(launch([...SELF, '--pid-namespace', '--', 'sh', '-c', 'exit 42']).status).toBe(42)
     const killed = launch([...SELF, '--pid-namespace', '--', 'sh', '-c', 'kill -SEGV $$'])
     expect(killed.signal).toBe('SIGSEGV')
+  })
+
+  // Steps no real condition on this machine breaks: the syscall's error is injected.
+  it.each([
+    ['mount-private', 'mount:error=EPERM:when=1', "can't make / rprivate: Operation not permitted"],
+    ['hosts', 'mount:error=EACCES:when=2', "can't put a private copy of"],
+    ['loopback', 'ioctl:error=EPERM', "can't bring up lo: Operation not permitted"],
+    ['hostname', 'sethostname:error=EPERM', "can't set hostname box: Operation not permitted"],
+    ['session', 'setsid:error=EIO', "can't start a new session: Input/output error"],
+    ['pdeathsig', 'prctl:error=EINVAL', "can't set PR_SET_PDEATHSIG: Invalid argument"],
+    ['setid', 'setresgid:error=EPERM', "can't become gid 0 in the sandbox: Operation not permitted"],
+    ['pid-namespace', 'unshare:error=EINVAL:when=2', "can't create a pid namespace: Invalid argument"],
+    ['map-helper', 'clone:error=EAGAIN:when=1', "can't start the id-map helper: Resource temporarily unavailable"],
+    // mounts in order: / rprivate, hosts scratch tmpfs, hosts bind, the tmpfs, the kept path
+    ['keep', 'mount:error=EACCES:when=5', "can't bind"],
+  ])('the %s step, with %s injected by strace', (step, inject, text) => {
+    if (!findExecutable('strace')) throw new Error('strace is needed for this test: apt-get install strace')
+    const hosts = join(dir, 'hosts-for-inject')
+    writeFileSync(hosts, '127.0.0.1 localhost\n')
+    const syscall = inject.split(':')[0]!
+    // strace follows only the launcher itself, so the pid namespace (whose steps after
+    // the fork run in children) is on only for its own case
+    const pidns = step === 'pid-namespace' ? ['--pid-namespace'] : []
+    const kept = join(dir, 'kept')
+    mkdirSync(kept, { recursive: true })
+    const keep = step === 'keep' ? ['--tmpfs', dir, '--keep', kept] : []
+    const result = spawnSync('strace', ['-qq', '-o', '/dev/null', '-e', `trace=${syscall}`, '-e', `inject=${inject}`, LAUNCHER, ...SELF, '--hosts-file', hosts, '--hostname', 'box', '--new-session', ...pidns, ...keep, '--', 'true'], { encoding: 'utf8', cwd: '/' })
+    expectStepFailure(result, step, text)
   })
 
   it('passes argv and environment through untouched', () => {
