@@ -20,6 +20,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
@@ -394,24 +395,38 @@ static int loopback_up(void) {
 
 /* ---- pid namespace: outer launcher -> init (pid 1) -> CMD (pid 2) ---- */
 
+static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+#define N_FORWARDED (sizeof forwarded / sizeof forwarded[0])
 static volatile pid_t forward_to;
 
-/* Passes signals on; a tty's own ^C/^\\ already reached the whole process group. */
+/* Passes signals on; a tty's own ^C/^\ already reached the whole process group. */
 static void forward_signal(int sig, siginfo_t *si, void *ctx) {
   (void)ctx;
-  if (si->si_code == SI_KERNEL && (sig == SIGINT || sig == SIGQUIT)) return;
-  if (forward_to > 0) kill(forward_to, sig);
+  int saved = errno;
+  if (!(si->si_code == SI_KERNEL && (sig == SIGINT || sig == SIGQUIT)) && forward_to > 0) kill(forward_to, sig);
+  errno = saved;
 }
 
-static void forward_signals_to(pid_t pid) {
-  static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+/*
+ * Signals are blocked across fork() and until the handler knows its target, so none
+ * sent in between is lost -- an init drops signals it has no handler for.
+ */
+static void block_forwarded(sigset_t *old) {
+  sigset_t set;
+  sigemptyset(&set);
+  for (size_t i = 0; i < N_FORWARDED; i++) sigaddset(&set, forwarded[i]);
+  sigprocmask(SIG_BLOCK, &set, old);
+}
+
+static void forward_signals_to(pid_t pid, const sigset_t *old) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_sigaction = forward_signal;
   sa.sa_flags = SA_SIGINFO | SA_RESTART;
   sigemptyset(&sa.sa_mask);
   forward_to = pid;
-  for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
+  for (size_t i = 0; i < N_FORWARDED; i++) sigaction(forwarded[i], &sa, NULL);
+  sigprocmask(SIG_SETMASK, old, NULL);
 }
 
 /* Ends this process the way CMD ended: same exit status, or death by the same signal. */
@@ -436,26 +451,36 @@ static void mirror_status(int status) {
  * kills whatever else is left in the namespace -- daemons a test double-forked included
  * (pid_namespaces(7)). CMD is not pid 1 itself because pid 1 ignores signals it has no
  * handler for, even SIGSEGV it sends itself, and tests rely on ordinary signal deaths.
+ *
+ * Dying with Vitest: the outer launcher has PDEATHSIG on Vitest (set by the caller
+ * before this), init on the outer launcher, CMD on init. Each checks, after arming it,
+ * that its parent is still there.
  */
 static void enter_pid_namespace(void) {
   if (unshare(CLONE_NEWPID) < 0) die_step(STEP_PID_NAMESPACE, "can't create a pid namespace");
   int report[2];
   if (pipe2(report, O_CLOEXEC) < 0) die_step(STEP_PID_NAMESPACE, "can't create a pipe");
+  sigset_t old;
+  block_forwarded(&old);
   pid_t init = fork();
   if (init < 0) die_step(STEP_PID_NAMESPACE, "can't start init");
   if (init > 0) {
     /* outer launcher, in the caller's pid namespace: the process Vitest knows */
     close(report[1]);
-    forward_signals_to(init);
+    forward_signals_to(init, &old);
     int status = 0, init_status = 0;
     ssize_t n = read_retry(report[0], &status, sizeof status);
     while (waitpid(init, &init_status, 0) < 0 && errno == EINTR) {}
     mirror_status(n == (ssize_t)sizeof status ? status : init_status);
   }
 
-  /* init, pid 1 of the new namespace */
+  /* init, pid 1 of the new namespace; forwarded signals still blocked */
   close(report[0]);
   prctl(PR_SET_PDEATHSIG, SIGKILL);
+  /* getppid() is 0 across the namespace boundary: the report pipe tells instead,
+     its only reader being the outer launcher */
+  struct pollfd outer = {.fd = report[1], .events = 0};
+  if (poll(&outer, 1, 0) > 0 && (outer.revents & (POLLERR | POLLHUP))) _exit(STEP_PID_NAMESPACE);
   /* a /proc of this namespace: the sandbox's processes only (best effort: some
      container runtimes mask parts of /proc, and then the kernel refuses a new one) */
   mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
@@ -463,9 +488,10 @@ static void enter_pid_namespace(void) {
   if (cmd < 0) die_step(STEP_PID_NAMESPACE, "can't start the command");
   if (cmd == 0) {
     close(report[1]);
+    sigprocmask(SIG_SETMASK, &old, NULL);
     return;
   }
-  forward_signals_to(cmd);
+  forward_signals_to(cmd, &old);
   for (;;) {
     int status;
     pid_t done = wait(&status);
@@ -610,6 +636,9 @@ int main(int argc, char **argv) {
   if (p.new_session && setsid() < 0 && errno != EPERM) die_step(STEP_SESSION, "can't start a new session");
 
   if (p.pid_namespace) {
+    /* the outer launcher stays behind as Vitest's child: it must die with Vitest too */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) die_step(STEP_PDEATHSIG, "can't set PR_SET_PDEATHSIG");
+    if (getppid() != parent) { errno = 0; die_step(STEP_PDEATHSIG, "parent process exited before the sandbox started"); }
     enter_pid_namespace();
     parent = 1; /* from here on, our parent is the namespace's init */
   }

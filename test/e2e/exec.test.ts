@@ -1,10 +1,10 @@
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { describeSandbox, exec, mountTable, subidRangesOf } from '../support/sandbox.js'
+import { CLI, describeSandbox, exec, mountTable, subidRangesOf } from '../support/sandbox.js'
 
 const uid = process.geteuid!()
 const node = process.execPath
@@ -140,10 +140,26 @@ describeSandbox('vitest-pool-rootless exec', () => {
     const marker = `${300 + (process.pid % 1000) / 1000}`
     const r = exec([], ['sh', '-c', `(sleep ${marker} &); echo started`])
     expect(r.stdout).toBe('started\n')
-    const left = () => spawnSync('pgrep', ['-f', `sleep ${marker}`], { encoding: 'utf8' }).stdout.trim()
+    const left = () => spawnSync('pgrep', ['-f', `^sleep ${marker.replace('.', '\\.')}$`], { encoding: 'utf8' }).stdout.trim()
     const deadline = Date.now() + 2000
     while (left() && Date.now() < deadline) spawnSync('sleep', ['0.1'])
     expect(left()).toBe('')
+  })
+
+  it('leaves nothing running when the CLI itself is SIGKILLed (launcher, init, command all die with it)', async () => {
+    const marker = `${400 + (process.pid % 1000) / 1000}`
+    const cli = spawn(node, [CLI, 'exec', '--', 'sleep', marker], { stdio: 'ignore' })
+    // the command itself, not the CLI whose argv also holds it
+    const running = () => spawnSync('pgrep', ['-f', `^sleep ${marker.replace('.', '\\.')}$`], { encoding: 'utf8' }).stdout.trim()
+    const wait = async (until: () => boolean) => {
+      const deadline = Date.now() + 2000
+      while (!until() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+    }
+    await wait(() => running() !== '')
+    expect(running()).not.toBe('')
+    cli.kill('SIGKILL')
+    await wait(() => running() === '')
+    expect(running()).toBe('')
   })
 
   it('removes state dirs a SIGKILLed run left behind, and only those', () => {
