@@ -18,8 +18,11 @@ const tmp = `${out}.${process.pid}.tmp`
 const source = join(root, 'native', 'launcher.c')
 // Static when the C library allows it: no dynamic loader at each sandbox start, and
 // one binary for every glibc/musl version of the platform. Dynamic otherwise.
-let result = spawnSync(cc, [...flags, '-static', '-o', tmp, source], { stdio: ['ignore', 'ignore', 'pipe'] })
-if (result.error || result.status !== 0) result = spawnSync(cc, [...flags, '-o', tmp, source], { stdio: 'inherit' })
+// `npm pack` requires static (VITEST_POOL_ROOTLESS_STATIC=require): what it ships must
+// run on other distributions' C libraries.
+const requireStatic = process.env.VITEST_POOL_ROOTLESS_STATIC === 'require'
+let result = spawnSync(cc, [...flags, '-static', '-o', tmp, source], { stdio: requireStatic ? 'inherit' : ['ignore', 'ignore', 'pipe'] })
+if ((result.error || result.status !== 0) && !requireStatic) result = spawnSync(cc, [...flags, '-o', tmp, source], { stdio: 'inherit' })
 if (result.error) {
   console.error(`vitest-pool-rootless: can't build the launcher: ${cc}: ${result.error.message}. Install a C compiler (Debian/Ubuntu: apt-get install gcc; Fedora: dnf install gcc; Alpine: apk add build-base) or point CC at one.`)
   process.exit(1)

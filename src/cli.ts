@@ -114,8 +114,13 @@ async function runExec(args: string[]): Promise<Outcome> {
   try {
     const needs = [process.cwd()]
     const child = spawn(sandbox.launcher, [...sandbox.args({ needs }), '--', ...positionals], { stdio: 'inherit' })
-    const forward = (signal: NodeJS.Signals) => child.kill(signal)
-    for (const signal of ['SIGTERM', 'SIGHUP', 'SIGINT'] as const) process.on(signal, forward)
+    // A terminal's ^C already reaches the command (same process group): stay alive for
+    // its exit status, but don't deliver it twice. Other senders' signals are passed on.
+    const fromTerminal = process.stdin.isTTY === true
+    const forward = (signal: NodeJS.Signals) => {
+      if (!(fromTerminal && (signal === 'SIGINT' || signal === 'SIGQUIT'))) child.kill(signal)
+    }
+    for (const signal of ['SIGTERM', 'SIGHUP', 'SIGINT', 'SIGQUIT'] as const) process.on(signal, forward)
     const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
       child.once('error', reject)
       child.once('exit', (c, s) => resolve([c, s]))

@@ -30,15 +30,13 @@ export async function createWarmUserNamespace(launcher: string, idMap: IdMapPlan
   holder.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
   const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => holder.once('close', (c, s) => resolve([c, s])))
   try {
+    let timer: NodeJS.Timeout | undefined
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no answer within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS)
-      holder.stdout.setEncoding('utf8').once('data', () => {
-        clearTimeout(timer)
-        resolve()
-      })
+      timer = setTimeout(() => reject(new Error(`no answer within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS)
+      holder.stdout.setEncoding('utf8').once('data', () => resolve())
       holder.once('error', reject)
       holder.once('exit', () => reject(new Error('exited before it was ready')))
-    })
+    }).finally(() => clearTimeout(timer))
     if (holder.exitCode !== null || holder.signalCode !== null) throw new Error('exited before its namespace was opened')
     const fd = openSync(`/proc/${holder.pid}/ns/user`, 'r')
     holder.stdin.end()

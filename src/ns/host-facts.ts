@@ -2,7 +2,7 @@ import { accessSync, constants, readFileSync } from 'node:fs'
 import { userInfo } from 'node:os'
 import { delimiter, join } from 'node:path'
 import type { IdentityFacts, IdMapLine } from './idmap.js'
-import { parseSubidFile } from './subid.js'
+import { parseSubidFile, type SubidEntry } from './subid.js'
 
 /** Reads what the id-map decision needs from this machine. `root` prefixes /etc and /proc (tests). */
 export function readHostFacts(env: NodeJS.ProcessEnv = process.env, root = ''): IdentityFacts {
@@ -14,12 +14,24 @@ export function readHostFacts(env: NodeJS.ProcessEnv = process.env, root = ''): 
   } catch {
     // a uid without a passwd entry (common in containers): subuid matches by number only
   }
+  const owner = { name: userName, id: uid }
+  let subuid: SubidEntry[] = []
+  let subgid: SubidEntry[] = []
+  let subidProblem: string | undefined
+  try {
+    subuid = parseSubidFile(readOptional(`${root}/etc/subuid`), '/etc/subuid', owner)
+    subgid = parseSubidFile(readOptional(`${root}/etc/subgid`), '/etc/subgid', owner)
+  } catch (error) {
+    // decided on only if subordinate ids are wanted: then it is the fallback's reason
+    subidProblem = (error as Error).message.replace(/^vitest-pool-rootless: /, '')
+  }
   return {
     uid,
     gid,
     userName,
-    subuid: parseSubidFile(readOptional(`${root}/etc/subuid`), '/etc/subuid'),
-    subgid: parseSubidFile(readOptional(`${root}/etc/subgid`), '/etc/subgid'),
+    subuid,
+    subgid,
+    subidProblem,
     newuidmap: findExecutable('newuidmap', env),
     newgidmap: findExecutable('newgidmap', env),
     noNewPrivs: /^NoNewPrivs:\s*1$/m.test(readOptional(`${root}/proc/self/status`)),
@@ -40,7 +52,7 @@ export function parseIdMap(text: string): IdMapLine[] | undefined {
   return lines.length > 0 ? lines : undefined
 }
 
-/** First executable `name` on PATH (plus the sbin dirs, where some distros put the id helpers). */
+/** First executable `name` on PATH. */
 export function findExecutable(name: string, env: NodeJS.ProcessEnv = process.env): string | null {
   const dirs = [...(env.PATH ?? '').split(delimiter).filter(Boolean)]
   for (const dir of dirs) {

@@ -16,6 +16,8 @@ export interface IdentityFacts {
   userName?: string
   subuid: SubidEntry[]
   subgid: SubidEntry[]
+  /** Set when the caller's own subid lines can't be used (malformed, overlapping). */
+  subidProblem?: string
   /** Absolute paths of the setuid helpers, or null when not installed. */
   newuidmap: string | null
   newgidmap: string | null
@@ -51,9 +53,15 @@ const ROOT_IDENTITY_COUNT = 65536
 export function createIdMapPlan(facts: IdentityFacts, subids: 'auto' | false): IdMapPlan {
   const self = (id: number): IdMapLine[] => [{ inside: 0, outside: id, count: 1 }]
   const user = { name: facts.userName, id: facts.uid }
-  const ranges = subids === 'auto'
-    ? { uid: findSubidRanges(facts.subuid, user, '/etc/subuid'), gid: findSubidRanges(facts.subgid, user, '/etc/subgid') }
-    : { uid: [], gid: [] }
+  let problem = facts.subidProblem
+  let ranges: { uid: IdRange[]; gid: IdRange[] } = { uid: [], gid: [] }
+  if (subids === 'auto' && !problem) {
+    try {
+      ranges = { uid: findSubidRanges(facts.subuid, user, '/etc/subuid'), gid: findSubidRanges(facts.subgid, user, '/etc/subgid') }
+    } catch (error) {
+      problem = (error as Error).message.replace(/^vitest-pool-rootless: /, '')
+    }
+  }
 
   if (facts.uid === 0) {
     // Real root may write any map itself. Same semantics as unprivileged: uid 0 inside
@@ -82,7 +90,9 @@ export function createIdMapPlan(facts: IdentityFacts, subids: 'auto' | false): I
   const loginName = facts.userName ?? String(facts.uid)
   const consequence = 'Tests still run as uid 0, but only your own id is mapped, so chown to any other id fails with EINVAL.'
   let why: string | undefined
-  if (ranges.uid.length === 0 || ranges.gid.length === 0) {
+  if (problem) {
+    why = `your subordinate id ranges can't be used: ${problem}. ${consequence}`
+  } else if (ranges.uid.length === 0 || ranges.gid.length === 0) {
     const missing = [ranges.uid.length === 0 && '/etc/subuid', ranges.gid.length === 0 && '/etc/subgid'].filter(Boolean).join(' and ')
     why = `${missing} has no range for ${who}. ${consequence} Add one: sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${loginName} (or the line "${loginName}:100000:65536" in /etc/subuid and /etc/subgid).`
   } else if (!facts.newuidmap || !facts.newgidmap) {

@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs'
+import { realpathSync, statSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { tmpdir } from 'node:os'
 import { isAbsolute, normalize } from 'node:path'
@@ -101,7 +101,7 @@ export function validateSandboxOptions(
     hostname: o.hostname === undefined ? undefined : validateHostname(o.hostname, spell('hostname')),
     tmpfs: validateTmpfs(o.tmpfs, spell('tmpfs')),
     tmpfsSize: o.tmpfsSize === undefined ? undefined : validateSize(o.tmpfsSize, spell('tmpfsSize')),
-    keep: validateList(o.keep, spell('keep'), (p, name) => existingPath(p, name, 'any')),
+    keep: validateKeep(o.keep, spell('keep')),
     subids: oneOf(o.subids === undefined ? 'auto' : o.subids, spell('subids'), ['auto', false] as const),
     network: oneOf(o.network === undefined ? 'isolated' : o.network, spell('network'), ['isolated', 'host'] as const),
     pidNamespace: oneOf(o.pidNamespace === undefined ? true : o.pidNamespace, spell('pidNamespace'), [true, false] as const),
@@ -132,15 +132,36 @@ function validateHostname(value: unknown, option: string): string {
   return value
 }
 
+/** The launcher takes at most 64 of each list; kept paths also carry the worker's own. */
+const MAX_TMPFS = 16
+const MAX_KEEP = 32
+
 function validateTmpfs(value: unknown, option: string): string[] {
   if (value === false) return []
-  if (value === undefined) return [normalize(tmpdir())]
+  if (value === undefined) return [realpathSync(normalize(tmpdir()))]
+  if (Array.isArray(value) && value.length > MAX_TMPFS) throw new RootlessOptionError(option, value, `expects at most ${MAX_TMPFS} directories`)
   const paths = validateList(value, option, (p, name) => {
-    const path = existingPath(p, name, 'directory')
+    // mount(2) follows symlinks; compare what it will really cover
+    const path = realpathSync(existingPath(p, name, 'directory'))
     if (path === '/') throw new RootlessOptionError(option, p, 'expects directories other than "/" (a tmpfs on / hides the whole system)')
+    if (isUnder('/etc/hosts', path)) throw new RootlessOptionError(option, p, "expects directories that don't contain /etc/hosts (the sandbox's private hosts file would be hidden)")
     return path
   })
-  return [...new Set(paths)]
+  const unique = [...new Set(paths)]
+  for (const a of unique) {
+    const outer = unique.find((b) => b !== a && isUnder(a, b))
+    if (outer) throw new RootlessOptionError(option, value, `expects directories that don't contain each other (${a} is inside ${outer}: one tmpfs would hide the other)`)
+  }
+  return unique
+}
+
+function isUnder(path: string, dir: string): boolean {
+  return path.startsWith(dir.endsWith('/') ? dir : `${dir}/`)
+}
+
+function validateKeep(value: unknown, option: string): string[] {
+  if (Array.isArray(value) && value.length > MAX_KEEP) throw new RootlessOptionError(option, value, `expects at most ${MAX_KEEP} paths`)
+  return validateList(value, option, (p, name) => realpathSync(existingPath(p, name, 'any')))
 }
 
 function validateSize(value: unknown, option: string): string {
@@ -150,8 +171,8 @@ function validateSize(value: unknown, option: string): string {
     }
     return String(value)
   }
-  if (typeof value !== 'string' || !SIZE.test(value)) {
-    throw new RootlessOptionError(option, value, 'expects a size like "512m", "2g", "50%" or a number of bytes')
+  if (typeof value !== 'string' || !SIZE.test(value) || (/^\d+$/.test(value) && Number(value) < 4096)) {
+    throw new RootlessOptionError(option, value, 'expects a size like "512m", "2g", "50%" or a number of bytes of at least 4096')
   }
   return value.toLowerCase()
 }

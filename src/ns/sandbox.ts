@@ -1,5 +1,5 @@
-import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs'
+import { hostname, tmpdir } from 'node:os'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { dir as tmpDir } from 'tmp-promise'
@@ -14,7 +14,9 @@ const STATE_PREFIX = 'vitest-pool-rootless-'
 
 /**
  * State dirs whose run was SIGKILLed (no exit handler ran) are removed by the next
- * run: the owner pid is in the name, and only dead owners' dirs of ours go.
+ * run: the owner's pid and pid namespace are in the name, and only dirs of ours whose
+ * owner is provably dead go -- a pid says nothing across pid namespaces (containers
+ * sharing /tmp), so dirs from another namespace are left alone.
  */
 function removeStaleStateDirs(): void {
   const dir = tmpdir()
@@ -25,13 +27,23 @@ function removeStaleStateDirs(): void {
     return
   }
   for (const entry of entries) {
-    const pid = Number(new RegExp(`^${STATE_PREFIX}(\\d+)-`).exec(entry)?.[1])
-    if (!pid || pid === process.pid || isAlive(pid)) continue
+    const match = new RegExp(`^${STATE_PREFIX}(\\d+)-(\\d+)-`).exec(entry)
+    const pid = Number(match?.[1])
+    if (!pid || match?.[2] !== pidNamespace() || pid === process.pid || isAlive(pid)) continue
     const path = join(dir, entry)
     try {
       if (statSync(path).uid !== process.geteuid!()) continue
       rmSync(path, { recursive: true, force: true })
     } catch {}
+  }
+}
+
+/** The inode of this process's pid namespace, e.g. 4026531836. */
+function pidNamespace(): string {
+  try {
+    return /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))?.[1] ?? '0'
+  } catch {
+    return '0'
   }
 }
 
@@ -68,10 +80,12 @@ export async function prepareSandbox(
   const launcher = locateLauncher()
   const idMap = createIdMapPlan(facts, options.subids)
   removeStaleStateDirs()
-  const state = await tmpDir({ prefix: `${STATE_PREFIX}${process.pid}-`, unsafeCleanup: true })
+  const state = await tmpDir({ prefix: `${STATE_PREFIX}${process.pid}-${pidNamespace()}-`, unsafeCleanup: true })
   const hostsFile = join(state.path, 'hosts')
   const base = options.hostsFile ? readFileSync(options.hostsFile, 'utf8') : undefined
-  await writeFile(hostsFile, renderHostsFile(options.hosts, { hostname: options.hostname, base }), { mode: 0o644 })
+  // the sandbox's hostname, configured or inherited, resolves to loopback: with no
+  // network, nothing else would answer for it
+  await writeFile(hostsFile, renderHostsFile(options.hosts, { hostname: options.hostname ?? hostname(), base }), { mode: 0o644 })
   let cleaned = false
   return {
     launcher,

@@ -32,13 +32,16 @@ export class SubidFileError extends Error {
  * Parses the text of /etc/subuid or /etc/subgid (subuid(5)): `owner:start:count` per
  * line, `#` comments and blank lines ignored. Malformed lines throw, naming the line,
  * because newuidmap would silently skip them and the user would never learn why.
+ * With `only`, lines of other owners are skipped unread.
  */
-export function parseSubidFile(text: string, file = '/etc/subuid'): SubidEntry[] {
+export function parseSubidFile(text: string, file = '/etc/subuid', only?: { name?: string; id: number }): SubidEntry[] {
   const entries: SubidEntry[] = []
   text.split('\n').forEach((raw, index) => {
     const line = raw.trim()
     if (line === '' || line.startsWith('#')) return
     const parts = line.split(':')
+    // another user's broken line is not this user's problem
+    if (only && parts[0] !== String(only.id) && parts[0] !== only.name) return
     const [owner, start, count] = parts
     if (parts.length !== 3 || !owner || !isDecimal(start) || !isDecimal(count)) {
       throw new SubidFileError(file, index + 1, `expected "name:start:count", got ${JSON.stringify(line)}`)

@@ -11,5 +11,4 @@ export interface ResetPlan {
   keep: string[]
   /** The sandbox's /etc/hosts as the run wrote it. */
   hosts: string
-  hostname?: string
 }

@@ -1,6 +1,7 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { setGracefulCleanup } from 'tmp-promise'
 import { explainFailure } from '../ns/diagnose.js'
 import { SandboxError } from '../ns/errors.js'
@@ -82,7 +83,8 @@ export class RunState {
    * never reads it from disk (Vitest transforms it here and sends the code over IPC),
    * so the state dir stays hidden under the sandbox's tmpfs.
    */
-  async resetSetupFile(): Promise<string> {
+  async resetSetupFile(nativeRunner: boolean): Promise<string> {
+    if (nativeRunner) return fileURLToPath(new URL('./reset-setup.js', import.meta.url))
     const { sandbox } = await this.prepare()
     const file = join(sandbox.stateDir, 'reset-before-file.mjs')
     if (!existsSync(file)) {
@@ -121,7 +123,6 @@ export class RunState {
         tmpfsSize: this.options.tmpfsSize,
         keep: keptPaths(this.options.tmpfs, [...this.options.keep, ...needs]),
         hosts: readFileSync(sandbox.hostsFile, 'utf8'),
-        hostname: this.options.hostname,
       }
       env = { ...env, [RESET_ENV]: JSON.stringify(plan) }
     }

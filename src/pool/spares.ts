@@ -1,6 +1,19 @@
 import type { ChildProcess } from 'node:child_process'
-import type { Readable, Writable } from 'node:stream'
 import type { WorkerSpec } from './run-state.js'
+
+/** A spare nobody took for this long is stopped (watch mode idling, a project done). */
+export const SPARE_IDLE_MS = 15_000
+
+const pools = new Set<SparePool>()
+// one listener for every pool of the process, however often Vitest restarts
+process.once('exit', () => {
+  for (const pool of pools) pool.killAll()
+})
+
+interface Spare {
+  child: ChildProcess
+  timer: NodeJS.Timeout
+}
 
 /**
  * Booted worker processes waiting for a test file, so a file starts on a worker whose
@@ -9,19 +22,24 @@ import type { WorkerSpec } from './run-state.js'
  *
  * Spares don't keep Vitest alive (their handles are unref'd until taken) and die with
  * it: on 'exit' here, and by PR_SET_PDEATHSIG in the launcher if Vitest is killed.
+ * Unused ones are stopped after SPARE_IDLE_MS: the last file of a project, or a spec
+ * that stopped matching (the environment changed between watch-mode runs), leaves
+ * nothing idle for long.
  */
 export class SparePool {
-  private readonly waiting = new Map<string, ChildProcess[]>()
+  private readonly waiting = new Map<string, Spare[]>()
 
   constructor(private readonly start: (spec: WorkerSpec) => ChildProcess) {
-    process.once('exit', () => this.killAll())
+    pools.add(this)
   }
 
   /** A live spare for `spec`, ready to use, or undefined. */
   take(spec: WorkerSpec): ChildProcess | undefined {
-    const list = this.waiting.get(keyOf(spec))
+    const key = keyOf(spec)
+    const list = this.waiting.get(key)
     while (list && list.length > 0) {
-      const child = list.shift()!
+      const { child, timer } = list.shift()!
+      clearTimeout(timer)
       if (child.exitCode === null && child.signalCode === null) {
         setRef(child, true)
         return child
@@ -37,19 +55,33 @@ export class SparePool {
     const list = this.waiting.get(key) ?? []
     this.waiting.set(key, list)
     while (list.length < count) {
-      const child = this.start(spec)
-      // a spare that dies while waiting (e.g. killed) is simply dropped
-      child.once('exit', () => {
-        const index = list.indexOf(child)
-        if (index !== -1) list.splice(index, 1)
-      })
+      let child: ChildProcess
+      try {
+        child = this.start(spec)
+      } catch {
+        return // no spare this time; the next file starts its worker itself
+      }
+      const spare: Spare = { child, timer: setTimeout(() => this.drop(key, spare, true), SPARE_IDLE_MS).unref() }
+      // a spare that can't start (EAGAIN, a replaced launcher) or dies while waiting
+      // is dropped; an 'error' event nobody listens to would crash Vitest
+      child.on('error', () => this.drop(key, spare, false))
+      child.once('exit', () => this.drop(key, spare, false))
       setRef(child, false)
-      list.push(child)
+      list.push(spare)
     }
   }
 
   killAll(): void {
-    for (const list of this.waiting.values()) for (const child of list.splice(0)) child.kill('SIGKILL')
+    for (const [key, list] of this.waiting) for (const spare of [...list]) this.drop(key, spare, true)
+  }
+
+  private drop(key: string, spare: Spare, kill: boolean): void {
+    clearTimeout(spare.timer)
+    const list = this.waiting.get(key)
+    const index = list?.indexOf(spare) ?? -1
+    if (index === -1) return
+    list!.splice(index, 1)
+    if (kill) spare.child.kill('SIGKILL')
   }
 }
 
@@ -57,16 +89,15 @@ function keyOf(spec: WorkerSpec): string {
   return JSON.stringify([spec.entrypoint, spec.execArgv, spec.env, spec.needs, spec.reusable])
 }
 
+interface Refable {
+  ref(): unknown
+  unref(): unknown
+}
+
 /** ref/unref the process and every handle it holds open in this process. */
 function setRef(child: ChildProcess, ref: boolean): void {
-  const handles: Array<{ ref(): unknown; unref(): unknown } | null | undefined> = [
-    child,
-    child.channel as { ref(): unknown; unref(): unknown } | undefined,
-    child.stdout as (Readable & { ref(): unknown; unref(): unknown }) | null,
-    child.stderr as (Readable & { ref(): unknown; unref(): unknown }) | null,
-    child.stdin as (Writable & { ref(): unknown; unref(): unknown }) | null,
-  ]
+  const handles = [child, child.channel, child.stdout, child.stderr, child.stdin] as Array<Partial<Refable> | null | undefined>
   for (const handle of handles) {
-    if (handle && typeof handle.ref === 'function') ref ? handle.ref() : handle.unref()
+    if (handle && typeof handle.ref === 'function' && typeof handle.unref === 'function') ref ? handle.ref() : handle.unref()
   }
 }

@@ -1,8 +1,9 @@
 import type { ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
+import { realpathSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { ForksPoolWorker, type PoolOptions, type WorkerRequest } from 'vitest/node'
-import { WorkerExitError } from '../ns/errors.js'
+import { RootlessOptionError, WorkerExitError } from '../ns/errors.js'
 import { launcherStep } from '../ns/steps.js'
 import type { RunState } from './run-state.js'
 
@@ -30,9 +31,12 @@ export class RootlessPoolWorker extends ForksPoolWorker {
   private readonly spares: number
   private readonly reusable: boolean
   private resetSetupFile?: string
+  private readonly nativeRunner: boolean
   private readonly errors = new EventEmitter()
   private files: string[] = []
   private readonly exitListeners = new Map<(...args: any[]) => void, (...args: any[]) => void>()
+  private readonly errorListeners = new Map<(...args: any[]) => void, (...args: any[]) => void>()
+  private exited = false
 
   constructor(options: PoolOptions, run: RunState, warm: number | undefined) {
     super(options)
@@ -40,23 +44,43 @@ export class RootlessPoolWorker extends ForksPoolWorker {
     // a worker reused across files (isolate: false) needs no spare behind it
     const config = options.project.config
     this.reusable = config.isolate === false
+    this.nativeRunner = (config as { experimental?: { viteModuleRunner?: boolean } }).experimental?.viteModuleRunner === false
+    if (this.reusable && config.sequence?.setupFiles === 'parallel') {
+      // our reset must finish before any setup file of the user's touches /tmp
+      throw new RootlessOptionError('sequence.setupFiles', 'parallel', "expects 'list' with isolate: false under rootless() (the sandbox is reset before your setup files run), or use isolate: true")
+    }
     this.spares = this.reusable ? 0 : (warm ?? defaultSpares(config.maxWorkers))
     // paths a worker reads from disk; those under a tmpfs target are bound back in
     this.needs = [
       options.project.config.root,
       options.project.vitest.config.root,
-      dirname(dirname(options.distPath)), // the vitest package
-      dirname(process.execPath),
-      process.cwd(),
+      // node_modules holding vitest (and, hoisted, its dependencies)
+      dirname(dirname(options.distPath)),
+      realpathOrSelf(dirname(process.execPath)),
+      realpathOrSelf(process.cwd()),
     ]
   }
 
   override on(event: string, callback: (arg: any) => void): void {
-    if (event === 'error') this.errors.on('error', callback)
+    if (event === 'error') {
+      this.errors.on('error', callback)
+      // A write into a worker that is dying fails (EPIPE, closed channel) just before its
+      // 'exit' arrives. Hold such an error: if the exit follows, our report of it -- with
+      // file, code and signal -- is the one that counts (Vitest 5 does the same).
+      const held = (error: NodeJS.ErrnoException) => {
+        if (!isPipeError(error)) return callback(error)
+        setTimeout(() => {
+          if (!this.exited) callback(error)
+        }, PIPE_ERROR_GRACE_MS).unref()
+      }
+      this.errorListeners.set(callback, held)
+      return super.on(event, held)
+    }
     if (event === 'exit') {
       // Vitest's runner listens for 'exit' only while it does not expect one (it stops
       // listening before it stops the worker), so this wrapper sees only crashes.
       const wrapped = (code: number | null, signal: NodeJS.Signals | null) => {
+        this.exited = true
         this.reportCrash(code, signal)
         try {
           ;(callback as (c: number | null, s: NodeJS.Signals | null) => void)(code, signal)
@@ -74,7 +98,12 @@ export class RootlessPoolWorker extends ForksPoolWorker {
   }
 
   override off(event: string, callback: (arg: any) => void): void {
-    if (event === 'error') this.errors.off('error', callback)
+    if (event === 'error') {
+      this.errors.off('error', callback)
+      const held = this.errorListeners.get(callback)
+      this.errorListeners.delete(callback)
+      return super.off(event, held ?? callback)
+    }
     if (event === 'exit') {
       const wrapped = this.exitListeners.get(callback)
       this.exitListeners.delete(callback)
@@ -98,10 +127,12 @@ export class RootlessPoolWorker extends ForksPoolWorker {
   override async start(): Promise<void> {
     const slot = this as unknown as ForkSlot
     if (!slot._fork) {
-      if (this.reusable) this.resetSetupFile = await this.run.resetSetupFile()
+      if (this.reusable) this.resetSetupFile = await this.run.resetSetupFile(this.nativeRunner)
       const spec = { entrypoint: slot.entrypoint, execArgv: this.execArgv, env: this.env, needs: this.needs, reusable: this.reusable }
       const child = await this.run.launch(spec, this.spares)
       slot._fork = child
+      this.exited = false
+      child.once('exit', () => (this.exited = true))
       await super.start()
       if (slot._fork !== child) {
         // never let a Vitest change start the worker outside the sandbox unnoticed
@@ -123,6 +154,22 @@ export class RootlessPoolWorker extends ForksPoolWorker {
   private reportCrash(code: number | null, signal: NodeJS.Signals | null): void {
     if (this.errors.listenerCount('error') === 0) return
     this.errors.emit('error', new WorkerExitError({ exitCode: code, signal, files: this.files, step: launcherStep(code) }))
+  }
+}
+
+/** How long a write error waits for the worker's exit before it is reported itself. */
+const PIPE_ERROR_GRACE_MS = 200
+
+function isPipeError(error: NodeJS.ErrnoException): boolean {
+  return error?.code === 'EPIPE' || error?.code === 'ERR_IPC_CHANNEL_CLOSED' || error?.code === 'ECONNRESET'
+}
+
+/** Symlinks resolved, as mount(2) sees the path; the path itself if it can't be. */
+function realpathOrSelf(path: string): string {
+  try {
+    return realpathSync(path)
+  } catch {
+    return path
   }
 }
 

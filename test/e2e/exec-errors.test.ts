@@ -26,7 +26,7 @@ describe('vitest-pool-rootless exec: bad input', () => {
     [['--hosts-file', '/nonexistent/hosts'], 'option `--hosts-file` expects an existing file, but nothing is there, got "/nonexistent/hosts"'],
     [['--hostname', 'a/b'], 'option `--hostname` expects 1 to 64 letters'],
     [['--tmpfs', '/nonexistent-dir'], 'option `--tmpfs` expects an existing directory, but nothing is there, got "/nonexistent-dir"'],
-    [['--tmpfs-size', '123bogus'], 'option `--tmpfs-size` expects a size like "512m", "2g", "50%" or a number of bytes, got "123bogus"'],
+    [['--tmpfs-size', '123bogus'], 'option `--tmpfs-size` expects a size like "512m", "2g", "50%" or a number of bytes of at least 4096, got "123bogus"'],
     [['--host', 'api.test=nope'], 'option `--host` expects "api.test" to map to an IPv4/IPv6 address'],
     [['--host', 'no-equals-sign'], 'option `--host` expects NAME=IP, got "no-equals-sign"'],
     [['--network', 'bridge'], 'option `--network` expects one of "isolated", "host", got "bridge"'],

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readlinkSync, rmSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -164,15 +164,19 @@ describeSandbox('vitest-pool-rootless exec', () => {
 
   it('removes state dirs a SIGKILLed run left behind, and only those', () => {
     const dead = spawnSync('true').pid!
-    const stale = join(tmpdir(), `vitest-pool-rootless-${dead}-stale`)
-    const live = join(tmpdir(), `vitest-pool-rootless-${process.pid}-live`)
-    for (const d of [stale, live]) mkdirSync(d, { recursive: true })
+    const ns = /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))![1]
+    const stale = join(tmpdir(), `vitest-pool-rootless-${dead}-${ns}-stale`)
+    const live = join(tmpdir(), `vitest-pool-rootless-${process.pid}-${ns}-live`)
+    // a dead pid, but in another pid namespace: it may be alive there
+    const foreign = join(tmpdir(), `vitest-pool-rootless-${dead}-1-foreign`)
+    for (const d of [stale, live, foreign]) mkdirSync(d, { recursive: true })
     try {
       expect(exec([], ['true']).status).toBe(0)
       expect(existsSync(stale)).toBe(false)
       expect(existsSync(live)).toBe(true)
+      expect(existsSync(foreign)).toBe(true)
     } finally {
-      rmSync(live, { recursive: true, force: true })
+      for (const d of [live, foreign]) rmSync(d, { recursive: true, force: true })
     }
   })
 

@@ -1,7 +1,6 @@
 import { describe, it, expect } from 'vitest'
 import { createIdMapPlan } from '../../src/ns/idmap.js'
 import type { IdentityFacts } from '../../src/ns/idmap.js'
-import { SubidFileError } from '../../src/ns/subid.js'
 import type { SubidEntry } from '../../src/ns/subid.js'
 
 const entry = (owner: string, start: number, count: number, line = 1): SubidEntry => ({ owner, start, count, line })
@@ -141,14 +140,26 @@ describe('createIdMapPlan: unprivileged', () => {
     expect(plan.mode).toBe('self')
   })
 
-  it('throws the subid file error when the range contains the own uid', () => {
-    expect(() => createIdMapPlan(facts({ subuid: [entry('alice', 0, 65536, 4)] }), 'auto')).toThrow(SubidFileError)
-    expect(() => createIdMapPlan(facts({ subuid: [entry('alice', 0, 65536, 4)] }), 'auto')).toThrow('/etc/subuid:4:')
+  it('falls back, naming the line, when a range contains the own uid', () => {
+    const plan = createIdMapPlan(facts({ subuid: [entry('alice', 0, 65536, 4)] }), 'auto')
+    expect(plan.mode).toBe('self')
+    expect(plan.helpers).toBeNull()
+    expect(plan.warning).toContain('/etc/subuid:4:')
+    expect(plan.warning).toContain('contains alice')
   })
 
-  it('names /etc/subgid in errors about the gid ranges', () => {
-    const bad = facts({ subgid: [entry('alice', 200000, 10, 2), entry('alice', 200005, 10, 9)] })
-    expect(() => createIdMapPlan(bad, 'auto')).toThrow('/etc/subgid:9:')
+  it('names /etc/subgid when the gid ranges overlap', () => {
+    const plan = createIdMapPlan(facts({ subgid: [entry('alice', 200000, 10, 2), entry('alice', 200005, 10, 9)] }), 'auto')
+    expect(plan.mode).toBe('self')
+    expect(plan.warning).toContain('/etc/subgid:9:')
+  })
+
+  it('falls back with the reason when the own subid lines could not be read', () => {
+    const plan = createIdMapPlan(facts({ subidProblem: '/etc/subuid:3: expected "name:start:count", got "alice:x:1"' }), 'auto')
+    expect(plan.mode).toBe('self')
+    expect(plan.warning).toContain('/etc/subuid:3:')
+    // and with subids: false the problem is not even mentioned
+    expect(createIdMapPlan(facts({ subidProblem: 'broken' }), false).warning).toBeUndefined()
   })
 })
 

@@ -1,5 +1,5 @@
 import { describe, it, expect, afterAll } from 'vitest'
-import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, mkdirSync, writeFileSync, rmSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { validateSandboxOptions, SANDBOX_OPTION_KEYS } from '../../src/ns/options.js'
@@ -11,7 +11,11 @@ const dir = join(root, 'dir')
 const nested = join(dir, 'nested')
 const file = join(root, 'hosts')
 const missing = join(root, 'missing')
+const sibling = join(root, 'sibling')
+const link = join(root, 'link-to-sibling')
 mkdirSync(nested, { recursive: true })
+mkdirSync(sibling, { recursive: true })
+symlinkSync(sibling, link)
 writeFileSync(file, '127.0.0.1 localhost\n')
 
 afterAll(() => {
@@ -97,7 +101,11 @@ describe('validateSandboxOptions: valid values', () => {
   })
 
   it('accepts tmpfs directories, strips trailing slashes and removes duplicates', () => {
-    expect(validateSandboxOptions({ tmpfs: [dir, `${dir}/`, nested] }).tmpfs).toEqual([dir, nested])
+    expect(validateSandboxOptions({ tmpfs: [dir, `${dir}/`, sibling] }).tmpfs).toEqual([dir, sibling])
+  })
+
+  it('resolves symlinked tmpfs targets and kept paths, as mount(2) does', () => {
+    expect(validateSandboxOptions({ tmpfs: [link], keep: [link] })).toMatchObject({ tmpfs: [sibling], keep: [sibling] })
   })
 
   it('accepts tmpfs: false and an empty array as "no tmpfs"', () => {
@@ -227,6 +235,10 @@ describe('validateSandboxOptions: invalid values', () => {
     ['network "bridge"', { network: 'bridge' }, 'network', 'bridge'],
     ['network false', { network: false }, 'network', false],
     ['pidNamespace "no"', { pidNamespace: 'no' }, 'pidNamespace', 'no'],
+    ['tmpfs targets inside each other', { tmpfs: [dir, nested] }, 'tmpfs', [dir, nested]],
+    ['tmpfs on /etc (hides the private hosts file)', { tmpfs: ['/etc'] }, 'tmpfs', '/etc'],
+    ['more than 16 tmpfs targets', { tmpfs: Array.from({ length: 17 }, () => dir) }, 'tmpfs', Array.from({ length: 17 }, () => dir)],
+    ['tmpfsSize "1" (bytes, below a page)', { tmpfsSize: '1' }, 'tmpfsSize', '1'],
     ['pidNamespace 0', { pidNamespace: 0 }, 'pidNamespace', 0],
   ]
 

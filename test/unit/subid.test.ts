@@ -237,3 +237,13 @@ describe('findSubidRanges', () => {
     ])
   })
 })
+
+describe('parseSubidFile: only one owner', () => {
+  it("skips other users' lines, even broken ones, and still checks the owner's", () => {
+    const text = 'bob:100000:0\nmallory:not:numbers\nalice:200000:65536\n'
+    expect(parseSubidFile(text, '/etc/subuid', { name: 'alice', id: 1000 })).toEqual([{ owner: 'alice', start: 200000, count: 65536, line: 3 }])
+    expect(() => parseSubidFile('alice:1:0\n', '/etc/subuid', { name: 'alice', id: 1000 })).toThrow('/etc/subuid:1:')
+    // without `only`, every line is checked
+    expect(() => parseSubidFile(text, '/etc/subuid')).toThrow('/etc/subuid:1:')
+  })
+})
