@@ -117,6 +117,9 @@ describeSandbox('fault injection: rootless() on Vitest 4', () => {
     const run = startVitest(consumer, root)
     await run.waitFor(/FAULTS_STARTED/)
     expectVisibleWhileRunning(before)
+    // well into the test, so nothing in flight makes the worker notice on its own:
+    // only PR_SET_PDEATHSIG can take the sandbox down
+    await new Promise((ok) => setTimeout(ok, 1500))
     process.kill(run.pid, 'SIGKILL')
     expect(await run.exited).toEqual({ code: null, signal: 'SIGKILL' })
     await noLeftovers('SIGKILL main', before)
