@@ -7,6 +7,7 @@ import { RootlessOptionError } from './ns/errors.js'
 import { PACKAGE_ROOT } from './ns/launcher-path.js'
 import { validateSandboxOptions, type SandboxOptions } from './ns/options.js'
 import { prepareSandbox } from './ns/sandbox.js'
+import { scrubEnv } from './ns/env.js'
 import { runDoctor } from './doctor.js'
 
 const USAGE = `Usage:
@@ -25,6 +26,7 @@ const USAGE = `Usage:
       --no-subids           map only your own uid/gid, not your /etc/subuid range
       --network MODE        isolated (default) or host
       --no-pid-namespace    share the host's pid namespace (no init, no /proc of its own)
+      --drop-env NAME       don't pass NAME (or a prefix: AWS_*) to CMD (repeatable)
 
   vitest-pool-rootless doctor [--json]
       Check this machine: kernel settings, AppArmor, seccomp, NoNewPrivs, newuidmap,
@@ -46,6 +48,7 @@ const CLI_NAMES: Record<string, string> = {
   subids: '--no-subids',
   network: '--network',
   pidNamespace: '--no-pid-namespace',
+  dropEnv: '--drop-env',
 }
 
 /** How the CLI ends: an exit status, or the signal that killed the command. */
@@ -87,6 +90,7 @@ async function runExec(args: string[]): Promise<Outcome> {
       'no-subids': { type: 'boolean' },
       network: { type: 'string' },
       'no-pid-namespace': { type: 'boolean' },
+      'drop-env': { type: 'string', multiple: true },
     },
   })
   // Everything after `--` is the command; nothing before it may be a positional, so
@@ -107,13 +111,15 @@ async function runExec(args: string[]): Promise<Outcome> {
     subids: values['no-subids'] ? false : 'auto',
     network: values.network as SandboxOptions['network'],
     pidNamespace: values['no-pid-namespace'] ? false : undefined,
+    dropEnv: values['drop-env'],
   }
   const options = validateSandboxOptions(dropUndefined(input), (key) => CLI_NAMES[key] ?? key)
   const sandbox = await prepareSandbox(options)
   if (sandbox.idMap.warning) process.stderr.write(`${sandbox.idMap.warning}\n`)
   try {
     const needs = [process.cwd()]
-    const child = spawn(sandbox.launcher, [...sandbox.args({ needs }), '--', ...positionals], { stdio: 'inherit' })
+    const env = scrubEnv(process.env, options.dropEnv)
+    const child = spawn(sandbox.launcher, [...sandbox.args({ needs }), '--', ...positionals], { stdio: 'inherit', env })
     // A terminal's ^C already reaches the command (same process group): stay alive for
     // its exit status, but don't deliver it twice. Other senders' signals are passed on.
     const fromTerminal = process.stdin.isTTY === true

@@ -56,6 +56,12 @@ export interface SandboxOptions {
    * @default true
    */
   pidNamespace?: boolean
+  /**
+   * Environment variables the sandboxed processes don't get: names, or prefixes ending
+   * in `*` (`['AWS_*', 'NPM_TOKEN']`). For secrets a test has no business seeing.
+   * @default []
+   */
+  dropEnv?: readonly string[]
 }
 
 /** Options after validation, with defaults applied. */
@@ -69,9 +75,10 @@ export interface ResolvedSandboxOptions {
   subids: 'auto' | false
   network: 'isolated' | 'host'
   pidNamespace: boolean
+  dropEnv: string[]
 }
 
-export const SANDBOX_OPTION_KEYS = ['hosts', 'hostsFile', 'hostname', 'tmpfs', 'tmpfsSize', 'keep', 'subids', 'network', 'pidNamespace'] as const
+export const SANDBOX_OPTION_KEYS = ['hosts', 'hostsFile', 'hostname', 'tmpfs', 'tmpfsSize', 'keep', 'subids', 'network', 'pidNamespace', 'dropEnv'] as const
 
 const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/
 const UTS_NAME = /^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$/
@@ -105,6 +112,7 @@ export function validateSandboxOptions(
     subids: oneOf(o.subids === undefined ? 'auto' : o.subids, spell('subids'), ['auto', false] as const),
     network: oneOf(o.network === undefined ? 'isolated' : o.network, spell('network'), ['isolated', 'host'] as const),
     pidNamespace: oneOf(o.pidNamespace === undefined ? true : o.pidNamespace, spell('pidNamespace'), [true, false] as const),
+    dropEnv: validateEnvNames(o.dropEnv, spell('dropEnv')),
   }
 }
 
@@ -162,6 +170,17 @@ function isUnder(path: string, dir: string): boolean {
 function validateKeep(value: unknown, option: string): string[] {
   if (Array.isArray(value) && value.length > MAX_KEEP) throw new RootlessOptionError(option, value, `expects at most ${MAX_KEEP} paths`)
   return validateList(value, option, (p, name) => realpathSync(existingPath(p, name, 'any')))
+}
+
+function validateEnvNames(value: unknown, option: string): string[] {
+  if (value === undefined) return []
+  if (!Array.isArray(value)) throw new RootlessOptionError(option, value, 'expects an array of environment variable names')
+  for (const name of value) {
+    if (typeof name !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*\*?$|^\*$/.test(name)) {
+      throw new RootlessOptionError(option, name, 'expects variable names of letters, digits and "_", optionally ending in "*" for a prefix')
+    }
+  }
+  return [...value] as string[]
 }
 
 function validateSize(value: unknown, option: string): string {

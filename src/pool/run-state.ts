@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setGracefulCleanup } from 'tmp-promise'
 import { explainFailure } from '../ns/diagnose.js'
+import { scrubEnv } from '../ns/env.js'
 import { SandboxError } from '../ns/errors.js'
 import { createWarmUserNamespace, type WarmUserNamespace } from '../ns/holder.js'
 import type { ResolvedSandboxOptions } from '../ns/options.js'
@@ -114,7 +115,7 @@ export class RunState {
 
   private forkNow(spec: WorkerSpec): ChildProcess {
     const { sandbox, userns } = this.readyNow!
-    let env = spec.env
+    let env = scrubEnv(spec.env, this.options.dropEnv)
     const needs = spec.needs
     if (spec.reusable) {
       // read by reset-hook.ts inside the worker, before each file after the first

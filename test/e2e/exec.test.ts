@@ -180,6 +180,14 @@ describeSandbox('vitest-pool-rootless exec', () => {
     }
   })
 
+  it('drops the environment variables --drop-env names', () => {
+    const r = spawnSync(node, [CLI, 'exec', '--drop-env', 'VPR_SECRET_*', '--', 'sh', '-c', 'echo "${VPR_SECRET_A:-gone} ${VPR_KEPT:-gone}"'], {
+      encoding: 'utf8',
+      env: { ...process.env, VPR_SECRET_A: 'secret', VPR_KEPT: 'kept' },
+    })
+    expect(r.stdout).toBe('gone kept\n')
+  })
+
   it('never reads arguments after "--" as its own options', () => {
     const r = exec([], ['echo', '--tmpfs', '--no-subids', '--'])
     expect(r.stdout).toBe('--tmpfs --no-subids --\n')

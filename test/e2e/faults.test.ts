@@ -160,6 +160,25 @@ describeSandbox('fault injection: rootless() on Vitest 4', () => {
     await noLeftovers('SIGKILL worker', before)
   })
 
+  it("SIGKILL of a worker's launcher (the process Vitest forked): init and worker die with it, the file is reported", async () => {
+    const root = copyFixture(consumer, 'faults-kill-worker')
+    const before = snapshotLeftovers(consumer)
+    const run = startVitest(consumer, root)
+    const [, inner, netns] = await run.waitFor(/FAULTS_WORKER (\d+) (net:\[\d+\])/)
+    const [worker] = hostPidsOf(Number(inner), netns!)
+    // worker (pid 2 inside) -> init (pid 1 inside) -> the launcher Vitest knows
+    const parentOf = (pid: number) => Number(/^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1])
+    const launcher = parentOf(parentOf(worker!))
+    expect(readFileSync(`/proc/${launcher}/cmdline`, 'utf8')).toContain('--pid-namespace')
+    process.kill(launcher, 'SIGKILL')
+    const exit = await run.closed
+    const output = run.output()
+    expect(exit.code, output).not.toBe(0)
+    expect(linesWith(output, 'SIGKILL', 'victim.test.ts'), output).not.toEqual([])
+    expect(output).toMatch(/✓ ok\.test\.ts/)
+    await noLeftovers('SIGKILL launcher', before)
+  })
+
   it('process.exit(42) in a test: reported, the rest pass', async () => {
     const root = copyFixture(consumer, 'faults-exit')
     const before = snapshotLeftovers(consumer)

@@ -149,6 +149,7 @@ describe('validateSandboxOptions: valid values', () => {
       subids: 'auto',
       network: 'isolated',
       pidNamespace: false,
+      dropEnv: ['NPM_TOKEN', 'AWS_*'],
     })
     expect(resolved).toEqual({
       hosts: new Map([['db', ['10.0.0.2']]]),
@@ -160,11 +161,12 @@ describe('validateSandboxOptions: valid values', () => {
       subids: 'auto',
       network: 'isolated',
       pidNamespace: false,
+      dropEnv: ['NPM_TOKEN', 'AWS_*'],
     })
   })
 
   it('exports the known option keys', () => {
-    expect([...SANDBOX_OPTION_KEYS].sort()).toEqual(['hosts', 'hostsFile', 'hostname', 'tmpfs', 'tmpfsSize', 'keep', 'subids', 'network', 'pidNamespace'].sort())
+    expect([...SANDBOX_OPTION_KEYS].sort()).toEqual(['hosts', 'hostsFile', 'hostname', 'tmpfs', 'tmpfsSize', 'keep', 'subids', 'network', 'pidNamespace', 'dropEnv'].sort())
   })
 })
 
@@ -235,6 +237,9 @@ describe('validateSandboxOptions: invalid values', () => {
     ['network "bridge"', { network: 'bridge' }, 'network', 'bridge'],
     ['network false', { network: false }, 'network', false],
     ['pidNamespace "no"', { pidNamespace: 'no' }, 'pidNamespace', 'no'],
+    ['dropEnv not an array', { dropEnv: 'AWS_*' }, 'dropEnv', 'AWS_*'],
+    ['dropEnv name with "="', { dropEnv: ['A=B'] }, 'dropEnv', 'A=B'],
+    ['dropEnv "*" in the middle', { dropEnv: ['A*B'] }, 'dropEnv', 'A*B'],
     ['tmpfs targets inside each other', { tmpfs: [dir, nested] }, 'tmpfs', [dir, nested]],
     ['tmpfs on /etc (hides the private hosts file)', { tmpfs: ['/etc'] }, 'tmpfs', '/etc'],
     ['more than 16 tmpfs targets', { tmpfs: Array.from({ length: 17 }, () => dir) }, 'tmpfs', Array.from({ length: 17 }, () => dir)],

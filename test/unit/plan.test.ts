@@ -6,7 +6,7 @@ import type { IdMapPlan } from '../../src/ns/idmap.js'
 import type { ResolvedSandboxOptions } from '../../src/ns/options.js'
 
 function options(overrides: Partial<ResolvedSandboxOptions> = {}): ResolvedSandboxOptions {
-  return { hosts: new Map(), tmpfs: [], keep: [], subids: 'auto', network: 'isolated', pidNamespace: false, ...overrides }
+  return { hosts: new Map(), tmpfs: [], keep: [], subids: 'auto', network: 'isolated', pidNamespace: false, dropEnv: [], ...overrides }
 }
 
 const subidsMap: IdMapPlan = {
