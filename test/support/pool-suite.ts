@@ -43,6 +43,17 @@ export function leftoverProcesses(consumer: Consumer): string[] {
   return found
 }
 
+/** Waits up to 2 s (the promise to users) for the run's processes to be gone; returns what is left. */
+export async function leftoverProcessesAfter(consumer: Consumer, withinMs = 2000): Promise<string[]> {
+  const deadline = Date.now() + withinMs
+  let left = leftoverProcesses(consumer)
+  while (left.length > 0 && Date.now() < deadline) {
+    await new Promise((ok) => setTimeout(ok, 50))
+    left = leftoverProcesses(consumer)
+  }
+  return left
+}
+
 /** The pool's end-to-end suite against one Vitest major, on fixtures in test/fixtures. */
 export function definePoolSuite(major: 4 | 5): void {
   describeSandbox(`rootless() on Vitest ${major}`, () => {
@@ -65,7 +76,7 @@ export function definePoolSuite(major: 4 | 5): void {
       // each file found /tmp empty, so a's marker was invisible to b and c; none reached the host
       expect(readdirSync(tmpdir()).filter((f) => f.startsWith(marker))).toEqual([])
       expect(mountTable()).toEqual(mountsBefore)
-      expect(leftoverProcesses(consumer)).toEqual([])
+      expect(await leftoverProcessesAfter(consumer)).toEqual([])
     })
 
     it('lets 10 files bind port 3000 at the same time, where forks collide', async () => {
@@ -87,7 +98,7 @@ export function definePoolSuite(major: 4 | 5): void {
       expect(run.output).toMatch(/sigkill\.test\.ts/)
       expect(run.output).toMatch(/killed by SIGKILL[^\n]*sigkill\.test\.ts/)
       expect(run.output).toContain('thrown at import time')
-      expect(leftoverProcesses(consumer)).toEqual([])
+      expect(await leftoverProcessesAfter(consumer)).toEqual([])
     })
 
     it('refuses invalid options before any worker starts, naming the option and value', async () => {
@@ -111,7 +122,7 @@ export function definePoolSuite(major: 4 | 5): void {
       const run = await runVitest(consumer, root, ['--maxWorkers=1'], { E2E_ISOLATE: 'false' })
       expect(run.output).toMatch(/Test Files\s+3 passed \(3\)/)
       expect(run.code, run.output).toBe(0)
-      expect(leftoverProcesses(consumer)).toEqual([])
+      expect(await leftoverProcessesAfter(consumer)).toEqual([])
     })
 
     it('re-runs a changed file in watch mode, in a fresh sandbox', async () => {
@@ -145,7 +156,7 @@ export function definePoolSuite(major: 4 | 5): void {
         child.kill('SIGTERM')
         await new Promise((ok) => child.once('close', ok))
       }
-      expect(leftoverProcesses(consumer)).toEqual([])
+      expect(await leftoverProcessesAfter(consumer)).toEqual([])
     })
 
     it('shards, writes blob reports, and merges them', async () => {
