@@ -1,10 +1,8 @@
 #!/usr/bin/env node
 import { spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { RootlessOptionError } from './ns/errors.js'
-import { PACKAGE_ROOT } from './ns/launcher-path.js'
+import { packageVersion } from './ns/launcher-path.js'
 import { validateSandboxOptions, type SandboxOptions } from './ns/options.js'
 import { prepareSandbox } from './ns/sandbox.js'
 import { scrubEnv } from './ns/env.js'
@@ -61,7 +59,7 @@ async function main(argv: string[]): Promise<Outcome> {
     return command === undefined ? 2 : 0
   }
   if (command === '--version') {
-    process.stdout.write(`${(JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version}\n`)
+    process.stdout.write(`${packageVersion()}\n`)
     return 0
   }
   if (command === 'exec') return runExec(rest)

@@ -1,7 +1,6 @@
-import { spawn } from 'node:child_process'
 import { type Check, explainFailure, staticChecks } from './ns/diagnose.js'
 import { validateSandboxOptions } from './ns/options.js'
-import { prepareSandbox } from './ns/sandbox.js'
+import { prepareSandbox, runSandboxed } from './ns/sandbox.js'
 import { launcherStep } from './ns/steps.js'
 
 /** Runs inside the probe sandbox: everything a test file relies on, reported as JSON. */
@@ -37,12 +36,7 @@ export async function liveProbe(): Promise<Check[]> {
   }
   try {
     const args = sandbox.args({ needs: [process.execPath], newSession: true })
-    const child = spawn(sandbox.launcher, [...args, '--', process.execPath, '-e', PROBE_SCRIPT], { cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
-    const code = await new Promise<number | null>((resolve) => child.once('close', resolve))
+    const { code, stdout, stderr } = await runSandboxed(sandbox.launcher, args, [process.execPath, '-e', PROBE_SCRIPT])
     if (code !== 0) {
       const step = launcherStep(code) ?? 'probe'
       return [{ id: 'probe', title: 'live sandbox', status: 'fail', detail: `${step} failed: ${stderr.trim()}`, fix: explainFailure(step, stderr).replace(/\n\s*/g, ' ') }]

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { findExecutable, readHostFacts } from './host-facts.js'
+import type { IdentityFacts } from './idmap.js'
 import { LauncherNotFoundError, locateLauncher } from './launcher-path.js'
 import { findSubidRanges, SubidFileError } from './subid.js'
 
@@ -42,6 +43,13 @@ export function staticChecks(inputs: DiagnoseInputs = {}): Check[] {
   }
   const status = read('/proc/self/status') ?? ''
   const field = (name: string) => new RegExp(`^${name}:\\s*(\\S+)`, 'm').exec(status)?.[1]
+  // located once: on a platform without a shipped binary this compiles one
+  let launcher: { path: string } | { error: Error }
+  try {
+    launcher = { path: locateLauncher(env) }
+  } catch (error) {
+    launcher = { error: error as Error }
+  }
   const checks: Check[] = []
 
   checks.push(
@@ -72,7 +80,7 @@ export function staticChecks(inputs: DiagnoseInputs = {}): Check[] {
           title: 'kernel.apparmor_restrict_unprivileged_userns',
           status: 'fail',
           detail: 'is 1 (Ubuntu 23.10+): unshare succeeds, but the namespace gets no capabilities, so id maps and mounts fail',
-          fix: `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or allow the launcher: ${apparmorProfile(launcherPathOrPlaceholder(env))}`,
+          fix: `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or allow the launcher: ${apparmorProfile('path' in launcher ? launcher.path : '/path/to/launcher')}`,
         }
       : { id: 'apparmor-userns', title: 'kernel.apparmor_restrict_unprivileged_userns', status: 'ok', detail: apparmor === undefined ? 'not present' : `is ${apparmor}` },
   )
@@ -92,7 +100,8 @@ export function staticChecks(inputs: DiagnoseInputs = {}): Check[] {
   )
 
   checks.push(helperCheck('newuidmap', env, uid), helperCheck('newgidmap', env, uid))
-  checks.push(subidCheck('/etc/subuid', root, uid), subidCheck('/etc/subgid', root, uid))
+  const facts = readHostFacts(env, root)
+  checks.push(subidCheck('/etc/subuid', facts, uid), subidCheck('/etc/subgid', facts, uid))
 
   const uidMap = read('/proc/self/uid_map')
   checks.push(
@@ -101,11 +110,11 @@ export function staticChecks(inputs: DiagnoseInputs = {}): Check[] {
       : { id: 'nested', title: 'already in a user namespace', status: 'warn', detail: `yes, with only these ids mapped: ${uidMap.replace(/\s+/g, ' ')}`, fix: 'works with the ids mapped here; for chown to other ids, run outside this namespace or map a larger range into it' },
   )
 
-  try {
-    const path = locateLauncher(env)
-    checks.push({ id: 'launcher', title: 'launcher binary', status: 'ok', detail: path })
-  } catch (error) {
-    checks.push({ id: 'launcher', title: 'launcher binary', status: 'fail', detail: (error as Error).message.split('\n')[0]!, fix: error instanceof LauncherNotFoundError ? error.message.split('\n').at(-1) : undefined })
+  if ('path' in launcher) {
+    checks.push({ id: 'launcher', title: 'launcher binary', status: 'ok', detail: launcher.path })
+  } else {
+    const { error } = launcher
+    checks.push({ id: 'launcher', title: 'launcher binary', status: 'fail', detail: error.message.split('\n')[0]!, fix: error instanceof LauncherNotFoundError ? error.message.split('\n').at(-1) : undefined })
   }
   return checks
 }
@@ -133,8 +142,7 @@ function hasFileCaps(path: string): boolean {
   }
 }
 
-function subidCheck(file: '/etc/subuid' | '/etc/subgid', root: string, uid: number): Check {
-  const facts = readHostFacts(process.env, root)
+function subidCheck(file: '/etc/subuid' | '/etc/subgid', facts: IdentityFacts, uid: number): Check {
   const entries = file === '/etc/subuid' ? facts.subuid : facts.subgid
   const title = file
   try {
@@ -145,14 +153,6 @@ function subidCheck(file: '/etc/subuid' | '/etc/subgid', root: string, uid: numb
     return { id: file, title, status: 'warn', detail: `no range for ${who}: only your own id can be mapped`, fix: `sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${who}` }
   } catch (error) {
     return { id: file, title, status: 'fail', detail: (error as SubidFileError).message.replace(/^vitest-pool-rootless: /, '') }
-  }
-}
-
-function launcherPathOrPlaceholder(env: NodeJS.ProcessEnv): string {
-  try {
-    return locateLauncher(env)
-  } catch {
-    return '/path/to/launcher'
   }
 }
 

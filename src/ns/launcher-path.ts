@@ -58,6 +58,7 @@ function cacheDir(env: NodeJS.ProcessEnv): string {
   return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'vitest-pool-rootless')
 }
 
-function packageVersion(): string {
+/** This package's version, from its package.json. */
+export function packageVersion(): string {
   return (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version
 }

@@ -3,6 +3,7 @@ import { isIP } from 'node:net'
 import { tmpdir } from 'node:os'
 import { isAbsolute, normalize } from 'node:path'
 import { RootlessOptionError } from './errors.js'
+import { isInside } from './paths.js'
 
 /** Sandbox options shared by `rootless()` and `vitest-pool-rootless exec`. */
 export interface SandboxOptions {
@@ -152,20 +153,17 @@ function validateTmpfs(value: unknown, option: string): string[] {
     // mount(2) follows symlinks; compare what it will really cover
     const path = realpathSync(existingPath(p, name, 'directory'))
     if (path === '/') throw new RootlessOptionError(option, p, 'expects directories other than "/" (a tmpfs on / hides the whole system)')
-    if (isUnder('/etc/hosts', path)) throw new RootlessOptionError(option, p, "expects directories that don't contain /etc/hosts (the sandbox's private hosts file would be hidden)")
+    if (isInside('/etc/hosts', path)) throw new RootlessOptionError(option, p, "expects directories that don't contain /etc/hosts (the sandbox's private hosts file would be hidden)")
     return path
   })
   const unique = [...new Set(paths)]
   for (const a of unique) {
-    const outer = unique.find((b) => b !== a && isUnder(a, b))
+    const outer = unique.find((b) => b !== a && isInside(a, b))
     if (outer) throw new RootlessOptionError(option, value, `expects directories that don't contain each other (${a} is inside ${outer}: one tmpfs would hide the other)`)
   }
   return unique
 }
 
-function isUnder(path: string, dir: string): boolean {
-  return path.startsWith(dir.endsWith('/') ? dir : `${dir}/`)
-}
 
 function validateKeep(value: unknown, option: string): string[] {
   if (Array.isArray(value) && value.length > MAX_KEEP) throw new RootlessOptionError(option, value, `expects at most ${MAX_KEEP} paths`)

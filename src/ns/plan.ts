@@ -1,4 +1,5 @@
 import type { IdMapLine, IdMapPlan } from './idmap.js'
+import { isInside } from './paths.js'
 import type { ResolvedSandboxOptions } from './options.js'
 
 /** Everything the launcher needs, as its argv flags (without `-- CMD`). */
@@ -60,15 +61,11 @@ export function idMapArgs(idMap: IdMapPlan): string[] {
  * undo the tmpfs.
  */
 export function keptPaths(targets: string[], needs: string[]): string[] {
-  const under = needs.filter((p) => !targets.includes(p) && targets.some((t) => isStrictlyUnder(p, t)))
+  const under = needs.filter((p) => !targets.includes(p) && targets.some((t) => isInside(p, t)))
   const unique = [...new Set(under)].sort()
-  return unique.filter((p) => !unique.some((other) => other !== p && isStrictlyUnder(p, other)))
+  return unique.filter((p) => !unique.some((other) => other !== p && isInside(p, other)))
 }
 
-function isStrictlyUnder(path: string, dir: string): boolean {
-  const base = dir.endsWith('/') ? dir : `${dir}/`
-  return path.startsWith(base) && path.length > base.length
-}
 
 function formatLine(line: IdMapLine): string {
   return `${line.inside}:${line.outside}:${line.count}`

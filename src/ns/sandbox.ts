@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process'
 import { readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
 import { writeFile } from 'node:fs/promises'
@@ -63,6 +64,8 @@ export interface PreparedSandbox {
   /** Directory holding this run's generated files (the hosts file). */
   stateDir: string
   hostsFile: string
+  /** What was written to `hostsFile`. */
+  hosts: string
   /** Launcher flags for one sandbox; append `--` and the command. */
   args(extra?: Omit<PlanInputs, 'options' | 'idMap' | 'hostsFile'>): string[]
   /** Removes the state directory. Idempotent. */
@@ -85,13 +88,15 @@ export async function prepareSandbox(
   const base = options.hostsFile ? readFileSync(options.hostsFile, 'utf8') : undefined
   // the sandbox's hostname, configured or inherited, resolves to loopback: with no
   // network, nothing else would answer for it
-  await writeFile(hostsFile, renderHostsFile(options.hosts, { hostname: options.hostname ?? hostname(), base }), { mode: 0o644 })
+  const hosts = renderHostsFile(options.hosts, { hostname: options.hostname ?? hostname(), base })
+  await writeFile(hostsFile, hosts, { mode: 0o644 })
   let cleaned = false
   return {
     launcher,
     idMap,
     stateDir: state.path,
     hostsFile,
+    hosts,
     args: (extra = {}) => createSandboxPlan({ options, idMap, hostsFile, ...extra }).args,
     async cleanup() {
       if (cleaned) return
@@ -99,4 +104,28 @@ export async function prepareSandbox(
       await state.cleanup()
     },
   }
+}
+
+/** How a command run in a sandbox ended, with what it printed. */
+export interface SandboxedRun {
+  code: number | null
+  signal: NodeJS.Signals | null
+  stdout: string
+  stderr: string
+}
+
+/**
+ * Runs `command` through the launcher with `args`, from `/`, collecting its output;
+ * `fds` are passed on from fd 4 (after stdio and an unused IPC slot), as for workers.
+ */
+export function runSandboxed(launcher: string, args: string[], command: string[], fds: number[] = []): Promise<SandboxedRun> {
+  const child = spawn(launcher, [...args, '--', ...command], { cwd: '/', stdio: ['ignore', 'pipe', 'pipe', 'ignore', ...fds] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+  return new Promise((resolve, reject) => {
+    child.once('error', reject)
+    child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }))
+  })
 }

@@ -1,6 +1,7 @@
 import { closeSync, mkdirSync, statSync, writeFileSync } from 'node:fs'
 import { dirname } from 'node:path'
 import koffi from 'koffi'
+import { isInside } from '../ns/paths.js'
 import type { ResetPlan } from './reset-plan.js'
 
 // mount(2), umount2(2), open_tree(2), move_mount(2) flags
@@ -87,7 +88,7 @@ export function resetSandbox(plan: ResetPlan, first: FirstFileState): void {
   }
   const options = plan.tmpfsSize ? `mode=1777,size=${plan.tmpfsSize}` : 'mode=1777'
   for (const target of plan.tmpfs) {
-    const keeps = plan.keep.filter((k) => k.startsWith(`${target}/`))
+    const keeps = plan.keep.filter((k) => isInside(k, target))
     // Clone each kept subtree first: once the old tmpfs is detached, binds under it
     // can't serve as a mount source any more, but a detached clone can be moved.
     const trees: Array<{ path: string; isDir: boolean; fd: number }> = []

@@ -1,5 +1,5 @@
-import { fork, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { fork, type ChildProcess } from 'node:child_process'
+import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setGracefulCleanup } from 'tmp-promise'
@@ -8,7 +8,7 @@ import { scrubEnv } from '../ns/env.js'
 import { SandboxError } from '../ns/errors.js'
 import { createWarmUserNamespace, type WarmUserNamespace } from '../ns/holder.js'
 import type { ResolvedSandboxOptions } from '../ns/options.js'
-import { prepareSandbox, type PreparedSandbox } from '../ns/sandbox.js'
+import { prepareSandbox, runSandboxed, type PreparedSandbox } from '../ns/sandbox.js'
 import { keptPaths } from '../ns/plan.js'
 import { launcherStep } from '../ns/steps.js'
 import { RESET_ENV, type ResetPlan } from './reset-plan.js'
@@ -123,7 +123,7 @@ export class RunState {
         tmpfs: this.options.tmpfs,
         tmpfsSize: this.options.tmpfsSize,
         keep: keptPaths(this.options.tmpfs, [...this.options.keep, ...needs]),
-        hosts: readFileSync(sandbox.hostsFile, 'utf8'),
+        hosts: sandbox.hosts,
       }
       env = { ...env, [RESET_ENV]: JSON.stringify(plan) }
     }
@@ -148,16 +148,8 @@ function launcherArgs({ sandbox, userns }: Ready, needs: string[]): string[] {
  */
 async function probeSandbox(ready: Ready): Promise<void> {
   const args = launcherArgs(ready, [process.execPath])
-  const child = spawn(ready.sandbox.launcher, [...args, '--', process.execPath, '--version'], {
-    stdio: ['ignore', 'ignore', 'pipe', 'ignore', ...(ready.userns ? [ready.userns.fd] : [])],
-    cwd: '/',
-  })
-  let stderr = ''
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
-  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
-    child.once('error', reject)
-    child.once('close', (c, s) => resolve([c, s]))
-  })
+  const fds = ready.userns ? [ready.userns.fd] : []
+  const { code, signal, stderr } = await runSandboxed(ready.sandbox.launcher, args, [process.execPath, '--version'], fds)
   if (code === 0) return
   const step = launcherStep(code) ?? 'probe'
   throw new SandboxError(

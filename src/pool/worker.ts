@@ -1,9 +1,9 @@
 import type { ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
-import { realpathSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { ForksPoolWorker, type PoolOptions, type WorkerRequest } from 'vitest/node'
 import { RootlessOptionError, WorkerExitError } from '../ns/errors.js'
+import { realpathOrSelf } from '../ns/paths.js'
 import { launcherStep } from '../ns/steps.js'
 import type { RunState } from './run-state.js'
 
@@ -80,7 +80,6 @@ export class RootlessPoolWorker extends ForksPoolWorker {
       // Vitest's runner listens for 'exit' only while it does not expect one (it stops
       // listening before it stops the worker), so this wrapper sees only crashes.
       const wrapped = (code: number | null, signal: NodeJS.Signals | null) => {
-        this.exited = true
         this.reportCrash(code, signal)
         try {
           ;(callback as (c: number | null, s: NodeJS.Signals | null) => void)(code, signal)
@@ -162,15 +161,6 @@ const PIPE_ERROR_GRACE_MS = 200
 
 function isPipeError(error: NodeJS.ErrnoException): boolean {
   return error?.code === 'EPIPE' || error?.code === 'ERR_IPC_CHANNEL_CLOSED' || error?.code === 'ECONNRESET'
-}
-
-/** Symlinks resolved, as mount(2) sees the path; the path itself if it can't be. */
-function realpathOrSelf(path: string): string {
-  try {
-    return realpathSync(path)
-  } catch {
-    return path
-  }
 }
 
 /**
