@@ -145,6 +145,8 @@ function hasFileCaps(path: string): boolean {
 function subidCheck(file: '/etc/subuid' | '/etc/subgid', facts: IdentityFacts, uid: number): Check {
   const entries = file === '/etc/subuid' ? facts.subuid : facts.subgid
   const title = file
+  // the user's own line that can't be parsed (others' lines are not read at all)
+  if (facts.subidProblem?.startsWith(`${file}:`)) return { id: file, title, status: 'fail', detail: facts.subidProblem }
   try {
     const ranges = findSubidRanges(entries, { name: facts.userName, id: uid }, file)
     if (ranges.length > 0) return { id: file, title, status: 'ok', detail: ranges.map((r) => `${r.start}:${r.count}`).join(', ') }

@@ -93,6 +93,14 @@ describe('doctor checks on a fake /proc and /etc', () => {
     expect(c.detail).toContain('/etc/subuid:2')
   })
 
+  it("reports the user's own malformed subuid line as a failure naming it, and ignores other users' lines", () => {
+    const uid = process.geteuid!()
+    const checks = staticChecks({ root: fakeRoot({ 'etc/subuid': `mallory:bad\n${uid}:x:1\n` }), uid })
+    const c = check(checks, '/etc/subuid')
+    expect(c.status).toBe('fail')
+    expect(c.detail).toContain('/etc/subuid:2')
+  })
+
   it('turns failing checks into the pool\'s error text', () => {
     const checks = staticChecks({ root: fakeRoot({ 'proc/sys/user/max_user_namespaces': '0\n' }), uid: 1000 })
     const text = explainFailure('unshare', 'vitest-pool-rootless: unshare: ...', checks)
