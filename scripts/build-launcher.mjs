@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Compiles native/launcher.c into native/build/<platform>-<arch>/launcher.
 // Runs from the package's own `prepare`/`prepack` (npm runs those for the root
-// package) and, at run time, from src/ns/launcher-path.ts when a user's platform has
+// package) and, at run time, from src/engine/launcher-path.ts when a user's platform has
 // no prebuilt binary. Usage: build-launcher.mjs [OUT_FILE]
 import { spawnSync } from 'node:child_process'
 import { mkdirSync, renameSync } from 'node:fs'

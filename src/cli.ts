@@ -2,11 +2,11 @@
 import { spawn } from 'node:child_process'
 import { parseArgs } from 'node:util'
 import { RootlessOptionError } from './ns/errors.js'
-import { packageVersion } from './ns/launcher-path.js'
+import { packageVersion } from './engine/launcher-path.js'
 import { validateSandboxOptions, type SandboxOptions } from './ns/options.js'
-import { prepareSandbox } from './ns/sandbox.js'
+import { prepareSandbox } from './engine/sandbox.js'
 import { scrubEnv } from './ns/env.js'
-import { runDoctor } from './doctor.js'
+import { runDoctor } from './doctor/doctor.js'
 
 const USAGE = `Usage:
   vitest-pool-rootless exec [OPTIONS] -- CMD [ARGS...]

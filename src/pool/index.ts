@@ -1,7 +1,7 @@
 import type { PoolRunnerInitializer } from 'vitest/node'
 import { RootlessOptionError } from '../ns/errors.js'
 import { validateSandboxOptions, SANDBOX_OPTION_KEYS, type SandboxOptions } from '../ns/options.js'
-import { RunState } from './run-state.js'
+import { RunState } from '../engine/run.js'
 import { RootlessPoolWorker } from './worker.js'
 
 /** Options of `rootless()`: the sandbox every test file runs in, and spare workers. */

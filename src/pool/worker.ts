@@ -5,7 +5,8 @@ import { ForksPoolWorker, type PoolOptions, type WorkerRequest } from 'vitest/no
 import { RootlessOptionError, WorkerExitError } from '../ns/errors.js'
 import { realpathOrSelf } from '../ns/paths.js'
 import { launcherStep } from '../ns/steps.js'
-import type { RunState } from './run-state.js'
+import type { RunState } from '../engine/run.js'
+import { resetSetupFile } from './reset-setup-file.js'
 
 /** The part of ForksPoolWorker we build ourselves: its child process. */
 interface ForkSlot {
@@ -126,7 +127,7 @@ export class RootlessPoolWorker extends ForksPoolWorker {
   override async start(): Promise<void> {
     const slot = this as unknown as ForkSlot
     if (!slot._fork) {
-      if (this.reusable) this.resetSetupFile = await this.run.resetSetupFile(this.nativeRunner)
+      if (this.reusable) this.resetSetupFile = resetSetupFile(await this.run.stateDir(), this.nativeRunner)
       const spec = { entrypoint: slot.entrypoint, execArgv: this.execArgv, env: this.env, needs: this.needs, reusable: this.reusable }
       const child = await this.run.launch(spec, this.spares)
       slot._fork = child

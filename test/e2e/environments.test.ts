@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, expect, it } from 'vitest'
-import { findExecutable } from '../../src/ns/host-facts.js'
+import { findExecutable } from '../../src/engine/host-facts.js'
 import { CLI, describeSandbox, LAUNCHER } from '../support/sandbox.js'
 
 const uid = process.geteuid!()

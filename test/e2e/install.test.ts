@@ -18,7 +18,7 @@ describe('the packed package', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
   const locate = (env: Record<string, string>) =>
-    spawnSync(process.execPath, ['--input-type=module', '-e', `import(${JSON.stringify(join(pkg, 'dist/ns/launcher-path.js'))}).then((m) => console.log(m.locateLauncher()))`], {
+    spawnSync(process.execPath, ['--input-type=module', '-e', `import(${JSON.stringify(join(pkg, 'dist/engine/launcher-path.js'))}).then((m) => console.log(m.locateLauncher()))`], {
       encoding: 'utf8',
       env: { ...process.env, ...env },
     })

@@ -3,7 +3,7 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } fr
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { findExecutable } from '../../src/ns/host-facts.js'
+import { findExecutable } from '../../src/engine/host-facts.js'
 import { LAUNCHER_STEPS } from '../../src/ns/steps.js'
 import { LAUNCHER, describeSandbox } from '../support/sandbox.js'
 

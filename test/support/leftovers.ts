@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
-import { locateLauncher } from '../../src/ns/launcher-path.js'
+import { locateLauncher } from '../../src/engine/launcher-path.js'
 import type { Consumer } from './consumer.js'
 
 /**

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs'
 import { userInfo } from 'node:os'
 import { join, resolve } from 'node:path'
 import { describe, it } from 'vitest'
-import { locateLauncher } from '../../src/ns/launcher-path.js'
+import { locateLauncher } from '../../src/engine/launcher-path.js'
 
 export const ROOT = resolve(import.meta.dirname, '..', '..')
 export const CLI = join(ROOT, 'dist', 'cli.js')

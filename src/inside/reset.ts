@@ -2,7 +2,7 @@ import { closeSync, mkdirSync, statSync, writeFileSync } from 'node:fs'
 import { dirname } from 'node:path'
 import koffi from 'koffi'
 import { isInside } from '../ns/paths.js'
-import type { ResetPlan } from './reset-plan.js'
+import type { ResetPlan } from '../ns/reset-plan.js'
 
 // mount(2), umount2(2), open_tree(2), move_mount(2) flags
 const MS_NOSUID = 0x2

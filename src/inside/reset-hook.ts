@@ -1,5 +1,5 @@
 import { hostname } from 'node:os'
-import { RESET_ENV, type ResetPlan } from './reset-plan.js'
+import { RESET_ENV, type ResetPlan } from '../ns/reset-plan.js'
 import { resetSandbox, type FirstFileState } from './reset.js'
 
 // Module state survives between files: a reused worker keeps this module loaded.

@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process'
-import type { WorkerSpec } from './run-state.js'
+import type { WorkerSpec } from './run.js'
 
 /** A spare nobody took for this long is stopped (watch mode idling, a project done). */
 export const SPARE_IDLE_MS = 15_000

@@ -4,7 +4,7 @@ import { homedir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-/** The package root: dist/ns/launcher-path.js (or src/ns/…ts in tests) is two levels down. */
+/** The package root: dist/engine/launcher-path.js (or src/engine/…ts in tests) is two levels down. */
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 
 const PLATFORM = `${process.platform}-${process.arch}`

@@ -1,7 +1,7 @@
-import { type Check, explainFailure, staticChecks } from './ns/diagnose.js'
-import { validateSandboxOptions } from './ns/options.js'
-import { prepareSandbox, runSandboxed } from './ns/sandbox.js'
-import { launcherStep } from './ns/steps.js'
+import { type Check, explainFailure, staticChecks } from './diagnose.js'
+import { validateSandboxOptions } from '../ns/options.js'
+import { prepareSandbox, runSandboxed } from '../engine/sandbox.js'
+import { launcherStep } from '../ns/steps.js'
 
 /** Runs inside the probe sandbox: everything a test file relies on, reported as JSON. */
 const PROBE_SCRIPT = `

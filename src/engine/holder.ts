@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process'
 import { closeSync, openSync } from 'node:fs'
-import { SandboxError } from './errors.js'
-import type { IdMapPlan } from './idmap.js'
-import { idMapArgs } from './plan.js'
-import { launcherStep } from './steps.js'
+import { SandboxError } from '../ns/errors.js'
+import type { IdMapPlan } from '../ns/idmap.js'
+import { idMapArgs } from '../ns/plan.js'
+import { launcherStep } from '../ns/steps.js'
 
 /** A mapped user namespace, held open by an fd, that launchers join with `--userns-fd`. */
 export interface WarmUserNamespace {

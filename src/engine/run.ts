@@ -1,17 +1,14 @@
 import { fork, type ChildProcess } from 'node:child_process'
-import { existsSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { setGracefulCleanup } from 'tmp-promise'
-import { explainFailure } from '../ns/diagnose.js'
+import { explainFailure } from '../doctor/diagnose.js'
 import { scrubEnv } from '../ns/env.js'
 import { SandboxError } from '../ns/errors.js'
-import { createWarmUserNamespace, type WarmUserNamespace } from '../ns/holder.js'
+import { createWarmUserNamespace, type WarmUserNamespace } from './holder.js'
 import type { ResolvedSandboxOptions } from '../ns/options.js'
-import { prepareSandbox, runSandboxed, type PreparedSandbox } from '../ns/sandbox.js'
+import { prepareSandbox, runSandboxed, type PreparedSandbox } from './sandbox.js'
 import { keptPaths } from '../ns/plan.js'
 import { launcherStep } from '../ns/steps.js'
-import { RESET_ENV, type ResetPlan } from './reset-plan.js'
+import { RESET_ENV, type ResetPlan } from '../ns/reset-plan.js'
 import { SparePool } from './spares.js'
 
 // the state directory (hosts file) goes when the Vitest process exits, however it exits
@@ -77,22 +74,9 @@ export class RunState {
     return this.ready
   }
 
-  /**
-   * A setup file that calls reset-hook.ts before each test file of a reused worker.
-   * It is generated outside node_modules on purpose: Vitest re-evaluates inlined setup
-   * files before every file, but caches external ones after the first. The worker
-   * never reads it from disk (Vitest transforms it here and sends the code over IPC),
-   * so the state dir stays hidden under the sandbox's tmpfs.
-   */
-  async resetSetupFile(nativeRunner: boolean): Promise<string> {
-    if (nativeRunner) return fileURLToPath(new URL('./reset-setup.js', import.meta.url))
-    const { sandbox } = await this.prepare()
-    const file = join(sandbox.stateDir, 'reset-before-file.mjs')
-    if (!existsSync(file)) {
-      const hook = new URL('./reset-hook.js', import.meta.url).href
-      writeFileSync(file, `import { resetBeforeFile } from ${JSON.stringify(hook)}\nresetBeforeFile()\n`)
-    }
-    return file
+  /** The run's private state directory (hosts file, generated files); prepares the run. */
+  async stateDir(): Promise<string> {
+    return (await this.prepare()).sandbox.stateDir
   }
 
   private async doPrepare(): Promise<Ready> {
