@@ -14,6 +14,7 @@ export interface WarmUserNamespace {
 }
 
 const READY_TIMEOUT_MS = 10_000
+const READY = 'ready\n'
 
 /**
  * Creates the run's user namespace once, with the full id map: the expensive
@@ -33,7 +34,14 @@ export async function createWarmUserNamespace(launcher: string, idMap: IdMapPlan
     let timer: NodeJS.Timeout | undefined
     await new Promise<void>((resolve, reject) => {
       timer = setTimeout(() => reject(new Error(`no answer within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS)
-      holder.stdout.setEncoding('utf8').once('data', () => resolve())
+      // the launcher says exactly "ready\n" once the namespace is mapped; anything else
+      // (or an early end of output) is not readiness
+      let said = ''
+      holder.stdout.setEncoding('utf8').on('data', (d: string) => {
+        said += d
+        if (said === READY) resolve()
+        else if (!READY.startsWith(said)) reject(new Error(`said ${JSON.stringify(said)} instead of "ready"`))
+      })
       holder.once('error', reject)
       holder.once('exit', () => reject(new Error('exited before it was ready')))
     }).finally(() => clearTimeout(timer))

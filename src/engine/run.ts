@@ -1,145 +1,225 @@
-import { fork, type ChildProcess } from 'node:child_process'
-import { setGracefulCleanup } from 'tmp-promise'
+import { fork, spawnSync, type ChildProcess } from 'node:child_process'
+import type { Readable } from 'node:stream'
 import { explainFailure } from '../doctor/diagnose.js'
 import { scrubEnv } from '../ns/env.js'
 import { SandboxError } from '../ns/errors.js'
-import { createWarmUserNamespace, type WarmUserNamespace } from './holder.js'
 import type { ResolvedSandboxOptions } from '../ns/options.js'
-import { prepareSandbox, runSandboxed, type PreparedSandbox } from './sandbox.js'
 import { keptPaths } from '../ns/plan.js'
-import { launcherStep } from '../ns/steps.js'
 import { RESET_ENV, type ResetPlan } from '../ns/reset-plan.js'
+import { launcherStep } from '../ns/steps.js'
+import { watchExit, type ChildExit } from './exit.js'
+import { createWarmUserNamespace, type WarmUserNamespace } from './holder.js'
+import { prepareSandbox, type PreparedSandbox } from './sandbox.js'
 import { SparePool } from './spares.js'
 
-// the state directory (hosts file) goes when the Vitest process exits, however it exits
-setGracefulCleanup()
+/**
+ * A launched child's extra fds, after stdin/out/err and the IPC channel: the launcher's
+ * status pipe (a byte there = a setup step failed), then the warm user namespace.
+ */
+const STATUS_FD_INDEX = 4
+const USERNS_FD_INDEX = 5
 
-/** Where a worker's launcher finds the warm user namespace fd: after stdin/out/err and IPC. */
-const USERNS_FD_INDEX = 4
-
-/** What a worker process needs to be started; equal specs can share spares. */
-export interface WorkerSpec {
+/** What one sandboxed process runs; equal specs can share spares. */
+export interface LaunchSpec {
+  /** A Node entry point, forked with an IPC channel. */
   entrypoint: string
   execArgv: string[]
   env: Partial<NodeJS.ProcessEnv>
-  /** Paths the worker reads that must stay visible under a tmpfs. */
+  /** Paths the process reads that must stay visible under a tmpfs. */
   needs: string[]
-  /** Vitest reuses the worker across files (isolate: false): reset the sandbox between them. */
+  /** The process is reused across test files: it gets the plan to reset its sandbox. */
   reusable: boolean
 }
 
-/** The run's sandbox, once prepared: how to start one sandboxed process. */
-interface Ready {
-  sandbox: PreparedSandbox
-  userns?: WarmUserNamespace
-}
-
-/** Run-wide settings of `rootless()` beyond the sandbox itself. */
+/** Run-wide settings beyond the sandbox itself. */
 export interface RunSettings {
-  /** Join one pre-mapped user namespace instead of mapping ids per worker. */
+  /** Join one pre-mapped user namespace instead of mapping ids per sandbox. */
   warmUserNamespace: boolean
 }
 
+/** What a run does to the machine; tests inject fakes (see test/unit/run.test.ts). */
+export interface RunDeps {
+  prepare(options: ResolvedSandboxOptions): PreparedSandbox
+  /** Builds one sandbox and throws a SandboxError if it can't. */
+  probe(sandbox: PreparedSandbox): void
+  createUserNamespace(sandbox: PreparedSandbox): Promise<WarmUserNamespace>
+  /** Starts one sandboxed process. */
+  fork(sandbox: PreparedSandbox, userns: WarmUserNamespace | undefined, spec: LaunchSpec, env: NodeJS.ProcessEnv): ChildProcess
+}
+
+/** Statuses a run goes through; `closed` runs reopen on the next launch. */
+interface OpenRun {
+  kind: 'open'
+  sandbox: PreparedSandbox
+  /** Set once the warm user namespace exists; forks made before that map ids themselves. */
+  userns?: WarmUserNamespace
+  warming?: Promise<void>
+}
+type RunPhase = OpenRun | { kind: 'closed' }
+
+const exits = new WeakMap<ChildProcess, Promise<ChildExit>>()
+
 /**
- * Per-run work shared by every worker of one `rootless()` pool: decide the id maps,
- * write the hosts file, create the warm user namespace, prove once that a sandbox can
- * be built here, and keep spare workers booted. A machine that can't build a sandbox
- * fails the first worker with one clear error instead of every file crashing alike.
+ * How a process started by `SandboxRun.launch` ended: its exit code or signal, and the
+ * launcher step that failed if the sandbox could not be built around it.
  */
-export class RunState {
-  private ready?: Promise<Ready>
-  private readyNow?: Ready
-  private readonly spares: SparePool
+export function exitOf(child: ChildProcess): Promise<ChildExit> {
+  const exit = exits.get(child)
+  if (!exit) throw new Error('vitest-pool-rootless: exitOf() is for processes started by SandboxRun.launch')
+  return exit
+}
+
+/**
+ * The per-run state of one sandbox configuration, shared by every process a runner
+ * starts in it: the launcher and id maps, the hosts file in a private state directory,
+ * the warm user namespace, and booted spares. Runner-agnostic: a Vitest or Jest adapter
+ * hands it an entry point and gets a sandboxed child back.
+ *
+ * Lifecycle: `open()` proves once, synchronously, that a sandbox can be built here (so a
+ * machine that can't fails with one clear error while the config loads, before any
+ * worker exists); `close()` releases the namespace fd, the spares and the state dir. A
+ * closed run reopens on its next launch.
+ */
+export class SandboxRun {
+  private phase: RunPhase = { kind: 'closed' }
+  private readonly spares = new SparePool((spec) => this.forkNow(spec))
 
   constructor(
     readonly options: ResolvedSandboxOptions,
     readonly settings: RunSettings,
-  ) {
-    this.spares = new SparePool((spec) => this.forkNow(spec))
+    private readonly deps: RunDeps = launcherDeps,
+  ) {}
+
+  /**
+   * Prepares the run and builds one real sandbox around `node --version`: the plan a
+   * worker gets, and proof that the node binary is reachable inside it. Throws a
+   * `SandboxError` with the doctor's words for this machine when it can't. Idempotent.
+   */
+  open(): void {
+    if (this.phase.kind === 'open') return
+    const sandbox = this.deps.prepare(this.options)
+    try {
+      this.deps.probe(sandbox)
+    } catch (error) {
+      sandbox.cleanup()
+      throw error
+    }
+    // said only once the sandbox is known to work: a failed probe's message says it all
+    if (sandbox.idMap.warning) process.stderr.write(`${sandbox.idMap.warning}\n`)
+    this.phase = { kind: 'open', sandbox }
+  }
+
+  /** The run's private state directory (hosts file, generated files). */
+  get stateDir(): string {
+    return this.openPhase().sandbox.stateDir
   }
 
   /**
-   * A started, sandboxed worker process for `spec`: a booted spare if one waits,
-   * else a new one. Either way, spares for the next files are topped up.
+   * A started, sandboxed process for `spec`: a booted spare if one waits, else a new
+   * one. Either way, `spares` more are kept booted for the next files.
    */
-  async launch(spec: WorkerSpec, spares: number): Promise<ChildProcess> {
-    await this.prepare()
+  async launch(spec: LaunchSpec, spares: number): Promise<ChildProcess> {
+    const phase = this.openPhase()
+    if (this.settings.warmUserNamespace) phase.warming ??= this.createUserNamespace(phase.sandbox).then((userns) => void (phase.userns = userns))
+    await phase.warming
     const child = this.spares.take(spec) ?? this.forkNow(spec)
     this.spares.fill(spec, spares)
     return child
   }
 
-  private prepare(): Promise<Ready> {
-    this.ready ??= this.doPrepare()
-    return this.ready
+  /** Stops the spares and releases the user namespace and the state dir. Idempotent. */
+  async close(): Promise<void> {
+    const phase = this.phase
+    if (phase.kind === 'closed') return
+    this.phase = { kind: 'closed' }
+    this.spares.killAll()
+    await phase.warming
+    phase.userns?.close()
+    phase.sandbox.cleanup()
   }
 
-  /** The run's private state directory (hosts file, generated files); prepares the run. */
-  async stateDir(): Promise<string> {
-    return (await this.prepare()).sandbox.stateDir
+  private openPhase(): OpenRun {
+    this.open()
+    return this.phase as OpenRun
   }
 
-  private async doPrepare(): Promise<Ready> {
-    const sandbox = await prepareSandbox(this.options)
-    if (sandbox.idMap.warning) process.stderr.write(`${sandbox.idMap.warning}\n`)
-    let userns: WarmUserNamespace | undefined
-    if (this.settings.warmUserNamespace) {
-      try {
-        userns = await createWarmUserNamespace(sandbox.launcher, sandbox.idMap)
-      } catch (error) {
-        // fresh namespaces still work; say why this run is slower, once
-        process.stderr.write(`${(error as Error).message}\nvitest-pool-rootless: creating a fresh user namespace per worker instead.\n`)
-      }
+  private async createUserNamespace(sandbox: PreparedSandbox): Promise<WarmUserNamespace | undefined> {
+    try {
+      return await this.deps.createUserNamespace(sandbox)
+    } catch (error) {
+      // fresh namespaces work (the probe built one): say why this run is slower, once
+      process.stderr.write(`${(error as Error).message}\nvitest-pool-rootless: mapping ids per worker instead (slower, same sandbox).\n`)
+      return undefined
     }
-    const ready = { sandbox, userns }
-    await probeSandbox(ready)
-    this.readyNow = ready
-    return ready
   }
 
-  private forkNow(spec: WorkerSpec): ChildProcess {
-    const { sandbox, userns } = this.readyNow!
+  private forkNow(spec: LaunchSpec): ChildProcess {
+    const { sandbox, userns } = this.openPhase()
     let env = scrubEnv(spec.env, this.options.dropEnv)
-    const needs = spec.needs
     if (spec.reusable) {
-      // read by reset-hook.ts inside the worker, before each file after the first
+      // read by inside/reset-hook.ts, before each file after the first
       const plan: ResetPlan = {
         tmpfs: this.options.tmpfs,
         tmpfsSize: this.options.tmpfsSize,
-        keep: keptPaths(this.options.tmpfs, [...this.options.keep, ...needs]),
+        keep: keptPaths(this.options.tmpfs, [...this.options.keep, ...spec.needs]),
         hosts: sandbox.hosts,
       }
       env = { ...env, [RESET_ENV]: JSON.stringify(plan) }
     }
-    return fork(spec.entrypoint, [], {
-      execPath: sandbox.launcher,
-      // fork() runs `execPath ...execArgv entrypoint`: the launcher's plan, then node
-      execArgv: [...launcherArgs({ sandbox, userns }, needs), '--', process.execPath, ...spec.execArgv],
-      env,
-      stdio: ['pipe', 'pipe', 'pipe', 'ipc', ...(userns ? [userns.fd] : [])],
-      serialization: 'advanced',
-    })
+    return this.deps.fork(sandbox, userns, spec, env)
   }
 }
 
-function launcherArgs({ sandbox, userns }: Ready, needs: string[]): string[] {
-  return sandbox.args({ needs, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined })
+/** The real thing: the launcher binary, forking Node entry points through it. */
+const launcherDeps: RunDeps = {
+  prepare: prepareSandbox,
+  probe: probeSandbox,
+  createUserNamespace: (sandbox) => createWarmUserNamespace(sandbox.launcher, sandbox.idMap),
+  fork(sandbox, userns, spec, env) {
+    const args = sandbox.args({ needs: spec.needs, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined })
+    const child = fork(spec.entrypoint, [], {
+      execPath: sandbox.launcher,
+      // fork() runs `execPath ...execArgv entrypoint`: the launcher's plan, then node
+      execArgv: [...args, '--', process.execPath, ...spec.execArgv],
+      env,
+      stdio: ['pipe', 'pipe', 'pipe', 'ipc', 'pipe', ...(userns ? [userns.fd] : [])],
+      serialization: 'advanced',
+    })
+    exits.set(child, watchExit(child, child.stdio[STATUS_FD_INDEX] as Readable | null))
+    return child
+  },
 }
 
+
 /**
- * Builds one sandbox around `node --version`: the same plan a worker gets, and proof
- * that the node binary is reachable inside it, without paying for a V8 start.
+ * Steps that fail because of what the options ask for, not because of the machine: the
+ * error names the options instead of sending the user to the doctor.
  */
-async function probeSandbox(ready: Ready): Promise<void> {
-  const args = launcherArgs(ready, [process.execPath])
-  const fds = ready.userns ? [ready.userns.fd] : []
-  const { code, signal, stderr } = await runSandboxed(ready.sandbox.launcher, args, [process.execPath, '--version'], fds)
-  if (code === 0) return
+const OPTION_STEPS: Readonly<Record<string, string>> = {
+  'open-hosts': '`hostsFile`',
+  hosts: '`hosts`/`hostsFile`',
+  'open-keep': '`keep`',
+  keep: '`keep`',
+  tmpfs: '`tmpfs`/`tmpfsSize`',
+  hostname: '`hostname`',
+  // the node binary or the cwd is hidden under a tmpfs target
+  exec: '`tmpfs` (it hides the node binary)',
+  chdir: '`tmpfs`/`keep` (the working directory is hidden)',
+}
+
+/** Builds one sandbox around `node --version`, synchronously; throws the doctor's words. */
+function probeSandbox(sandbox: PreparedSandbox): void {
+  const args = sandbox.args({ needs: [process.execPath] })
+  const result = spawnSync(sandbox.launcher, [...args, '--', process.execPath, '--version'], { cwd: '/', encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+  if (result.status === 0) return
+  const code = result.status
+  const stderr = `${result.stderr ?? ''}`.trim() || (result.error ? String(result.error.message) : '')
   const step = launcherStep(code) ?? 'probe'
-  throw new SandboxError(
-    `vitest-pool-rootless: can't build the test sandbox on this machine (${step} failed, exit ${code ?? signal}).\n${stderr.trim()}\n` +
-      // the doctor's words for what is wrong with this machine
-      `${explainFailure(step, stderr)}`,
-    { step, exitCode: code, signal },
-  )
+  const how = code === null ? `signal ${result.signal}` : `exit ${code}`
+  const option = OPTION_STEPS[step]
+  const message = option
+    ? `vitest-pool-rootless: the sandbox can't be built with these options (${step} failed, ${how}).\n${stderr}\nCheck the option ${option} of rootless().`
+    : // the doctor's words for what is wrong with this machine
+      `vitest-pool-rootless: can't build the test sandbox on this machine (${step} failed, ${how}).\n${stderr}\n${explainFailure(step, stderr)}`
+  throw new SandboxError(message, { step, exitCode: code, signal: result.signal })
 }

@@ -1,9 +1,8 @@
 import { spawn } from 'node:child_process'
-import { readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs'
+import { readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
-import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { dir as tmpDir } from 'tmp-promise'
+import { dirSync as tmpDirSync, setGracefulCleanup } from 'tmp-promise'
 import { renderHostsFile } from '../ns/hosts.js'
 import { readHostFacts } from './host-facts.js'
 import { createIdMapPlan, type IdentityFacts, type IdMapPlan } from '../ns/idmap.js'
@@ -12,6 +11,9 @@ import type { ResolvedSandboxOptions } from '../ns/options.js'
 import { createSandboxPlan, type PlanInputs } from '../ns/plan.js'
 
 const STATE_PREFIX = 'vitest-pool-rootless-'
+
+// a state directory goes when the process exits, however it exits short of SIGKILL
+setGracefulCleanup()
 
 /**
  * State dirs whose run was SIGKILLed (no exit handler ran) are removed by the next
@@ -69,39 +71,37 @@ export interface PreparedSandbox {
   /** Launcher flags for one sandbox; append `--` and the command. */
   args(extra?: Omit<PlanInputs, 'options' | 'idMap' | 'hostsFile'>): string[]
   /** Removes the state directory. Idempotent. */
-  cleanup(): Promise<void>
+  cleanup(): void
 }
 
 /**
  * Does the per-run work once: locate the launcher, decide the id maps, write the
  * hosts file into a private state directory. Each sandbox then only needs `args()`.
+ * Synchronous, so a pool can prove the sandbox works while its config loads.
  */
-export async function prepareSandbox(
-  options: ResolvedSandboxOptions,
-  facts: IdentityFacts = readHostFacts(),
-): Promise<PreparedSandbox> {
+export function prepareSandbox(options: ResolvedSandboxOptions, facts: IdentityFacts = readHostFacts()): PreparedSandbox {
   const launcher = locateLauncher()
   const idMap = createIdMapPlan(facts, options.subids)
   removeStaleStateDirs()
-  const state = await tmpDir({ prefix: `${STATE_PREFIX}${process.pid}-${pidNamespace()}-`, unsafeCleanup: true })
-  const hostsFile = join(state.path, 'hosts')
+  const state = tmpDirSync({ prefix: `${STATE_PREFIX}${process.pid}-${pidNamespace()}-`, unsafeCleanup: true })
+  const hostsFile = join(state.name, 'hosts')
   const base = options.hostsFile ? readFileSync(options.hostsFile, 'utf8') : undefined
   // the sandbox's hostname, configured or inherited, resolves to loopback: with no
   // network, nothing else would answer for it
   const hosts = renderHostsFile(options.hosts, { hostname: options.hostname ?? hostname(), base })
-  await writeFile(hostsFile, hosts, { mode: 0o644 })
+  writeFileSync(hostsFile, hosts, { mode: 0o644 })
   let cleaned = false
   return {
     launcher,
     idMap,
-    stateDir: state.path,
+    stateDir: state.name,
     hostsFile,
     hosts,
     args: (extra = {}) => createSandboxPlan({ options, idMap, hostsFile, ...extra }).args,
-    async cleanup() {
+    cleanup() {
       if (cleaned) return
       cleaned = true
-      await state.cleanup()
+      state.removeCallback()
     },
   }
 }

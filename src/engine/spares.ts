@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process'
-import type { WorkerSpec } from './run.js'
+import type { LaunchSpec } from './run.js'
 
 /** A spare nobody took for this long is stopped (watch mode idling, a project done). */
 export const SPARE_IDLE_MS = 15_000
@@ -29,12 +29,12 @@ interface Spare {
 export class SparePool {
   private readonly waiting = new Map<string, Spare[]>()
 
-  constructor(private readonly start: (spec: WorkerSpec) => ChildProcess) {
+  constructor(private readonly start: (spec: LaunchSpec) => ChildProcess) {
     pools.add(this)
   }
 
   /** A live spare for `spec`, ready to use, or undefined. */
-  take(spec: WorkerSpec): ChildProcess | undefined {
+  take(spec: LaunchSpec): ChildProcess | undefined {
     const key = keyOf(spec)
     const list = this.waiting.get(key)
     while (list && list.length > 0) {
@@ -49,7 +49,7 @@ export class SparePool {
   }
 
   /** Starts spares for `spec` until `count` wait. */
-  fill(spec: WorkerSpec, count: number): void {
+  fill(spec: LaunchSpec, count: number): void {
     if (count <= 0) return
     const key = keyOf(spec)
     const list = this.waiting.get(key) ?? []
@@ -85,7 +85,7 @@ export class SparePool {
   }
 }
 
-function keyOf(spec: WorkerSpec): string {
+function keyOf(spec: LaunchSpec): string {
   return JSON.stringify([spec.entrypoint, spec.execArgv, spec.env, spec.needs, spec.reusable])
 }
 
@@ -96,7 +96,8 @@ interface Refable {
 
 /** ref/unref the process and every handle it holds open in this process. */
 function setRef(child: ChildProcess, ref: boolean): void {
-  const handles = [child, child.channel, child.stdout, child.stderr, child.stdin] as Array<Partial<Refable> | null | undefined>
+  // child.stdio covers the extra pipes too (the launcher's status pipe)
+  const handles = [child, child.channel, ...(child.stdio ?? [child.stdin, child.stdout, child.stderr])] as Array<Partial<Refable> | null | undefined>
   for (const handle of handles) {
     if (handle && typeof handle.ref === 'function' && typeof handle.unref === 'function') ref ? handle.ref() : handle.unref()
   }

@@ -10,6 +10,7 @@ export class RootlessOptionError extends Error {
     super(`vitest-pool-rootless: option \`${option}\` ${expected}, got ${describe(received)}`)
     this.option = option
     this.received = received
+    userFacing(this)
   }
 }
 
@@ -22,10 +23,11 @@ export class SandboxError extends Error {
   readonly signal: NodeJS.Signals | null
 
   constructor(message: string, details: { step: string; exitCode: number | null; signal?: NodeJS.Signals | null; cause?: unknown }) {
-    super(message, { cause: details.cause })
+    super(message, details.cause === undefined ? undefined : { cause: details.cause })
     this.step = details.step
     this.exitCode = details.exitCode
     this.signal = details.signal ?? null
+    userFacing(this)
   }
 }
 
@@ -62,4 +64,14 @@ export function describe(value: unknown): string {
   } catch {
     return Object.prototype.toString.call(value)
   }
+}
+
+/**
+ * An error whose message says everything a user needs: printed without our stack frames
+ * and without its detail fields, so a runner shows one short block. The fields stay
+ * readable for code that catches it.
+ */
+function userFacing(error: Error): void {
+  error.stack = `${error.name}: ${error.message}`
+  for (const key of Object.keys(error)) Object.defineProperty(error, key, { enumerable: false })
 }

@@ -1,7 +1,7 @@
-import type { PoolRunnerInitializer } from 'vitest/node'
+import type { PoolRunnerInitializer, Vitest } from 'vitest/node'
 import { RootlessOptionError } from '../ns/errors.js'
 import { validateSandboxOptions, SANDBOX_OPTION_KEYS, type SandboxOptions } from '../ns/options.js'
-import { RunState } from '../engine/run.js'
+import { SandboxRun } from '../engine/run.js'
 import { RootlessPoolWorker } from './worker.js'
 
 /** Options of `rootless()`: the sandbox every test file runs in, and spare workers. */
@@ -20,15 +20,18 @@ const POOL_OPTION_KEYS = [...SANDBOX_OPTION_KEYS, 'warm'] as const
 
 /**
  * A Vitest pool that runs every test file as uid 0 in its own user + mount + network
- * (+ UTS, IPC) namespace, with a private tmpfs on the temp dir and a private
+ * (+ UTS, IPC, pid) namespace, with a private tmpfs on the temp dir and a private
  * `/etc/hosts` — no sudo, no Docker.
  *
  * ```ts
  * export default defineConfig({ test: { pool: rootless({ hosts: { 'api.example.test': '127.0.0.1' } }) } })
  * ```
  *
- * Options are validated here, when the config loads, so bad input stops the run before
- * any worker starts. `globalSetup` still runs on the host, outside the sandbox.
+ * Runs while the config loads: options are validated and one sandbox is built as a
+ * probe, so bad input or a machine that can't build the sandbox stops the run with one
+ * error before any worker starts. The run's resources (warm user namespace, spare
+ * workers, state dir) are released when Vitest closes, and on every config reload in
+ * watch mode. `globalSetup` still runs on the host, outside the sandbox.
  */
 export function rootless(options: RootlessPoolOptions = {}): PoolRunnerInitializer {
   // `warm` is the pool's own; everything else describes the sandbox
@@ -37,12 +40,22 @@ export function rootless(options: RootlessPoolOptions = {}): PoolRunnerInitializ
   if (warm !== undefined && !(Number.isInteger(warm) && warm >= 0 && warm <= 64)) {
     throw new RootlessOptionError('warm', warm, 'expects a whole number of spare workers from 0 to 64')
   }
-  const run = new RunState(sandbox, {
+  const run = new SandboxRun(sandbox, {
     // an escape hatch for debugging and for the benchmark's side-by-side runs
     warmUserNamespace: process.env.VITEST_POOL_ROOTLESS_WARM_USERNS !== '0',
   })
+  run.open()
+  const closing = new WeakSet<Vitest>()
   return {
     name: 'rootless',
-    createPoolWorker: (poolOptions) => new RootlessPoolWorker(poolOptions, run, warm),
+    createPoolWorker(poolOptions) {
+      const vitest = poolOptions.project.vitest
+      if (!closing.has(vitest)) {
+        closing.add(vitest)
+        // Vitest closes on exit and before each config reload (watch mode)
+        vitest.onClose(() => run.close())
+      }
+      return new RootlessPoolWorker(poolOptions, run, warm)
+    },
   }
 }

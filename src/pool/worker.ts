@@ -1,167 +1,207 @@
 import type { ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
-import { dirname } from 'node:path'
-import { ForksPoolWorker, type PoolOptions, type WorkerRequest } from 'vitest/node'
+import type { Writable } from 'node:stream'
+import type { PoolOptions, PoolWorker, WorkerRequest } from 'vitest/node'
+import { exitOf, type SandboxRun } from '../engine/run.js'
+import type { ChildExit } from '../engine/exit.js'
 import { RootlessOptionError, WorkerExitError } from '../ns/errors.js'
-import { realpathOrSelf } from '../ns/paths.js'
-import { launcherStep } from '../ns/steps.js'
-import type { RunState } from '../engine/run.js'
 import { resetSetupFile } from './reset-setup-file.js'
+import { forksWorkerEntry, hasForksWorkerEntry, usesNativeModuleRunner } from './vitest-internals.js'
+import { workerPaths } from './worker-paths.js'
 
-/** The part of ForksPoolWorker we build ourselves: its child process. */
-interface ForkSlot {
-  _fork?: ChildProcess
-  readonly entrypoint: string
-}
+/** SIGTERM first; a worker that ignores it gets SIGKILL after this long (as Vitest's forks). */
+const SIGKILL_TIMEOUT_MS = 500
+
+/** How long a write error waits for the worker's exit before it is reported itself. */
+const PIPE_ERROR_GRACE_MS = 200
+
+type Listener = (...args: any[]) => void
 
 /**
- * Vitest's `forks` transport with one change: the child is started through the
- * launcher, so it runs as uid 0 in a fresh sandbox. Piping stdio into Vitest's logger,
- * SIGTERM-then-SIGKILL on stop and message passing are ForksPoolWorker's own.
+ * Vitest's `PoolWorker` transport for one sandboxed child: the engine starts Vitest's own
+ * forks worker entry through the launcher, and this passes messages, pipes its output
+ * into Vitest's logger, stops it (SIGTERM, then SIGKILL) and reports how it crashed.
+ * Only Vitest's public pool API is used; what it reads of Vitest's layout is in
+ * vitest-internals.ts.
  */
-export class RootlessPoolWorker extends ForksPoolWorker {
-  override readonly name: string = 'rootless'
+export class RootlessPoolWorker implements PoolWorker {
+  readonly name = 'rootless'
   /**
    * Transformed modules go over IPC, not through files under the host's temp dir,
    * which the sandbox's private tmpfs would hide from the worker.
    */
-  override readonly cacheFs: boolean = false
+  readonly cacheFs = false
 
-  private readonly run: RunState
-  private readonly needs: string[]
-  private readonly spares: number
+  private child?: ChildProcess
+  private exit?: ChildExit
+  /** The process is gone (its exit may still be being classified). */
+  private gone = false
+  private readonly events = new EventEmitter()
+  private readonly wrapped = new Map<Listener, Listener>()
   private readonly reusable: boolean
-  private resetSetupFile?: string
   private readonly nativeRunner: boolean
-  private readonly errors = new EventEmitter()
+  private readonly spares: number
+  private readonly stdout: Writable
+  private readonly stderr: Writable
+  private resetFile?: string
   private files: string[] = []
-  private readonly exitListeners = new Map<(...args: any[]) => void, (...args: any[]) => void>()
-  private readonly errorListeners = new Map<(...args: any[]) => void, (...args: any[]) => void>()
-  private exited = false
 
-  constructor(options: PoolOptions, run: RunState, warm: number | undefined) {
-    super(options)
-    this.run = run
-    // a worker reused across files (isolate: false) needs no spare behind it
+  constructor(
+    private readonly options: PoolOptions,
+    private readonly run: SandboxRun,
+    warm: number | undefined,
+  ) {
     const config = options.project.config
+    // a worker reused across files (isolate: false) needs no spare behind it
     this.reusable = config.isolate === false
-    this.nativeRunner = (config as { experimental?: { viteModuleRunner?: boolean } }).experimental?.viteModuleRunner === false
+    this.nativeRunner = usesNativeModuleRunner(config)
     if (this.reusable && config.sequence?.setupFiles === 'parallel') {
       // our reset must finish before any setup file of the user's touches /tmp
       throw new RootlessOptionError('sequence.setupFiles', 'parallel', "expects 'list' with isolate: false under rootless() (the sandbox is reset before your setup files run), or use isolate: true")
     }
     this.spares = this.reusable ? 0 : (warm ?? defaultSpares(config.maxWorkers))
-    // paths a worker reads from disk; those under a tmpfs target are bound back in
-    this.needs = [
-      options.project.config.root,
-      options.project.vitest.config.root,
-      // node_modules holding vitest (and, hoisted, its dependencies)
-      dirname(dirname(options.distPath)),
-      realpathOrSelf(dirname(process.execPath)),
-      realpathOrSelf(process.cwd()),
-    ]
+    this.stdout = options.project.vitest.logger.outputStream
+    this.stderr = options.project.vitest.logger.errorStream
   }
 
-  override on(event: string, callback: (arg: any) => void): void {
-    if (event === 'error') {
-      this.errors.on('error', callback)
-      // A write into a worker that is dying fails (EPIPE, closed channel) just before its
-      // 'exit' arrives. Hold such an error: if the exit follows, our report of it -- with
-      // file, code and signal -- is the one that counts (Vitest 5 does the same).
-      const held = (error: NodeJS.ErrnoException) => {
-        if (!isPipeError(error)) return callback(error)
-        setTimeout(() => {
-          if (!this.exited) callback(error)
-        }, PIPE_ERROR_GRACE_MS).unref()
-      }
-      this.errorListeners.set(callback, held)
-      return super.on(event, held)
+  on(event: string, callback: Listener): void {
+    const listener = this.wrap(event, callback)
+    this.events.on(event, listener)
+    // the child may have died between start() and Vitest subscribing: tell it now, or
+    // Vitest would wait for a 'started' message that never comes
+    if (event === 'exit' && this.exit) {
+      const { code, signal } = this.exit
+      setImmediate(() => this.events.listeners('exit').includes(listener) && listener(code, signal))
     }
-    if (event === 'exit') {
-      // Vitest's runner listens for 'exit' only while it does not expect one (it stops
-      // listening before it stops the worker), so this wrapper sees only crashes.
-      const wrapped = (code: number | null, signal: NodeJS.Signals | null) => {
-        this.reportCrash(code, signal)
-        try {
-          ;(callback as (c: number | null, s: NodeJS.Signals | null) => void)(code, signal)
-        } catch (error) {
-          // The runner re-reports the exit as a generic 'error'. Ours was already taken
-          // by the task, which then stopped listening, and an 'error' event nobody
-          // listens to would throw and take down the whole Vitest process.
-          if (!(error instanceof Error && error.message.startsWith('Worker exited unexpectedly'))) throw error
-        }
-      }
-      this.exitListeners.set(callback, wrapped)
-      return super.on(event, wrapped as (arg: any) => void)
-    }
-    super.on(event, callback)
   }
 
-  override off(event: string, callback: (arg: any) => void): void {
-    if (event === 'error') {
-      this.errors.off('error', callback)
-      const held = this.errorListeners.get(callback)
-      this.errorListeners.delete(callback)
-      return super.off(event, held ?? callback)
-    }
-    if (event === 'exit') {
-      const wrapped = this.exitListeners.get(callback)
-      this.exitListeners.delete(callback)
-      return super.off(event, wrapped ?? callback)
-    }
-    super.off(event, callback)
+  off(event: string, callback: Listener): void {
+    this.events.off(event, this.wrapped.get(callback) ?? callback)
+    this.wrapped.delete(callback)
   }
 
-  override send(message: WorkerRequest): void {
+  send(message: WorkerRequest): void {
     if (message.type === 'run' || message.type === 'collect') {
       this.files = message.context.files.map((f) => (typeof f === 'string' ? f : f.filepath))
     }
-    if (message.type === 'start' && this.resetSetupFile) {
+    if (message.type === 'start' && this.resetFile) {
       // a reused worker runs our reset before each file's own setup files
       const config = message.context.config
-      message = { ...message, context: { ...message.context, config: { ...config, setupFiles: [this.resetSetupFile, ...config.setupFiles] } } }
+      message = { ...message, context: { ...message.context, config: { ...config, setupFiles: [this.resetFile, ...config.setupFiles] } } }
     }
-    super.send(message)
-  }
-
-  override async start(): Promise<void> {
-    const slot = this as unknown as ForkSlot
-    if (!slot._fork) {
-      if (this.reusable) this.resetSetupFile = resetSetupFile(await this.run.stateDir(), this.nativeRunner)
-      const spec = { entrypoint: slot.entrypoint, execArgv: this.execArgv, env: this.env, needs: this.needs, reusable: this.reusable }
-      const child = await this.run.launch(spec, this.spares)
-      slot._fork = child
-      this.exited = false
-      child.once('exit', () => (this.exited = true))
-      await super.start()
-      if (slot._fork !== child) {
-        // never let a Vitest change start the worker outside the sandbox unnoticed
-        child.kill('SIGKILL')
-        throw new Error('vitest-pool-rootless: this Vitest version started its own worker process; the rootless pool does not support it yet.')
-      }
+    const child = this.child
+    if (!child || !child.connected) {
+      this.events.emit('error', Object.assign(new Error('vitest-pool-rootless: the sandboxed worker is gone'), { code: 'ERR_IPC_CHANNEL_CLOSED' }))
       return
     }
-    await super.start()
+    child.send(message, (error) => {
+      if (error) this.events.emit('error', error)
+    })
   }
 
-  override async stop(): Promise<void> {
-    // start() failed before a child existed (e.g. the sandbox probe): nothing to stop
-    if (!(this as unknown as ForkSlot)._fork) return
-    await super.stop()
+  async start(): Promise<void> {
+    if (this.child) return
+    if (!hasForksWorkerEntry(this.options.distPath)) {
+      throw new Error(`vitest-pool-rootless: this Vitest has no worker entry at ${forksWorkerEntry(this.options.distPath)}; it supports Vitest ^4.1 || ^5 (see vitest-internals.ts)`)
+    }
+    if (this.reusable) this.resetFile = resetSetupFile(this.run.stateDir, this.nativeRunner)
+    const spec = {
+      entrypoint: forksWorkerEntry(this.options.distPath),
+      execArgv: this.options.execArgv,
+      env: this.options.env,
+      needs: workerPaths(this.options),
+      reusable: this.reusable,
+    }
+    const child = await this.run.launch(spec, this.spares)
+    this.child = child
+    this.exit = undefined
+    this.gone = false
+    child.once('exit', () => (this.gone = true))
+    child.on('message', (message) => this.events.emit('message', message))
+    child.on('error', (error) => this.events.emit('error', error))
+    void exitOf(child).then((exit) => {
+      this.exit = exit
+      this.events.emit('exit', exit.code, exit.signal)
+    })
+    pipeInto(child.stdout, this.stdout)
+    pipeInto(child.stderr, this.stderr)
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child
+    // start() failed before a child existed: nothing to stop
+    if (!child) return
+    const exited = exitOf(child)
+    if (!this.exit) {
+      const kill = setTimeout(() => child.kill('SIGKILL'), SIGKILL_TIMEOUT_MS)
+      child.kill('SIGTERM')
+      await exited
+      clearTimeout(kill)
+    }
+    unpipeFrom(child.stdout, this.stdout)
+    unpipeFrom(child.stderr, this.stderr)
+    this.child = undefined
+  }
+
+  deserialize(data: unknown): unknown {
+    return data
+  }
+
+  private wrap(event: string, callback: Listener): Listener {
+    let listener = callback
+    if (event === 'error') {
+      // A write into a worker that is dying fails (EPIPE, closed channel) just before its
+      // exit is known. Hold such an error: if the exit follows, our report of it -- with
+      // file, code and signal -- is the one that counts.
+      listener = (error: NodeJS.ErrnoException) => {
+        if (!isPipeError(error)) return callback(error)
+        setTimeout(() => {
+          if (!this.gone) callback(error)
+        }, PIPE_ERROR_GRACE_MS).unref()
+      }
+    } else if (event === 'exit') {
+      // Vitest listens for 'exit' only while it does not expect one (it stops listening
+      // before it stops a worker), so this sees only crashes.
+      listener = (code: number | null, signal: NodeJS.Signals | null) => {
+        const reported = this.reportCrash(code, signal)
+        try {
+          callback(code, signal)
+        } catch (error) {
+          // Vitest's runner re-reports the exit as a generic error on its own emitter,
+          // where the task that took our report no longer listens -- an 'error' event
+          // nobody listens to throws. The crash is reported; don't let that take Vitest down.
+          if (!reported) throw error
+        }
+      }
+    }
+    this.wrapped.set(callback, listener)
+    return listener
   }
 
   /** An exit nobody asked for: say which files, which code or signal, and why if we know. */
-  private reportCrash(code: number | null, signal: NodeJS.Signals | null): void {
-    if (this.errors.listenerCount('error') === 0) return
-    this.errors.emit('error', new WorkerExitError({ exitCode: code, signal, files: this.files, step: launcherStep(code) }))
+  private reportCrash(code: number | null, signal: NodeJS.Signals | null): boolean {
+    if (this.events.listenerCount('error') === 0) return false
+    this.events.emit('error', new WorkerExitError({ exitCode: code, signal, files: this.files, step: this.exit?.step }))
+    return true
   }
 }
 
-/** How long a write error waits for the worker's exit before it is reported itself. */
-const PIPE_ERROR_GRACE_MS = 200
-
 function isPipeError(error: NodeJS.ErrnoException): boolean {
   return error?.code === 'EPIPE' || error?.code === 'ERR_IPC_CHANNEL_CLOSED' || error?.code === 'ECONNRESET'
+}
+
+/** Pipes a worker's output into Vitest's logger streams, which many workers share. */
+function pipeInto(from: NodeJS.ReadableStream | null, to: Writable): void {
+  if (!from) return
+  to.setMaxListeners(to.getMaxListeners() + 1)
+  // never let one worker's end close Vitest's own stream
+  from.pipe(to, { end: false })
+}
+
+function unpipeFrom(from: NodeJS.ReadableStream | null, to: Writable): void {
+  if (!from) return
+  from.unpipe(to)
+  to.setMaxListeners(Math.max(0, to.getMaxListeners() - 1))
 }
 
 /**

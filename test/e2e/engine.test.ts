@@ -1,0 +1,87 @@
+import { spawn, spawnSync } from 'node:child_process'
+import { appendFileSync, readdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { beforeAll, expect, inject, it } from 'vitest'
+import { copyFixture, prepareConsumer, type Consumer } from '../support/consumer.js'
+import { runVitest } from '../support/pool-suite.js'
+import { describeSandbox } from '../support/sandbox.js'
+
+/** Open fds and live child processes of `pid`. */
+function resources(pid: number): { fds: number; children: number } {
+  const children = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean).length
+  return { fds: readdirSync(`/proc/${pid}/fd`).length, children }
+}
+
+for (const major of [4, 5] as const) {
+  describeSandbox(`the engine's lifecycle and reports on Vitest ${major}`, () => {
+    let consumer: Consumer
+    beforeAll(() => {
+      consumer = prepareConsumer(major, inject('tarball'))
+    }, 300_000)
+
+    it('10 config reloads in watch mode leave the Vitest process with the fds and children it had after the first run', async () => {
+      const root = copyFixture(consumer, 'lifecycle')
+      const child = spawn(consumer.node, [consumer.vitest, 'watch', '--root', root], {
+        cwd: root,
+        env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      })
+      let output = ''
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (output += d))
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d))
+      const passes = () => output.match(/Test Files\s+1 passed \(1\)/g)?.length ?? 0
+      const waitForPasses = async (n: number) => {
+        const deadline = Date.now() + 60_000
+        while (passes() < n) {
+          if (Date.now() > deadline || child.exitCode !== null) throw new Error(`watch mode did not pass ${n} time(s):\n${output}`)
+          await new Promise((ok) => setTimeout(ok, 100))
+        }
+        // let the spare for the next file finish booting before counting
+        await new Promise((ok) => setTimeout(ok, 1500))
+      }
+      try {
+        await waitForPasses(1)
+        const first = resources(child.pid!)
+        for (let i = 1; i <= 10; i++) {
+          appendFileSync(join(root, 'vitest.config.ts'), `// reload ${i}\n`)
+          await waitForPasses(i + 1)
+        }
+        const after = resources(child.pid!)
+        expect(after, output).toEqual(first)
+        // and the state dirs of the closed runs are gone: one live run, one state dir
+        expect(output).not.toContain('Error')
+      } finally {
+        child.kill('SIGTERM')
+        await new Promise((ok) => child.once('close', ok))
+      }
+    })
+
+    it('a test process that exits with 240 after the sandbox was built is reported as its own exit, not a sandbox step', async () => {
+      const root = copyFixture(consumer, 'exit-status')
+      const run = await runVitest(consumer, root)
+      expect(run.code).not.toBe(0)
+      expect(run.output).toContain('the sandboxed worker exited with code 240 while running')
+      expect(run.output).toContain('exit-240.test.ts')
+      expect(run.output).not.toContain('step failed')
+      expect(run.output).toMatch(/Tests\s+1 passed/)
+    })
+
+    it('with user namespaces switched off: exactly one error block with the cause and the fix, nothing blaming Vitest', async () => {
+      const root = copyFixture(consumer, 'lifecycle')
+      const run = spawnSync('unshare', ['-r', 'sh', '-c', 'echo 0 > /proc/sys/user/max_user_namespaces && exec "$NODE" "$VITEST" run --root "$ROOT"'], {
+        cwd: root,
+        encoding: 'utf8',
+        env: { ...process.env, NODE: consumer.node, VITEST: consumer.vitest, ROOT: root, NO_COLOR: '1', FORCE_COLOR: '0', CI: 'true' },
+        timeout: 120_000,
+      })
+      const output = `${run.stdout}${run.stderr}`
+      expect(run.status, output).toBe(1)
+      expect(output.match(/can't build the test sandbox/g)?.length, output).toBe(1)
+      expect(output).toContain('max_user_namespaces')
+      expect(output).toContain('fix: sudo sysctl -w user.max_user_namespaces=15000')
+      for (const noise of ['bug in Vitest', 'Timeout terminating', 'Failed to terminate', 'Caused by', 'already runs in a user namespace', 'per worker instead', '    at ']) {
+        expect(output, noise).not.toContain(noise)
+      }
+    })
+  })
+}

@@ -1,0 +1,125 @@
+import type { ChildProcess } from 'node:child_process'
+import { EventEmitter } from 'node:events'
+import { describe, expect, it, vi } from 'vitest'
+import type { WarmUserNamespace } from '../../src/engine/holder.js'
+import { SandboxRun, type LaunchSpec, type RunDeps } from '../../src/engine/run.js'
+import type { PreparedSandbox } from '../../src/engine/sandbox.js'
+import { SandboxError } from '../../src/ns/errors.js'
+import { validateSandboxOptions } from '../../src/ns/options.js'
+
+/** A stand-in for a launched process: what SandboxRun and SparePool look at. */
+function fakeChild(): ChildProcess {
+  const child = new EventEmitter() as unknown as ChildProcess & { exitCode: number | null; signalCode: NodeJS.Signals | null }
+  Object.assign(child, { exitCode: null, signalCode: null, ref() {}, unref() {} })
+  child.kill = vi.fn((signal?: NodeJS.Signals | number) => {
+    child.signalCode = (signal as NodeJS.Signals) ?? 'SIGTERM'
+    child.emit('exit', null, child.signalCode)
+    return true
+  }) as ChildProcess['kill']
+  return child
+}
+
+/** Fake machine: records what the run did to it. */
+function fakeDeps(overrides: Partial<RunDeps> = {}) {
+  const log: string[] = []
+  const children: ChildProcess[] = []
+  let sandboxes = 0
+  const deps: RunDeps = {
+    prepare() {
+      const n = ++sandboxes
+      log.push(`prepare ${n}`)
+      return { stateDir: `/state/${n}`, hosts: '', launcher: '/launcher', idMap: { mode: 'subids' }, cleanup: () => log.push(`cleanup ${n}`) } as unknown as PreparedSandbox
+    },
+    probe: (sandbox) => void log.push(`probe ${sandbox.stateDir}`),
+    async createUserNamespace() {
+      log.push('userns')
+      return { fd: 99, close: () => log.push('userns closed') } satisfies WarmUserNamespace
+    },
+    fork(sandbox, userns, spec, env) {
+      log.push(`fork ${sandbox.stateDir} userns=${userns?.fd ?? '-'} reset=${'VITEST_POOL_ROOTLESS_RESET' in env}`)
+      const child = fakeChild()
+      children.push(child)
+      return child
+    },
+    ...overrides,
+  }
+  return { deps, log, children }
+}
+
+const spec: LaunchSpec = { entrypoint: '/entry.js', execArgv: [], env: { A: '1' }, needs: [], reusable: false }
+const options = validateSandboxOptions({})
+
+describe('SandboxRun: the lifecycle of one sandbox configuration', () => {
+  it('open() prepares and probes once; a failed probe cleans up and throws', () => {
+    const ok = fakeDeps()
+    const run = new SandboxRun(options, { warmUserNamespace: false }, ok.deps)
+    run.open()
+    run.open()
+    expect(ok.log).toEqual(['prepare 1', 'probe /state/1'])
+
+    const bad = fakeDeps({
+      probe() {
+        throw new SandboxError('no namespaces here', { step: 'unshare', exitCode: 234 })
+      },
+    })
+    const failing = new SandboxRun(options, { warmUserNamespace: false }, bad.deps)
+    expect(() => failing.open()).toThrow('no namespaces here')
+    expect(bad.log).toEqual(['prepare 1', 'cleanup 1'])
+  })
+
+  it('launch() joins the warm user namespace, hands out a booted spare, and keeps spares topped up', async () => {
+    const { deps, log } = fakeDeps()
+    const run = new SandboxRun(options, { warmUserNamespace: true }, deps)
+    const first = await run.launch(spec, 1)
+    expect(log).toEqual(['prepare 1', 'probe /state/1', 'userns', 'fork /state/1 userns=99 reset=false', 'fork /state/1 userns=99 reset=false'])
+    const second = await run.launch(spec, 1)
+    expect(second).not.toBe(first)
+    // the second file got the spare booted during the first; one new spare replaced it
+    expect(log.filter((l) => l.startsWith('fork'))).toHaveLength(3)
+    await run.close()
+  })
+
+  it('close() stops the spares and releases the namespace and the state dir, once; the next launch reopens', async () => {
+    const { deps, log, children } = fakeDeps()
+    const run = new SandboxRun(options, { warmUserNamespace: true }, deps)
+    await run.launch(spec, 2)
+    const spares = children.slice(1)
+    expect(spares).toHaveLength(2)
+    await run.close()
+    await run.close()
+    for (const spare of spares) expect(spare.kill).toHaveBeenCalledWith('SIGKILL')
+    expect(log.filter((l) => l === 'userns closed' || l.startsWith('cleanup'))).toEqual(['userns closed', 'cleanup 1'])
+    await run.launch(spec, 0)
+    expect(log.slice(-4)).toEqual(['prepare 2', 'probe /state/2', 'userns', 'fork /state/2 userns=99 reset=false'])
+    await run.close()
+  })
+
+  it('a warm user namespace that fails falls back to per-worker maps, saying so once', async () => {
+    const write = vi.spyOn(process.stderr, 'write').mockImplementation(() => true)
+    try {
+      const { deps, log } = fakeDeps({
+        async createUserNamespace() {
+          throw new Error('vitest-pool-rootless: no holder today')
+        },
+      })
+      const run = new SandboxRun(options, { warmUserNamespace: true }, deps)
+      await run.launch(spec, 0)
+      await run.launch(spec, 0)
+      expect(log.filter((l) => l.startsWith('fork'))).toEqual(['fork /state/1 userns=- reset=false', 'fork /state/1 userns=- reset=false'])
+      const said = write.mock.calls.map((c) => String(c[0])).join('')
+      expect(said.match(/no holder today/g)).toHaveLength(1)
+      expect(said).toContain('mapping ids per worker instead')
+      await run.close()
+    } finally {
+      write.mockRestore()
+    }
+  })
+
+  it('a reusable worker gets the reset plan in its environment; others do not', async () => {
+    const { deps, log } = fakeDeps()
+    const run = new SandboxRun(options, { warmUserNamespace: false }, deps)
+    await run.launch({ ...spec, reusable: true }, 0)
+    expect(log.at(-1)).toBe('fork /state/1 userns=- reset=true')
+    await run.close()
+  })
+})
