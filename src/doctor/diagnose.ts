@@ -3,7 +3,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs'
 import { findExecutable, readHostFacts } from '../engine/host-facts.js'
 import type { IdentityFacts } from '../ns/idmap.js'
 import { LauncherNotFoundError, locateLauncher } from '../engine/launcher-path.js'
-import { findSubidRanges, SubidFileError } from '../ns/subid.js'
+import { addSubidsAdvice, findSubidRanges, freeSubidRange, SubidFileError } from '../ns/subid.js'
 
 /** One row of `vitest-pool-rootless doctor`. */
 export interface Check {
@@ -152,7 +152,7 @@ function subidCheck(file: '/etc/subuid' | '/etc/subgid', facts: IdentityFacts, u
     if (ranges.length > 0) return { id: file, title, status: 'ok', detail: ranges.map((r) => `${r.start}:${r.count}`).join(', ') }
     if (uid === 0) return { id: file, title, status: 'ok', detail: 'no range for root: ids 0-65535 are mapped onto themselves' }
     const who = facts.userName ?? String(uid)
-    return { id: file, title, status: 'warn', detail: `no range for ${who}: only your own id can be mapped`, fix: `sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${who}` }
+    return { id: file, title, status: 'warn', detail: `no range for ${who}: only your own id can be mapped`, fix: addSubidsAdvice(who, freeSubidRange(facts.usedSubids ?? [])).command }
   } catch (error) {
     return { id: file, title, status: 'fail', detail: (error as SubidFileError).message.replace(/^vitest-pool-rootless: /, '') }
   }

@@ -2,7 +2,7 @@ import { accessSync, constants, readFileSync } from 'node:fs'
 import { userInfo } from 'node:os'
 import { delimiter, join } from 'node:path'
 import type { IdentityFacts, IdMapLine } from '../ns/idmap.js'
-import { parseSubidFile, type SubidEntry } from '../ns/subid.js'
+import { parseSubidFile, usedSubidRanges, type SubidEntry } from '../ns/subid.js'
 
 /** Reads what the id-map decision needs from this machine. `root` prefixes /etc and /proc (tests). */
 export function readHostFacts(env: NodeJS.ProcessEnv = process.env, root = ''): IdentityFacts {
@@ -32,6 +32,7 @@ export function readHostFacts(env: NodeJS.ProcessEnv = process.env, root = ''): 
     subuid,
     subgid,
     subidProblem,
+    usedSubids: [...usedSubidRanges(readOptional(`${root}/etc/subuid`)), ...usedSubidRanges(readOptional(`${root}/etc/subgid`))],
     newuidmap: findExecutable('newuidmap', env),
     newgidmap: findExecutable('newgidmap', env),
     noNewPrivs: /^NoNewPrivs:\s*1$/m.test(readOptional(`${root}/proc/self/status`)),

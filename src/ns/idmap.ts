@@ -1,5 +1,5 @@
 import type { IdRange, SubidEntry } from './subid.js'
-import { findSubidRanges } from './subid.js'
+import { addSubidsAdvice, findSubidRanges, freeSubidRange } from './subid.js'
 
 /** One line of /proc/PID/uid_map: ids inside → ids outside. */
 export interface IdMapLine {
@@ -16,6 +16,8 @@ export interface IdentityFacts {
   userName?: string
   subuid: SubidEntry[]
   subgid: SubidEntry[]
+  /** Every range of any owner in /etc/subuid and /etc/subgid: a proposed range must avoid them. */
+  usedSubids?: IdRange[]
   /** Set when the caller's own subid lines can't be used (malformed, overlapping). */
   subidProblem?: string
   /** Absolute paths of the setuid helpers, or null when not installed. */
@@ -93,10 +95,14 @@ export function createIdMapPlan(facts: IdentityFacts, subids: 'auto' | false): I
   if (problem) {
     why = `your subordinate id ranges can't be used: ${problem}. ${consequence}`
   } else if (ranges.uid.length === 0 || ranges.gid.length === 0) {
-    const missing = [ranges.uid.length === 0 && '/etc/subuid', ranges.gid.length === 0 && '/etc/subgid'].filter(Boolean).join(' and ')
-    why = `${missing} has no range for ${who}. ${consequence} Add one: sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${loginName} (or the line "${loginName}:100000:65536" in /etc/subuid and /etc/subgid).`
+    const missing = [ranges.uid.length === 0 && '/etc/subuid', ranges.gid.length === 0 && '/etc/subgid'].filter(Boolean)
+    const advice = addSubidsAdvice(loginName, freeSubidRange(facts.usedSubids ?? []))
+    why = `${missing.join(' and ')} ${missing.length > 1 ? 'have' : 'has'} no range for ${who}. ${consequence} Add one: ${advice.command} (or the line "${advice.line}" in /etc/subuid and /etc/subgid).`
   } else if (!facts.newuidmap || !facts.newgidmap) {
     why = `newuidmap/newgidmap are not installed. ${consequence} Install them: sudo apt-get install uidmap (Debian/Ubuntu), sudo dnf install shadow-utils (Fedora), apk add shadow-uidmap (Alpine).`
+  } else if (!ranges.uid.every((r) => isMapped(facts.ownUidMap, r)) || !ranges.gid.every((r) => isMapped(facts.ownGidMap, r))) {
+    // newuidmap writes from this namespace: ids it doesn't map don't exist here (EPERM)
+    why = `this process already runs in a user namespace (a rootless container, unshare --map-current-user) that doesn't map your /etc/subuid and /etc/subgid ranges (see /proc/self/uid_map), so newuidmap can't pass them on. ${consequence} Map the ranges into the outer namespace (e.g. unshare --map-auto, a container with a full subuid range), or set subids: false.`
   } else if (facts.noNewPrivs) {
     why = `this process runs with NoNewPrivs set (see "NoNewPrivs:" in /proc/self/status), so the setuid newuidmap can't map your /etc/subuid range. ${consequence} Start the run without no_new_privs (Docker: drop --security-opt no-new-privileges; systemd: NoNewPrivileges=no).`
   }
@@ -119,6 +125,18 @@ function mappedFromZero(lines: IdMapLine[] | undefined): number {
     next = Math.max(next, line.inside + line.count)
   }
   return next
+}
+
+/** Whether every id of `range` is mapped in this process's own namespace (no map read: yes). */
+function isMapped(lines: IdMapLine[] | undefined, range: IdRange): boolean {
+  if (!lines) return true
+  let next = range.start
+  const end = range.start + range.count
+  for (const line of [...lines].sort((a, b) => a.inside - b.inside)) {
+    if (line.inside <= next && next < line.inside + line.count) next = line.inside + line.count
+    if (next >= end) return true
+  }
+  return next >= end
 }
 
 /** `0 → own`, then each subordinate range at 1, 1+count₀, … */

@@ -85,3 +85,36 @@ export function findSubidRanges(entries: SubidEntry[], user: { name?: string; id
 function isDecimal(value: string | undefined): value is string {
   return value !== undefined && /^\d{1,10}$/.test(value)
 }
+
+/**
+ * Every `owner:start:count` range in a subid file's text, whoever owns it; lines that
+ * don't parse are skipped (this only steers the choice of a free range).
+ */
+export function usedSubidRanges(text: string): IdRange[] {
+  const used: IdRange[] = []
+  for (const raw of text.split('\n')) {
+    const match = /^\s*[^:#\s][^:]*:(\d+):(\d+)\s*$/.exec(raw)
+    if (match) used.push({ start: Number(match[1]), count: Number(match[2]) })
+  }
+  return used
+}
+
+/**
+ * The first block of `count` ids from 100000 up, on a multiple of 65536 as useradd
+ * picks them, that overlaps no range in `used`: what to propose to a user with none.
+ */
+export function freeSubidRange(used: readonly IdRange[], count = 65536): IdRange {
+  for (let start = 100000; start + count <= MAX_ID; start += 65536) {
+    if (used.every((r) => r.start + r.count <= start || r.start >= start + count)) return { start, count }
+  }
+  return { start: 100000, count }
+}
+
+/** The command and the subid line that give `who` the range `free` in both files. */
+export function addSubidsAdvice(who: string, free: IdRange): { command: string; line: string } {
+  const last = free.start + free.count - 1
+  return {
+    command: `sudo usermod --add-subuids ${free.start}-${last} --add-subgids ${free.start}-${last} ${who}`,
+    line: `${who}:${free.start}:${free.count}`,
+  }
+}

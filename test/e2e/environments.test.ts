@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, expect, it } from 'vitest'
@@ -101,8 +101,17 @@ describeSandbox('environments the pool meets, under real conditions', () => {
   it.skipIf(!user || !isRoot)('a user without a /etc/subuid entry (VITEST_POOL_ROOTLESS_NOSUBID_USER): falls back with the line to add', () => {
     const r = spawnSync('runuser', ['-u', user!, '--', node, CLI, 'exec', '--', '/bin/cat', '/proc/self/uid_map'], { encoding: 'utf8', cwd: '/' })
     expect(r.status, r.stderr).toBe(0)
-    expect(r.stderr).toContain('/etc/subuid and /etc/subgid has no range for')
-    expect(r.stderr).toContain(`sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${user}`)
+    expect(r.stderr).toContain('/etc/subuid and /etc/subgid have no range for')
+    // the proposed range is free: no line of either file overlaps it
+    const proposed = /--add-subuids (\d+)-(\d+) --add-subgids \1-\2 /.exec(r.stderr)
+    expect(proposed, r.stderr).not.toBeNull()
+    const [start, end] = [Number(proposed![1]), Number(proposed![2])]
+    for (const file of ['/etc/subuid', '/etc/subgid']) {
+      for (const line of readFileSync(file, 'utf8').split('\n').filter((l) => /^[^#].*:\d+:\d+$/.test(l))) {
+        const [, s, c] = line.split(':').map(Number) as [number, number, number]
+        expect(s + c <= start || s > end, `${file}: ${line} overlaps ${start}-${end}`).toBe(true)
+      }
+    }
     expect(uidMapLines(r.stdout)).toHaveLength(1)
   })
 })

@@ -96,7 +96,7 @@ describe('createIdMapPlan: unprivileged', () => {
   it('names both files when both are missing, and uses the uid when there is no name', () => {
     const plan = createIdMapPlan(facts({ userName: undefined, subuid: [], subgid: [] }), 'auto')
     expect(plan.mode).toBe('self')
-    expect(plan.warning).toMatch(/^vitest-pool-rootless: \/etc\/subuid and \/etc\/subgid has no range for uid 1000\./)
+    expect(plan.warning).toMatch(/^vitest-pool-rootless: \/etc\/subuid and \/etc\/subgid have no range for uid 1000\./)
     expect(plan.warning).toContain('usermod')
     expect(plan.warning).toContain('1000:100000:65536')
   })
@@ -224,5 +224,48 @@ describe('createIdMapPlan: real root', () => {
       helpers: null,
       mode: 'root',
     })
+  })
+})
+
+describe('createIdMapPlan: already inside a user namespace (unprivileged)', () => {
+  const full = [{ inside: 0, outside: 0, count: 4294967295 }]
+
+  it('falls back to its own id when the namespace maps only that id (unshare --map-current-user, rootless containers)', () => {
+    const plan = createIdMapPlan(facts({ ownUidMap: [{ inside: 1000, outside: 1000, count: 1 }], ownGidMap: [{ inside: 1001, outside: 1001, count: 1 }] }), 'auto')
+    expect(plan.mode).toBe('self')
+    expect(plan.uidMap).toEqual(selfUid)
+    expect(plan.gidMap).toEqual(selfGid)
+    expect(plan.helpers).toBeNull()
+    expect(plan.warning).toContain("doesn't map your /etc/subuid and /etc/subgid ranges")
+    expect(plan.warning).toContain('subids: false')
+  })
+
+  it('uses the subordinate ranges when the namespace maps them (pieced together from several lines)', () => {
+    const ownUidMap = [
+      { inside: 0, outside: 0, count: 1001 },
+      { inside: 100000, outside: 500000, count: 30000 },
+      { inside: 130000, outside: 700000, count: 40000 },
+    ]
+    const plan = createIdMapPlan(facts({ ownUidMap, ownGidMap: full }), 'auto')
+    expect(plan.mode).toBe('subids')
+    expect(plan.warning).toBeUndefined()
+  })
+
+  it('falls back when the subgid range is only partly mapped', () => {
+    const plan = createIdMapPlan(facts({ ownUidMap: full, ownGidMap: [{ inside: 200000, outside: 200000, count: 100 }] }), 'auto')
+    expect(plan.mode).toBe('self')
+  })
+})
+
+describe('createIdMapPlan: the range proposed to a user without one', () => {
+  it('is free in both files: not a range another user already has', () => {
+    const usedSubids = [
+      { start: 100000, count: 65536 },
+      { start: 165536, count: 65536 },
+      { start: 250000, count: 10 },
+    ]
+    const plan = createIdMapPlan(facts({ subuid: [], subgid: [], usedSubids }), 'auto')
+    expect(plan.warning).toContain('sudo usermod --add-subuids 296608-362143 --add-subgids 296608-362143 alice')
+    expect(plan.warning).toContain('"alice:296608:65536"')
   })
 })

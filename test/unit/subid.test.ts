@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { parseSubidFile, findSubidRanges, SubidFileError } from '../../src/ns/subid.js'
+import { parseSubidFile, findSubidRanges, freeSubidRange, SubidFileError, usedSubidRanges } from '../../src/ns/subid.js'
 import type { SubidEntry } from '../../src/ns/subid.js'
 
 /** Runs fn, expects a SubidFileError, returns it for further assertions. */
@@ -245,5 +245,21 @@ describe('parseSubidFile: only one owner', () => {
     expect(() => parseSubidFile('alice:1:0\n', '/etc/subuid', { name: 'alice', id: 1000 })).toThrow('/etc/subuid:1:')
     // without `only`, every line is checked
     expect(() => parseSubidFile(text, '/etc/subuid')).toThrow('/etc/subuid:1:')
+  })
+})
+
+describe('freeSubidRange: a range to propose', () => {
+  it('starts at 100000 on an empty machine', () => {
+    expect(freeSubidRange([])).toEqual({ start: 100000, count: 65536 })
+  })
+  it('skips every block that overlaps a used range, in either file', () => {
+    expect(freeSubidRange([{ start: 100000, count: 65536 }])).toEqual({ start: 165536, count: 65536 })
+    expect(freeSubidRange([{ start: 200000, count: 1 }, { start: 100000, count: 65536 }])).toEqual({ start: 231072, count: 65536 })
+  })
+  it('reads every owner\'s lines, skipping comments and junk', () => {
+    expect(usedSubidRanges('# c\nbob:100000:65536\n1001:165536:65536\nbroken line\n')).toEqual([
+      { start: 100000, count: 65536 },
+      { start: 165536, count: 65536 },
+    ])
   })
 })
