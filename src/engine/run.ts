@@ -6,7 +6,7 @@ import { SandboxError } from '../ns/errors.js'
 import { createWarmUserNamespace, type WarmUserNamespace } from './holder.js'
 import type { ResolvedSandboxOptions } from '../ns/options.js'
 import { prepareSandbox, runSandboxed, type PreparedSandbox } from './sandbox.js'
-import { keptPaths } from '../ns/plan.js'
+import { createResetPlan, createSandboxPlan } from '../ns/plan.js'
 import { launcherStep } from '../ns/steps.js'
 import { RESET_ENV, type ResetPlan } from '../ns/reset-plan.js'
 import { SparePool } from './spares.js'
@@ -103,12 +103,7 @@ export class RunState {
     const needs = spec.needs
     if (spec.reusable) {
       // read by reset-hook.ts inside the worker, before each file after the first
-      const plan: ResetPlan = {
-        tmpfs: this.options.tmpfs,
-        tmpfsSize: this.options.tmpfsSize,
-        keep: keptPaths(this.options.tmpfs, [...this.options.keep, ...needs]),
-        hosts: sandbox.hosts,
-      }
+      const plan: ResetPlan = createResetPlan(createSandboxPlan({ options: this.options, idMap: sandbox.idMap, needs }), sandbox.hosts)
       env = { ...env, [RESET_ENV]: JSON.stringify(plan) }
     }
     return fork(spec.entrypoint, [], {

@@ -9,7 +9,7 @@ import { readHostFacts } from './host-facts.js'
 import { createIdMapPlan, type IdentityFacts, type IdMapPlan } from '../ns/idmap.js'
 import { locateLauncher } from './launcher-path.js'
 import type { ResolvedSandboxOptions } from '../ns/options.js'
-import { createSandboxPlan, type PlanInputs } from '../ns/plan.js'
+import { createSandboxPlan, launcherArgs, type PlanInputs } from '../ns/plan.js'
 
 const STATE_PREFIX = 'vitest-pool-rootless-'
 
@@ -97,7 +97,7 @@ export async function prepareSandbox(
     stateDir: state.path,
     hostsFile,
     hosts,
-    args: (extra = {}) => createSandboxPlan({ options, idMap, hostsFile, ...extra }).args,
+    args: (extra = {}) => launcherArgs(createSandboxPlan({ options, idMap, hostsFile, ...extra })),
     async cleanup() {
       if (cleaned) return
       cleaned = true

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { findExecutable } from '../../src/engine/host-facts.js'
+import { createSandboxPlan, launcherArgs } from '../../src/ns/plan.js'
 import { LAUNCHER_STEPS } from '../../src/ns/steps.js'
 import { LAUNCHER, describeSandbox } from '../support/sandbox.js'
 
@@ -221,6 +222,25 @@ describeSandbox('launcher: each failing step names itself', () => {
     const r = launch([...SELF, '--tmpfs', a, '--keep', join(b, 'kept'), '--tmpfs', b, '--', 'sh', '-c', `ls -A ${b} | wc -l`], '/')
     expect(r.stderr).toBe('')
     expect(r.stdout.trim()).toBe('0')
+  })
+
+  it('builds the sandbox a SandboxPlan describes from launcherArgs alone', () => {
+    const a = join(dir, 'plan-a')
+    const b = join(dir, 'plan-b')
+    for (const d of [join(a, 'proj'), join(b, 'cache'), join(b, 'junk')]) mkdirSync(d, { recursive: true })
+    writeFileSync(join(a, 'proj', 'f'), 'proj')
+    const plan = createSandboxPlan({
+      options: { hosts: new Map(), tmpfs: [a, b], keep: [join(b, 'cache')], subids: false, network: 'isolated', pidNamespace: false, dropEnv: [] },
+      idMap: { uidMap: [{ inside: 0, outside: uid, count: 1 }], gidMap: [{ inside: 0, outside: gid, count: 1 }], helpers: null, mode: 'self' },
+      needs: [join(a, 'proj'), join(a, 'proj', 'sub'), '/usr/bin'],
+      statusFd: 3,
+    })
+    expect(plan.mounts.map((m) => m.keep)).toEqual([[join(a, 'proj')], [join(b, 'cache')]])
+    const r = spawnSync(LAUNCHER, [...launcherArgs(plan), '--', 'sh', '-c', `cat ${a}/proj/f; ls -A ${a} ${b} | tr '\\n' ' '`], { cwd: '/', stdio: ['ignore', 'pipe', 'pipe', 'pipe'] })
+    expect(String(r.stderr)).toBe('')
+    expect(String(r.stdout)).toBe(`proj${a}: proj  ${b}: cache `)
+    expect(r.status).toBe(0)
+    expect([...(r.output[3] as Buffer)]).toEqual([])
   })
 
   describe.each([[[] as string[]], [['--pid-namespace']]])('the status fd %j', (pidns) => {
