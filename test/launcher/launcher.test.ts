@@ -123,6 +123,10 @@ describeSandbox('launcher: each failing step names itself', () => {
     expectStepFailure(result, 'uid-map', `can't write the uid map with ${newuidmap}: refusing-newuidmap exited with status 3: refusing-newuidmap: no range for you`)
     expect(result.stderr).not.toContain('Operation not permitted')
   })
+  it.skipIf(!findExecutable('newuidmap') || !findExecutable('newgidmap'))('the real newuidmap refusing a range: one line carrying its own reason', () => {
+    const result = launch([...SELF.slice(0, 2), '--uid-map', '1:4000000000:10', ...SELF.slice(2), '--newuidmap', findExecutable('newuidmap')!, '--newgidmap', findExecutable('newgidmap')!, '--', 'true'])
+    expectStepFailure(result, 'uid-map', /newuidmap exited with status 1: newuidmap: .*not allowed/)
+  })
   it('an id helper that fails silently or is killed: its status, no invented errno', () => {
     const newuidmap = fakeHelper(join(dir, 'ok-newuidmap'), 'echo "$2 $3 $4" > /proc/$1/uid_map')
     const silent = fakeHelper(join(dir, 'silent-newgidmap'), 'exit 1')
