@@ -11,8 +11,11 @@
  *
  * A failing step exits with its own status (see steps.h) and prints exactly one line:
  *   vitest-pool-rootless: <step>: <reason>
+ * With --status-fd N it also writes that status as one byte to fd N. The exit status
+ * alone can't tell a failed step from a command that exits with 230..250 itself; the fd
+ * can: a byte means a step failed, EOF without one means CMD ran and its status is its own.
  * The target's argv, environment and inherited fds (Node's IPC channel among them) are
- * passed through untouched.
+ * passed through untouched; the status fd is the one exception (close-on-exec).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -49,6 +52,12 @@ struct id_range {
   unsigned long inside, outside, count;
 };
 
+/* One private tmpfs and the kept paths bound back onto it: keep[first_keep..+n_keep). */
+struct tmpfs_mount {
+  const char *path;
+  int first_keep, n_keep;
+};
+
 struct plan {
   struct id_range uid_map[MAX_LIST];
   int n_uid_map;
@@ -57,10 +66,10 @@ struct plan {
   const char *newuidmap; /* NULL: write maps directly */
   const char *newgidmap;
   int userns_fd;         /* >= 0: join this user namespace instead of creating one */
-  const char *tmpfs[MAX_LIST];
+  struct tmpfs_mount tmpfs[MAX_LIST]; /* in argv order, which is mount order */
   int n_tmpfs;
   const char *tmpfs_size; /* NULL: kernel default */
-  const char *keep[MAX_LIST];
+  const char *keep[MAX_LIST]; /* grouped by tmpfs: each --keep follows its --tmpfs */
   int n_keep;
   const char *hosts_file;
   const char *hostname;
@@ -72,6 +81,19 @@ struct plan {
 };
 
 /* ---- errors: helpers return -1 with errno set; main() owns the policy and dies ---- */
+
+/* --status-fd: where a failed step is reported as one byte; -1 when not asked for. */
+static int status_fd = -1;
+
+/* Ends a failed step: its status on the status fd (best effort), then as exit status. */
+static void exit_step(int step) __attribute__((noreturn));
+static void exit_step(int step) {
+  if (status_fd >= 0) {
+    unsigned char byte = (unsigned char)step;
+    while (write(status_fd, &byte, 1) < 0 && errno == EINTR) {}
+  }
+  _exit(step);
+}
 
 static void die_step(int step, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
 static void die_step(int step, const char *fmt, ...) {
@@ -85,7 +107,7 @@ static void die_step(int step, const char *fmt, ...) {
     fprintf(stderr, "vitest-pool-rootless: %s: %s: %s\n", step_name(step), msg, strerror(saved));
   else
     fprintf(stderr, "vitest-pool-rootless: %s: %s\n", step_name(step), msg);
-  _exit(step);
+  exit_step(step);
 }
 
 static ssize_t write_all(int fd, const void *buf, size_t len) {
@@ -149,15 +171,38 @@ static void usage_error(const char *fmt, const char *arg) {
   snprintf(msg, sizeof msg, fmt, arg);
   errno = 0;
   die_step(STEP_USAGE, "%s (usage: launcher [--uid-map I:O:N]... [--gid-map I:O:N]... "
-                       "[--newuidmap PATH --newgidmap PATH] [--userns-fd FD] [--tmpfs PATH]... "
-                       "[--tmpfs-size SIZE] [--keep PATH]... [--hosts-file PATH] [--hostname NAME] "
-                       "[--host-network] [--new-session] [--pid-namespace] -- CMD [ARGS...] | --hold)",
+                       "[--newuidmap PATH --newgidmap PATH] [--userns-fd FD] [--tmpfs PATH [--keep PATH]...]... "
+                       "[--tmpfs-size SIZE] [--hosts-file PATH] [--hostname NAME] [--host-network] "
+                       "[--new-session] [--pid-namespace] [--status-fd FD] -- CMD [ARGS...] | --hold)",
            msg);
+}
+
+static int parse_fd(const char *s) {
+  unsigned long fd;
+  return parse_ulong(s, &fd) || fd > INT_MAX ? -1 : (int)fd;
+}
+
+/*
+ * The status fd is taken before anything else is parsed, so that a usage error later in
+ * argv (or earlier: the flag may stand anywhere) is reported on it too. Close-on-exec:
+ * CMD must never hold it, or the caller would see EOF only when CMD's children exit.
+ */
+static void take_status_fd(int argc, char **argv) {
+  for (int i = 1; i + 1 < argc && strcmp(argv[i], "--") != 0; i++) {
+    if (strcmp(argv[i], "--status-fd") != 0) continue;
+    int fd = parse_fd(argv[i + 1]);
+    if (fd < 0) usage_error("bad fd '%s'", argv[i + 1]);
+    if (fd <= 2) usage_error("--status-fd %s would be a standard stream", argv[i + 1]);
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) usage_error("--status-fd %s is not an open fd", argv[i + 1]);
+    status_fd = fd;
+    return;
+  }
 }
 
 static void parse_plan(int argc, char **argv, struct plan *p) {
   memset(p, 0, sizeof *p);
   p->userns_fd = -1;
+  take_status_fd(argc, argv);
   int i = 1;
   for (; i < argc; i++) {
     const char *a = argv[i];
@@ -177,14 +222,23 @@ static void parse_plan(int argc, char **argv, struct plan *p) {
     else if (strcmp(a, "--newuidmap") == 0) { NEED_VALUE(); p->newuidmap = v; }
     else if (strcmp(a, "--newgidmap") == 0) { NEED_VALUE(); p->newgidmap = v; }
     else if (strcmp(a, "--userns-fd") == 0) {
-      unsigned long fd;
       NEED_VALUE();
-      if (parse_ulong(v, &fd) || fd > INT_MAX) usage_error("bad fd '%s'", v);
-      p->userns_fd = (int)fd;
+      if ((p->userns_fd = parse_fd(v)) < 0) usage_error("bad fd '%s'", v);
     }
-    else if (strcmp(a, "--tmpfs") == 0) { NEED_VALUE(); PUSH(p->tmpfs, p->n_tmpfs); }
+    else if (strcmp(a, "--status-fd") == 0) NEED_VALUE(); /* taken already */
+    else if (strcmp(a, "--tmpfs") == 0) {
+      NEED_VALUE();
+      if (p->n_tmpfs >= MAX_LIST) usage_error("too many %s", a);
+      p->tmpfs[p->n_tmpfs++] = (struct tmpfs_mount){.path = v, .first_keep = p->n_keep, .n_keep = 0};
+    }
     else if (strcmp(a, "--tmpfs-size") == 0) { NEED_VALUE(); p->tmpfs_size = v; }
-    else if (strcmp(a, "--keep") == 0) { NEED_VALUE(); PUSH(p->keep, p->n_keep); }
+    else if (strcmp(a, "--keep") == 0) {
+      /* the plan says which tmpfs each kept path goes back onto: the --tmpfs before it */
+      NEED_VALUE();
+      if (p->n_tmpfs == 0) usage_error("--keep %s comes before any --tmpfs", v);
+      PUSH(p->keep, p->n_keep);
+      p->tmpfs[p->n_tmpfs - 1].n_keep++;
+    }
     else if (strcmp(a, "--hosts-file") == 0) { NEED_VALUE(); p->hosts_file = v; }
     else if (strcmp(a, "--hostname") == 0) { NEED_VALUE(); p->hostname = v; }
     else if (strcmp(a, "--host-network") == 0) p->host_network = 1;
@@ -203,6 +257,7 @@ static void parse_plan(int argc, char **argv, struct plan *p) {
   if (i >= argc) usage_error("%s", "missing '-- CMD'");
   if ((p->newuidmap == NULL) != (p->newgidmap == NULL))
     usage_error("%s", "--newuidmap and --newgidmap go together");
+  if (status_fd >= 0 && status_fd == p->userns_fd) usage_error("%s", "--status-fd and --userns-fd must differ");
   if (p->userns_fd < 0 && (p->n_uid_map == 0 || p->n_gid_map == 0))
     usage_error("%s", "--uid-map and --gid-map are required unless --userns-fd is given");
   p->argv = argv + i;
@@ -217,8 +272,16 @@ static void format_map(char *buf, size_t len, const struct id_range *r, int n) {
     used += (size_t)snprintf(buf + used, len - used, "%lu %lu %lu\n", r[k].inside, r[k].outside, r[k].count);
 }
 
-/* Starts newuidmap/newgidmap PID INSIDE OUTSIDE COUNT...; returns its pid or -1. */
-static pid_t spawn_map_helper(const char *helper, pid_t target, const struct id_range *r, int n) {
+/* A running newuidmap/newgidmap, its stderr captured so its reason becomes part of ours. */
+struct map_helper {
+  const char *path;
+  pid_t pid;     /* -1: could not be started, spawn_errno says why */
+  int spawn_errno;
+  int stderr_fd;
+};
+
+/* Starts HELPER PID INSIDE OUTSIDE COUNT... with its stderr on a pipe; prints nothing. */
+static void spawn_map_helper(struct map_helper *h, const char *helper, pid_t target, const struct id_range *r, int n) {
   char *args[3 + 3 * MAX_LIST + 1];
   char nums[1 + 3 * MAX_LIST][24];
   int a = 0;
@@ -234,23 +297,62 @@ static pid_t spawn_map_helper(const char *helper, pid_t target, const struct id_
     args[a++] = nums[3 + 3 * k];
   }
   args[a] = NULL;
-  pid_t pid;
-  int rc = posix_spawn(&pid, helper, NULL, NULL, args, environ);
+  h->path = helper;
+  h->pid = -1;
+  h->stderr_fd = -1;
+  int err[2];
+  if (pipe2(err, O_CLOEXEC) < 0) { h->spawn_errno = errno; return; }
+  posix_spawn_file_actions_t actions;
+  int rc = posix_spawn_file_actions_init(&actions);
+  if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions, err[1], 2);
+  if (rc == 0) rc = posix_spawn(&h->pid, helper, &actions, NULL, args, environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(err[1]);
   if (rc != 0) {
-    fprintf(stderr, "vitest-pool-rootless: exec %s: %s\n", helper, strerror(rc));
-    errno = rc;
-    return -1;
+    h->pid = -1;
+    h->spawn_errno = rc;
+    close(err[0]);
+    return;
   }
-  return pid;
+  h->stderr_fd = err[0];
 }
 
-/* Waits for a map helper; 0 if it succeeded. Its own message is already on stderr. */
-static int wait_map_helper(pid_t pid) {
+/*
+ * Waits for a map helper: 0 if it succeeded, else -1 with `why` saying what happened --
+ * the spawn error, or its exit status and what it printed (its stderr lines joined with
+ * "; "), so the launcher's one line carries the helper's own reason.
+ */
+static int wait_map_helper(struct map_helper *h, char *why, size_t len) {
+  if (h->pid < 0) {
+    snprintf(why, len, "can't run it: %s", strerror(h->spawn_errno));
+    return -1;
+  }
+  char said[256], sink[256];
+  size_t used = 0;
+  ssize_t n;
+  while (used < sizeof said - 1 && (n = read_retry(h->stderr_fd, said + used, sizeof said - 1 - used)) > 0) used += (size_t)n;
+  /* the rest, unread: to EOF before waiting, or a helper blocked on a full pipe never exits */
+  while (read_retry(h->stderr_fd, sink, sizeof sink) > 0) {}
+  close(h->stderr_fd);
+  while (used > 0 && (said[used - 1] == '\n' || said[used - 1] == ' ')) used--;
   int status;
-  while (waitpid(pid, &status, 0) < 0)
-    if (errno != EINTR) return -1;
+  while (waitpid(h->pid, &status, 0) < 0)
+    if (errno != EINTR) { snprintf(why, len, "can't wait for it: %s", strerror(errno)); return -1; }
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
-  errno = EPERM;
+  const char *name = strrchr(h->path, '/') ? strrchr(h->path, '/') + 1 : h->path;
+  int w = WIFEXITED(status) ? snprintf(why, len, "%s exited with status %d", name, WEXITSTATUS(status))
+                            : snprintf(why, len, "%s was killed by signal %d", name, WTERMSIG(status));
+  if (used > 0 && w >= 0 && (size_t)w + 2 < len) {
+    /* ": " and what it said, its lines joined: our message stays one line */
+    size_t at = (size_t)w;
+    why[at++] = ':';
+    why[at++] = ' ';
+    for (size_t k = 0; k < used && at + 2 < len; k++) {
+      if (said[k] == '\n') { why[at++] = ';'; why[at++] = ' '; }
+      else why[at++] = said[k];
+    }
+    why[at] = 0;
+  }
   return -1;
 }
 
@@ -289,28 +391,26 @@ static pid_t start_map_helper(const struct plan *p, int *go_fd, int *done_fd) {
     close(go[1]);
     close(done[0]);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    char c, result = 'u';
+    char c;
     if (read_retry(go[0], &c, 1) != 1) _exit(1);
+    /* the answer: 'k', or 'u'/'g' and the reason in words */
+    char answer[512] = "k";
     if (p->newuidmap) {
       /* both helpers at once: each is a setuid exec that reads /etc/sub?id */
-      pid_t u = spawn_map_helper(p->newuidmap, target, p->uid_map, p->n_uid_map);
-      pid_t g = spawn_map_helper(p->newgidmap, target, p->gid_map, p->n_gid_map);
-      int u_ok = u > 0 && wait_map_helper(u) == 0;
-      int saved = errno;
-      int g_ok = g > 0 && wait_map_helper(g) == 0;
-      if (!u_ok) errno = saved;
-      result = !u_ok ? 'u' : !g_ok ? 'g' : 'k';
-    } else if (write_map_direct(target, "uid_map", p->uid_map, p->n_uid_map) == 0) {
-      result = 'g';
-      if (write_map_direct(target, "gid_map", p->gid_map, p->n_gid_map) == 0) result = 'k';
+      struct map_helper u, g;
+      char why_u[480], why_g[480];
+      spawn_map_helper(&u, p->newuidmap, target, p->uid_map, p->n_uid_map);
+      spawn_map_helper(&g, p->newgidmap, target, p->gid_map, p->n_gid_map);
+      int u_ok = wait_map_helper(&u, why_u, sizeof why_u) == 0;
+      int g_ok = wait_map_helper(&g, why_g, sizeof why_g) == 0;
+      if (!u_ok) snprintf(answer, sizeof answer, "u%s", why_u);
+      else if (!g_ok) snprintf(answer, sizeof answer, "g%s", why_g);
+    } else if (write_map_direct(target, "uid_map", p->uid_map, p->n_uid_map) < 0) {
+      snprintf(answer, sizeof answer, "u%s", strerror(errno));
+    } else if (write_map_direct(target, "gid_map", p->gid_map, p->n_gid_map) < 0) {
+      snprintf(answer, sizeof answer, "g%s", strerror(errno));
     }
-    if (result != 'k') {
-      char why[160];
-      snprintf(why, sizeof why, "%c%s", result, strerror(errno));
-      write_all(done[1], why, strlen(why));
-      _exit(0);
-    }
-    write_all(done[1], &result, 1);
+    write_all(done[1], answer, strlen(answer));
     _exit(0);
   }
   close(go[0]);
@@ -321,13 +421,6 @@ static pid_t start_map_helper(const struct plan *p, int *go_fd, int *done_fd) {
 }
 
 /* ---- mounts ---- */
-
-static int path_is_under(const char *path, const char *dir) {
-  size_t n = strlen(dir);
-  while (n > 1 && dir[n - 1] == '/') n--;
-  if (n == 1 && dir[0] == '/') return path[0] == '/';
-  return strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == 0);
-}
 
 /* mkdir -p for directories, and an empty file as the last component for file binds. */
 static int make_mountpoint(const char *path, int is_dir) {
@@ -455,6 +548,10 @@ static void mirror_status(int status) {
  * Dying with Vitest: the outer launcher has PDEATHSIG on Vitest (set by the caller
  * before this), init on the outer launcher, CMD on init. Each checks, after arming it,
  * that its parent is still there.
+ *
+ * The status fd: the outer launcher and init keep their copies (close-on-exec only
+ * drops CMD's) but write only when they fail themselves; the outer launcher mirrors
+ * CMD's end and writes nothing, so EOF without a byte still means "CMD ran".
  */
 static void enter_pid_namespace(void) {
   if (unshare(CLONE_NEWPID) < 0) die_step(STEP_PID_NAMESPACE, "can't create a pid namespace");
@@ -480,7 +577,7 @@ static void enter_pid_namespace(void) {
   /* getppid() is 0 across the namespace boundary: the report pipe tells instead,
      its only reader being the outer launcher */
   struct pollfd outer = {.fd = report[1], .events = 0};
-  if (poll(&outer, 1, 0) > 0 && (outer.revents & (POLLERR | POLLHUP))) _exit(STEP_PID_NAMESPACE);
+  if (poll(&outer, 1, 0) > 0 && (outer.revents & (POLLERR | POLLHUP))) exit_step(STEP_PID_NAMESPACE);
   /* a /proc of this namespace: the sandbox's processes only (best effort: some
      container runtimes mask parts of /proc, and then the kernel refuses a new one) */
   mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
@@ -499,7 +596,7 @@ static void enter_pid_namespace(void) {
       write_all(report[1], &status, sizeof status);
       _exit(0);
     }
-    if (done < 0 && errno == ECHILD) _exit(STEP_PID_NAMESPACE);
+    if (done < 0 && errno == ECHILD) exit_step(STEP_PID_NAMESPACE);
   }
 }
 
@@ -537,14 +634,16 @@ int main(int argc, char **argv) {
     }
 
     /* inside the new user namespace: let the helper map us from outside */
-    char go = 1, result[160] = {0};
+    char go = 1, result[512] = {0};
     if (write_all(go_fd, &go, 1) < 0) die_step(STEP_MAP_HELPER, "can't signal the id-map helper");
-    ssize_t got = read_retry(done_fd, result, sizeof result - 1);
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof result - 1 && (n = read_retry(done_fd, result + got, sizeof result - 1 - got)) > 0) got += (size_t)n;
     while (waitpid(helper, NULL, 0) < 0 && errno == EINTR) {}
     close(go_fd);
     close(done_fd);
     errno = 0;
-    if (got <= 0) die_step(STEP_MAP_HELPER, "the id-map helper died before writing the maps");
+    if (got == 0) die_step(STEP_MAP_HELPER, "the id-map helper died before writing the maps");
     if (result[0] == 'u')
       die_step(STEP_UID_MAP, "can't write the uid map%s%s: %s", p.newuidmap ? " with " : "", p.newuidmap ? p.newuidmap : "", result + 1);
     if (result[0] == 'g')
@@ -608,20 +707,20 @@ int main(int argc, char **argv) {
   }
 
   for (int t = 0; t < p.n_tmpfs; t++) {
+    const struct tmpfs_mount *m = &p.tmpfs[t];
     char opts[128];
     if (p.tmpfs_size) snprintf(opts, sizeof opts, "mode=1777,size=%s", p.tmpfs_size);
     else snprintf(opts, sizeof opts, "mode=1777");
-    if (mount("tmpfs", p.tmpfs[t], "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
-      die_step(STEP_TMPFS, "can't mount a tmpfs on %s", p.tmpfs[t]);
-    /* bind back what the target needs from under this tmpfs (project, node, caches) */
-    for (int k = 0; k < p.n_keep; k++) {
-      if (!path_is_under(p.keep[k], p.tmpfs[t])) continue;
+    if (mount("tmpfs", m->path, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+      die_step(STEP_TMPFS, "can't mount a tmpfs on %s", m->path);
+    /* bind back what the plan lists for this tmpfs (project, node, caches); which path
+       lies under which tmpfs was decided by the plan, not here */
+    for (int k = m->first_keep; k < m->first_keep + m->n_keep; k++) {
       if (make_mountpoint(p.keep[k], keep_dir[k]) < 0) die_step(STEP_KEEP, "can't create %s", p.keep[k]);
       if (bind_fd(keep_fd[k], p.keep[k]) < 0) die_step(STEP_KEEP, "can't bind %s back", p.keep[k]);
     }
   }
   for (int k = 0; k < p.n_keep; k++) close(keep_fd[k]);
-
 
   if (p.hostname && sethostname(p.hostname, strlen(p.hostname)) < 0)
     die_step(STEP_HOSTNAME, "can't set hostname %s", p.hostname);

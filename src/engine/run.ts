@@ -4,8 +4,8 @@ import { explainFailure } from '../doctor/diagnose.js'
 import { scrubEnv } from '../ns/env.js'
 import { SandboxError } from '../ns/errors.js'
 import type { ResolvedSandboxOptions } from '../ns/options.js'
-import { keptPaths } from '../ns/plan.js'
-import { RESET_ENV, type ResetPlan } from '../ns/reset-plan.js'
+import { createResetPlan } from '../ns/plan.js'
+import { RESET_ENV } from '../ns/reset-plan.js'
 import { launcherStep } from '../ns/steps.js'
 import { watchExit, type ChildExit } from './exit.js'
 import { createWarmUserNamespace, type WarmUserNamespace } from './holder.js'
@@ -157,13 +157,9 @@ export class SandboxRun {
     const { sandbox, userns } = this.openPhase()
     let env = scrubEnv(spec.env, this.options.dropEnv)
     if (spec.reusable) {
-      // read by inside/reset-hook.ts, before each file after the first
-      const plan: ResetPlan = {
-        tmpfs: this.options.tmpfs,
-        tmpfsSize: this.options.tmpfsSize,
-        keep: keptPaths(this.options.tmpfs, [...this.options.keep, ...spec.needs]),
-        hosts: sandbox.hosts,
-      }
+      // read by inside/reset-hook.ts, before each file after the first: the same mounts
+      // the launcher builds, from the same plan
+      const plan = createResetPlan(sandbox.plan({ needs: spec.needs }), sandbox.hosts)
       env = { ...env, [RESET_ENV]: JSON.stringify(plan) }
     }
     return this.deps.fork(sandbox, userns, spec, env)
@@ -176,7 +172,7 @@ const launcherDeps: RunDeps = {
   probe: probeSandbox,
   createUserNamespace: (sandbox) => createWarmUserNamespace(sandbox.launcher, sandbox.idMap),
   fork(sandbox, userns, spec, env) {
-    const args = sandbox.args({ needs: spec.needs, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined })
+    const args = sandbox.args({ needs: spec.needs, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined, statusFd: STATUS_FD_INDEX })
     const child = fork(spec.entrypoint, [], {
       execPath: sandbox.launcher,
       // fork() runs `execPath ...execArgv entrypoint`: the launcher's plan, then node

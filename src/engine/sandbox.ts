@@ -8,7 +8,7 @@ import { readHostFacts } from './host-facts.js'
 import { createIdMapPlan, type IdentityFacts, type IdMapPlan } from '../ns/idmap.js'
 import { locateLauncher } from './launcher-path.js'
 import type { ResolvedSandboxOptions } from '../ns/options.js'
-import { createSandboxPlan, type PlanInputs } from '../ns/plan.js'
+import { createSandboxPlan, launcherArgs, type PlanInputs, type SandboxPlan } from '../ns/plan.js'
 
 const STATE_PREFIX = 'vitest-pool-rootless-'
 
@@ -68,7 +68,9 @@ export interface PreparedSandbox {
   hostsFile: string
   /** What was written to `hostsFile`. */
   hosts: string
-  /** Launcher flags for one sandbox; append `--` and the command. */
+  /** The plan of one sandbox: what the launcher will do, in order. */
+  plan(extra?: Omit<PlanInputs, 'options' | 'idMap' | 'hostsFile'>): SandboxPlan
+  /** Launcher flags for one sandbox (`launcherArgs(plan(extra))`); append `--` and the command. */
   args(extra?: Omit<PlanInputs, 'options' | 'idMap' | 'hostsFile'>): string[]
   /** Removes the state directory. Idempotent. */
   cleanup(): void
@@ -97,7 +99,8 @@ export function prepareSandbox(options: ResolvedSandboxOptions, facts: IdentityF
     stateDir: state.name,
     hostsFile,
     hosts,
-    args: (extra = {}) => createSandboxPlan({ options, idMap, hostsFile, ...extra }).args,
+    plan: (extra = {}) => createSandboxPlan({ options, idMap, hostsFile, ...extra }),
+    args: (extra = {}) => launcherArgs(createSandboxPlan({ options, idMap, hostsFile, ...extra })),
     cleanup() {
       if (cleaned) return
       cleaned = true

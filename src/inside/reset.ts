@@ -1,7 +1,6 @@
 import { closeSync, mkdirSync, statSync, writeFileSync } from 'node:fs'
 import { dirname } from 'node:path'
 import koffi from 'koffi'
-import { isInside } from '../ns/paths.js'
 import type { ResetPlan } from '../ns/reset-plan.js'
 
 // mount(2), umount2(2), open_tree(2), move_mount(2) flags
@@ -87,13 +86,12 @@ export function resetSandbox(plan: ResetPlan, first: FirstFileState): void {
     cwd = first.cwd
   }
   const options = plan.tmpfsSize ? `mode=1777,size=${plan.tmpfsSize}` : 'mode=1777'
-  for (const target of plan.tmpfs) {
-    const keeps = plan.keep.filter((k) => isInside(k, target))
+  for (const { tmpfs: target, keep } of plan.mounts) {
     // Clone each kept subtree first: once the old tmpfs is detached, binds under it
     // can't serve as a mount source any more, but a detached clone can be moved.
     const trees: Array<{ path: string; isDir: boolean; fd: number }> = []
     try {
-      for (const path of keeps) {
+      for (const path of keep) {
         const isDir = statSync(path).isDirectory()
         trees.push({ path, isDir, fd: check(c.syscall(SYS_OPEN_TREE, 'int', AT_FDCWD, 'str', path, 'uint', OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE), `open_tree ${path}`) })
       }

@@ -1,12 +1,27 @@
 import type { IdMapLine, IdMapPlan } from './idmap.js'
 import { isInside } from './paths.js'
 import type { ResolvedSandboxOptions } from './options.js'
+import type { ResetPlan } from './reset-plan.js'
 
-/** Everything the launcher needs, as its argv flags (without `-- CMD`). */
-export interface SandboxPlan {
-  args: string[]
-  /** The paths actually bound back under tmpfs targets. */
+/** One private tmpfs and the paths under it that are bound back (outermost only, sorted). */
+export interface MountPlan {
+  tmpfs: string
   keep: string[]
+}
+
+/** Everything one sandbox does, in the order the launcher does it. */
+export interface SandboxPlan {
+  /** Join an already-mapped user namespace passed at this fd, or create one with these maps. */
+  user: { joinFd: number } | { idMap: IdMapPlan }
+  mounts: MountPlan[]
+  tmpfsSize?: string
+  hostsFile?: string
+  hostname?: string
+  network: 'isolated' | 'host'
+  newSession: boolean
+  pidNamespace: boolean
+  /** The launcher reports a failed setup step on this fd (see launcherArgs). */
+  statusFd?: number
 }
 
 export interface PlanInputs {
@@ -20,30 +35,53 @@ export interface PlanInputs {
   usernsFd?: number
   /** Detach from the controlling terminal (workers); the CLI keeps it for interactive use. */
   newSession?: boolean
+  /** Have the launcher write a failed step's status as one byte to this fd (not 0-2). */
+  statusFd?: number
 }
 
 /**
- * Turns validated options into launcher flags. Pure: the same inputs give the same
- * argv, so what the sandbox will do can be read (and tested) before it runs.
+ * Decides everything one sandbox does. Pure: the same inputs give the same plan, so
+ * what the sandbox will do can be read (and tested) before it runs; `launcherArgs`
+ * spells it for the launcher and `createResetPlan` for a reused worker.
  */
 export function createSandboxPlan(inputs: PlanInputs): SandboxPlan {
-  const { options, idMap } = inputs
-  const args: string[] = []
-  if (inputs.usernsFd !== undefined) {
-    args.push('--userns-fd', String(inputs.usernsFd))
-  } else {
-    args.push(...idMapArgs(idMap))
+  const { options } = inputs
+  const plan: SandboxPlan = {
+    user: inputs.usernsFd !== undefined ? { joinFd: inputs.usernsFd } : { idMap: inputs.idMap },
+    mounts: mountPlan(options.tmpfs, [...options.keep, ...(inputs.needs ?? [])]),
+    network: options.network,
+    newSession: inputs.newSession ?? false,
+    pidNamespace: options.pidNamespace,
   }
-  for (const target of options.tmpfs) args.push('--tmpfs', target)
-  if (options.tmpfsSize) args.push('--tmpfs-size', options.tmpfsSize)
-  const keep = keptPaths(options.tmpfs, [...options.keep, ...(inputs.needs ?? [])])
-  for (const path of keep) args.push('--keep', path)
-  if (inputs.hostsFile) args.push('--hosts-file', inputs.hostsFile)
-  if (options.hostname) args.push('--hostname', options.hostname)
-  if (options.network === 'host') args.push('--host-network')
-  if (inputs.newSession) args.push('--new-session')
-  if (options.pidNamespace) args.push('--pid-namespace')
-  return { args, keep }
+  if (options.tmpfsSize) plan.tmpfsSize = options.tmpfsSize
+  if (inputs.hostsFile) plan.hostsFile = inputs.hostsFile
+  if (options.hostname) plan.hostname = options.hostname
+  if (inputs.statusFd !== undefined) plan.statusFd = inputs.statusFd
+  return plan
+}
+
+/**
+ * The plan as launcher flags, without `-- CMD`. Each `--keep` belongs to the `--tmpfs`
+ * before it: the launcher binds exactly those paths back onto that tmpfs and decides
+ * nothing itself. `--status-fd` comes first so even a usage error is reported on it
+ * (the launcher also looks for it before parsing the rest).
+ */
+export function launcherArgs(plan: SandboxPlan): string[] {
+  const args: string[] = []
+  if (plan.statusFd !== undefined) args.push('--status-fd', String(plan.statusFd))
+  if ('joinFd' in plan.user) args.push('--userns-fd', String(plan.user.joinFd))
+  else args.push(...idMapArgs(plan.user.idMap))
+  for (const mount of plan.mounts) {
+    args.push('--tmpfs', mount.tmpfs)
+    for (const path of mount.keep) args.push('--keep', path)
+  }
+  if (plan.tmpfsSize) args.push('--tmpfs-size', plan.tmpfsSize)
+  if (plan.hostsFile) args.push('--hosts-file', plan.hostsFile)
+  if (plan.hostname) args.push('--hostname', plan.hostname)
+  if (plan.network === 'host') args.push('--host-network')
+  if (plan.newSession) args.push('--new-session')
+  if (plan.pidNamespace) args.push('--pid-namespace')
+  return args
 }
 
 /** The launcher flags that create and map a user namespace. */
@@ -56,16 +94,25 @@ export function idMapArgs(idMap: IdMapPlan): string[] {
 }
 
 /**
- * The needed paths strictly under some tmpfs target, outermost only (binding /tmp/a
- * also brings /tmp/a/b). A path equal to a target is dropped: binding it back would
- * undo the tmpfs.
+ * One entry per tmpfs target, in the order given, with the needed paths bound back onto
+ * it: those strictly under some target, outermost only (binding /tmp/a also brings
+ * /tmp/a/b), sorted, each with the (innermost) target it lies under. A path equal to a
+ * target is dropped: binding it back would undo the tmpfs.
  */
-export function keptPaths(targets: string[], needs: string[]): string[] {
-  const under = needs.filter((p) => !targets.includes(p) && targets.some((t) => isInside(p, t)))
+export function mountPlan(tmpfs: readonly string[], needs: readonly string[]): MountPlan[] {
+  const under = needs.filter((p) => !tmpfs.includes(p) && tmpfs.some((t) => isInside(p, t)))
   const unique = [...new Set(under)].sort()
-  return unique.filter((p) => !unique.some((other) => other !== p && isInside(p, other)))
+  const kept = unique.filter((p) => !unique.some((other) => other !== p && isInside(p, other)))
+  const owner = (path: string) => tmpfs.filter((t) => isInside(path, t)).sort((a, b) => b.length - a.length)[0]
+  return tmpfs.map((target) => ({ tmpfs: target, keep: kept.filter((p) => owner(p) === target) }))
 }
 
+/** What a reused worker restores between test files: the same mounts as `plan`. */
+export function createResetPlan(plan: SandboxPlan, hosts: string): ResetPlan {
+  const reset: ResetPlan = { mounts: plan.mounts.map((m) => ({ tmpfs: m.tmpfs, keep: [...m.keep] })), hosts }
+  if (plan.tmpfsSize) reset.tmpfsSize = plan.tmpfsSize
+  return reset
+}
 
 function formatLine(line: IdMapLine): string {
   return `${line.inside}:${line.outside}:${line.count}`

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { findExecutable } from '../../src/engine/host-facts.js'
+import { createSandboxPlan, launcherArgs } from '../../src/ns/plan.js'
 import { LAUNCHER_STEPS } from '../../src/ns/steps.js'
 import { LAUNCHER, describeSandbox } from '../support/sandbox.js'
 
@@ -16,14 +17,27 @@ function launch(args: string[], cwd?: string) {
   return spawnSync(LAUNCHER, args, { encoding: 'utf8', cwd, timeout: 20_000 })
 }
 
-/** Asserts the launcher failed at `step` with exactly one line naming it. */
-function expectStepFailure(result: ReturnType<typeof launch>, step: string, text: string | RegExp) {
+/** Asserts the launcher failed at `step` with exactly one line naming it (strace adds none: -qq). */
+function expectStepFailure(result: { status: number | null; stderr: string }, step: string, text: string | RegExp) {
   expect(result.status, result.stderr).toBe(stepCode(step))
-  const lines = result.stderr.trim().split('\n')
-  const last = lines[lines.length - 1]!
-  expect(last.startsWith(`vitest-pool-rootless: ${step}: `), last).toBe(true)
-  if (typeof text === 'string') expect(last).toContain(text)
-  else expect(last).toMatch(text)
+  const lines = result.stderr.trimEnd().split('\n')
+  expect(lines, result.stderr).toHaveLength(1)
+  const line = lines[0]!
+  expect(line.startsWith(`vitest-pool-rootless: ${step}: `), line).toBe(true)
+  if (typeof text === 'string') expect(line).toContain(text)
+  else expect(line).toMatch(text)
+}
+
+/** An executable shell script at `path` standing in for newuidmap/newgidmap. */
+function fakeHelper(path: string, body: string): string {
+  writeFileSync(path, `#!/bin/sh\n${body}\n`, { mode: 0o755 })
+  return path
+}
+
+/** Runs the launcher with fd 3 a pipe and `--status-fd 3`; `bytes` is what arrived on it. */
+function launchWithStatusFd(args: string[]) {
+  const r = spawnSync(LAUNCHER, ['--status-fd', '3', ...args], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], timeout: 20_000 })
+  return { status: r.status, signal: r.signal, stdout: String(r.stdout), stderr: String(r.stderr), bytes: [...(r.output[3] as Buffer)] }
 }
 
 describe('launcher: bad plans are refused before anything is created', () => {
@@ -44,6 +58,19 @@ describe('launcher: bad plans are refused before anything is created', () => {
   it('without maps and without a namespace to join', () => {
     expectStepFailure(launch(['--', 'true']), 'usage', '--uid-map and --gid-map are required')
   })
+  it('with a --keep before any --tmpfs (each --keep belongs to the --tmpfs before it)', () => {
+    expectStepFailure(launch([...SELF, '--keep', '/tmp/a', '--tmpfs', '/tmp', '--', 'true']), 'usage', "--keep /tmp/a comes before any --tmpfs")
+  })
+  it('with a status fd that is a standard stream, or not open', () => {
+    expectStepFailure(launch([...SELF, '--status-fd', '1', '--', 'true']), 'usage', '--status-fd')
+    expectStepFailure(launch([...SELF, '--status-fd', '97', '--', 'true']), 'usage', "--status-fd 97 is not an open fd")
+  })
+  it('reports a usage error on the status fd too, wherever --status-fd stands', () => {
+    const before = launchWithStatusFd(['--bogus', '--', 'true'])
+    expect(before.bytes).toEqual([stepCode('usage')])
+    const after = spawnSync(LAUNCHER, ['--bogus', '--status-fd', '3', '--', 'true'], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] })
+    expect([...(after.output[3] as Buffer)]).toEqual([stepCode('usage')])
+  })
 })
 
 describeSandbox('launcher: each failing step names itself', () => {
@@ -54,7 +81,7 @@ describeSandbox('launcher: each failing step names itself', () => {
     expectStepFailure(launch([...SELF, '--hosts-file', join(dir, 'missing-hosts'), '--', 'true']), 'open-hosts', `can't open hosts file ${join(dir, 'missing-hosts')}: No such file or directory`)
   })
   it('a kept path that does not exist', () => {
-    expectStepFailure(launch([...SELF, '--keep', join(dir, 'gone'), '--', 'true']), 'open-keep', 'No such file or directory')
+    expectStepFailure(launch([...SELF, '--tmpfs', dir, '--keep', join(dir, 'gone'), '--', 'true']), 'open-keep', 'No such file or directory')
   })
   it('a tmpfs target that does not exist', () => {
     expectStepFailure(launch([...SELF, '--tmpfs', join(dir, 'nowhere'), '--', 'true']), 'tmpfs', `can't mount a tmpfs on ${join(dir, 'nowhere')}: No such file or directory`)
@@ -71,10 +98,41 @@ describeSandbox('launcher: each failing step names itself', () => {
   it('a gid map the kernel rejects (overlapping lines)', () => {
     expectStepFailure(launch([...SELF.slice(0, 2), '--gid-map', `0:${gid}:10`, '--gid-map', `5:${gid + 100}:10`, '--', 'true']), 'gid-map', "can't write the gid map")
   })
-  it('an id helper that is not there', () => {
+  it('an id helper that is not there: one line, with the spawn error', () => {
     const result = launch([...SELF, '--newuidmap', join(dir, 'no-newuidmap'), '--newgidmap', join(dir, 'no-newgidmap'), '--', 'true'])
-    expectStepFailure(result, 'uid-map', `with ${join(dir, 'no-newuidmap')}`)
-    expect(result.stderr).toContain(`exec ${join(dir, 'no-newuidmap')}: No such file or directory`)
+    expectStepFailure(result, 'uid-map', `can't write the uid map with ${join(dir, 'no-newuidmap')}: can't run it: No such file or directory`)
+  })
+  it('a uid helper that is not there and a gid helper that is not executable: the uid map gets its own errno', () => {
+    // the second spawn's EACCES used to overwrite the first one's ENOENT
+    const notExecutable = join(dir, 'not-executable-newgidmap')
+    writeFileSync(notExecutable, '#!/bin/sh\n', { mode: 0o644 })
+    const result = launch([...SELF, '--newuidmap', join(dir, 'no-newuidmap'), '--newgidmap', notExecutable, '--', 'true'])
+    expectStepFailure(result, 'uid-map', 'No such file or directory')
+    expect(result.stderr).not.toContain('Permission denied')
+  })
+  it('a gid helper that is not there, after a uid helper that worked: one line, with the spawn error', () => {
+    // a stand-in newuidmap that writes the one-id map itself, as the caller may
+    const newuidmap = fakeHelper(join(dir, 'ok-newuidmap'), 'echo "$2 $3 $4" > /proc/$1/uid_map')
+    const result = launch([...SELF, '--newuidmap', newuidmap, '--newgidmap', join(dir, 'no-newgidmap'), '--', 'true'])
+    expectStepFailure(result, 'gid-map', `can't write the gid map with ${join(dir, 'no-newgidmap')}: can't run it: No such file or directory`)
+  })
+  it('an id helper that refuses: one line with its exit status and its own message, no invented errno', () => {
+    const newuidmap = fakeHelper(join(dir, 'refusing-newuidmap'), 'echo "refusing-newuidmap: no range for you" >&2; exit 3')
+    const newgidmap = fakeHelper(join(dir, 'quiet-newgidmap'), 'exit 0')
+    const result = launch([...SELF, '--newuidmap', newuidmap, '--newgidmap', newgidmap, '--', 'true'])
+    expectStepFailure(result, 'uid-map', `can't write the uid map with ${newuidmap}: refusing-newuidmap exited with status 3: refusing-newuidmap: no range for you`)
+    expect(result.stderr).not.toContain('Operation not permitted')
+  })
+  it.skipIf(!findExecutable('newuidmap') || !findExecutable('newgidmap'))('the real newuidmap refusing a range: one line carrying its own reason', () => {
+    const result = launch([...SELF.slice(0, 2), '--uid-map', '1:4000000000:10', ...SELF.slice(2), '--newuidmap', findExecutable('newuidmap')!, '--newgidmap', findExecutable('newgidmap')!, '--', 'true'])
+    expectStepFailure(result, 'uid-map', /newuidmap exited with status 1: newuidmap: .*not allowed/)
+  })
+  it('an id helper that fails silently or is killed: its status, no invented errno', () => {
+    const newuidmap = fakeHelper(join(dir, 'ok-newuidmap'), 'echo "$2 $3 $4" > /proc/$1/uid_map')
+    const silent = fakeHelper(join(dir, 'silent-newgidmap'), 'exit 1')
+    expectStepFailure(launch([...SELF, '--newuidmap', newuidmap, '--newgidmap', silent, '--', 'true']), 'gid-map', /with \S+silent-newgidmap: silent-newgidmap exited with status 1$/)
+    const killed = fakeHelper(join(dir, 'killed-newgidmap'), 'kill -KILL $$')
+    expectStepFailure(launch([...SELF, '--newuidmap', newuidmap, '--newgidmap', killed, '--', 'true']), 'gid-map', /with \S+killed-newgidmap: killed-newgidmap was killed by signal 9$/)
   })
   it('a user namespace fd that is not one', () => {
     expectStepFailure(launch(['--userns-fd', '97', '--', 'true']), 'setns', "can't join user namespace fd 97: Bad file descriptor")
@@ -146,6 +204,67 @@ describeSandbox('launcher: each failing step names itself', () => {
     const keep = step === 'keep' ? ['--tmpfs', dir, '--keep', kept] : []
     const result = spawnSync('strace', ['-qq', '-o', '/dev/null', '-e', `trace=${syscall}`, '-e', `inject=${inject}`, LAUNCHER, ...SELF, '--hosts-file', hosts, '--hostname', 'box', '--new-session', ...pidns, ...keep, '--', 'true'], { encoding: 'utf8', cwd: '/' })
     expectStepFailure(result, step, text)
+  })
+
+  it('binds each kept path under the tmpfs it is listed with, and hides the rest', () => {
+    const a = join(dir, 'mounts-a')
+    const b = join(dir, 'mounts-b')
+    for (const d of [join(a, 'kept'), join(a, 'hidden'), join(b, 'kept')]) mkdirSync(d, { recursive: true })
+    writeFileSync(join(a, 'kept', 'f'), 'a')
+    writeFileSync(join(b, 'kept', 'f'), 'b')
+    writeFileSync(join(b, 'file'), 'file')
+    const script = `cat ${a}/kept/f ${b}/kept/f; ls -A ${a} | tr '\\n' ' '; ls -A ${b} | tr '\\n' ' '`
+    const r = launch([...SELF, '--tmpfs', a, '--keep', join(a, 'kept'), '--tmpfs', b, '--keep', join(b, 'kept'), '--', 'sh', '-c', script], '/')
+    expect(r.stderr).toBe('')
+    expect(r.stdout).toBe('abkept kept ')
+  })
+  it('decides nothing about paths: a --keep listed with the wrong --tmpfs is bound there, then hidden', () => {
+    const a = join(dir, 'wrong-a')
+    const b = join(dir, 'wrong-b')
+    mkdirSync(join(b, 'kept'), { recursive: true })
+    mkdirSync(a, { recursive: true })
+    const r = launch([...SELF, '--tmpfs', a, '--keep', join(b, 'kept'), '--tmpfs', b, '--', 'sh', '-c', `ls -A ${b} | wc -l`], '/')
+    expect(r.stderr).toBe('')
+    expect(r.stdout.trim()).toBe('0')
+  })
+
+  it('builds the sandbox a SandboxPlan describes from launcherArgs alone', () => {
+    const a = join(dir, 'plan-a')
+    const b = join(dir, 'plan-b')
+    for (const d of [join(a, 'proj'), join(b, 'cache'), join(b, 'junk')]) mkdirSync(d, { recursive: true })
+    writeFileSync(join(a, 'proj', 'f'), 'proj')
+    const plan = createSandboxPlan({
+      options: { hosts: new Map(), tmpfs: [a, b], keep: [join(b, 'cache')], subids: false, network: 'isolated', pidNamespace: false, dropEnv: [] },
+      idMap: { uidMap: [{ inside: 0, outside: uid, count: 1 }], gidMap: [{ inside: 0, outside: gid, count: 1 }], helpers: null, mode: 'self' },
+      needs: [join(a, 'proj'), join(a, 'proj', 'sub'), '/usr/bin'],
+      statusFd: 3,
+    })
+    expect(plan.mounts.map((m) => m.keep)).toEqual([[join(a, 'proj')], [join(b, 'cache')]])
+    const r = spawnSync(LAUNCHER, [...launcherArgs(plan), '--', 'sh', '-c', `cat ${a}/proj/f; ls -A ${a} ${b} | tr '\\n' ' '`], { cwd: '/', stdio: ['ignore', 'pipe', 'pipe', 'pipe'] })
+    expect(String(r.stderr)).toBe('')
+    expect(String(r.stdout)).toBe(`proj${a}: proj  ${b}: cache `)
+    expect(r.status).toBe(0)
+    expect([...(r.output[3] as Buffer)]).toEqual([])
+  })
+
+  describe.each([[[] as string[]], [['--pid-namespace']]])('the status fd %j', (pidns) => {
+    it('carries the failed step\'s status as one byte', () => {
+      const r = launchWithStatusFd([...SELF, ...pidns, '--hostname', 'h'.repeat(65), '--', 'true'])
+      expect(r.status).toBe(stepCode('hostname'))
+      expect(r.bytes).toEqual([stepCode('hostname')])
+    })
+    it('carries a step that fails after the pid namespace fork (exec) as one byte', () => {
+      const r = launchWithStatusFd([...SELF, ...pidns, '--', join(dir, 'no-such-command')])
+      expect(r.status).toBe(stepCode('exec'))
+      expect(r.bytes).toEqual([stepCode('exec')])
+    })
+    it('stays empty when the command ran, even if it exits with a step\'s status, and is not inherited by it', () => {
+      const r = launchWithStatusFd([...SELF, ...pidns, '--', 'sh', '-c', 'test -e /proc/$$/fd/3 && echo inherited; exit 240'])
+      expect(r.stderr).toBe('')
+      expect(r.stdout).toBe('')
+      expect(r.status).toBe(240)
+      expect(r.bytes).toEqual([])
+    })
   })
 
   it('passes argv and environment through untouched', () => {

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest'
-import { createSandboxPlan, keptPaths } from '../../src/ns/plan.js'
-import type { PlanInputs } from '../../src/ns/plan.js'
+import { createResetPlan, createSandboxPlan, idMapArgs, launcherArgs, mountPlan } from '../../src/ns/plan.js'
+import type { PlanInputs, SandboxPlan } from '../../src/ns/plan.js'
 import { createIdMapPlan } from '../../src/ns/idmap.js'
 import type { IdMapPlan } from '../../src/ns/idmap.js'
 import type { ResolvedSandboxOptions } from '../../src/ns/options.js'
@@ -29,6 +29,11 @@ const selfMap: IdMapPlan = {
   mode: 'self',
 }
 
+/** The launcher flags for these inputs. */
+function argv(inputs: PlanInputs): string[] {
+  return launcherArgs(createSandboxPlan(inputs))
+}
+
 /** The values that follow each occurrence of `flag` in args. */
 function values(args: string[], flag: string): string[] {
   return args.flatMap((a, i) => (a === flag ? [args[i + 1]!] : []))
@@ -36,7 +41,7 @@ function values(args: string[], flag: string): string[] {
 
 describe('createSandboxPlan: id maps', () => {
   it('writes uid and gid maps and the helpers for a fresh namespace', () => {
-    const { args } = createSandboxPlan({ options: options(), idMap: subidsMap })
+    const args = argv({ options: options(), idMap: subidsMap })
     expect(args).toEqual([
       '--uid-map', '0:1000:1',
       '--uid-map', '1:100000:65536',
@@ -48,7 +53,7 @@ describe('createSandboxPlan: id maps', () => {
   })
 
   it('passes no helpers when the map is written directly', () => {
-    const { args } = createSandboxPlan({ options: options(), idMap: selfMap })
+    const args = argv({ options: options(), idMap: selfMap })
     expect(args).toEqual(['--uid-map', '0:1000:1', '--gid-map', '0:1001:1'])
   })
 
@@ -60,16 +65,16 @@ describe('createSandboxPlan: id maps', () => {
       },
       'auto',
     )
-    expect(createSandboxPlan({ options: options(), idMap }).args).toEqual(['--uid-map', '0:0:65536', '--gid-map', '0:0:65536'])
+    expect(argv({ options: options(), idMap })).toEqual(['--uid-map', '0:0:65536', '--gid-map', '0:0:65536'])
   })
 
   it('joins a warm namespace with --userns-fd and writes no maps', () => {
-    const { args } = createSandboxPlan({ options: options(), idMap: subidsMap, usernsFd: 7 })
+    const args = argv({ options: options(), idMap: subidsMap, usernsFd: 7 })
     expect(args).toEqual(['--userns-fd', '7'])
   })
 
   it('treats fd 0 as a warm namespace too', () => {
-    const { args } = createSandboxPlan({ options: options(), idMap: subidsMap, usernsFd: 0 })
+    const args = argv({ options: options(), idMap: subidsMap, usernsFd: 0 })
     expect(args).toEqual(['--userns-fd', '0'])
     expect(args).not.toContain('--uid-map')
     expect(args).not.toContain('--gid-map')
@@ -80,13 +85,13 @@ describe('createSandboxPlan: id maps', () => {
 
 describe('createSandboxPlan: mounts and flags', () => {
   it('adds one --tmpfs per target, and --tmpfs-size when set', () => {
-    const { args } = createSandboxPlan({ options: options({ tmpfs: ['/tmp', '/var/tmp'], tmpfsSize: '512m' }), idMap: selfMap })
+    const args = argv({ options: options({ tmpfs: ['/tmp', '/var/tmp'], tmpfsSize: '512m' }), idMap: selfMap })
     expect(values(args, '--tmpfs')).toEqual(['/tmp', '/var/tmp'])
     expect(values(args, '--tmpfs-size')).toEqual(['512m'])
   })
 
   it('omits --tmpfs and --tmpfs-size when there are none', () => {
-    const { args } = createSandboxPlan({ options: options(), idMap: selfMap })
+    const args = argv({ options: options(), idMap: selfMap })
     expect(args).not.toContain('--tmpfs')
     expect(args).not.toContain('--tmpfs-size')
   })
@@ -97,12 +102,25 @@ describe('createSandboxPlan: mounts and flags', () => {
       idMap: selfMap,
       needs: ['/tmp/proj', '/home/alice/proj', '/tmp', '/tmpfoo/x', '/tmp/cache'],
     })
-    expect(plan.keep).toEqual(['/tmp/cache', '/tmp/proj'])
-    expect(values(plan.args, '--keep')).toEqual(['/tmp/cache', '/tmp/proj'])
+    expect(plan.mounts).toEqual([{ tmpfs: '/tmp', keep: ['/tmp/cache', '/tmp/proj'] }])
+    expect(values(launcherArgs(plan), '--keep')).toEqual(['/tmp/cache', '/tmp/proj'])
+  })
+
+  it('puts each --keep right after the --tmpfs it lies under, targets in the order given', () => {
+    const args = argv({
+      options: options({ tmpfs: ['/var/tmp', '/tmp'], keep: ['/tmp/b'] }),
+      idMap: selfMap,
+      needs: ['/var/tmp/x', '/tmp/a'],
+    })
+    expect(args).toEqual([
+      '--uid-map', '0:1000:1', '--gid-map', '0:1001:1',
+      '--tmpfs', '/var/tmp', '--keep', '/var/tmp/x',
+      '--tmpfs', '/tmp', '--keep', '/tmp/a', '--keep', '/tmp/b',
+    ])
   })
 
   it('passes the rendered hosts file and the hostname', () => {
-    const { args } = createSandboxPlan({
+    const args = argv({
       options: options({ hostname: 'box' }),
       idMap: selfMap,
       hostsFile: '/run/user/1000/vpr/hosts',
@@ -112,23 +130,23 @@ describe('createSandboxPlan: mounts and flags', () => {
   })
 
   it('passes --hosts-file only for the rendered file given in the inputs', () => {
-    const { args } = createSandboxPlan({ options: options({ hostsFile: '/etc/my-hosts' }), idMap: selfMap })
+    const args = argv({ options: options({ hostsFile: '/etc/my-hosts' }), idMap: selfMap })
     expect(args).not.toContain('--hosts-file')
     expect(args).not.toContain('--hostname')
   })
 
   it('adds --host-network only for network: host', () => {
-    expect(createSandboxPlan({ options: options({ network: 'host' }), idMap: selfMap }).args).toContain('--host-network')
-    expect(createSandboxPlan({ options: options({ network: 'isolated' }), idMap: selfMap }).args).not.toContain('--host-network')
+    expect(argv({ options: options({ network: 'host' }), idMap: selfMap })).toContain('--host-network')
+    expect(argv({ options: options({ network: 'isolated' }), idMap: selfMap })).not.toContain('--host-network')
   })
 
   it('adds --new-session only when asked', () => {
-    expect(createSandboxPlan({ options: options(), idMap: selfMap, newSession: true }).args).toContain('--new-session')
-    expect(createSandboxPlan({ options: options(), idMap: selfMap, newSession: false }).args).not.toContain('--new-session')
-    expect(createSandboxPlan({ options: options(), idMap: selfMap }).args).not.toContain('--new-session')
+    expect(argv({ options: options(), idMap: selfMap, newSession: true })).toContain('--new-session')
+    expect(argv({ options: options(), idMap: selfMap, newSession: false })).not.toContain('--new-session')
+    expect(argv({ options: options(), idMap: selfMap })).not.toContain('--new-session')
   })
 
-  it('builds the full argv in a fixed order', () => {
+  it('builds the full plan, and the argv in a fixed order', () => {
     const inputs: PlanInputs = {
       options: options({
         tmpfs: ['/tmp'],
@@ -136,27 +154,66 @@ describe('createSandboxPlan: mounts and flags', () => {
         keep: ['/tmp/keep'],
         hostname: 'box',
         network: 'host',
+        pidNamespace: true,
       }),
       idMap: selfMap,
       hostsFile: '/run/hosts',
       needs: ['/tmp/proj'],
       usernsFd: 3,
       newSession: true,
+      statusFd: 5,
     }
-    expect(createSandboxPlan(inputs)).toEqual({
-      args: [
-        '--userns-fd', '3',
-        '--tmpfs', '/tmp',
-        '--tmpfs-size', '50%',
-        '--keep', '/tmp/keep',
-        '--keep', '/tmp/proj',
-        '--hosts-file', '/run/hosts',
-        '--hostname', 'box',
-        '--host-network',
-        '--new-session',
-      ],
-      keep: ['/tmp/keep', '/tmp/proj'],
+    const plan = createSandboxPlan(inputs)
+    expect(plan).toStrictEqual({
+      user: { joinFd: 3 },
+      mounts: [{ tmpfs: '/tmp', keep: ['/tmp/keep', '/tmp/proj'] }],
+      tmpfsSize: '50%',
+      hostsFile: '/run/hosts',
+      hostname: 'box',
+      network: 'host',
+      newSession: true,
+      pidNamespace: true,
+      statusFd: 5,
     })
+    expect(launcherArgs(plan)).toEqual([
+      '--status-fd', '5',
+      '--userns-fd', '3',
+      '--tmpfs', '/tmp',
+      '--keep', '/tmp/keep',
+      '--keep', '/tmp/proj',
+      '--tmpfs-size', '50%',
+      '--hosts-file', '/run/hosts',
+      '--hostname', 'box',
+      '--host-network',
+      '--new-session',
+      '--pid-namespace',
+    ])
+  })
+
+  it('leaves optional fields out of a minimal plan', () => {
+    expect(createSandboxPlan({ options: options(), idMap: selfMap })).toStrictEqual({
+      user: { idMap: selfMap },
+      mounts: [],
+      network: 'isolated',
+      newSession: false,
+      pidNamespace: false,
+    })
+  })
+
+  it('passes --status-fd only when asked, fd 0 not mistaken for none', () => {
+    expect(argv({ options: options(), idMap: selfMap })).not.toContain('--status-fd')
+    expect(values(argv({ options: options(), idMap: selfMap, statusFd: 6 }), '--status-fd')).toEqual(['6'])
+  })
+
+  it('spells a hand-made plan too: the argv is a function of the plan alone', () => {
+    const plan: SandboxPlan = {
+      user: { idMap: subidsMap },
+      mounts: [{ tmpfs: '/srv', keep: ['/srv/x'] }, { tmpfs: '/tmp', keep: [] }],
+      network: 'isolated',
+      newSession: false,
+      pidNamespace: false,
+    }
+    expect(launcherArgs(plan)).toEqual([...idMapArgs(subidsMap), '--tmpfs', '/srv', '--keep', '/srv/x', '--tmpfs', '/tmp'])
   })
 
   it('is pure: same inputs give the same argv and the inputs are untouched', () => {
@@ -173,43 +230,109 @@ describe('createSandboxPlan: mounts and flags', () => {
   })
 })
 
-describe('keptPaths', () => {
+describe('mountPlan', () => {
+  /** The kept paths, whichever tmpfs they went to. */
+  const kept = (tmpfs: string[], needs: string[]) => mountPlan(tmpfs, needs).flatMap((m) => m.keep)
+
   it('keeps only paths strictly under a target', () => {
-    expect(keptPaths(['/tmp'], ['/tmp/a', '/home/a', '/tmpx', '/tmp'])).toEqual(['/tmp/a'])
+    expect(mountPlan(['/tmp'], ['/tmp/a', '/home/a', '/tmpx', '/tmp'])).toEqual([{ tmpfs: '/tmp', keep: ['/tmp/a'] }])
   })
 
-  it('drops a path equal to a target', () => {
-    expect(keptPaths(['/tmp', '/var/tmp'], ['/tmp', '/var/tmp'])).toEqual([])
+  it('drops a path equal to a target, and still lists the target', () => {
+    expect(mountPlan(['/tmp', '/var/tmp'], ['/tmp', '/var/tmp'])).toEqual([
+      { tmpfs: '/tmp', keep: [] },
+      { tmpfs: '/var/tmp', keep: [] },
+    ])
   })
 
   it('keeps the outermost path only', () => {
-    expect(keptPaths(['/tmp'], ['/tmp/a/b/c', '/tmp/a', '/tmp/a/b', '/tmp/ab'])).toEqual(['/tmp/a', '/tmp/ab'])
+    expect(kept(['/tmp'], ['/tmp/a/b/c', '/tmp/a', '/tmp/a/b', '/tmp/ab'])).toEqual(['/tmp/a', '/tmp/ab'])
   })
 
-  it('removes duplicates and sorts', () => {
-    expect(keptPaths(['/tmp', '/var/tmp'], ['/var/tmp/z', '/tmp/b', '/tmp/b', '/tmp/a'])).toEqual(['/tmp/a', '/tmp/b', '/var/tmp/z'])
+  it('removes duplicates and sorts within each tmpfs', () => {
+    expect(mountPlan(['/tmp', '/var/tmp'], ['/var/tmp/z', '/tmp/b', '/tmp/b', '/tmp/a', '/var/tmp/c'])).toEqual([
+      { tmpfs: '/tmp', keep: ['/tmp/a', '/tmp/b'] },
+      { tmpfs: '/var/tmp', keep: ['/var/tmp/c', '/var/tmp/z'] },
+    ])
+  })
+
+  it('assigns each path to the tmpfs it lies under, not one that merely shares a prefix', () => {
+    expect(mountPlan(['/tmp', '/tmpfoo'], ['/tmpfoo/x', '/tmp/y'])).toEqual([
+      { tmpfs: '/tmp', keep: ['/tmp/y'] },
+      { tmpfs: '/tmpfoo', keep: ['/tmpfoo/x'] },
+    ])
+  })
+
+  it('keeps the targets in the order given (the launcher mounts them in that order)', () => {
+    expect(mountPlan(['/var/tmp', '/tmp'], []).map((m) => m.tmpfs)).toEqual(['/var/tmp', '/tmp'])
   })
 
   it('handles a target with a trailing slash', () => {
-    expect(keptPaths(['/tmp/'], ['/tmp/a', '/tmp/'])).toEqual(['/tmp/a'])
+    expect(mountPlan(['/tmp/'], ['/tmp/a', '/tmp/'])).toEqual([{ tmpfs: '/tmp/', keep: ['/tmp/a'] }])
   })
 
   it('returns nothing without targets', () => {
-    expect(keptPaths([], ['/tmp/a'])).toEqual([])
+    expect(mountPlan([], ['/tmp/a'])).toEqual([])
   })
 
   it('drops a path equal to a target even when it lies under another target', () => {
-    // tmpfs on /tmp and on /tmp/x: binding /tmp/x back (the launcher binds every keep
-    // path under each tmpfs it mounts, including one equal to the target) would undo
-    // the /tmp/x tmpfs, which the doc comment says is why such paths are dropped
-    expect(keptPaths(['/tmp', '/tmp/x'], ['/tmp/x'])).toEqual([])
+    // binding /tmp/x back onto the /tmp tmpfs would put the host's /tmp/x over the
+    // /tmp/x tmpfs again, undoing it
+    expect(kept(['/tmp', '/tmp/x'], ['/tmp/x'])).toEqual([])
+  })
+
+  it('gives a path under nested targets to the innermost one', () => {
+    expect(mountPlan(['/tmp', '/tmp/x'], ['/tmp/x/y'])).toEqual([
+      { tmpfs: '/tmp', keep: [] },
+      { tmpfs: '/tmp/x', keep: ['/tmp/x/y'] },
+    ])
+  })
+
+  it('leaves its inputs untouched', () => {
+    const tmpfs = ['/tmp']
+    const needs = ['/tmp/b', '/tmp/a']
+    mountPlan(tmpfs, needs)
+    expect(needs).toEqual(['/tmp/b', '/tmp/a'])
+    expect(tmpfs).toEqual(['/tmp'])
+  })
+})
+
+describe('createResetPlan', () => {
+  it('carries the sandbox plan\'s own mounts, size and the hosts content', () => {
+    const plan = createSandboxPlan({
+      options: options({ tmpfs: ['/tmp', '/var/tmp'], tmpfsSize: '64m', keep: ['/var/tmp/k'] }),
+      idMap: selfMap,
+      needs: ['/tmp/proj', '/home/me'],
+      usernsFd: 4,
+    })
+    expect(createResetPlan(plan, '127.0.0.1 localhost\n')).toStrictEqual({
+      mounts: [
+        { tmpfs: '/tmp', keep: ['/tmp/proj'] },
+        { tmpfs: '/var/tmp', keep: ['/var/tmp/k'] },
+      ],
+      tmpfsSize: '64m',
+      hosts: '127.0.0.1 localhost\n',
+    })
+  })
+
+  it('leaves tmpfsSize out when the plan has none, and survives JSON (it travels in an env var)', () => {
+    const reset = createResetPlan(createSandboxPlan({ options: options({ tmpfs: ['/tmp'] }), idMap: selfMap }), 'h')
+    expect(reset).toStrictEqual({ mounts: [{ tmpfs: '/tmp', keep: [] }], hosts: 'h' })
+    expect(JSON.parse(JSON.stringify(reset))).toStrictEqual(reset)
+  })
+
+  it('does not share arrays with the sandbox plan', () => {
+    const plan = createSandboxPlan({ options: options({ tmpfs: ['/tmp'] }), idMap: selfMap, needs: ['/tmp/a'] })
+    const reset = createResetPlan(plan, '')
+    reset.mounts[0]!.keep.push('/tmp/z')
+    expect(plan.mounts[0]!.keep).toEqual(['/tmp/a'])
   })
 })
 
 describe('createSandboxPlan: pid namespace', () => {
   it('asks for one only when the option is on', () => {
     const idMap = createIdMapPlan({ uid: 1000, gid: 1000, subuid: [], subgid: [], newuidmap: null, newgidmap: null, noNewPrivs: false }, false)
-    expect(createSandboxPlan({ options: options({ pidNamespace: true }), idMap }).args).toContain('--pid-namespace')
-    expect(createSandboxPlan({ options: options({ pidNamespace: false }), idMap }).args).not.toContain('--pid-namespace')
+    expect(argv({ options: options({ pidNamespace: true }), idMap })).toContain('--pid-namespace')
+    expect(argv({ options: options({ pidNamespace: false }), idMap })).not.toContain('--pid-namespace')
   })
 })
