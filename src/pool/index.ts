@@ -2,6 +2,7 @@ import type { PoolRunnerInitializer, Vitest } from 'vitest/node'
 import { RootlessOptionError } from '../ns/errors.js'
 import { validateSandboxOptions, SANDBOX_OPTION_KEYS, type SandboxOptions } from '../ns/options.js'
 import { SandboxRun } from '../engine/run.js'
+import { checkInspector } from './inspector.js'
 import { RootlessPoolWorker } from './worker.js'
 
 /** Options of `rootless()`: the sandbox every test file runs in, and spare workers. */
@@ -40,6 +41,7 @@ export function rootless(options: RootlessPoolOptions = {}): PoolRunnerInitializ
   if (warm !== undefined && !(Number.isInteger(warm) && warm >= 0 && warm <= 64)) {
     throw new RootlessOptionError('warm', warm, 'expects a whole number of spare workers from 0 to 64')
   }
+  checkInspector(process.argv, sandbox.network, (message) => process.stderr.write(message))
   const run = new SandboxRun(sandbox, {
     // an escape hatch for debugging and for the benchmark's side-by-side runs
     warmUserNamespace: process.env.VITEST_POOL_ROOTLESS_WARM_USERNS !== '0',

@@ -28,7 +28,7 @@ function fakeDeps(overrides: Partial<RunDeps> = {}) {
     prepare() {
       const n = ++sandboxes
       log.push(`prepare ${n}`)
-      return { stateDir: `/state/${n}`, hosts: '', launcher: '/launcher', idMap: { mode: 'subids' }, cleanup: () => log.push(`cleanup ${n}`) } as unknown as PreparedSandbox
+      return { stateDir: `/state/${n}`, hosts: '', launcher: '/launcher', idMap: { mode: 'subids' }, plan: () => ({ mounts: [] }), cleanup: () => log.push(`cleanup ${n}`) } as unknown as PreparedSandbox
     },
     probe: (sandbox) => void log.push(`probe ${sandbox.stateDir}`),
     async createUserNamespace() {
