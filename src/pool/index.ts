@@ -1,6 +1,5 @@
 import type { PoolRunnerInitializer } from 'vitest/node'
-import { RootlessOptionError } from '../ns/errors.js'
-import { validateSandboxOptions, SANDBOX_OPTION_KEYS, type SandboxOptions } from '../ns/options.js'
+import { validatePoolOptions, type SandboxOptions } from '../ns/options.js'
 import { RunState } from '../engine/run.js'
 import { RootlessPoolWorker } from './worker.js'
 
@@ -16,8 +15,6 @@ export interface RootlessPoolOptions extends SandboxOptions {
   warm?: number
 }
 
-const POOL_OPTION_KEYS = [...SANDBOX_OPTION_KEYS, 'warm'] as const
-
 /**
  * A Vitest pool that runs every test file as uid 0 in its own user + mount + network
  * (+ UTS, IPC) namespace, with a private tmpfs on the temp dir and a private
@@ -32,11 +29,8 @@ const POOL_OPTION_KEYS = [...SANDBOX_OPTION_KEYS, 'warm'] as const
  */
 export function rootless(options: RootlessPoolOptions = {}): PoolRunnerInitializer {
   // `warm` is the pool's own; everything else describes the sandbox
-  const sandbox = validateSandboxOptions(options, (key) => key, POOL_OPTION_KEYS)
-  const warm = options.warm
-  if (warm !== undefined && !(Number.isInteger(warm) && warm >= 0 && warm <= 64)) {
-    throw new RootlessOptionError('warm', warm, 'expects a whole number of spare workers from 0 to 64')
-  }
+  const { warm, ...sandbox } = validatePoolOptions(options)
+  for (const warning of sandbox.warnings) process.stderr.write(`${warning}\n`)
   const run = new RunState(sandbox, {
     // an escape hatch for debugging and for the benchmark's side-by-side runs
     warmUserNamespace: process.env.VITEST_POOL_ROOTLESS_WARM_USERNS !== '0',
