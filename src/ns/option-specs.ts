@@ -83,11 +83,11 @@ export const SANDBOX_SPECS = {
     resolve: (value, { option }) => (value === undefined ? undefined : validateHostname(value, option)),
   },
   tmpfs: {
-    summary: 'private tmpfs on PATH too (the temp dir always gets one)',
+    summary: 'private tmpfs on PATH too (the temp dir always has one)',
     surfaces: ['pool', 'cli'],
     cli: [
       { name: 'tmpfs', takes: 'PATH', multiple: true },
-      { name: 'no-tmpfs', sets: false, help: 'no tmpfs at all, not even on the temp dir (e.g. to remove files a test left in /tmp)' },
+      { name: 'no-tmpfs', sets: false, help: 'no tmpfs, not even on the temp dir (e.g. to remove files a test left there)' },
     ],
     resolve: validateTmpfs,
   },
@@ -290,7 +290,7 @@ function validateHostsFile(value: unknown, { option, warn, derived }: ResolveCon
 
 function validateHostname(value: unknown, option: string): string {
   if (typeof value !== 'string' || !UTS_NAME.test(value)) {
-    throw new RootlessOptionError(option, value, 'expects 1 to 64 letters, digits, "-" and "_" in dot-separated labels (no empty label, none starting or ending with "-")')
+    throw new RootlessOptionError(option, value, 'expects 1 to 64 letters, digits, "-", "_" or ".", in labels separated by single dots, none starting or ending with "-"')
   }
   return value
 }
