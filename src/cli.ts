@@ -1,123 +1,150 @@
 #!/usr/bin/env node
-import { spawn } from 'node:child_process'
+// Only modules that touch nothing at import time are imported statically: the engine
+// (tmp-promise resolves the temp dir when it loads) is imported once TMPDIR is checked,
+// so a bad TMPDIR is a one-line error rather than a stack trace.
+import { accessSync, constants, realpathSync, statSync } from 'node:fs'
+import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { RootlessOptionError } from './ns/errors.js'
+import { RootlessEnvironmentError, RootlessOptionError, RootlessUsageError } from './ns/errors.js'
 import { packageVersion } from './engine/launcher-path.js'
-import { validateSandboxOptions, type SandboxOptions } from './ns/options.js'
-import { prepareSandbox } from './engine/sandbox.js'
-import { scrubEnv } from './ns/env.js'
-import { runDoctor } from './doctor/doctor.js'
+import { resolveTempDir, validateSandboxOptions, type ResolvedSandboxOptions } from './ns/options.js'
+import { cliInput, cliParseOptions, cliSpell, cliUsageLines } from './ns/option-specs.js'
+import { isInside } from './ns/paths.js'
+import { LAUNCHER_STEPS } from './ns/steps.js'
 
-const USAGE = `Usage:
-  vitest-pool-rootless exec [OPTIONS] -- CMD [ARGS...]
+const EXEC_HELP = `  vitest-pool-rootless exec [OPTIONS] -- CMD [ARGS...]
       Run CMD as uid 0 in the same sandbox a test file gets: your own user, mount,
       network, UTS and IPC namespaces, your subuid range mapped, a private tmpfs on
-      the temp dir, a private /etc/hosts, loopback only. CMD's exit status is ours.
+      the temp dir, a private /etc/hosts, loopback only. CMD's exit status is ours
+      (127: CMD not found, 126: CMD not executable).
 
-      --host NAME=IP        add an /etc/hosts entry (repeatable)
-      --hosts-file PATH     start /etc/hosts from this file
-      --hostname NAME       hostname inside the sandbox
-      --tmpfs PATH          private tmpfs on PATH (repeatable; default: the temp dir)
-      --no-tmpfs            no tmpfs at all (e.g. to remove files a test left in /tmp)
-      --tmpfs-size SIZE     size limit of each tmpfs, e.g. 512m
-      --keep PATH           keep PATH visible under a tmpfs (repeatable)
-      --no-subids           map only your own uid/gid, not your /etc/subuid range
-      --network MODE        isolated (default) or host
-      --no-pid-namespace    share the host's pid namespace (no init, no /proc of its own)
-      --drop-env NAME       don't pass NAME (or a prefix: AWS_*) to CMD (repeatable)
+${cliUsageLines()}      -h, --help            this help
+`
 
-  vitest-pool-rootless doctor [--json]
+const DOCTOR_HELP = `  vitest-pool-rootless doctor [--json]
       Check this machine: kernel settings, AppArmor, seccomp, NoNewPrivs, newuidmap,
       /etc/subuid, the launcher, and a live sandbox. Exits 1 if rootless() can't work.
 
-  vitest-pool-rootless --version | --help
+      --json                print the checks as JSON
+      -h, --help            this help
+`
 
-Example, removing files a test chowned to a subordinate uid:
+const EXAMPLE = `Example, removing files a test chowned to a subordinate uid:
   vitest-pool-rootless exec --no-tmpfs -- rm -rf ./leftover
 `
 
-const CLI_NAMES: Record<string, string> = {
-  hosts: '--host',
-  hostsFile: '--hosts-file',
-  hostname: '--hostname',
-  tmpfs: '--tmpfs',
-  tmpfsSize: '--tmpfs-size',
-  keep: '--keep',
-  subids: '--no-subids',
-  network: '--network',
-  pidNamespace: '--no-pid-namespace',
-  dropEnv: '--drop-env',
-}
+const USAGE = `Usage:
+${EXEC_HELP}
+${DOCTOR_HELP}
+  vitest-pool-rootless --version | --help
+
+${EXAMPLE}`
 
 /** How the CLI ends: an exit status, or the signal that killed the command. */
 type Outcome = number | NodeJS.Signals
 
-async function main(argv: string[]): Promise<Outcome> {
-  const [command, ...rest] = argv
-  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
-    process.stdout.write(USAGE)
-    return command === undefined ? 2 : 0
+type Values = Record<string, string | boolean | Array<string | boolean> | undefined>
+
+interface Subcommand {
+  usage: string
+  /** `parseArgs` options, besides --help/-h and --version/-v. */
+  options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>
+  /** Whether it takes a command after `--`. */
+  command: boolean
+  run(values: Values, positionals: string[]): Promise<Outcome>
+}
+
+const SUBCOMMANDS: Record<string, Subcommand> = {
+  exec: { usage: `Usage:\n${EXEC_HELP}\n${EXAMPLE}`, options: cliParseOptions(), command: true, run: runExec },
+  doctor: {
+    usage: `Usage:\n${DOCTOR_HELP}`,
+    options: { json: { type: 'boolean' } },
+    command: false,
+    run: async (values) => {
+      resolveTempDir()
+      const { runDoctor } = await import('./doctor/doctor.js')
+      return runDoctor(values.json === true)
+    },
+  },
+}
+
+/** An error from a subcommand: reported with its name (and usage, for usage errors). */
+class SubcommandError extends Error {
+  constructor(
+    readonly subcommand: string,
+    readonly error: unknown,
+  ) {
+    super(String(error))
   }
-  if (command === '--version') {
+}
+
+async function main(argv: string[]): Promise<Outcome> {
+  const [name, ...rest] = argv
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    const sub = name === 'help' && rest[0] !== undefined ? SUBCOMMANDS[rest[0]] : undefined
+    process.stdout.write(sub ? sub.usage : USAGE)
+    return name === undefined ? 2 : 0
+  }
+  if (name === '--version' || name === '-v') {
     process.stdout.write(`${packageVersion()}\n`)
     return 0
   }
-  if (command === 'exec') return runExec(rest)
-  if (command === 'doctor') {
-    const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean' } }, strict: true })
-    return runDoctor(values.json ?? false)
+  const sub = Object.hasOwn(SUBCOMMANDS, name) ? SUBCOMMANDS[name]! : undefined
+  if (!sub) {
+    process.stderr.write(`vitest-pool-rootless: unknown command ${JSON.stringify(name)}\n\n${USAGE}`)
+    return 2
   }
-  process.stderr.write(`vitest-pool-rootless: unknown command ${JSON.stringify(command)}\n\n${USAGE}`)
-  return 2
+  try {
+    const parsed = parseSubcommand(sub, rest)
+    if (parsed === 'help') {
+      process.stdout.write(sub.usage)
+      return 0
+    }
+    if (parsed === 'version') {
+      process.stdout.write(`${packageVersion()}\n`)
+      return 0
+    }
+    return await sub.run(parsed.values, parsed.positionals)
+  } catch (error) {
+    throw new SubcommandError(name, error)
+  }
 }
 
-async function runExec(args: string[]): Promise<Outcome> {
-  const { values, positionals, tokens } = parseArgs({
-    args,
-    allowPositionals: true,
-    strict: true,
-    tokens: true,
-    options: {
-      host: { type: 'string', multiple: true },
-      'hosts-file': { type: 'string' },
-      hostname: { type: 'string' },
-      tmpfs: { type: 'string', multiple: true },
-      'no-tmpfs': { type: 'boolean' },
-      'tmpfs-size': { type: 'string' },
-      keep: { type: 'string', multiple: true },
-      'no-subids': { type: 'boolean' },
-      network: { type: 'string' },
-      'no-pid-namespace': { type: 'boolean' },
-      'drop-env': { type: 'string', multiple: true },
-    },
-  })
-  // Everything after `--` is the command; nothing before it may be a positional, so
-  // a forgotten `--` is an error rather than a guess at where options end.
-  const terminator = tokens.findIndex((t) => t.kind === 'option-terminator')
-  const early = tokens.find((t, i) => t.kind === 'positional' && (terminator === -1 || i < terminator))
-  if (early) throw new UsageError(`put the command after "--", as in: vitest-pool-rootless exec [OPTIONS] -- ${early.kind === 'positional' ? early.value : ''} ...`)
-  if (positionals.length === 0) throw new UsageError('missing the command to run after "--"')
-  if (values['no-tmpfs'] && values.tmpfs) throw new UsageError('--tmpfs and --no-tmpfs exclude each other')
-
-  const input: SandboxOptions = {
-    hosts: parseHostFlags(values.host ?? []),
-    hostsFile: values['hosts-file'],
-    hostname: values.hostname,
-    tmpfs: values['no-tmpfs'] ? false : values.tmpfs,
-    tmpfsSize: values['tmpfs-size'],
-    keep: values.keep,
-    subids: values['no-subids'] ? false : 'auto',
-    network: values.network as SandboxOptions['network'],
-    pidNamespace: values['no-pid-namespace'] ? false : undefined,
-    dropEnv: values['drop-env'],
+function parseSubcommand(sub: Subcommand, args: string[]): 'help' | 'version' | { values: Values; positionals: string[] } {
+  const options = { ...sub.options, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' } } as const
+  // A lenient pass first: --help anywhere before `--` wins, and a positional before
+  // `--` is a forgotten `--` even when later arguments look like options (`exec id -u`).
+  const { tokens } = parseArgs({ args, options, strict: false, allowPositionals: true, tokens: true })
+  const end = tokens.findIndex((t) => t.kind === 'option-terminator')
+  const before = end === -1 ? tokens : tokens.slice(0, end)
+  if (before.some((t) => t.kind === 'option' && t.name === 'help')) return 'help'
+  if (before.some((t) => t.kind === 'option' && t.name === 'version')) return 'version'
+  if (sub.command) {
+    for (const token of before) {
+      // an unknown option before any positional is the error to report
+      if (token.kind === 'option' && !Object.hasOwn(options, token.name)) break
+      if (token.kind === 'positional') {
+        throw new RootlessUsageError(`put the command after "--", as in: vitest-pool-rootless exec [OPTIONS] -- ${token.value} ...`)
+      }
+    }
   }
-  const options = validateSandboxOptions(dropUndefined(input), (key) => CLI_NAMES[key] ?? key)
+  const { values, positionals } = parseArgs({ args, options, strict: true, allowPositionals: sub.command })
+  if (sub.command && positionals.length === 0) throw new RootlessUsageError('missing the command to run after "--"')
+  return { values: values as Values, positionals }
+}
+
+async function runExec(values: Values, command: string[]): Promise<Outcome> {
+  const input = cliInput(values)
+  const options = validateSandboxOptions(input, cliSpell)
+  resolveTempDir() // even with --no-tmpfs: the engine keeps its state there
+  for (const warning of options.warnings) process.stderr.write(`${warning}\n`)
+  const [{ spawn }, { prepareSandbox }, { scrubEnv }] = await Promise.all([import('node:child_process'), import('./engine/sandbox.js'), import('./ns/env.js')])
   const sandbox = await prepareSandbox(options)
   if (sandbox.idMap.warning) process.stderr.write(`${sandbox.idMap.warning}\n`)
   try {
-    const needs = [process.cwd()]
+    const cwd = process.cwd()
     const env = scrubEnv(process.env, options.dropEnv)
-    const child = spawn(sandbox.launcher, [...sandbox.args({ needs }), '--', ...positionals], { stdio: 'inherit', env })
+    const child = spawn(sandbox.launcher, [...sandbox.args({ needs: [cwd] }), '--', ...command], { stdio: 'inherit', env })
     // A terminal's ^C already reaches the command (same process group): stay alive for
     // its exit status, but don't deliver it twice. Other senders' signals are passed on.
     const fromTerminal = process.stdin.isTTY === true
@@ -129,30 +156,66 @@ async function runExec(args: string[]): Promise<Outcome> {
       child.once('error', reject)
       child.once('exit', (c, s) => resolve([c, s]))
     })
+    if (code !== null && LAUNCHER_STEPS[code] === 'exec') return execFailureStatus(command[0]!, env.PATH, cwd, options) ?? code
     return signal ?? code ?? 1
   } finally {
     await sandbox.cleanup()
   }
 }
 
-function parseHostFlags(flags: string[]): Record<string, string[]> | undefined {
-  if (flags.length === 0) return undefined
-  const hosts: Record<string, string[]> = {}
-  for (const flag of flags) {
-    const eq = flag.indexOf('=')
-    if (eq <= 0) throw new RootlessOptionError('--host', flag, 'expects NAME=IP')
-    const name = flag.slice(0, eq)
-    hosts[name] = [...(hosts[name] ?? []), flag.slice(eq + 1)]
+/**
+ * The launcher exits with its "exec" status when it can't run the command (its message
+ * is already printed). Exit like a shell instead: 127 when the command isn't there, 126
+ * when it can't be executed. Decided by looking the command up as execvp(3) does, from
+ * the host, with what the tmpfs targets hide; `undefined` when it would run (then the
+ * status is the command's own).
+ */
+function execFailureStatus(command: string, path: string | undefined, cwd: string, options: ResolvedSandboxOptions): 126 | 127 | undefined {
+  const kept = [cwd, ...options.keep]
+  const hidden = (file: string) => {
+    const real = realpathSync(file)
+    return options.tmpfs.some((t) => isInside(real, t)) && !kept.some((k) => real === k || isInside(real, k))
   }
-  return hosts
+  const candidates = command.includes('/') ? [resolve(cwd, command)] : (path ?? '/bin:/usr/bin').split(':').map((dir) => resolve(cwd, dir || '.', command))
+  let denied = false
+  for (const file of candidates) {
+    try {
+      if (hidden(file)) continue
+      // inside, /etc/hosts is the sandbox's own, not executable
+      if (!statSync(file).isFile() || realpathSync(file) === '/etc/hosts') {
+        denied = true
+        continue
+      }
+    } catch {
+      continue
+    }
+    try {
+      accessSync(file, constants.X_OK)
+      return undefined
+    } catch {
+      denied = true
+    }
+  }
+  return denied ? 126 : 127
 }
 
-function dropUndefined<T extends object>(o: T): T {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T
-}
-
-class UsageError extends Error {
-  override readonly name = 'UsageError'
+/** Our own errors are one line (or a few, for a hint); anything else is a bug: stack. */
+function report(error: unknown): number {
+  const subcommand = error instanceof SubcommandError ? error.subcommand : undefined
+  const cause = error instanceof SubcommandError ? error.error : error
+  const prefix = subcommand ? `vitest-pool-rootless ${subcommand}: ` : 'vitest-pool-rootless: '
+  if (cause instanceof RootlessUsageError || (cause as { code?: string })?.code?.startsWith('ERR_PARSE_ARGS')) {
+    const usage = subcommand ? SUBCOMMANDS[subcommand]!.usage : USAGE
+    process.stderr.write(`${prefix}${(cause as Error).message}\n\n${usage}`)
+    return 2
+  }
+  const message = cause instanceof Error ? cause.message : ''
+  if (cause instanceof RootlessOptionError || cause instanceof RootlessEnvironmentError || /^vitest-pool-rootless/.test(message)) {
+    process.stderr.write(`${message.replace(/^vitest-pool-rootless: /, prefix)}\n`)
+    return cause instanceof RootlessEnvironmentError ? 2 : 1
+  }
+  process.stderr.write(`${String((cause as Error)?.stack ?? cause)}\n`)
+  return 1
 }
 
 main(process.argv.slice(2)).then(
@@ -166,13 +229,6 @@ main(process.argv.slice(2)).then(
     process.exitCode = outcome
   },
   (error: unknown) => {
-    if (error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`vitest-pool-rootless exec: ${(error as Error).message}\n\n${USAGE}`)
-      process.exitCode = 2
-      return
-    }
-    const message = error instanceof Error && /^vitest-pool-rootless/.test(error.message) ? error.message : String((error as Error)?.stack ?? error)
-    process.stderr.write(`${message}\n`)
-    process.exitCode = 1
+    process.exitCode = report(error)
   },
 )

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { dirSync as tmpDirSync, setGracefulCleanup } from 'tmp-promise'
@@ -87,7 +87,8 @@ export function prepareSandbox(options: ResolvedSandboxOptions, facts: IdentityF
   removeStaleStateDirs()
   const state = tmpDirSync({ prefix: `${STATE_PREFIX}${process.pid}-${pidNamespace()}-`, unsafeCleanup: true })
   const hostsFile = join(state.name, 'hosts')
-  const base = options.hostsFile ? readFileSync(options.hostsFile, 'utf8') : undefined
+  // the hostsFile's accepted lines, read and checked when the options were validated
+  const base = options.hostsBase
   // the sandbox's hostname, configured or inherited, resolves to loopback: with no
   // network, nothing else would answer for it
   const hosts = renderHostsFile(options.hosts, { hostname: options.hostname ?? hostname(), base })

@@ -14,6 +14,26 @@ export class RootlessOptionError extends Error {
   }
 }
 
+/**
+ * The environment can't host a sandbox as configured, e.g. `TMPDIR` names a directory
+ * that doesn't exist. Names the variable and says how to fix it.
+ */
+export class RootlessEnvironmentError extends Error {
+  override readonly name = 'RootlessEnvironmentError'
+  /** The environment variable at fault, e.g. `TMPDIR`. */
+  readonly variable: string
+
+  constructor(variable: string, message: string) {
+    super(message)
+    this.variable = variable
+  }
+}
+
+/** A command line the CLI can't make sense of: printed with the subcommand's usage. */
+export class RootlessUsageError extends Error {
+  override readonly name = 'RootlessUsageError'
+}
+
 /** The sandbox could not be built: a launcher step failed before the command ran. */
 export class SandboxError extends Error {
   override readonly name = 'SandboxError'

@@ -1,15 +1,15 @@
 /**
- * Renders the sandbox's /etc/hosts. `localhost` and the sandbox hostname point at
- * loopback; user entries come first so they win over anything in `base` (glibc uses
- * the first match).
+ * Renders the sandbox's /etc/hosts. `localhost` (127.0.0.1 and ::1) and the sandbox
+ * hostname point at loopback -- with or without a `base` file, so a hosts file that
+ * lacks them can't leave `localhost` unresolvable -- unless `entries` give those names
+ * other addresses. User entries come first, then the defaults, then `base` (the
+ * accepted lines of `hostsFile`): glibc uses the first match.
  */
 export function renderHostsFile(entries: Map<string, string[]>, options: { hostname?: string; base?: string } = {}): string {
   const all = new Map<string, string[]>()
   for (const [name, ips] of entries) all.set(name, ips)
   const loopback = ['127.0.0.1', '::1']
-  if (options.base === undefined) {
-    if (!all.has('localhost')) all.set('localhost', loopback)
-  }
+  if (!all.has('localhost')) all.set('localhost', loopback)
   if (options.hostname && !all.has(options.hostname.toLowerCase())) all.set(options.hostname.toLowerCase(), loopback)
 
   // one line per name and address: grouping names on one line would make the first

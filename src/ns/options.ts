@@ -1,11 +1,15 @@
-import { realpathSync, statSync } from 'node:fs'
-import { isIP } from 'node:net'
 import { tmpdir } from 'node:os'
-import { isAbsolute, normalize } from 'node:path'
 import { RootlessOptionError } from './errors.js'
 import { isInside } from './paths.js'
+import { OPTION_SPECS, POOL_ONLY_SPECS, SANDBOX_SPECS, isPlainObject, type OptionKey, type ResolveContext } from './option-specs.js'
 
-/** Sandbox options shared by `rootless()` and `vitest-pool-rootless exec`. */
+export { resolveTempDir } from './option-specs.js'
+
+/**
+ * Sandbox options shared by `rootless()` and `vitest-pool-rootless exec`. Every key here
+ * has exactly one entry in the option table (`src/ns/option-specs.ts`): the table's type
+ * makes a key in one and not the other a compile error.
+ */
 export interface SandboxOptions {
   /**
    * Extra `/etc/hosts` entries: host name → IP address or addresses. Merged over the
@@ -15,27 +19,37 @@ export interface SandboxOptions {
    */
   hosts?: Record<string, string | readonly string[]>
   /**
-   * An absolute path to a hosts file to start from instead of the defaults; `hosts`
-   * entries still take precedence.
+   * An absolute path to a hosts file whose entries are added after the defaults; `hosts`
+   * entries and `localhost` still take precedence. Read (and checked) when the options
+   * are validated; lines that are not `IP name...` are dropped with a warning.
    */
   hostsFile?: string
   /**
-   * Hostname inside the sandbox (`os.hostname()`); 1–64 characters of letters,
-   * digits, `.` and `-`. Unset: the host's hostname is kept.
+   * Hostname inside the sandbox (`os.hostname()`): at most 64 characters, dot-separated
+   * labels of letters, digits, `-` and `_` (no empty labels, no label starting or ending
+   * in `-`). Unset: the host's hostname is kept.
    */
   hostname?: string
   /**
-   * Absolute paths of existing directories that get a private, empty tmpfs. `false`
-   * for none. Paths the worker needs under them (project, node, cwd) stay visible.
-   * @default [os.tmpdir()]
+   * Absolute paths of existing directories that get a private, empty tmpfs, in addition
+   * to the temp dir (`os.tmpdir()`), which always gets one. `false` for none at all (the
+   * temp dir is then shared with the host, and a warning says so). Paths the worker
+   * needs under them (project, node, cwd) stay visible. `/`, `/dev`, `/proc`, `/sys`,
+   * `/etc` and the node binary's directory (or anything containing them) are refused.
+   * @default []
    */
   tmpfs?: readonly string[] | false
   /**
    * Size limit of each tmpfs: bytes as a number, or a string such as `'512m'`,
-   * `'2g'`, `'50%'` (of RAM). Unset: the kernel default, half of RAM.
+   * `'2g'`, `'1t'` (k, m, g, t suffixes) or `'50%'` (of RAM); from 4096 bytes to
+   * 2^63-1. Unset: the kernel default, half of RAM.
    */
   tmpfsSize?: string | number
-  /** Extra absolute paths under a tmpfs target that stay visible inside. @default [] */
+  /**
+   * Extra absolute paths under a tmpfs target that stay visible inside. A path outside
+   * every tmpfs target is visible anyway: it gets a warning.
+   * @default []
+   */
   keep?: readonly string[]
   /**
    * `'auto'` maps your /etc/subuid and /etc/subgid ranges as ids 1..N (needs the
@@ -65,163 +79,114 @@ export interface SandboxOptions {
   dropEnv?: readonly string[]
 }
 
-/** Options after validation, with defaults applied. */
-export interface ResolvedSandboxOptions {
-  hosts: Map<string, string[]>
-  hostsFile?: string
-  hostname?: string
-  tmpfs: string[]
-  tmpfsSize?: string
-  keep: string[]
-  subids: 'auto' | false
-  network: 'isolated' | 'host'
-  pidNamespace: boolean
-  dropEnv: string[]
+/** Options only `rootless()` takes (they describe the pool, not the sandbox). */
+export interface PoolOnlyOptions {
+  /**
+   * Booted workers to keep waiting (launcher, sandbox, node and Vitest's worker entry
+   * already loaded), so the next test file doesn't wait for node to start. Each spare
+   * is used for one file under `isolate: true`; none are kept under `isolate: false`.
+   * `0` turns them off.
+   * @default Math.min(maxWorkers, 2)
+   */
+  warm?: number
 }
 
-export const SANDBOX_OPTION_KEYS = ['hosts', 'hostsFile', 'hostname', 'tmpfs', 'tmpfsSize', 'keep', 'subids', 'network', 'pidNamespace', 'dropEnv'] as const
-
-const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/
-const UTS_NAME = /^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$/
-const SIZE = /^([1-9]\d{0,15})([kmg]?)$|^([1-9]\d?|100)%$/i
+type ResolvedBy<Specs> = { [K in keyof Specs]: Specs[K] extends { resolve(...args: never[]): infer R } ? R : never }
 
 /**
- * Validates sandbox options before anything starts. Each error names the option (as
- * `spell` renders it: `hostsFile` for the pool, `--hosts-file` for the CLI), the value
- * received, and what was expected.
+ * Options after validation, with defaults applied: one field per option, typed by what
+ * the option's `resolve` returns (see the table), plus what validation derived.
+ */
+export interface ResolvedSandboxOptions extends ResolvedBy<typeof SANDBOX_SPECS> {
+  /**
+   * One-line messages about options that were accepted but probably don't do what was
+   * meant (no private temp dir, a `keep` path outside every tmpfs, dropped `hostsFile`
+   * lines). Validation never prints: the caller prints each once.
+   */
+  warnings: string[]
+  /**
+   * The accepted lines of `hostsFile`, read at validation time: render the private
+   * hosts file from this, never by reading `hostsFile` again.
+   */
+  hostsBase?: string
+}
+
+/** `rootless()`'s options after validation: the sandbox's, plus the pool's own. */
+export interface ResolvedPoolOptions extends ResolvedSandboxOptions, ResolvedBy<typeof POOL_ONLY_SPECS> {}
+
+/** The keys of {@link SandboxOptions}, in table order. */
+export const SANDBOX_OPTION_KEYS = Object.keys(SANDBOX_SPECS) as ReadonlyArray<keyof SandboxOptions>
+
+/** Every key `rootless()` takes, in table order. */
+export const POOL_OPTION_KEYS = (Object.keys(OPTION_SPECS) as OptionKey[]).filter((key) => (OPTION_SPECS[key].surfaces as readonly string[]).includes('pool'))
+
+/**
+ * Validates `rootless()`'s options when the config loads. Errors name the option as
+ * it is written in the config (`hostsFile`), the value received and what was expected.
+ */
+export function validatePoolOptions(input: unknown): ResolvedPoolOptions {
+  return resolveOptions(input, POOL_OPTION_KEYS, (key) => key) as unknown as ResolvedPoolOptions
+}
+
+/**
+ * Validates sandbox options before anything starts (the CLI's path; the pool uses
+ * {@link validatePoolOptions}). Each error names the option (as `spell` renders it:
+ * `hostsFile` for the pool, `--hosts-file` for the CLI), the value received, and what
+ * was expected.
  */
 export function validateSandboxOptions(
   input: unknown,
   spell: (key: string) => string = (key) => key,
   allowedKeys: readonly string[] = SANDBOX_OPTION_KEYS,
 ): ResolvedSandboxOptions {
+  return resolveOptions(input, allowedKeys.filter((key): key is keyof SandboxOptions => key in SANDBOX_SPECS), spell, allowedKeys)
+}
+
+function resolveOptions(
+  input: unknown,
+  keys: readonly OptionKey[],
+  spell: (key: string) => string,
+  known: readonly string[] = keys,
+): ResolvedSandboxOptions {
   if (input === undefined) input = {}
   if (!isPlainObject(input)) throw new RootlessOptionError('options', input, 'expects an object of options')
   for (const key of Object.keys(input)) {
-    if (!allowedKeys.includes(key)) {
-      throw new RootlessOptionError(key, input[key], `is not an option; known options are ${allowedKeys.map(spell).join(', ')}`)
+    if (!known.includes(key)) {
+      throw new RootlessOptionError(key, input[key], `is not an option; known options are ${known.map(spell).join(', ')}`)
     }
   }
-  const o = input as Record<string, unknown>
-  return {
-    hosts: validateHosts(o.hosts, spell('hosts')),
-    hostsFile: o.hostsFile === undefined ? undefined : existingPath(o.hostsFile, spell('hostsFile'), 'file'),
-    hostname: o.hostname === undefined ? undefined : validateHostname(o.hostname, spell('hostname')),
-    tmpfs: validateTmpfs(o.tmpfs, spell('tmpfs')),
-    tmpfsSize: o.tmpfsSize === undefined ? undefined : validateSize(o.tmpfsSize, spell('tmpfsSize')),
-    keep: validateKeep(o.keep, spell('keep')),
-    subids: oneOf(o.subids === undefined ? 'auto' : o.subids, spell('subids'), ['auto', false] as const),
-    network: oneOf(o.network === undefined ? 'isolated' : o.network, spell('network'), ['isolated', 'host'] as const),
-    pidNamespace: oneOf(o.pidNamespace === undefined ? true : o.pidNamespace, spell('pidNamespace'), [true, false] as const),
-    dropEnv: validateEnvNames(o.dropEnv, spell('dropEnv')),
+  const warnings: string[] = []
+  const derived: { hostsBase?: string } = {}
+  const resolved: Record<string, unknown> = {}
+  const context = (key: OptionKey): ResolveContext => ({ option: spell(key), spell, warn: (message) => warnings.push(message), derived })
+  // every sandbox option is resolved (an absent one to its default); keys left out of
+  // `keys` are only refused when given
+  for (const key of SANDBOX_OPTION_KEYS) {
+    const value = keys.includes(key) ? input[key] : undefined
+    resolved[key] = (SANDBOX_SPECS[key].resolve as (value: unknown, context: ResolveContext) => unknown)(value, context(key))
   }
-}
-
-function validateHosts(value: unknown, option: string): Map<string, string[]> {
-  const hosts = new Map<string, string[]>()
-  if (value === undefined) return hosts
-  if (!isPlainObject(value)) throw new RootlessOptionError(option, value, 'expects an object that maps host names to IP addresses')
-  for (const [name, ips] of Object.entries(value)) {
-    if (!HOST_NAME.test(name)) {
-      throw new RootlessOptionError(option, name, 'expects host names of letters, digits, "-", "_" and "." (no spaces, not empty, at most 253 characters)')
-    }
-    const list = typeof ips === 'string' ? [ips] : ips
-    if (!Array.isArray(list) || list.length === 0 || !list.every((ip) => typeof ip === 'string' && isIP(ip) !== 0)) {
-      throw new RootlessOptionError(option, { [name]: ips }, `expects "${name}" to map to an IPv4/IPv6 address or a non-empty array of them`)
-    }
-    hosts.set(name.toLowerCase().replace(/\.$/, ''), [...new Set(list as string[])])
+  for (const key of keys) {
+    if (key in SANDBOX_SPECS) continue
+    resolved[key] = (OPTION_SPECS[key].resolve as (value: unknown, context: ResolveContext) => unknown)(input[key], context(key))
   }
-  return hosts
+  const options = { ...resolved, hostsBase: derived.hostsBase, warnings } as ResolvedSandboxOptions
+  if (options.hostsBase === undefined) delete options.hostsBase
+  crossChecks(options, input, spell)
+  return options
 }
 
-function validateHostname(value: unknown, option: string): string {
-  if (typeof value !== 'string' || !UTS_NAME.test(value)) {
-    throw new RootlessOptionError(option, value, 'expects 1 to 64 letters, digits, "." or "-", starting with a letter or digit')
-  }
-  return value
-}
-
-/** The launcher takes at most 64 of each list; kept paths also carry the worker's own. */
-const MAX_TMPFS = 16
-const MAX_KEEP = 32
-
-function validateTmpfs(value: unknown, option: string): string[] {
-  if (value === false) return []
-  if (value === undefined) return [realpathSync(normalize(tmpdir()))]
-  if (Array.isArray(value) && value.length > MAX_TMPFS) throw new RootlessOptionError(option, value, `expects at most ${MAX_TMPFS} directories`)
-  const paths = validateList(value, option, (p, name) => {
-    // mount(2) follows symlinks; compare what it will really cover
-    const path = realpathSync(existingPath(p, name, 'directory'))
-    if (path === '/') throw new RootlessOptionError(option, p, 'expects directories other than "/" (a tmpfs on / hides the whole system)')
-    if (isInside('/etc/hosts', path)) throw new RootlessOptionError(option, p, "expects directories that don't contain /etc/hosts (the sandbox's private hosts file would be hidden)")
-    return path
-  })
-  const unique = [...new Set(paths)]
-  for (const a of unique) {
-    const outer = unique.find((b) => b !== a && isInside(a, b))
-    if (outer) throw new RootlessOptionError(option, value, `expects directories that don't contain each other (${a} is inside ${outer}: one tmpfs would hide the other)`)
-  }
-  return unique
-}
-
-
-function validateKeep(value: unknown, option: string): string[] {
-  if (Array.isArray(value) && value.length > MAX_KEEP) throw new RootlessOptionError(option, value, `expects at most ${MAX_KEEP} paths`)
-  return validateList(value, option, (p, name) => realpathSync(existingPath(p, name, 'any')))
-}
-
-function validateEnvNames(value: unknown, option: string): string[] {
-  if (value === undefined) return []
-  if (!Array.isArray(value)) throw new RootlessOptionError(option, value, 'expects an array of environment variable names')
-  for (const name of value) {
-    if (typeof name !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*\*?$|^\*$/.test(name)) {
-      throw new RootlessOptionError(option, name, 'expects variable names of letters, digits and "_", optionally ending in "*" for a prefix')
+/** Checks that need more than one option: warnings only, the values are all valid. */
+function crossChecks(options: ResolvedSandboxOptions, input: Record<string, unknown>, spell: (key: string) => string): void {
+  const targets = options.tmpfs
+  for (const path of options.keep) {
+    if (targets.includes(path)) {
+      options.warnings.push(`vitest-pool-rootless: \`${spell('keep')}\` path ${path} is itself a tmpfs target: keeping it would undo the tmpfs, so it is ignored`)
+    } else if (!targets.some((target) => isInside(path, target))) {
+      const where = targets.length > 0 ? `any tmpfs target (${targets.join(', ')})` : 'a tmpfs (there is none)'
+      options.warnings.push(`vitest-pool-rootless: \`${spell('keep')}\` path ${path} is not under ${where}: it is visible in the sandbox anyway, so keeping it does nothing`)
     }
   }
-  return [...value] as string[]
-}
-
-function validateSize(value: unknown, option: string): string {
-  if (typeof value === 'number') {
-    if (!Number.isSafeInteger(value) || value < 4096) {
-      throw new RootlessOptionError(option, value, 'expects a whole number of bytes of at least 4096, or a string like "512m", "2g" or "50%"')
-    }
-    return String(value)
+  if (input.tmpfs === false) {
+    options.warnings.push(`vitest-pool-rootless: no private temp dir (tmpfs is off): the temp dir ${tmpdir()} is shared with the host -- what tests write there is visible outside and stays after the run`)
   }
-  if (typeof value !== 'string' || !SIZE.test(value) || (/^\d+$/.test(value) && Number(value) < 4096)) {
-    throw new RootlessOptionError(option, value, 'expects a size like "512m", "2g", "50%" or a number of bytes of at least 4096')
-  }
-  return value.toLowerCase()
-}
-
-function validateList(value: unknown, option: string, each: (item: unknown, option: string) => string): string[] {
-  if (value === undefined) return []
-  if (!Array.isArray(value)) throw new RootlessOptionError(option, value, 'expects an array of absolute paths')
-  return value.map((item) => each(item, option))
-}
-
-function existingPath(value: unknown, option: string, kind: 'file' | 'directory' | 'any'): string {
-  if (typeof value !== 'string' || !isAbsolute(value)) throw new RootlessOptionError(option, value, 'expects an absolute path')
-  // stat before dropping a trailing slash: "/etc/hosts/" is not a file
-  const path = normalize(value)
-  let stat
-  try {
-    stat = statSync(path)
-  } catch {
-    throw new RootlessOptionError(option, value, `expects an existing ${kind === 'any' ? 'path' : kind}, but nothing is there`)
-  }
-  if (kind === 'file' && !stat.isFile()) throw new RootlessOptionError(option, value, 'expects a file, but it is not a regular file')
-  if (kind === 'directory' && !stat.isDirectory()) throw new RootlessOptionError(option, value, 'expects a directory, but it is not one')
-  return path.length > 1 ? path.replace(/\/$/, '') : path
-}
-
-function oneOf<T extends string | boolean>(value: unknown, option: string, allowed: readonly T[]): T {
-  if (!allowed.includes(value as T)) {
-    throw new RootlessOptionError(option, value, `expects one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}`)
-  }
-  return value as T
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && (Object.getPrototypeOf(value) === Object.prototype || Object.getPrototypeOf(value) === null)
 }

@@ -1,23 +1,11 @@
 import type { PoolRunnerInitializer, Vitest } from 'vitest/node'
-import { RootlessOptionError } from '../ns/errors.js'
-import { validateSandboxOptions, SANDBOX_OPTION_KEYS, type SandboxOptions } from '../ns/options.js'
 import { SandboxRun } from '../engine/run.js'
+import { validatePoolOptions, type PoolOnlyOptions, type SandboxOptions } from '../ns/options.js'
 import { checkInspector } from './inspector.js'
 import { RootlessPoolWorker } from './worker.js'
 
 /** Options of `rootless()`: the sandbox every test file runs in, and spare workers. */
-export interface RootlessPoolOptions extends SandboxOptions {
-  /**
-   * Booted workers to keep waiting (launcher, sandbox, node and Vitest's worker entry
-   * already loaded), so the next test file doesn't wait for node to start. Each spare
-   * is used for one file under `isolate: true`; none are kept under `isolate: false`.
-   * `0` turns them off.
-   * @default Math.min(maxWorkers, 2)
-   */
-  warm?: number
-}
-
-const POOL_OPTION_KEYS = [...SANDBOX_OPTION_KEYS, 'warm'] as const
+export interface RootlessPoolOptions extends SandboxOptions, PoolOnlyOptions {}
 
 /**
  * A Vitest pool that runs every test file as uid 0 in its own user + mount + network
@@ -36,17 +24,15 @@ const POOL_OPTION_KEYS = [...SANDBOX_OPTION_KEYS, 'warm'] as const
  */
 export function rootless(options: RootlessPoolOptions = {}): PoolRunnerInitializer {
   // `warm` is the pool's own; everything else describes the sandbox
-  const sandbox = validateSandboxOptions(options, (key) => key, POOL_OPTION_KEYS)
-  const warm = options.warm
-  if (warm !== undefined && !(Number.isInteger(warm) && warm >= 0 && warm <= 64)) {
-    throw new RootlessOptionError('warm', warm, 'expects a whole number of spare workers from 0 to 64')
-  }
+  const { warm, ...sandbox } = validatePoolOptions(options)
   checkInspector(process.argv, sandbox.network, (message) => process.stderr.write(message))
   const run = new SandboxRun(sandbox, {
     // an escape hatch for debugging and for the benchmark's side-by-side runs
     warmUserNamespace: process.env.VITEST_POOL_ROOTLESS_WARM_USERNS !== '0',
   })
   run.open()
+  // after the probe: a run that can't start shows only its one error
+  for (const warning of sandbox.warnings) process.stderr.write(`${warning}\n`)
   const closing = new WeakSet<Vitest>()
   return {
     name: 'rootless',

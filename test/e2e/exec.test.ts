@@ -1,10 +1,10 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readlinkSync, rmSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { CLI, describeSandbox, exec, mountTable, subidRangesOf } from '../support/sandbox.js'
+import { CLI, ROOT, describeSandbox, exec, mountTable, subidRangesOf } from '../support/sandbox.js'
 
 const uid = process.geteuid!()
 const node = process.execPath
@@ -189,8 +189,82 @@ describeSandbox('vitest-pool-rootless exec', () => {
   })
 
   it('never reads arguments after "--" as its own options', () => {
-    const r = exec([], ['echo', '--tmpfs', '--no-subids', '--'])
-    expect(r.stdout).toBe('--tmpfs --no-subids --\n')
+    const r = exec([], ['echo', '--tmpfs', '--no-subids', '--', '--help', '-v'])
+    expect(r.stdout).toBe('--tmpfs --no-subids -- --help -v\n')
+  })
+
+  it('exits 127 for a command that is not there, with one line saying so', () => {
+    const r = exec([], ['vpr-no-such-command'])
+    expect(r.status).toBe(127)
+    expect(r.stderr).toBe("vitest-pool-rootless: exec: can't run vpr-no-such-command: No such file or directory\n")
+    expect(exec([], ['./vpr-no-such-file']).status).toBe(127)
+  })
+
+  it('exits 126 for a command that is not executable (a plain file, a directory)', () => {
+    const file = join(ROOT, `.vpr-not-executable-${process.pid}`)
+    writeFileSync(file, 'echo hi\n')
+    chmodSync(file, 0o644)
+    try {
+      const r = exec([], [file])
+      expect(r.status).toBe(126)
+      expect(r.stderr).toBe(`vitest-pool-rootless: exec: can't run ${file}: Permission denied\n`)
+      expect(exec([], ['/etc/hosts']).status).toBe(126)
+      expect(exec([], [ROOT]).status).toBe(126)
+    } finally {
+      rmSync(file, { force: true })
+    }
+  })
+
+  it("keeps the command's own status 248 (the launcher's exec status) when the command ran", () => {
+    expect(exec([], ['sh', '-c', 'exit 248']).status).toBe(248)
+  })
+
+  it('keeps the temp dir private when --tmpfs hides another directory', () => {
+    const hidden = mkdtempSync(join(ROOT, '.vpr-hidden-'))
+    const marker = `vpr-marker-${process.pid}-${Date.now()}`
+    try {
+      writeFileSync(join(hidden, 'secret'), 'x')
+      const r = exec(['--tmpfs', hidden], ['sh', '-c', `ls -A ${hidden} | wc -l; echo x > /tmp/${marker}; ls -A /tmp`], { cwd: '/' })
+      expect(r.stderr).toBe('')
+      expect(r.stdout).toBe(`0\n${marker}\n`)
+      expect(existsSync(join(tmpdir(), marker))).toBe(false)
+    } finally {
+      rmSync(hidden, { recursive: true, force: true })
+    }
+  })
+
+  it('warns once that the temp dir is shared with --no-tmpfs', () => {
+    const r = exec(['--no-tmpfs'], ['true'])
+    expect(r.status).toBe(0)
+    expect(r.stderr.match(/no private temp dir/g)).toHaveLength(1)
+    expect(r.stderr).toContain('is shared with the host')
+  })
+
+  it('warns about a --keep path outside every tmpfs', () => {
+    const r = exec(['--keep', '/etc'], ['true'])
+    expect(r.status).toBe(0)
+    expect(r.stderr).toContain('`--keep` path /etc is not under any tmpfs target')
+  })
+
+  it('resolves localhost with a --hosts-file that lacks it', () => {
+    const dir = mkdtempSync(join(ROOT, '.vpr-hosts-'))
+    try {
+      const file = join(dir, 'hosts')
+      writeFileSync(file, '10.1.2.3 only.example.test\n')
+      const r = exec(['--hosts-file', file], ['getent', 'ahosts', 'localhost', 'only.example.test'])
+      expect(r.stderr).toBe('')
+      expect(r.stdout).toMatch(/^127\.0\.0\.1\s/m)
+      expect(r.stdout).toMatch(/^::1\s/m)
+      expect(r.stdout).toMatch(/^10\.1\.2\.3\s/m)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('accepts a hostname with "_", as hosts names may have', () => {
+    const r = exec(['--hostname', 'x_y'], ['hostname'])
+    expect(r.stderr).toBe('')
+    expect(r.stdout).toBe('x_y\n')
   })
 })
 

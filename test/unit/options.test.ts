@@ -1,12 +1,24 @@
 import { describe, it, expect, afterAll } from 'vitest'
-import { mkdtempSync, mkdirSync, writeFileSync, rmSync, symlinkSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join, relative } from 'node:path'
-import { validateSandboxOptions, SANDBOX_OPTION_KEYS } from '../../src/ns/options.js'
-import { RootlessOptionError, describe as describeValue } from '../../src/ns/errors.js'
+import { mkdtempSync, mkdirSync, writeFileSync, rmSync, symlinkSync, realpathSync } from 'node:fs'
+import { homedir, tmpdir } from 'node:os'
+import { dirname, join, relative, resolve } from 'node:path'
+import { validateSandboxOptions, validatePoolOptions, SANDBOX_OPTION_KEYS, POOL_OPTION_KEYS, resolveTempDir } from '../../src/ns/options.js'
+import { OPTION_SPECS, SANDBOX_SPECS, CLI_OPTION_KEYS, cliInput, cliParseOptions, cliSpell as tableSpell, cliUsageLines } from '../../src/ns/option-specs.js'
+import { RootlessEnvironmentError, RootlessOptionError, RootlessUsageError, describe as describeValue } from '../../src/ns/errors.js'
+import { isInside } from '../../src/ns/paths.js'
 
-// Real paths, created at collection time so it.each tables can use them.
-const root = mkdtempSync(join(tmpdir(), 'vpr-options-'))
+const temp = realpathSync(tmpdir())
+const nodeDir = dirname(realpathSync(process.execPath))
+
+/**
+ * Real paths, created at collection time so it.each tables can use them; outside the
+ * temp dir (which always gets a tmpfs, so a tmpfs inside it is refused) and away from
+ * the node binary's directory.
+ */
+const base = [resolve(import.meta.dirname, '..', '..'), '/var/tmp', homedir()].find(
+  (d) => d !== temp && !isInside(d, temp) && !isInside(temp, d) && d !== nodeDir && !isInside(nodeDir, d) && !isInside(d, nodeDir),
+)!
+const root = mkdtempSync(join(base, '.vpr-options-'))
 const dir = join(root, 'dir')
 const nested = join(dir, 'nested')
 const file = join(root, 'hosts')
@@ -39,7 +51,9 @@ const cliSpell = (key: string) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowe
 describe('validateSandboxOptions: defaults', () => {
   it('applies the defaults for no options', () => {
     const resolved = validateSandboxOptions(undefined)
-    expect(resolved.tmpfs).toEqual([tmpdir()])
+    expect(resolved.tmpfs).toEqual([temp])
+    expect(resolved.warnings).toEqual([])
+    expect(resolved.hostsBase).toBeUndefined()
     expect(resolved.subids).toBe('auto')
     expect(resolved.network).toBe('isolated')
     expect(resolved.keep).toEqual([])
@@ -86,12 +100,12 @@ describe('validateSandboxOptions: valid values', () => {
     expect(validateSandboxOptions({ hosts: { [name]: '10.0.0.1' } }).hosts.get(name)).toEqual(['10.0.0.1'])
   })
 
-  it('accepts an existing hostsFile and returns it normalized', () => {
-    expect(validateSandboxOptions({ hostsFile: file }).hostsFile).toBe(file)
+  it('accepts an existing hostsFile and returns it normalized, with its content in hostsBase', () => {
+    expect(validateSandboxOptions({ hostsFile: file })).toMatchObject({ hostsFile: file, hostsBase: '127.0.0.1 localhost', warnings: [] })
     expect(validateSandboxOptions({ hostsFile: join(dir, '..', 'hosts') }).hostsFile).toBe(file)
   })
 
-  it.each(['a', 'box', 'my-host.example', 'A1', '9lives', 'x'.repeat(63)])('accepts hostname %j', (hostname) => {
+  it.each(['a', 'box', 'my-host.example', 'A1', '9lives', 'x'.repeat(63), 'x_y', '_box', 'a.b.c', `${'a'.repeat(31)}.${'b'.repeat(32)}`])('accepts hostname %j', (hostname) => {
     expect(validateSandboxOptions({ hostname }).hostname).toBe(hostname)
   })
 
@@ -100,23 +114,27 @@ describe('validateSandboxOptions: valid values', () => {
     expect(validateSandboxOptions({ hostname }).hostname).toBe(hostname)
   })
 
-  it('accepts tmpfs directories, strips trailing slashes and removes duplicates', () => {
-    expect(validateSandboxOptions({ tmpfs: [dir, `${dir}/`, sibling] }).tmpfs).toEqual([dir, sibling])
+  it('accepts tmpfs directories in addition to the temp dir, strips trailing slashes and removes duplicates', () => {
+    expect(validateSandboxOptions({ tmpfs: [dir, `${dir}/`, sibling] }).tmpfs).toEqual([temp, dir, sibling])
   })
 
   it('resolves symlinked tmpfs targets and kept paths, as mount(2) does', () => {
-    expect(validateSandboxOptions({ tmpfs: [link], keep: [link] })).toMatchObject({ tmpfs: [sibling], keep: [sibling] })
+    expect(validateSandboxOptions({ tmpfs: [link], keep: [link] })).toMatchObject({ tmpfs: [temp, sibling], keep: [sibling] })
   })
 
-  it('accepts tmpfs: false and an empty array as "no tmpfs"', () => {
+  it('accepts tmpfs: false as "no tmpfs", and an empty array as "only the temp dir"', () => {
     expect(validateSandboxOptions({ tmpfs: false }).tmpfs).toEqual([])
-    expect(validateSandboxOptions({ tmpfs: [] }).tmpfs).toEqual([])
+    expect(validateSandboxOptions({ tmpfs: [] }).tmpfs).toEqual([temp])
   })
 
   it.each([
     ['512m', '512m'],
     ['2G', '2g'],
-    ['1k', '1k'],
+    ['4k', '4k'],
+    ['1t', '1t'],
+    ['512T', '512t'],
+    ['8388607t', '8388607t'],
+    ['9223372036854775807', '9223372036854775807'],
     ['4096', '4096'],
     ['50%', '50%'],
     ['1%', '1%'],
@@ -154,19 +172,24 @@ describe('validateSandboxOptions: valid values', () => {
     expect(resolved).toEqual({
       hosts: new Map([['db', ['10.0.0.2']]]),
       hostsFile: file,
+      hostsBase: '127.0.0.1 localhost',
       hostname: 'box',
-      tmpfs: [dir],
+      tmpfs: [temp, dir],
       tmpfsSize: '64m',
       keep: [nested],
       subids: 'auto',
       network: 'isolated',
       pidNamespace: false,
       dropEnv: ['NPM_TOKEN', 'AWS_*'],
+      warnings: [],
     })
   })
 
-  it('exports the known option keys', () => {
-    expect([...SANDBOX_OPTION_KEYS].sort()).toEqual(['hosts', 'hostsFile', 'hostname', 'tmpfs', 'tmpfsSize', 'keep', 'subids', 'network', 'pidNamespace', 'dropEnv'].sort())
+  it('derives the known option keys from the table', () => {
+    expect(SANDBOX_OPTION_KEYS).toEqual(Object.keys(SANDBOX_SPECS))
+    expect(POOL_OPTION_KEYS).toEqual(Object.keys(OPTION_SPECS))
+    // every sandbox option is resolved to a field of its own
+    expect(Object.keys(validateSandboxOptions({})).sort()).toEqual([...SANDBOX_OPTION_KEYS, 'warnings'].sort())
   })
 })
 
@@ -207,6 +230,14 @@ describe('validateSandboxOptions: invalid values', () => {
     ['hostname with "/"', { hostname: 'a/b' }, 'hostname', 'a/b'],
     ['hostname starting with "-"', { hostname: '-box' }, 'hostname', '-box'],
     ['hostname with a space', { hostname: 'my box' }, 'hostname', 'my box'],
+    ['hostname "a..."', { hostname: 'a...' }, 'hostname', 'a...'],
+    ['hostname with an empty label', { hostname: 'a..b' }, 'hostname', 'a..b'],
+    ['hostname starting with "."', { hostname: '.a' }, 'hostname', '.a'],
+    ['hostname ending with "."', { hostname: 'a.' }, 'hostname', 'a.'],
+    ['hostname ending with "-"', { hostname: 'box-' }, 'hostname', 'box-'],
+    ['hostname with NUL', { hostname: 'a\0b' }, 'hostname', 'a\0b'],
+    ['hostname 65 bytes in labels', { hostname: `${'a'.repeat(32)}.${'b'.repeat(32)}` }, 'hostname', `${'a'.repeat(32)}.${'b'.repeat(32)}`],
+    ['hostname non-ASCII', { hostname: 'bücher' }, 'hostname', 'bücher'],
     ['hostname a number', { hostname: 42 }, 'hostname', 42],
     ['tmpfs a string', { tmpfs: '/tmp' }, 'tmpfs', '/tmp'],
     ['tmpfs true', { tmpfs: true }, 'tmpfs', true],
@@ -225,7 +256,12 @@ describe('validateSandboxOptions: invalid values', () => {
     ['tmpfsSize "0"', { tmpfsSize: '0' }, 'tmpfsSize', '0'],
     ['tmpfsSize "0%"', { tmpfsSize: '0%' }, 'tmpfsSize', '0%'],
     ['tmpfsSize "101%"', { tmpfsSize: '101%' }, 'tmpfsSize', '101%'],
-    ['tmpfsSize "512t"', { tmpfsSize: '512t' }, 'tmpfsSize', '512t'],
+    ['tmpfsSize "9999999999999999g" (above 2^63-1 bytes)', { tmpfsSize: '9999999999999999g' }, 'tmpfsSize', '9999999999999999g'],
+    ['tmpfsSize "8388608t" (2^63 bytes)', { tmpfsSize: '8388608t' }, 'tmpfsSize', '8388608t'],
+    ['tmpfsSize "9223372036854775808" (2^63)', { tmpfsSize: '9223372036854775808' }, 'tmpfsSize', '9223372036854775808'],
+    ['tmpfsSize "1k" (below 4096)', { tmpfsSize: '1k' }, 'tmpfsSize', '1k'],
+    ['tmpfsSize "0512m" (a leading zero)', { tmpfsSize: '0512m' }, 'tmpfsSize', '0512m'],
+    ['tmpfsSize "1p" (no p suffix)', { tmpfsSize: '1p' }, 'tmpfsSize', '1p'],
     ['tmpfsSize ""', { tmpfsSize: '' }, 'tmpfsSize', ''],
     ['tmpfsSize true', { tmpfsSize: true }, 'tmpfsSize', true],
     ['keep not an array', { keep: file }, 'keep', file],
@@ -242,6 +278,12 @@ describe('validateSandboxOptions: invalid values', () => {
     ['dropEnv "*" in the middle', { dropEnv: ['A*B'] }, 'dropEnv', 'A*B'],
     ['tmpfs targets inside each other', { tmpfs: [dir, nested] }, 'tmpfs', [dir, nested]],
     ['tmpfs on /etc (hides the private hosts file)', { tmpfs: ['/etc'] }, 'tmpfs', '/etc'],
+    ['tmpfs on /dev', { tmpfs: ['/dev'] }, 'tmpfs', '/dev'],
+    ['tmpfs on /proc', { tmpfs: ['/proc'] }, 'tmpfs', '/proc'],
+    ['tmpfs on /sys', { tmpfs: ['/sys'] }, 'tmpfs', '/sys'],
+    ["tmpfs on the node binary's directory", { tmpfs: [nodeDir] }, 'tmpfs', nodeDir],
+    ["tmpfs on a parent of the node binary's directory", { tmpfs: [dirname(nodeDir)] }, 'tmpfs', dirname(nodeDir)],
+    ['hostsFile unreadable (EIO)', { hostsFile: '/proc/self/mem' }, 'hostsFile', '/proc/self/mem'],
     ['more than 16 tmpfs targets', { tmpfs: Array.from({ length: 17 }, () => dir) }, 'tmpfs', Array.from({ length: 17 }, () => dir)],
     ['tmpfsSize "1" (bytes, below a page)', { tmpfsSize: '1' }, 'tmpfsSize', '1'],
     ['pidNamespace 0', { pidNamespace: 0 }, 'pidNamespace', 0],
@@ -315,5 +357,190 @@ describe('validateSandboxOptions: spell and allowedKeys', () => {
     expect(error.option).toBe('hostname')
     expect(error.message).toContain('hosts, network')
     expect(validateSandboxOptions({ network: 'host' }, undefined, ['hosts', 'network']).network).toBe('host')
+  })
+})
+
+describe('validateSandboxOptions: tmpfs adds to the temp dir', () => {
+  it('keeps the temp dir private when other paths are hidden (README: "add their directories to tmpfs")', () => {
+    const resolved = validateSandboxOptions({ tmpfs: [sibling] })
+    expect(resolved.tmpfs).toEqual([temp, sibling])
+    expect(resolved.warnings).toEqual([])
+  })
+
+  it('deduplicates an entry equal to the temp dir, however it is spelled', () => {
+    expect(validateSandboxOptions({ tmpfs: [tmpdir(), `${temp}/`] }).tmpfs).toEqual([temp])
+  })
+
+  it('refuses a target inside the temp dir, saying the temp dir always gets a tmpfs', () => {
+    const inner = mkdtempSync(join(temp, 'vpr-inner-'))
+    try {
+      const error = catchOptionError(() => validateSandboxOptions({ tmpfs: [inner] }))
+      expect(error.option).toBe('tmpfs')
+      expect(error.message).toContain(`${inner} is inside ${temp}`)
+      expect(error.message).toContain('the temp dir, which always gets a tmpfs')
+    } finally {
+      rmSync(inner, { recursive: true, force: true })
+    }
+  })
+
+  it('warns that the temp dir is shared with the host when tmpfs is false', () => {
+    const { warnings } = validateSandboxOptions({ tmpfs: false })
+    expect(warnings).toHaveLength(1)
+    expect(warnings[0]).toMatch(/^vitest-pool-rootless: no private temp dir/)
+    expect(warnings[0]).toContain(`${tmpdir()} is shared with the host`)
+  })
+
+  it.each([
+    ['/dev', "don't hide /dev"],
+    ['/proc', "don't hide /proc"],
+    ['/sys', "don't hide /sys"],
+  ])('refuses tmpfs on %s, saying why', (path, message) => {
+    const error = catchOptionError(() => validateSandboxOptions({ tmpfs: [path] }))
+    expect(error.message).toContain(message)
+    expect(error.message).toContain(`got "${path}"`)
+  })
+
+  it("refuses a tmpfs over the node binary's directory, naming it", () => {
+    const error = catchOptionError(() => validateSandboxOptions({ tmpfs: [nodeDir] }, cliSpell))
+    expect(error.option).toBe('--tmpfs')
+    expect(error.message).toContain(`the node binary's directory ${nodeDir}`)
+  })
+
+  it('names TMPDIR when the temp dir does not exist', () => {
+    const saved = process.env.TMPDIR
+    process.env.TMPDIR = join(root, 'no-such-tmp')
+    try {
+      expect(() => resolveTempDir()).toThrow(RootlessEnvironmentError)
+      expect(() => validateSandboxOptions({})).toThrow(/^vitest-pool-rootless: TMPDIR=.*no-such-tmp: the temp dir can't be used \(ENOENT/)
+      // no tmpfs: validation doesn't need the temp dir
+      expect(validateSandboxOptions({ tmpfs: false }).tmpfs).toEqual([])
+    } finally {
+      if (saved === undefined) delete process.env.TMPDIR
+      else process.env.TMPDIR = saved
+    }
+  })
+})
+
+describe('validateSandboxOptions: hostsFile is read and checked at config load', () => {
+  const write = (name: string, text: string) => {
+    const path = join(root, name)
+    writeFileSync(path, text)
+    return path
+  }
+
+  it('keeps entries, comments and blank lines; drops lines that are not "IP name..." with a warning naming file:line', () => {
+    const path = write('mixed', '# comment\n127.0.0.1 localhost\n\ngarbage\n10.0.0.1\n999.1.1.1 bad-ip\n10.0.0.2 db # the db\n::1 ip6-localhost ip6-loopback\n10.0.0.3 "quoted"\n')
+    const resolved = validateSandboxOptions({ hostsFile: path })
+    expect(resolved.hostsBase).toBe('# comment\n127.0.0.1 localhost\n\n10.0.0.2 db # the db\n::1 ip6-localhost ip6-loopback')
+    expect(resolved.warnings).toEqual([
+      `vitest-pool-rootless: \`hostsFile\` line dropped, not "IP name...": ${path}:4: "garbage"`,
+      `vitest-pool-rootless: \`hostsFile\` line dropped, not "IP name...": ${path}:5: "10.0.0.1"`,
+      `vitest-pool-rootless: \`hostsFile\` line dropped, not "IP name...": ${path}:6: "999.1.1.1 bad-ip"`,
+      `vitest-pool-rootless: \`hostsFile\` line dropped, not "IP name...": ${path}:9: "10.0.0.3 \\"quoted\\""`,
+    ])
+  })
+
+  it('spells the option as the CLI does in warnings', () => {
+    const path = write('one-bad', 'nope\n')
+    expect(validateSandboxOptions({ hostsFile: path }, cliSpell).warnings[0]).toContain('`--hosts-file` line dropped')
+  })
+
+  it('lists at most 5 dropped lines and counts the rest', () => {
+    const path = write('binary', Array.from({ length: 12 }, (_, i) => `\u0000junk${i}`).join('\n'))
+    const { warnings, hostsBase } = validateSandboxOptions({ hostsFile: path })
+    expect(warnings).toHaveLength(6)
+    expect(warnings[5]).toContain(`7 more lines of ${path} dropped`)
+    expect(hostsBase).toBe('')
+  })
+
+  it('handles CRLF line ends', () => {
+    const path = write('crlf', '10.0.0.1 a\r\n10.0.0.2 b\r\n')
+    expect(validateSandboxOptions({ hostsFile: path })).toMatchObject({ hostsBase: '10.0.0.1 a\n10.0.0.2 b', warnings: [] })
+  })
+
+  it('names the option and the reason when the file cannot be read', () => {
+    const error = catchOptionError(() => validateSandboxOptions({ hostsFile: '/proc/self/mem' }, cliSpell))
+    expect(error.option).toBe('--hosts-file')
+    expect(error.message).toContain('expects a readable file, but reading it failed (EIO')
+  })
+})
+
+describe('validateSandboxOptions: keep', () => {
+  it('warns about a kept path outside every tmpfs target, naming it', () => {
+    const { warnings, keep } = validateSandboxOptions({ keep: [sibling] })
+    expect(keep).toEqual([sibling])
+    expect(warnings).toEqual([`vitest-pool-rootless: \`keep\` path ${sibling} is not under any tmpfs target (${temp}): it is visible in the sandbox anyway, so keeping it does nothing`])
+  })
+
+  it('warns about a kept path that is a tmpfs target itself', () => {
+    expect(validateSandboxOptions({ tmpfs: [dir], keep: [dir] }).warnings[0]).toContain(`\`keep\` path ${dir} is itself a tmpfs target`)
+  })
+
+  it('does not warn about a path under a tmpfs target', () => {
+    expect(validateSandboxOptions({ tmpfs: [dir], keep: [nested] }).warnings).toEqual([])
+  })
+
+  it('warns when there is no tmpfs at all', () => {
+    expect(validateSandboxOptions({ tmpfs: false, keep: [nested] }, cliSpell).warnings).toContain(
+      `vitest-pool-rootless: \`--keep\` path ${nested} is not under a tmpfs (there is none): it is visible in the sandbox anyway, so keeping it does nothing`,
+    )
+  })
+})
+
+describe('validatePoolOptions', () => {
+  it('resolves warm next to the sandbox options', () => {
+    expect(validatePoolOptions({ warm: 3 })).toMatchObject({ warm: 3, tmpfs: [temp], warnings: [] })
+    expect(validatePoolOptions({}).warm).toBeUndefined()
+  })
+
+  it.each([-1, 65, 1.5, '2', null])('refuses warm %j', (warm) => {
+    const error = catchOptionError(() => validatePoolOptions({ warm }))
+    expect(error.option).toBe('warm')
+    expect(error.message).toContain('expects a whole number of spare workers from 0 to 64')
+  })
+
+  it('lists warm among the known options; the CLI path does not take it', () => {
+    expect(() => validatePoolOptions({ wram: 1 })).toThrow(/known options are .*warm/)
+    expect(catchOptionError(() => validateSandboxOptions({ warm: 1 })).option).toBe('warm')
+  })
+})
+
+describe('the option table drives the CLI', () => {
+  const flags = Object.values(OPTION_SPECS).flatMap((spec) => ('cli' in spec && spec.cli ? spec.cli.map((f) => f.name) : []))
+
+  it('gives every option a one-line summary, and every CLI option at least one unique flag', () => {
+    for (const [key, spec] of Object.entries(OPTION_SPECS)) {
+      expect(spec.summary, key).toMatch(/^[^\n]+$/)
+      expect('cli' in spec && spec.cli !== undefined, key).toBe((spec.surfaces as readonly string[]).includes('cli'))
+    }
+    expect(new Set(flags).size).toBe(flags.length)
+    expect(CLI_OPTION_KEYS).toEqual(SANDBOX_OPTION_KEYS)
+  })
+
+  it('derives the parseArgs config and a usage line for every flag', () => {
+    expect(Object.keys(cliParseOptions()).sort()).toEqual([...flags].sort())
+    const usage = cliUsageLines()
+    for (const flag of flags) expect(usage).toContain(`--${flag}`)
+    expect(usage).toContain('--host NAME=IP        add an /etc/hosts entry (repeatable)')
+    expect(usage).toMatch(/^ {6}--no-tmpfs {12}no tmpfs, not even on the temp dir/m)
+  })
+
+  it('spells each option as its first flag', () => {
+    expect(tableSpell('hostsFile')).toBe('--hosts-file')
+    expect(tableSpell('subids')).toBe('--no-subids')
+    expect(tableSpell('tmpfs')).toBe('--tmpfs')
+    expect(tableSpell('warm')).toBe('warm')
+  })
+
+  it('maps flags to options input', () => {
+    expect(
+      cliInput({ host: ['a=10.0.0.1', 'a=::1'], 'hosts-file': '/h', 'no-tmpfs': true, 'no-subids': true, 'no-pid-namespace': true, network: 'host', 'drop-env': ['X'] }),
+    ).toEqual({ hosts: { a: ['10.0.0.1', '::1'] }, hostsFile: '/h', tmpfs: false, subids: false, pidNamespace: false, network: 'host', dropEnv: ['X'] })
+    expect(cliInput({})).toEqual({})
+  })
+
+  it('refuses two flags of one option, and a --host without "="', () => {
+    expect(() => cliInput({ tmpfs: ['/x'], 'no-tmpfs': true })).toThrow(new RootlessUsageError('--tmpfs and --no-tmpfs exclude each other'))
+    expect(catchOptionError(() => cliInput({ host: ['nope'] })).message).toContain('option `--host` expects NAME=IP, got "nope"')
   })
 })

@@ -6,7 +6,8 @@ import type { IdMapPlan } from '../../src/ns/idmap.js'
 import type { ResolvedSandboxOptions } from '../../src/ns/options.js'
 
 function options(overrides: Partial<ResolvedSandboxOptions> = {}): ResolvedSandboxOptions {
-  return { hosts: new Map(), tmpfs: [], keep: [], subids: 'auto', network: 'isolated', pidNamespace: false, dropEnv: [], ...overrides }
+  const defaults: ResolvedSandboxOptions = { hosts: new Map(), hostsFile: undefined, hostsBase: undefined, hostname: undefined, tmpfs: [], tmpfsSize: undefined, keep: [], subids: 'auto', network: 'isolated', pidNamespace: false, dropEnv: [], warnings: [] }
+  return { ...defaults, ...overrides } as ResolvedSandboxOptions
 }
 
 const subidsMap: IdMapPlan = {

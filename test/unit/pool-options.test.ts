@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { RootlessOptionError } from '../../src/ns/errors.js'
 import { rootless } from '../../src/pool/index.js'
 
@@ -16,6 +16,10 @@ describe('rootless(): options are checked when the config loads', () => {
     [{ warm: '2' }, 'warm', '"2"'],
     [{ bogus: true }, 'bogus', 'true'],
     [{ hostname: 'a b' }, 'hostname', '"a b"'],
+    [{ hostname: 'a...' }, 'hostname', '"a..."'],
+    [{ hostsFile: '/proc/self/mem' }, 'hostsFile', '"/proc/self/mem"'],
+    [{ tmpfs: ['/proc'] }, 'tmpfs', '"/proc"'],
+    [{ tmpfsSize: '9999999999999999g' }, 'tmpfsSize', '"9999999999999999g"'],
   ])('%j is refused, naming the option and the value', (options, option, shown) => {
     let error: unknown
     try {
@@ -31,5 +35,20 @@ describe('rootless(): options are checked when the config loads', () => {
 
   it('lists warm among the known options when a key is unknown', () => {
     expect(() => rootless({ wram: 1 } as never)).toThrow(/known options are .*warm/)
+  })
+
+  it('accepts a hostname with "_", as hosts names may have', () => {
+    expect(rootless({ hostname: 'x_y', warm: 0 }).name).toBe('rootless')
+  })
+
+  it('prints each warning once, when the config loads', () => {
+    const write = vi.spyOn(process.stderr, 'write').mockImplementation(() => true)
+    try {
+      rootless({ tmpfs: false, warm: 0 })
+      const printed = write.mock.calls.map(([text]) => String(text))
+      expect(printed.filter((t) => t.includes('no private temp dir'))).toHaveLength(1)
+    } finally {
+      write.mockRestore()
+    }
   })
 })
