@@ -1,58 +1,11 @@
-import { spawn } from 'node:child_process'
 import { appendFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { beforeAll, expect, inject, it } from 'vitest'
+import { afterEach, beforeAll, expect, inject, it } from 'vitest'
 import { copyFixture, prepareConsumer, type Consumer } from './consumer.js'
+import { expectNoLeftovers, releaseNamespaces, snapshotLeftovers } from './leftovers.js'
 import { describeSandbox, mountTable } from './sandbox.js'
-
-export interface VitestRun {
-  code: number | null
-  output: string
-}
-
-/** Runs a copied fixture through the consumer's real Vitest: `vitest run --root <fixture> ...args`. */
-export function runVitest(consumer: Consumer, root: string, args: string[] = [], env: Record<string, string> = {}): Promise<VitestRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(consumer.node, [consumer.vitest, 'run', '--root', root, '--reporter=verbose', ...args], {
-      cwd: root,
-      env: { ...process.env, CI: 'true', NO_COLOR: '1', FORCE_COLOR: '0', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let output = ''
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (output += d))
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d))
-    const timer = setTimeout(() => child.kill('SIGKILL'), 150_000)
-    child.once('error', reject)
-    child.once('close', (code) => {
-      clearTimeout(timer)
-      resolve({ code, output })
-    })
-  })
-}
-
-/** Processes of ours still alive: launchers, or node running a Vitest worker entry. */
-export function leftoverProcesses(consumer: Consumer): string[] {
-  const found: string[] = []
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    try {
-      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ')
-      if (cmd.includes(consumer.dir) && Number(pid) !== process.pid) found.push(`${pid} ${cmd}`)
-    } catch {}
-  }
-  return found
-}
-
-/** Waits up to 2 s (the promise to users) for the run's processes to be gone; returns what is left. */
-export async function leftoverProcessesAfter(consumer: Consumer, withinMs = 2000): Promise<string[]> {
-  const deadline = Date.now() + withinMs
-  let left = leftoverProcesses(consumer)
-  while (left.length > 0 && Date.now() < deadline) {
-    await new Promise((ok) => setTimeout(ok, 50))
-    left = leftoverProcesses(consumer)
-  }
-  return left
-}
+import { runVitest, startVitest } from './vitest-run.js'
 
 /** The pool's end-to-end suite against one Vitest major, on fixtures in test/fixtures. */
 export function definePoolSuite(major: 4 | 5): void {
@@ -61,6 +14,8 @@ export function definePoolSuite(major: 4 | 5): void {
     beforeAll(() => {
       consumer = prepareConsumer(major, inject('tarball'))
     }, 300_000)
+    // a run no check followed must not keep its namespaces held open
+    afterEach(() => releaseNamespaces())
 
     it('gives every file uid 0, chown, port 80, hosts, hostname and an empty private /tmp', async () => {
       const root = copyFixture(consumer, 'sandboxed')
@@ -69,14 +24,15 @@ export function definePoolSuite(major: 4 | 5): void {
       writeFileSync(join(root, 'big.generated.ts'), `export const BIG: string[] = ${JSON.stringify(big)}\n`)
       const marker = `vpr-e2e-${major}-${process.pid}`
       const mountsBefore = mountTable()
-      const run = await runVitest(consumer, root, [], { E2E_MARKER: marker, E2E_BIG_LENGTH: String(big.length), E2E_SECRET_TOKEN: 'must not reach the tests' })
+      const before = snapshotLeftovers(consumer)
+      const run = await runVitest(consumer, root, { env: { E2E_MARKER: marker, E2E_BIG_LENGTH: String(big.length), E2E_SECRET_TOKEN: 'must not reach the tests' } })
       expect(run.output).toMatch(/Test Files\s+3 passed \(3\)/)
       expect(run.output).toMatch(/Tests\s+27 passed \(27\)/)
       expect(run.code, run.output).toBe(0)
       // each file found /tmp empty, so a's marker was invisible to b and c; none reached the host
       expect(readdirSync(tmpdir()).filter((f) => f.startsWith(marker))).toEqual([])
       expect(mountTable()).toEqual(mountsBefore)
-      expect(await leftoverProcessesAfter(consumer)).toEqual([])
+      await expectNoLeftovers(before, consumer)
     })
 
     it('lets 10 files bind port 3000 at the same time, where forks collide', async () => {
@@ -84,13 +40,14 @@ export function definePoolSuite(major: 4 | 5): void {
       const rootless = await runVitest(consumer, root)
       expect(rootless.output).toMatch(/Test Files\s+10 passed \(10\)/)
       expect(rootless.code, rootless.output).toBe(0)
-      const forks = await runVitest(consumer, root, [], { E2E_POOL: 'forks' })
+      const forks = await runVitest(consumer, root, { env: { E2E_POOL: 'forks' } })
       expect(forks.output).toContain('EADDRINUSE')
       expect(forks.code).not.toBe(0)
     })
 
     it('reports a worker that exits or is killed, by file and code or signal, and runs the rest', async () => {
       const root = copyFixture(consumer, 'crashes')
+      const before = snapshotLeftovers(consumer)
       const run = await runVitest(consumer, root)
       expect(run.code).not.toBe(0)
       expect(run.output).toMatch(/✓ ok\.test\.ts/)
@@ -98,7 +55,7 @@ export function definePoolSuite(major: 4 | 5): void {
       expect(run.output).toMatch(/sigkill\.test\.ts/)
       expect(run.output).toMatch(/killed by SIGKILL[^\n]*sigkill\.test\.ts/)
       expect(run.output).toContain('thrown at import time')
-      expect(await leftoverProcessesAfter(consumer)).toEqual([])
+      await expectNoLeftovers(before, consumer)
     })
 
     it('refuses invalid options before any worker starts, naming the option and value', async () => {
@@ -119,60 +76,44 @@ export function definePoolSuite(major: 4 | 5): void {
     it('resets the sandbox between files that share a worker (isolate: false)', async () => {
       const root = copyFixture(consumer, 'sandboxed')
       // one worker runs all three files: each must still find an empty /tmp and clean hosts
-      const run = await runVitest(consumer, root, ['--maxWorkers=1'], { E2E_ISOLATE: 'false' })
+      const before = snapshotLeftovers(consumer)
+      const run = await runVitest(consumer, root, { args: ['--maxWorkers=1'], env: { E2E_ISOLATE: 'false' } })
       expect(run.output).toMatch(/Test Files\s+3 passed \(3\)/)
       expect(run.code, run.output).toBe(0)
-      expect(await leftoverProcessesAfter(consumer)).toEqual([])
+      await expectNoLeftovers(before, consumer)
     })
 
     it('re-runs a changed file in watch mode, in a fresh sandbox', async () => {
       const root = copyFixture(consumer, 'sandboxed')
-      const child = spawn(consumer.node, [consumer.vitest, '--watch', '--root', root], {
-        cwd: root,
-        env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
-        stdio: ['pipe', 'pipe', 'pipe'],
-      })
-      let output = ''
-      const seen = (pattern: RegExp) =>
-        new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error(`watch mode never printed ${pattern}:\n${output}`)), 60_000)
-          const check = () => {
-            if (pattern.test(output)) {
-              clearTimeout(timer)
-              resolve()
-            } else setTimeout(check, 100)
-          }
-          check()
-        })
-      child.stdout.setEncoding('utf8').on('data', (d: string) => (output += d))
-      child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d))
+      const before = snapshotLeftovers(consumer)
+      const run = startVitest(consumer, root, { mode: 'watch', timeoutMs: 150_000 })
       try {
-        await seen(/Test Files\s+3 passed \(3\)/)
-        output = ''
+        await run.waitFor(/Test Files\s+3 passed \(3\)/, { ms: 60_000 })
+        const since = run.output().length
         appendFileSync(join(root, 'b.test.ts'), '\n// edited\n')
-        await seen(/Test Files\s+1 passed \(1\)/)
-        expect(output).toContain('b.test.ts')
+        await run.waitFor(/Test Files\s+1 passed \(1\)/, { ms: 60_000, since })
+        expect(run.output(since)).toContain('b.test.ts')
       } finally {
-        child.kill('SIGTERM')
-        await new Promise((ok) => child.once('close', ok))
+        run.kill('SIGTERM')
+        await run.closed
       }
-      expect(await leftoverProcessesAfter(consumer)).toEqual([])
+      await expectNoLeftovers(before, consumer)
     })
 
     it('shards, writes blob reports, and merges them', async () => {
       const root = copyFixture(consumer, 'sandboxed')
       for (const shard of ['1/2', '2/2']) {
-        const run = await runVitest(consumer, root, [`--shard=${shard}`, '--reporter=blob', `--outputFile=.vitest-reports/blob-${shard.replace('/', '-')}.json`])
+        const run = await runVitest(consumer, root, { args: [`--shard=${shard}`, '--reporter=blob', `--outputFile=.vitest-reports/blob-${shard.replace('/', '-')}.json`] })
         expect(run.code, run.output).toBe(0)
       }
-      const merged = await runVitest(consumer, root, ['--merge-reports=.vitest-reports'])
+      const merged = await runVitest(consumer, root, { args: ['--merge-reports=.vitest-reports'] })
       expect(merged.output).toMatch(/Test Files\s+3 passed \(3\)/)
       expect(merged.code, merged.output).toBe(0)
     })
 
     it('collects v8 coverage from sandboxed workers', async () => {
       const root = copyFixture(consumer, 'sandboxed')
-      const run = await runVitest(consumer, root, ['--coverage.enabled', '--coverage.provider=v8', '--coverage.reporter=json-summary', '--coverage.include=checks.ts'])
+      const run = await runVitest(consumer, root, { args: ['--coverage.enabled', '--coverage.provider=v8', '--coverage.reporter=json-summary', '--coverage.include=checks.ts'] })
       expect(run.code, run.output).toBe(0)
       const summary = JSON.parse(readFileSync(join(root, 'coverage', 'coverage-summary.json'), 'utf8')) as { total: { lines: { pct: number } } }
       expect(summary.total.lines.pct).toBeGreaterThan(90)
@@ -180,7 +121,7 @@ export function definePoolSuite(major: 4 | 5): void {
 
     it('stops at the first failure with bail (the worker reports it over RPC)', async () => {
       const root = copyFixture(consumer, 'bail')
-      const bailed = await runVitest(consumer, root, ['--bail=1'])
+      const bailed = await runVitest(consumer, root, { args: ['--bail=1'] })
       expect(bailed.output).toMatch(/Tests\s+1 failed \(3\)/)
       const full = await runVitest(consumer, root)
       expect(full.output).toMatch(/Tests\s+1 failed \| 2 passed \(3\)/)
