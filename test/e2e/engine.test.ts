@@ -3,7 +3,7 @@ import { appendFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { beforeAll, expect, inject, it } from 'vitest'
 import { copyFixture, prepareConsumer, type Consumer } from '../support/consumer.js'
-import { runVitest } from '../support/pool-suite.js'
+import { runVitest } from '../support/vitest-run.js'
 import { describeSandbox } from '../support/sandbox.js'
 
 /** Open fds and live child processes of `pid`. */

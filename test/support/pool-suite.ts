@@ -62,7 +62,7 @@ export function definePoolSuite(major: 4 | 5): void {
       const root = copyFixture(consumer, 'bad-options')
       const run = await runVitest(consumer, root)
       expect(run.code).not.toBe(0)
-      expect(run.output).toContain('option `hostname` expects 1 to 64 letters, digits, "." or "-", starting with a letter or digit, got "not/a/hostname"')
+      expect(run.output).toContain('option `hostname` expects 1 to 64 letters, digits, "-", "_" or ".", in labels separated by single dots, none starting or ending with "-", got "not/a/hostname"')
       expect(run.output).not.toContain('a worker started despite invalid options')
     })
 

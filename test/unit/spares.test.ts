@@ -1,7 +1,7 @@
 import type { ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import type { WorkerSpec } from '../../src/engine/run.js'
+import type { LaunchSpec } from '../../src/engine/run.js'
 import { SPARE_IDLE_MS, SparePool } from '../../src/engine/spares.js'
 
 /** A handle that remembers whether it keeps the event loop alive. */
@@ -50,7 +50,7 @@ class FakeChild extends EventEmitter {
   }
 }
 
-const spec = (over: Partial<WorkerSpec> = {}): WorkerSpec => ({
+const spec = (over: Partial<LaunchSpec> = {}): LaunchSpec => ({
   entrypoint: '/x/vitest/dist/workers/forks.js',
   execArgv: ['--conditions=node'],
   env: { VITEST: 'true' },
@@ -60,17 +60,17 @@ const spec = (over: Partial<WorkerSpec> = {}): WorkerSpec => ({
 })
 
 /** A SparePool whose start() makes FakeChildren, recording each call's spec. */
-function pool(startImpl?: (s: WorkerSpec, n: number) => FakeChild) {
+function pool(startImpl?: (s: LaunchSpec, n: number) => FakeChild) {
   const started: FakeChild[] = []
-  const specs: WorkerSpec[] = []
-  const start = vi.fn((s: WorkerSpec) => {
+  const specs: LaunchSpec[] = []
+  const start = vi.fn((s: LaunchSpec) => {
     specs.push(s)
     const child = startImpl ? startImpl(s, started.length) : new FakeChild(started.length)
     started.push(child)
     return child as unknown as ChildProcess
   })
   const spares = new SparePool(start)
-  const take = (s: WorkerSpec) => spares.take(s) as unknown as FakeChild | undefined
+  const take = (s: LaunchSpec) => spares.take(s) as unknown as FakeChild | undefined
   return { spares, start, started, specs, take }
 }
 
@@ -131,7 +131,7 @@ describe('SparePool', () => {
     ['env', { env: { VITEST: 'true', EXTRA: '1' } }],
     ['needs', { needs: ['/project', '/elsewhere'] }],
     ['reusable', { reusable: true }],
-  ] as Array<[string, Partial<WorkerSpec>]>)('a spare is only handed out for the same spec (%s differs)', (_field, over) => {
+  ] as Array<[string, Partial<LaunchSpec>]>)('a spare is only handed out for the same spec (%s differs)', (_field, over) => {
     const p = tracked(pool())
     p.spares.fill(spec(), 1)
     expect(p.take(spec(over))).toBeUndefined()
