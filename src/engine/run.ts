@@ -4,6 +4,7 @@ import { explainFailure } from '../doctor/diagnose.js'
 import { scrubEnv } from '../ns/env.js'
 import { SandboxError } from '../ns/errors.js'
 import type { ResolvedSandboxOptions } from '../ns/options.js'
+import { realpathOrSelf } from '../ns/paths.js'
 import { createResetPlan } from '../ns/plan.js'
 import { RESET_ENV } from '../ns/reset-plan.js'
 import { launcherStep } from '../ns/steps.js'
@@ -155,6 +156,9 @@ export class SandboxRun {
 
   private forkNow(spec: LaunchSpec): ChildProcess {
     const { sandbox, userns } = this.openPhase()
+    // a path reached through a symlink is kept as written and as it resolves: either
+    // may lie under a tmpfs target (a project root symlinked into /tmp, or out of it)
+    spec = { ...spec, needs: [...new Set(spec.needs.flatMap((path) => [path, realpathOrSelf(path)]))] }
     let env = scrubEnv(spec.env, this.options.dropEnv)
     if (spec.reusable) {
       // read by inside/reset-hook.ts, before each file after the first: the same mounts

@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process'
-import { accessSync, constants, existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { accessSync, constants, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
@@ -29,6 +29,8 @@ describe('the packed package', () => {
       expect(existsSync(join(pkg, file)), file).toBe(true)
     }
     expect(existsSync(join(pkg, 'test'))).toBe(false)
+    // no source maps pointing stack traces into src/, which is not shipped
+    expect(readdirSync(join(pkg, 'dist'), { recursive: true }).filter((f) => String(f).endsWith('.map'))).toEqual([])
   })
 
   it('uses the shipped launcher when it is there', () => {
