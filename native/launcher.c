@@ -374,13 +374,20 @@ static int write_map_direct(pid_t pid, const char *which, const struct id_range 
   return write_file(path, map);
 }
 
+/* Which maps a helper writes, and how: through newuidmap/newgidmap, or directly (NULL). */
+struct map_job {
+  const struct id_range *uid_map, *gid_map;
+  int n_uid_map, n_gid_map;
+  const char *newuidmap, *newgidmap;
+};
+
 /*
  * Forked before unshare(): this process stays in the parent user namespace, which is
  * where the maps must be written from (by newuidmap for subordinate ranges, or
  * directly). It waits for one byte ("unshared"), writes both maps, and answers with
  * "k", or "u"/"g" followed by the reason.
  */
-static pid_t start_map_helper(const struct plan *p, int *go_fd, int *done_fd) {
+static pid_t start_map_helper(const struct map_job *job, int *go_fd, int *done_fd) {
   int go[2], done[2];
   if (pipe2(go, O_CLOEXEC) || pipe2(done, O_CLOEXEC)) return -1;
   pid_t target = getpid();
@@ -395,19 +402,19 @@ static pid_t start_map_helper(const struct plan *p, int *go_fd, int *done_fd) {
     if (read_retry(go[0], &c, 1) != 1) _exit(1);
     /* the answer: 'k', or 'u'/'g' and the reason in words */
     char answer[512] = "k";
-    if (p->newuidmap) {
+    if (job->newuidmap) {
       /* both helpers at once: each is a setuid exec that reads /etc/sub?id */
       struct map_helper u, g;
       char why_u[480], why_g[480];
-      spawn_map_helper(&u, p->newuidmap, target, p->uid_map, p->n_uid_map);
-      spawn_map_helper(&g, p->newgidmap, target, p->gid_map, p->n_gid_map);
+      spawn_map_helper(&u, job->newuidmap, target, job->uid_map, job->n_uid_map);
+      spawn_map_helper(&g, job->newgidmap, target, job->gid_map, job->n_gid_map);
       int u_ok = wait_map_helper(&u, why_u, sizeof why_u) == 0;
       int g_ok = wait_map_helper(&g, why_g, sizeof why_g) == 0;
       if (!u_ok) snprintf(answer, sizeof answer, "u%s", why_u);
       else if (!g_ok) snprintf(answer, sizeof answer, "g%s", why_g);
-    } else if (write_map_direct(target, "uid_map", p->uid_map, p->n_uid_map) < 0) {
+    } else if (write_map_direct(target, "uid_map", job->uid_map, job->n_uid_map) < 0) {
       snprintf(answer, sizeof answer, "u%s", strerror(errno));
-    } else if (write_map_direct(target, "gid_map", p->gid_map, p->n_gid_map) < 0) {
+    } else if (write_map_direct(target, "gid_map", job->gid_map, job->n_gid_map) < 0) {
       snprintf(answer, sizeof answer, "g%s", strerror(errno));
     }
     write_all(done[1], answer, strlen(answer));
@@ -418,6 +425,46 @@ static pid_t start_map_helper(const struct plan *p, int *go_fd, int *done_fd) {
   *go_fd = go[1];
   *done_fd = done[0];
   return pid;
+}
+
+/*
+ * Called right after unshare(CLONE_NEWUSER): tells the helper to map us, waits for its
+ * answer and dies with the failed map's step. `what` names the namespace in messages.
+ */
+static void finish_map_helper(const struct map_job *job, pid_t helper, int go_fd, int done_fd, const char *what) {
+  char go = 1, result[512] = {0};
+  if (write_all(go_fd, &go, 1) < 0) die_step(STEP_MAP_HELPER, "can't signal the id-map helper%s", what);
+  size_t got = 0;
+  ssize_t n;
+  while (got < sizeof result - 1 && (n = read_retry(done_fd, result + got, sizeof result - 1 - got)) > 0) got += (size_t)n;
+  while (waitpid(helper, NULL, 0) < 0 && errno == EINTR) {}
+  close(go_fd);
+  close(done_fd);
+  errno = 0;
+  if (got == 0) die_step(STEP_MAP_HELPER, "the id-map helper%s died before writing the maps", what);
+  if (result[0] == 'u')
+    die_step(STEP_UID_MAP, "can't write the uid map%s%s%s: %s", what, job->newuidmap ? " with " : "", job->newuidmap ? job->newuidmap : "", result + 1);
+  if (result[0] == 'g')
+    die_step(STEP_GID_MAP, "can't write the gid map%s%s%s: %s", what, job->newgidmap ? " with " : "", job->newgidmap ? job->newgidmap : "", result + 1);
+}
+
+/*
+ * The ids this process's user namespace maps, as identity ranges in its own terms:
+ * each line "INSIDE OUTSIDE COUNT" of /proc/self/{uid,gid}_map becomes INSIDE:INSIDE:COUNT.
+ * A child namespace mapped this way sees every id the sandbox has, under the same numbers.
+ */
+static int read_identity_map(const char *path, struct id_range *r, int *n) {
+  FILE *f = fopen(path, "re");
+  if (!f) return -1;
+  unsigned long inside, outside, count;
+  *n = 0;
+  while (fscanf(f, "%lu %lu %lu", &inside, &outside, &count) == 3) {
+    if (*n >= MAX_LIST) { fclose(f); errno = E2BIG; return -1; }
+    r[(*n)++] = (struct id_range){.inside = inside, .outside = inside, .count = count};
+  }
+  fclose(f);
+  if (*n == 0) { errno = ENODATA; return -1; }
+  return 0;
 }
 
 /* ---- mounts ---- */
@@ -600,6 +647,43 @@ static void enter_pid_namespace(void) {
   }
 }
 
+/*
+ * Enters a user namespace nested in the sandbox's, with the same ids under the same
+ * numbers, together with a new mount namespace: the copy of the sandbox's mount tree it
+ * gets has every mount locked, because it moves to a less privileged user namespace
+ * (mount_namespaces(7), "restrictions on mount namespaces"). The network, UTS and IPC
+ * namespaces are made here too, so they belong to this namespace, where the test's
+ * uid 0 has its capabilities: a network namespace owned by the outer one would refuse
+ * port 80 and lo configuration to it, a UTS namespace sethostname.
+ *
+ * The inner maps must be written from the outer namespace, by a process holding
+ * CAP_SETUID there: a forked helper, as for the outer maps. It writes them directly;
+ * it is uid 0 with every capability in the sandbox, so no setgroups "deny" is needed
+ * (the outer namespace's setgroups setting is inherited either way).
+ */
+static void lock_sandbox_mounts(const struct plan *p) {
+  static struct id_range uid_map[MAX_LIST], gid_map[MAX_LIST];
+  struct map_job job = {uid_map, gid_map, 0, 0, NULL, NULL};
+  if (read_identity_map("/proc/self/uid_map", uid_map, &job.n_uid_map) < 0)
+    die_step(STEP_UID_MAP, "can't read the sandbox's uid map to lock its mounts");
+  if (read_identity_map("/proc/self/gid_map", gid_map, &job.n_gid_map) < 0)
+    die_step(STEP_GID_MAP, "can't read the sandbox's gid map to lock its mounts");
+  int go_fd = -1, done_fd = -1;
+  pid_t helper = start_map_helper(&job, &go_fd, &done_fd);
+  if (helper < 0) die_step(STEP_MAP_HELPER, "can't start the id-map helper that locks the mounts");
+  int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (p->host_network ? 0 : CLONE_NEWNET);
+  if (unshare(flags) < 0) {
+    if (errno == ENOSPC)
+      die_step(STEP_UNSHARE, "can't create the nested user namespace that locks the mounts (limit in /proc/sys/user/max_user_namespaces)");
+    die_step(STEP_UNSHARE, "can't create the nested user/mount/network/UTS/IPC namespaces that lock the mounts");
+  }
+  finish_map_helper(&job, helper, go_fd, done_fd, " of the nested namespace that locks the mounts");
+  /* our ids are the same numbers again; take them explicitly, as in the outer namespace */
+  if (setresgid(0, 0, 0) < 0) die_step(STEP_SETID, "can't become gid 0 in the nested namespace");
+  if (setgroups(0, NULL) < 0 && errno != EPERM) die_step(STEP_SETID, "can't drop supplementary groups in the nested namespace");
+  if (setresuid(0, 0, 0) < 0) die_step(STEP_SETID, "can't become uid 0 in the nested namespace");
+}
+
 int main(int argc, char **argv) {
   struct plan p;
   parse_plan(argc, argv, &p);
@@ -610,6 +694,15 @@ int main(int argc, char **argv) {
   char cwd[PATH_MAX];
   int have_cwd = getcwd(cwd, sizeof cwd) != NULL;
 
+  /*
+   * Two user namespaces per sandbox. The outer one (created here, or joined from a warm
+   * holder) maps the ids and owns the mount namespace in which the sandbox's own mounts
+   * are made. The inner one (lock_sandbox_mounts below) mirrors its maps and gets a copy
+   * of that mount namespace, in which the kernel locks every inherited mount: a test can
+   * add mounts but can't unmount or move ours (mount_namespaces(7)). The network, UTS and
+   * IPC namespaces are created there, owned by the inner namespace, where the test's
+   * uid 0 has its capabilities (port 80, sethostname).
+   */
   if (p.userns_fd >= 0) {
     /*
      * Warm path: join a user namespace that a holder already mapped, so no setuid
@@ -617,37 +710,22 @@ int main(int argc, char **argv) {
      */
     if (setns(p.userns_fd, CLONE_NEWUSER) < 0) die_step(STEP_SETNS, "can't join user namespace fd %d", p.userns_fd);
     close(p.userns_fd);
-    int flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (p.host_network ? 0 : CLONE_NEWNET);
-    if (unshare(flags) < 0) die_step(STEP_UNSHARE, "can't create mount/network/UTS/IPC namespaces");
+    if (unshare(CLONE_NEWNS) < 0) die_step(STEP_UNSHARE, "can't create a mount namespace");
   } else {
     /* parent side: fork the map helper while we are still in the caller's user namespace */
+    struct map_job job = {p.uid_map, p.gid_map, p.n_uid_map, p.n_gid_map, p.newuidmap, p.newgidmap};
     int go_fd = -1, done_fd = -1;
-    pid_t helper = start_map_helper(&p, &go_fd, &done_fd);
+    pid_t helper = start_map_helper(&job, &go_fd, &done_fd);
     if (helper < 0) die_step(STEP_MAP_HELPER, "can't start the id-map helper");
 
-    int flags = p.hold ? CLONE_NEWUSER
-                       : CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (p.host_network ? 0 : CLONE_NEWNET);
-    if (unshare(flags) < 0) {
+    if (unshare(p.hold ? CLONE_NEWUSER : CLONE_NEWUSER | CLONE_NEWNS) < 0) {
       if (errno == ENOSPC)
         die_step(STEP_UNSHARE, "can't create a user namespace (limit in /proc/sys/user/max_user_namespaces)");
-      die_step(STEP_UNSHARE, "can't create user/mount/network namespaces");
+      die_step(STEP_UNSHARE, "can't create user/mount namespaces");
     }
 
     /* inside the new user namespace: let the helper map us from outside */
-    char go = 1, result[512] = {0};
-    if (write_all(go_fd, &go, 1) < 0) die_step(STEP_MAP_HELPER, "can't signal the id-map helper");
-    size_t got = 0;
-    ssize_t n;
-    while (got < sizeof result - 1 && (n = read_retry(done_fd, result + got, sizeof result - 1 - got)) > 0) got += (size_t)n;
-    while (waitpid(helper, NULL, 0) < 0 && errno == EINTR) {}
-    close(go_fd);
-    close(done_fd);
-    errno = 0;
-    if (got == 0) die_step(STEP_MAP_HELPER, "the id-map helper died before writing the maps");
-    if (result[0] == 'u')
-      die_step(STEP_UID_MAP, "can't write the uid map%s%s: %s", p.newuidmap ? " with " : "", p.newuidmap ? p.newuidmap : "", result + 1);
-    if (result[0] == 'g')
-      die_step(STEP_GID_MAP, "can't write the gid map%s%s: %s", p.newgidmap ? " with " : "", p.newgidmap ? p.newgidmap : "", result + 1);
+    finish_map_helper(&job, helper, go_fd, done_fd, "");
   }
 
   if (p.hold) {
@@ -706,11 +784,16 @@ int main(int argc, char **argv) {
     close(hosts_fd);
   }
 
+  /*
+   * Each tmpfs target gets two layers. This one, the floor, is read-only and holds only
+   * the kept paths; it is locked below, so no test can ever uncover what the host has
+   * at that path. The writable tmpfs the test sees goes on top of it after the lock.
+   */
+  char opts[128];
+  if (p.tmpfs_size) snprintf(opts, sizeof opts, "mode=1777,size=%s", p.tmpfs_size);
+  else snprintf(opts, sizeof opts, "mode=1777");
   for (int t = 0; t < p.n_tmpfs; t++) {
     const struct tmpfs_mount *m = &p.tmpfs[t];
-    char opts[128];
-    if (p.tmpfs_size) snprintf(opts, sizeof opts, "mode=1777,size=%s", p.tmpfs_size);
-    else snprintf(opts, sizeof opts, "mode=1777");
     if (mount("tmpfs", m->path, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
       die_step(STEP_TMPFS, "can't mount a tmpfs on %s", m->path);
     /* bind back what the plan lists for this tmpfs (project, node, caches); which path
@@ -719,8 +802,37 @@ int main(int argc, char **argv) {
       if (make_mountpoint(p.keep[k], keep_dir[k]) < 0) die_step(STEP_KEEP, "can't create %s", p.keep[k]);
       if (bind_fd(keep_fd[k], p.keep[k]) < 0) die_step(STEP_KEEP, "can't bind %s back", p.keep[k]);
     }
+    if (mount(NULL, m->path, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+      die_step(STEP_TMPFS, "can't make the tmpfs under %s read-only", m->path);
   }
   for (int k = 0; k < p.n_keep; k++) close(keep_fd[k]);
+
+  lock_sandbox_mounts(&p);
+
+  /*
+   * The writable layer, made in the locked namespace and so not locked itself: a reused
+   * worker's reset (src/inside/reset.ts) replaces it between files. A test that unmounts
+   * it finds the read-only floor, never the host's directory. The kept paths are bound
+   * again from the floor's binds (recursively: locked mounts below them stay locked).
+   */
+  for (int k = 0; k < p.n_keep; k++) {
+    /* all opened before any upper tmpfs, so each resolves as the floor shows it; one a
+       later tmpfs of the plan hides there (a --keep listed with the wrong --tmpfs) is
+       hidden on the upper layer too: not bound at all */
+    keep_fd[k] = open(p.keep[k], O_PATH | O_CLOEXEC);
+    if (keep_fd[k] < 0 && errno != ENOENT) die_step(STEP_KEEP, "can't open %s again after locking the mounts", p.keep[k]);
+  }
+  for (int t = 0; t < p.n_tmpfs; t++) {
+    const struct tmpfs_mount *m = &p.tmpfs[t];
+    if (mount("tmpfs", m->path, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+      die_step(STEP_TMPFS, "can't mount a tmpfs on %s", m->path);
+    for (int k = m->first_keep; k < m->first_keep + m->n_keep; k++) {
+      if (keep_fd[k] < 0) continue;
+      if (make_mountpoint(p.keep[k], keep_dir[k]) < 0) die_step(STEP_KEEP, "can't create %s", p.keep[k]);
+      if (bind_fd(keep_fd[k], p.keep[k]) < 0) die_step(STEP_KEEP, "can't bind %s back", p.keep[k]);
+    }
+  }
+  for (int k = 0; k < p.n_keep; k++) if (keep_fd[k] >= 0) close(keep_fd[k]);
 
   if (p.hostname && sethostname(p.hostname, strlen(p.hostname)) < 0)
     die_step(STEP_HOSTNAME, "can't set hostname %s", p.hostname);

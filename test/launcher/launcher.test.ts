@@ -1,12 +1,12 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs'
+import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { findExecutable } from '../../src/engine/host-facts.js'
 import { createSandboxPlan, launcherArgs } from '../../src/ns/plan.js'
 import { LAUNCHER_STEPS } from '../../src/ns/steps.js'
-import { LAUNCHER, describeSandbox } from '../support/sandbox.js'
+import { LAUNCHER, ROOT, describeSandbox, subidRangesOf } from '../support/sandbox.js'
 
 const uid = process.geteuid!()
 const gid = process.getegid!()
@@ -158,11 +158,15 @@ describeSandbox('launcher: each failing step names itself', () => {
     expect(code).toBe(0)
     try {
       // the holder is gone; the fd alone keeps its namespace, and joining it maps uid 0
-      const r = spawnSync(LAUNCHER, ['--userns-fd', '3', '--', 'sh', '-c', 'id -u; cat /proc/self/uid_map'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe', fd] })
+      // (the command sees the nested namespace that locks the mounts: same ids, same
+      // numbers; what it creates belongs to the caller on the host, as the holder maps it)
+      const made = join(dir, 'made-by-joined')
+      const r = spawnSync(LAUNCHER, ['--userns-fd', '3', '--', 'sh', '-c', `id -u; cat /proc/self/uid_map; touch ${made}`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe', fd] })
       expect(r.stderr).toBe('')
       const [id, map] = r.stdout.trim().split('\n')
       expect(id).toBe('0')
-      expect(map!.trim().split(/\s+/).map(Number)).toEqual([0, uid, 1])
+      expect(map!.trim().split(/\s+/).map(Number)).toEqual([0, 0, 1])
+      expect(statSync(made).uid).toBe(uid)
     } finally {
       closeSync(fd)
     }
@@ -187,10 +191,19 @@ describeSandbox('launcher: each failing step names itself', () => {
     ['session', 'setsid:error=EIO', "can't start a new session: Input/output error"],
     ['pdeathsig', 'prctl:error=EINVAL', "can't set PR_SET_PDEATHSIG: Invalid argument"],
     ['setid', 'setresgid:error=EPERM', "can't become gid 0 in the sandbox: Operation not permitted"],
-    ['pid-namespace', 'unshare:error=EINVAL:when=2', "can't create a pid namespace: Invalid argument"],
+    // unshare in order: user+mount, the nested user+mount+net+uts+ipc that locks the mounts, pid
+    ['pid-namespace', 'unshare:error=EINVAL:when=3', "can't create a pid namespace: Invalid argument"],
+    ['unshare', 'unshare:error=ENOSPC:when=2', "can't create the nested user namespace that locks the mounts (limit in /proc/sys/user/max_user_namespaces): No space left on device"],
+    ['unshare', 'unshare:error=EPERM:when=2', "can't create the nested user/mount/network/UTS/IPC namespaces that lock the mounts: Operation not permitted"],
     ['map-helper', 'clone:error=EAGAIN:when=1', "can't start the id-map helper: Resource temporarily unavailable"],
-    // mounts in order: / rprivate, hosts scratch tmpfs, hosts bind, the tmpfs, the kept path
+    ['map-helper', 'clone:error=EAGAIN:when=2', "can't start the id-map helper that locks the mounts: Resource temporarily unavailable"],
+    ['setid', 'setresuid:error=EPERM:when=2', "can't become uid 0 in the nested namespace: Operation not permitted"],
+    // mounts in order: / rprivate, hosts scratch tmpfs, hosts bind, the tmpfs, the kept path,
+    // the tmpfs made read-only; after the lock: the writable tmpfs, the kept path again
     ['keep', 'mount:error=EACCES:when=5', "can't bind"],
+    ['tmpfs', 'mount:error=EACCES:when=6', "can't make the tmpfs under"],
+    ['tmpfs', 'mount:error=ENOMEM:when=7', "can't mount a tmpfs on"],
+    ['keep', 'mount:error=EACCES:when=8', "can't bind"],
   ])('the %s step, with %s injected by strace', (step, inject, text) => {
     if (!findExecutable('strace')) throw new Error('strace is needed for this test: apt-get install strace')
     const hosts = join(dir, 'hosts-for-inject')
@@ -201,7 +214,7 @@ describeSandbox('launcher: each failing step names itself', () => {
     const pidns = step === 'pid-namespace' ? ['--pid-namespace'] : []
     const kept = join(dir, 'kept')
     mkdirSync(kept, { recursive: true })
-    const keep = step === 'keep' ? ['--tmpfs', dir, '--keep', kept] : []
+    const keep = step === 'keep' || step === 'tmpfs' ? ['--tmpfs', dir, '--keep', kept] : []
     const result = spawnSync('strace', ['-qq', '-o', '/dev/null', '-e', `trace=${syscall}`, '-e', `inject=${inject}`, LAUNCHER, ...SELF, '--hosts-file', hosts, '--hostname', 'box', '--new-session', ...pidns, ...keep, '--', 'true'], { encoding: 'utf8', cwd: '/' })
     expectStepFailure(result, step, text)
   })
@@ -286,5 +299,164 @@ describeSandbox('launcher: each failing step names itself', () => {
     let failures = 0
     for (let i = 0; i < 200; i++) if (launch([...SELF, '--tmpfs', dir, '--', 'true']).status !== 0) failures++
     expect(failures).toBe(0)
+  })
+})
+
+/**
+ * The sandbox's own mounts are locked (the launcher's last user namespace is nested in
+ * the sandbox's, so the kernel locks every mount it inherits): a test can add mounts,
+ * but not take ours away and look at what the host has underneath.
+ */
+describeSandbox('launcher: a test can\'t undo its sandbox', () => {
+  const base = mkdtempSync(join(tmpdir(), 'vpr-locks-'))
+  afterAll(() => rmSync(base, { recursive: true, force: true }))
+  const PROBE = join(ROOT, 'test', 'fixtures', 'sandbox-locks', 'probe.cjs')
+  const KOFFI = join(ROOT, 'node_modules', 'koffi')
+  const HOSTS = join(base, 'hosts')
+  writeFileSync(HOSTS, '127.0.0.1 localhost\n::1 localhost\n10.1.2.3 api.example.test\n')
+
+  // every id the launcher can map here: root writes maps directly, a user needs subids
+  const newuidmap = findExecutable('newuidmap')
+  const newgidmap = findExecutable('newgidmap')
+  const [subuid] = subidRangesOf('/etc/subuid')
+  const [subgid] = subidRangesOf('/etc/subgid')
+  const FULL: string[] | undefined =
+    uid === 0
+      ? ['--uid-map', '0:0:1', '--uid-map', '1:100000:65536', '--gid-map', '0:0:1', '--gid-map', '1:100000:65536']
+      : subuid && subgid && subuid[1] >= 54321 && subgid[1] >= 54321 && newuidmap && newgidmap
+        ? ['--uid-map', `0:${uid}:1`, '--uid-map', `1:${subuid[0]}:${subuid[1]}`, '--gid-map', `0:${gid}:1`, '--gid-map', `1:${subgid[0]}:${subgid[1]}`, '--newuidmap', newuidmap, '--newgidmap', newgidmap]
+        : undefined
+  const MAPS = FULL ?? SELF
+
+  /** A host directory with a file only the host has, to be hidden by the sandbox's tmpfs. */
+  function hostDir(name: string): { dir: string; kept: string } {
+    const dir = join(base, name)
+    const kept = join(dir, 'kept')
+    mkdirSync(kept, { recursive: true })
+    writeFileSync(join(dir, 'host-only'), 'host')
+    writeFileSync(join(kept, 'f'), 'kept')
+    return { dir, kept }
+  }
+
+  /** Runs the probe in a sandbox built from `args`; its results, one per op. */
+  function probe(args: string[], ops: string[], options: { stdio?: Array<'pipe' | 'ignore' | number> } = {}): string[] {
+    const r = spawnSync(LAUNCHER, [...args, '--', process.execPath, PROBE, KOFFI, ...ops], { encoding: 'utf8', cwd: '/', timeout: 20_000, stdio: options.stdio ?? ['ignore', 'pipe', 'pipe'] })
+    expect(r.stderr, r.stderr).toBe('')
+    expect(r.status, r.stdout).toBe(0)
+    return JSON.parse(r.stdout) as string[]
+  }
+
+  /** Ops that peel every mount they can off the tmpfs target and /etc/hosts, then look. */
+  const undo = (dir: string, kept: string) => [
+    `umount=/etc/hosts`, `lazy=/etc/hosts`, `read=/etc/hosts`,
+    `umount=${dir}`, `lazy=${dir}`, `lazy=${dir}`, `lazy=${dir}`, `umount=${dir}`,
+    `lazy=${kept}`, `lazy=${kept}`,
+    `ls=${dir}`, `read=${kept}/f`, `write=${dir}/escaped`, `lazy=/`,
+  ]
+  /** What `undo` must find: the writable layer goes (busy for a plain umount, then detached), nothing else. */
+  const undone = [
+    'EINVAL', 'EINVAL', '127.0.0.1 localhost\n::1 localhost\n10.1.2.3 api.example.test\n',
+    'EBUSY', 'ok', 'EINVAL', 'EINVAL', 'EINVAL',
+    'EINVAL', 'EINVAL',
+    'kept', 'kept', 'EROFS', 'EINVAL',
+  ]
+
+  it('refuses to unmount /etc/hosts, the temp dir\'s floor and its kept paths; the host\'s directory never shows', () => {
+    const { dir, kept } = hostDir('fresh')
+    const results = probe([...MAPS, '--tmpfs', dir, '--keep', kept, '--hosts-file', HOSTS], undo(dir, kept))
+    expect(results).toEqual(undone)
+    expect(readdirSync(dir).sort()).toEqual(['host-only', 'kept'])
+  })
+
+  it('does the same in a pid namespace', () => {
+    const { dir, kept } = hostDir('pidns')
+    expect(probe([...MAPS, '--pid-namespace', '--tmpfs', dir, '--keep', kept, '--hosts-file', HOSTS], undo(dir, kept))).toEqual(undone)
+    expect(readdirSync(dir).sort()).toEqual(['host-only', 'kept'])
+  })
+
+  it('does the same on the warm path (--userns-fd)', async () => {
+    const holder = spawn(LAUNCHER, [...MAPS, '--hold'], { stdio: ['pipe', 'pipe', 'pipe'] })
+    const ready = await new Promise<string>((resolve) => holder.stdout.setEncoding('utf8').once('data', resolve))
+    expect(ready).toBe('ready\n')
+    const fd = openSync(`/proc/${holder.pid}/ns/user`, 'r')
+    holder.stdin.end()
+    await new Promise((resolve) => holder.once('exit', resolve))
+    try {
+      const { dir, kept } = hostDir('warm')
+      expect(probe(['--userns-fd', '3', '--tmpfs', dir, '--keep', kept, '--hosts-file', HOSTS], undo(dir, kept), { stdio: ['ignore', 'pipe', 'pipe', fd] })).toEqual(undone)
+      expect(readdirSync(dir).sort()).toEqual(['host-only', 'kept'])
+      if (FULL) {
+        const [, , inner] = probe(['--userns-fd', '3', '--tmpfs', dir, '--keep', kept], ['write=' + join(dir, 'f'), 'chown=' + join(dir, 'f') + ':54321:54321', 'uid'], { stdio: ['ignore', 'pipe', 'pipe', fd] })
+        expect(inner).toBe('0')
+      }
+    } finally {
+      closeSync(fd)
+    }
+  })
+
+  it('keeps what tests may do: uid 0, their own mounts, writing the temp dir and /etc/hosts, sethostname, port 80 on 127.0.0.1 and ::1', () => {
+    const { dir, kept } = hostDir('allowed')
+    const own = join(dir, 'own')
+    const results = probe([...MAPS, '--tmpfs', dir, '--keep', kept, '--hosts-file', HOSTS, '--hostname', 'box'], [
+      'uid',
+      `write=${dir}/file`, 'write=/etc/hosts', 'read=/etc/hosts',
+      `mkdir=${own}`, `tmpfs=${own}`, `write=${own}/in-own`, `umount=${own}`, `ls=${own}`,
+      `tmpfs=${kept}`, `ls=${kept}`, `umount=${kept}`, `ls=${kept}`,
+      `mkdir=${own}/bound`, `bind=${kept}>${own}/bound`, `read=${own}/bound/f`,
+      'hostname', 'sethostname=renamed', 'hostname',
+      'listen=127.0.0.1:80', 'listen=::1:80', 'listen=127.0.0.1:443',
+    ])
+    expect(results).toEqual([
+      '0',
+      'ok', 'ok', 'probe',
+      'ok', 'ok', 'ok', 'ok', '',
+      'ok', '', 'ok', 'f',
+      'ok', 'ok', 'kept',
+      'box', 'ok', 'renamed',
+      'ok', 'ok', 'ok',
+    ])
+  })
+
+  it.skipIf(!FULL)('keeps chown to 1000 and 54321 (the subordinate ids are mapped in the nested namespace too)', () => {
+    const { dir, kept } = hostDir('chown')
+    const f = join(dir, 'owned')
+    const results = probe([...MAPS, '--tmpfs', dir, '--keep', kept], [`write=${f}`, `chown=${f}:1000:1000`, `chown=${f}:54321:54321`, `chown=${f}:0:0`])
+    expect(results).toEqual(['ok', '1000:1000', '54321:54321', '0:0'])
+  })
+
+  it('maps the same ids under the same numbers in the nested namespace', () => {
+    const r = spawnSync(LAUNCHER, [...MAPS, '--', 'sh', '-c', 'cat /proc/self/uid_map /proc/self/gid_map'], { encoding: 'utf8' })
+    expect(r.stderr).toBe('')
+    const lines = r.stdout.trim().split('\n').map((l) => l.trim().split(/\s+/).map(Number))
+    const identity = FULL ? [[0, 0, 1], [1, 1, uid === 0 ? 65536 : subuid![1]]] : [[0, 0, 1]]
+    const identityG = FULL ? [[0, 0, 1], [1, 1, uid === 0 ? 65536 : subgid![1]]] : [[0, 0, 1]]
+    expect(lines).toEqual([...identity, ...identityG])
+  })
+
+  it('gives each sandbox its own port 3000 (network namespaces stay separate)', async () => {
+    const hold = `const s=require('net').createServer().listen(3000,'127.0.0.1',()=>{process.stdout.write('up\\n');setTimeout(()=>s.close(),1500)})`
+    const children = [0, 1, 2].map(() => spawn(LAUNCHER, [...SELF, '--', process.execPath, '-e', hold], { stdio: ['ignore', 'pipe', 'pipe'] }))
+    const outputs = await Promise.all(children.map((c) => new Promise<string>((resolve) => {
+      let out = ''
+      c.stdout.setEncoding('utf8').on('data', (d: string) => (out += d))
+      c.stderr.setEncoding('utf8').on('data', (d: string) => (out += d))
+      c.once('close', (code) => resolve(`${code} ${out}`))
+    })))
+    expect(outputs).toEqual(['0 up\n', '0 up\n', '0 up\n'])
+  })
+
+  it('leaves the writable layer for a reused worker\'s reset to replace (src/inside/reset.ts)', () => {
+    const { dir, kept } = hostDir('reset')
+    const script = [
+      `const { resetSandbox } = await import(${JSON.stringify(join(ROOT, 'dist', 'inside', 'reset.js'))})`,
+      `const fs = await import('node:fs')`,
+      `fs.writeFileSync(${JSON.stringify(join(dir, 'left-over'))}, 'x')`,
+      `fs.writeFileSync('/etc/hosts', 'edited')`,
+      `resetSandbox({ mounts: [{ tmpfs: ${JSON.stringify(dir)}, keep: [${JSON.stringify(kept)}] }], hosts: 'fresh\\n' }, { hostname: 'box', cwd: '/' })`,
+      `console.log(JSON.stringify([fs.readdirSync(${JSON.stringify(dir)}), fs.readFileSync(${JSON.stringify(join(kept, 'f'))}, 'utf8'), fs.readFileSync('/etc/hosts', 'utf8')]))`,
+    ].join('\n')
+    const r = spawnSync(LAUNCHER, [...SELF, '--tmpfs', dir, '--keep', kept, '--hosts-file', HOSTS, '--hostname', 'box', '--', process.execPath, '--input-type=module', '-e', script], { encoding: 'utf8', cwd: '/' })
+    expect(r.stderr).toBe('')
+    expect(JSON.parse(r.stdout)).toEqual([['kept'], 'kept', 'fresh\n'])
   })
 })
