@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { beforeAll, expect, inject, it } from 'vitest'
 import { copyFixture, prepareConsumer, type Consumer } from '../support/consumer.js'
-import { leftoverProcessesAfter, runVitest } from '../support/pool-suite.js'
+import { expectNoLeftovers, releaseNamespaces, snapshotLeftovers } from '../support/leftovers.js'
+import { runVitest } from '../support/vitest-run.js'
 import { describeSandbox, mountTable } from '../support/sandbox.js'
 
 // A test can't undo its sandbox: the launcher locks the sandbox's own mounts, so
@@ -22,12 +23,14 @@ for (const major of [4, 5] as const) {
       writeFileSync(hostFile, 'the host\'s')
       const mountsBefore = mountTable()
       try {
-        const run = await runVitest(consumer, root, [], { E2E_HOST_MARKER: marker })
+        const before = snapshotLeftovers(consumer)
+        const run = await runVitest(consumer, root, { env: { E2E_HOST_MARKER: marker } })
         expect(run.output).toMatch(/Test Files\s+3 passed \(3\)/)
         expect(run.code, run.output).toBe(0)
         expect(readdirSync(tmpdir()).filter((f) => f.startsWith(marker))).toEqual([marker])
         expect(mountTable()).toEqual(mountsBefore)
-        expect(await leftoverProcessesAfter(consumer)).toEqual([])
+        await expectNoLeftovers(before, consumer)
+        releaseNamespaces()
       } finally {
         rmSync(hostFile, { force: true })
       }
@@ -35,11 +38,13 @@ for (const major of [4, 5] as const) {
 
     it('still lets a reused worker reset its sandbox between files (isolate: false)', async () => {
       const root = copyFixture(consumer, 'sandbox-locks')
-      const run = await runVitest(consumer, root, ['--maxWorkers=1'], { E2E_ISOLATE: 'false', E2E_INCLUDE: 'allowed-*.test.ts' })
+      const before = snapshotLeftovers(consumer)
+      const run = await runVitest(consumer, root, { args: ['--maxWorkers=1'], env: { E2E_ISOLATE: 'false', E2E_INCLUDE: 'allowed-*.test.ts' } })
       expect(run.output).toMatch(/Test Files\s+2 passed \(2\)/)
       expect(run.code, run.output).toBe(0)
       expect(existsSync(join(tmpdir(), 'own-a'))).toBe(false)
-      expect(await leftoverProcessesAfter(consumer)).toEqual([])
+      await expectNoLeftovers(before, consumer)
+      releaseNamespaces()
     })
   })
 }
