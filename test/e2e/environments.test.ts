@@ -74,8 +74,8 @@ describeSandbox('environments the pool meets, under real conditions', () => {
 
   const strace = findExecutable('strace')
   it.each([
-    ['EPERM', "vitest-pool-rootless: unshare: can't create user/mount/network namespaces: Operation not permitted"],
-    ['EACCES', "vitest-pool-rootless: unshare: can't create user/mount/network namespaces: Permission denied"],
+    ['EPERM', "vitest-pool-rootless: unshare: can't create user/mount namespaces: Operation not permitted"],
+    ['EACCES', "vitest-pool-rootless: unshare: can't create user/mount namespaces: Permission denied"],
     ['ENOSPC', "vitest-pool-rootless: unshare: can't create a user namespace (limit in /proc/sys/user/max_user_namespaces): No space left on device"],
   ])('unshare failing with %s (injected with strace) gives one clear line', (errno, message) => {
     if (!strace) throw new Error('strace is needed for this test: apt-get install strace')
