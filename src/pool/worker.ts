@@ -1,12 +1,11 @@
 import type { ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
-import { dirname } from 'node:path'
 import { ForksPoolWorker, type PoolOptions, type WorkerRequest } from 'vitest/node'
 import { RootlessOptionError, WorkerExitError } from '../ns/errors.js'
-import { realpathOrSelf } from '../ns/paths.js'
 import { launcherStep } from '../ns/steps.js'
 import type { RunState } from '../engine/run.js'
 import { resetSetupFile } from './reset-setup-file.js'
+import { workerPaths } from './worker-paths.js'
 
 /** The part of ForksPoolWorker we build ourselves: its child process. */
 interface ForkSlot {
@@ -33,6 +32,7 @@ export class RootlessPoolWorker extends ForksPoolWorker {
   private readonly reusable: boolean
   private resetSetupFile?: string
   private readonly nativeRunner: boolean
+  private readonly project: PoolOptions['project']
   private readonly errors = new EventEmitter()
   private files: string[] = []
   private readonly exitListeners = new Map<(...args: any[]) => void, (...args: any[]) => void>()
@@ -42,6 +42,7 @@ export class RootlessPoolWorker extends ForksPoolWorker {
   constructor(options: PoolOptions, run: RunState, warm: number | undefined) {
     super(options)
     this.run = run
+    this.project = options.project
     // a worker reused across files (isolate: false) needs no spare behind it
     const config = options.project.config
     this.reusable = config.isolate === false
@@ -52,14 +53,7 @@ export class RootlessPoolWorker extends ForksPoolWorker {
     }
     this.spares = this.reusable ? 0 : (warm ?? defaultSpares(config.maxWorkers))
     // paths a worker reads from disk; those under a tmpfs target are bound back in
-    this.needs = [
-      options.project.config.root,
-      options.project.vitest.config.root,
-      // node_modules holding vitest (and, hoisted, its dependencies)
-      dirname(dirname(options.distPath)),
-      realpathOrSelf(dirname(process.execPath)),
-      realpathOrSelf(process.cwd()),
-    ]
+    this.needs = workerPaths(options)
   }
 
   override on(event: string, callback: (arg: any) => void): void {
@@ -127,7 +121,7 @@ export class RootlessPoolWorker extends ForksPoolWorker {
   override async start(): Promise<void> {
     const slot = this as unknown as ForkSlot
     if (!slot._fork) {
-      if (this.reusable) this.resetSetupFile = resetSetupFile(await this.run.stateDir(), this.nativeRunner)
+      if (this.reusable) this.resetSetupFile = resetSetupFile(await this.run.stateDir(), this.nativeRunner, this.project.vite)
       const spec = { entrypoint: slot.entrypoint, execArgv: this.execArgv, env: this.env, needs: this.needs, reusable: this.reusable }
       const child = await this.run.launch(spec, this.spares)
       slot._fork = child
