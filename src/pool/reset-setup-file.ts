@@ -1,6 +1,12 @@
 import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { realpathOrSelf } from '../ns/paths.js'
+
+/** Loose view of a project's Vite dev server: only the field read here. */
+export interface ViteServerView {
+  config: { server?: { fs?: { allow?: string[] } } }
+}
 
 /**
  * A Vitest setup file that calls inside/reset-hook.ts before each test file of a reused
@@ -9,13 +15,29 @@ import { fileURLToPath } from 'node:url'
  * but caches external ones after the first. The worker never reads it from disk (Vitest
  * transforms it here and sends the code over IPC), so `stateDir` may stay hidden under
  * the sandbox's tmpfs.
+ *
+ * Web environments (jsdom, happy-dom) fetch modules through Vite's client environment,
+ * which loads only files inside `server.fs.allow` ("Failed to load url ... Does the file
+ * exist?" otherwise); node and edge-runtime use the ssr environment, which doesn't check.
+ * So the file itself -- that one path, nothing around it -- is added to the allow list of
+ * `vite`, the project's dev server, which Vitest reads on every load.
  */
-export function resetSetupFile(stateDir: string, nativeRunner: boolean): string {
+export function resetSetupFile(stateDir: string, nativeRunner: boolean, vite?: ViteServerView): string {
   if (nativeRunner) return fileURLToPath(new URL('../inside/reset-setup.js', import.meta.url))
-  const file = join(stateDir, 'reset-before-file.mjs')
+  // as Vite compares it: symlinks resolved
+  const file = join(realpathOrSelf(stateDir), 'reset-before-file.mjs')
   if (!existsSync(file)) {
     const hook = new URL('../inside/reset-hook.js', import.meta.url).href
     writeFileSync(file, `import { resetBeforeFile } from ${JSON.stringify(hook)}\nresetBeforeFile()\n`)
   }
+  if (vite) allowInVite(vite, file)
   return file
+}
+
+/** Lets `vite` serve `file` to every environment, once. */
+export function allowInVite(vite: ViteServerView, file: string): void {
+  const fs = vite.config.server?.fs
+  if (!fs) return
+  const allow = fs.allow ?? (fs.allow = [])
+  if (!allow.includes(file)) allow.push(file)
 }

@@ -104,7 +104,7 @@ export class RootlessPoolWorker implements PoolWorker {
     if (!hasForksWorkerEntry(this.options.distPath)) {
       throw new Error(`vitest-pool-rootless: this Vitest has no worker entry at ${forksWorkerEntry(this.options.distPath)}; it supports Vitest ^4.1 || ^5 (see vitest-internals.ts)`)
     }
-    if (this.reusable) this.resetFile = resetSetupFile(this.run.stateDir, this.nativeRunner)
+    if (this.reusable) this.resetFile = resetSetupFile(this.run.stateDir, this.nativeRunner, this.options.project.vite)
     const spec = {
       entrypoint: forksWorkerEntry(this.options.distPath),
       execArgv: this.options.execArgv,
@@ -117,7 +117,18 @@ export class RootlessPoolWorker implements PoolWorker {
     this.exit = undefined
     this.gone = false
     child.once('exit', () => (this.gone = true))
-    child.on('message', (message) => this.events.emit('message', message))
+    // Vitest 4.1 waits up to 60 s for a 'started' reply and not for an exit: for a worker
+    // that died before answering (it could not even load), answer with how it died
+    let started = false
+    child.on('message', (message: { type?: string }) => {
+      started ||= message?.type === 'started'
+      this.events.emit('message', message)
+    })
+    void exitOf(child).then(({ code, signal, step }) => {
+      if (started) return
+      const error = new WorkerExitError({ exitCode: code, signal, files: this.files, step })
+      this.events.emit('message', { __vitest_worker_response__: true, type: 'started', error })
+    })
     child.on('error', (error) => this.events.emit('error', error))
     void exitOf(child).then((exit) => {
       this.exit = exit

