@@ -67,7 +67,11 @@ export interface SandboxOptions {
   /**
    * Run the test process under a small init in its own pid namespace: it can't see or
    * signal the host's processes, /proc shows only the sandbox, and anything a test
-   * starts (daemons included) dies with it. `false` saves two tiny processes per worker.
+   * starts (daemons included) dies with it. `false` saves two tiny processes per worker
+   * and loses exactly that: a test can then see and signal your other processes (same
+   * uid), read another test file's private `/tmp` through `/proc/<pid>/root`, and
+   * processes it starts and doesn't stop (a daemon, a server) outlive the file and even
+   * a passing run.
    * @default true
    */
   pidNamespace?: boolean
