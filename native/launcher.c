@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/nsfs.h>
 #include <limits.h>
 #include <net/if.h>
 #include <poll.h>
@@ -648,36 +649,53 @@ static void enter_pid_namespace(void) {
 }
 
 /*
- * Enters a user namespace nested in the sandbox's, with the same ids under the same
- * numbers, together with a new mount namespace: the copy of the sandbox's mount tree it
- * gets has every mount locked, because it moves to a less privileged user namespace
- * (mount_namespaces(7), "restrictions on mount namespaces"). The network, UTS and IPC
- * namespaces are made here too, so they belong to this namespace, where the test's
- * uid 0 has its capabilities: a network namespace owned by the outer one would refuse
- * port 80 and lo configuration to it, a UTS namespace sethostname.
- *
- * The inner maps must be written from the outer namespace, by a process holding
- * CAP_SETUID there: a forked helper, as for the outer maps. It writes them directly;
- * it is uid 0 with every capability in the sandbox, so no setgroups "deny" is needed
- * (the outer namespace's setgroups setting is inherited either way).
+ * Creates a user namespace nested in the current one, with the same ids under the same
+ * numbers, together with the namespaces in `more` (they then belong to it). The inner
+ * maps must be written from the current namespace, by a process holding CAP_SETUID
+ * there: a forked helper, as for the outer maps. It writes them directly; it has every
+ * capability in the current namespace, so no setgroups "deny" is needed (the outer
+ * namespace's setgroups setting is inherited either way).
  */
-static void lock_sandbox_mounts(const struct plan *p) {
+static void enter_identity_user_namespace(int more, const char *what) {
   static struct id_range uid_map[MAX_LIST], gid_map[MAX_LIST];
   struct map_job job = {uid_map, gid_map, 0, 0, NULL, NULL};
   if (read_identity_map("/proc/self/uid_map", uid_map, &job.n_uid_map) < 0)
-    die_step(STEP_UID_MAP, "can't read the sandbox's uid map to lock its mounts");
+    die_step(STEP_UID_MAP, "can't read the uid map for the nested namespace%s", what);
   if (read_identity_map("/proc/self/gid_map", gid_map, &job.n_gid_map) < 0)
-    die_step(STEP_GID_MAP, "can't read the sandbox's gid map to lock its mounts");
+    die_step(STEP_GID_MAP, "can't read the gid map for the nested namespace%s", what);
   int go_fd = -1, done_fd = -1;
   pid_t helper = start_map_helper(&job, &go_fd, &done_fd);
-  if (helper < 0) die_step(STEP_MAP_HELPER, "can't start the id-map helper that locks the mounts");
-  int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (p->host_network ? 0 : CLONE_NEWNET);
-  if (unshare(flags) < 0) {
+  if (helper < 0) die_step(STEP_MAP_HELPER, "can't start the id-map helper of the nested namespace%s", what);
+  if (unshare(CLONE_NEWUSER | more) < 0) {
     if (errno == ENOSPC)
-      die_step(STEP_UNSHARE, "can't create the nested user namespace that locks the mounts (limit in /proc/sys/user/max_user_namespaces)");
-    die_step(STEP_UNSHARE, "can't create the nested user/mount/network/UTS/IPC namespaces that lock the mounts");
+      die_step(STEP_UNSHARE, "can't create the nested user namespace%s (limit in /proc/sys/user/max_user_namespaces)", what);
+    die_step(STEP_UNSHARE, "can't create the nested user namespace%s", what);
   }
-  finish_map_helper(&job, helper, go_fd, done_fd, " of the nested namespace that locks the mounts");
+  finish_map_helper(&job, helper, go_fd, done_fd, what);
+}
+
+/*
+ * Moves into a user namespace nested in the sandbox's, with the same ids under the same
+ * numbers, together with a new mount namespace: the copy of the sandbox's mount tree it
+ * gets has every mount locked, because its owner differs from the one it was copied from
+ * (mount_namespaces(7), "restrictions on mount namespaces"). The network, UTS and IPC
+ * namespaces are made here too, so they belong to this namespace, where the test's uid 0
+ * has its capabilities: a network namespace owned by the outer one would refuse port 80
+ * and lo configuration to it, a UTS namespace sethostname.
+ *
+ * `inner_fd` >= 0 is that nested namespace, made and mapped once per run by the warm
+ * holder: joining it costs a setns() instead of a helper process and two map writes.
+ * Otherwise one is made here.
+ */
+static void lock_sandbox_mounts(const struct plan *p, int inner_fd) {
+  int flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (p->host_network ? 0 : CLONE_NEWNET);
+  if (inner_fd >= 0) {
+    if (setns(inner_fd, CLONE_NEWUSER) < 0) die_step(STEP_SETNS, "can't join the warm nested user namespace (fd %d) that locks the mounts", inner_fd);
+    close(inner_fd);
+    if (unshare(flags) < 0) die_step(STEP_UNSHARE, "can't create the mount/network/UTS/IPC namespaces that lock the mounts");
+  } else {
+    enter_identity_user_namespace(flags, " that locks the mounts");
+  }
   /* our ids are the same numbers again; take them explicitly, as in the outer namespace */
   if (setresgid(0, 0, 0) < 0) die_step(STEP_SETID, "can't become gid 0 in the nested namespace");
   if (setgroups(0, NULL) < 0 && errno != EPERM) die_step(STEP_SETID, "can't drop supplementary groups in the nested namespace");
@@ -697,19 +715,28 @@ int main(int argc, char **argv) {
   /*
    * Two user namespaces per sandbox. The outer one (created here, or joined from a warm
    * holder) maps the ids and owns the mount namespace in which the sandbox's own mounts
-   * are made. The inner one (lock_sandbox_mounts below) mirrors its maps and gets a copy
-   * of that mount namespace, in which the kernel locks every inherited mount: a test can
-   * add mounts but can't unmount or move ours (mount_namespaces(7)). The network, UTS and
-   * IPC namespaces are created there, owned by the inner namespace, where the test's
-   * uid 0 has its capabilities (port 80, sethostname).
+   * are made. The inner one (lock_sandbox_mounts below; made here, or the warm holder's)
+   * mirrors its maps and gets a copy of that mount namespace, in which the kernel locks
+   * every inherited mount: a test can add mounts but can't unmount or move ours
+   * (mount_namespaces(7)). The network, UTS and IPC namespaces are created there, owned
+   * by the inner namespace, where the test's uid 0 has its capabilities (port 80,
+   * sethostname). Warm sandboxes of one run share both user namespaces, never a mount,
+   * network, UTS, IPC or pid namespace.
    */
+  int inner_fd = -1;
   if (p.userns_fd >= 0) {
     /*
-     * Warm path: join a user namespace that a holder already mapped, so no setuid
-     * helper runs per sandbox. The fd (not a pid) makes this immune to pid reuse.
+     * Warm path: the holder made both user namespaces once per run and passed the inner
+     * one. Its parent, found through the fd (never a pid: immune to pid reuse), maps the
+     * ids and owns the mount namespace where the sandbox's mounts are made; the inner
+     * one is joined when the mounts are locked. No setuid helper runs per sandbox.
      */
-    if (setns(p.userns_fd, CLONE_NEWUSER) < 0) die_step(STEP_SETNS, "can't join user namespace fd %d", p.userns_fd);
-    close(p.userns_fd);
+    int outer_fd = ioctl(p.userns_fd, NS_GET_PARENT);
+    if (outer_fd < 0) die_step(STEP_SETNS, "can't find the parent of user namespace fd %d", p.userns_fd);
+    if (setns(outer_fd, CLONE_NEWUSER) < 0) die_step(STEP_SETNS, "can't join user namespace fd %d's parent", p.userns_fd);
+    close(outer_fd);
+    inner_fd = p.userns_fd;
+    if (fcntl(inner_fd, F_SETFD, FD_CLOEXEC) < 0) die_step(STEP_SETNS, "bad user namespace fd %d", inner_fd);
     if (unshare(CLONE_NEWNS) < 0) die_step(STEP_UNSHARE, "can't create a mount namespace");
   } else {
     /* parent side: fork the map helper while we are still in the caller's user namespace */
@@ -730,10 +757,13 @@ int main(int argc, char **argv) {
 
   if (p.hold) {
     /*
-     * Warm holder: the user namespace is mapped; the pool now opens /proc/<pid>/ns/user
-     * and keeps that fd, which keeps the namespace alive for every later launcher's
-     * setns(). We only have to exist until it has the fd: it closes our stdin then.
+     * Warm holder: the user namespace is mapped. The nested one every sandbox of the run
+     * locks its mounts with is made now, once (see lock_sandbox_mounts), and we stay in
+     * it: the pool opens /proc/<pid>/ns/user -- the nested namespace, whose parent is
+     * the mapped one -- and keeps that fd, which keeps both alive for every later
+     * launcher's setns(). We only have to exist until it has the fd: it closes our stdin.
      */
+    enter_identity_user_namespace(0, " of the warm holder");
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(STEP_PDEATHSIG);
     if (write_all(1, "ready\n", 6) < 0) die_step(STEP_HOLD, "can't report readiness");
@@ -807,7 +837,7 @@ int main(int argc, char **argv) {
   }
   for (int k = 0; k < p.n_keep; k++) close(keep_fd[k]);
 
-  lock_sandbox_mounts(&p);
+  lock_sandbox_mounts(&p, inner_fd);
 
   /*
    * The writable layer, made in the locked namespace and so not locked itself: a reused

@@ -20,10 +20,12 @@ const READY = 'ready\n'
  * Creates the run's user namespace once, with the full id map: the expensive
  * newuidmap/newgidmap step then happens once per run instead of once per worker.
  *
- * A launcher in `--hold` mode creates and maps the namespace and says "ready"; we open
- * its `/proc/<pid>/ns/user` while it provably still runs (it is our unreaped child, so
- * its pid can't have been reused) and then let it go. The fd alone keeps the namespace
- * alive, so no holder process outlives this call, and none can be left behind.
+ * A launcher in `--hold` mode creates and maps the namespace, then a nested one with the
+ * same ids that every sandbox of the run locks its mounts with, and says "ready"; we
+ * open its `/proc/<pid>/ns/user` (the nested one: launchers find the mapped one as its
+ * parent) while it provably still runs (it is our unreaped child, so its pid can't have
+ * been reused) and then let it go. The fd alone keeps both namespaces alive, so no
+ * holder process outlives this call, and none can be left behind.
  */
 export async function createWarmUserNamespace(launcher: string, idMap: IdMapPlan): Promise<WarmUserNamespace> {
   const holder = spawn(launcher, [...idMapArgs(idMap), '--hold'], { stdio: ['pipe', 'pipe', 'pipe'], cwd: '/' })

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { closeSync, fstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -135,7 +135,7 @@ describeSandbox('launcher: each failing step names itself', () => {
     expectStepFailure(launch([...SELF, '--newuidmap', newuidmap, '--newgidmap', killed, '--', 'true']), 'gid-map', /with \S+killed-newgidmap: killed-newgidmap was killed by signal 9$/)
   })
   it('a user namespace fd that is not one', () => {
-    expectStepFailure(launch(['--userns-fd', '97', '--', 'true']), 'setns', "can't join user namespace fd 97: Bad file descriptor")
+    expectStepFailure(launch(['--userns-fd', '97', '--', 'true']), 'setns', "can't find the parent of user namespace fd 97: Bad file descriptor")
   })
   it('a working directory hidden by the tmpfs', () => {
     const sub = join(dir, 'project')
@@ -172,6 +172,59 @@ describeSandbox('launcher: each failing step names itself', () => {
     }
   })
 
+  it('warm sandboxes share the holder\'s nested user namespace, never a mount, network or UTS namespace', async () => {
+    const holder = spawn(LAUNCHER, [...SELF, '--hold'], { stdio: ['pipe', 'pipe', 'pipe'] })
+    await new Promise<string>((resolve) => holder.stdout.setEncoding('utf8').once('data', resolve))
+    const fd = openSync(`/proc/${holder.pid}/ns/user`, 'r')
+    holder.stdin.end()
+    await new Promise((resolve) => holder.once('exit', resolve))
+    try {
+      // both alive at once: a finished sandbox's namespace inodes may be reused
+      const script = 'for n in user mnt net uts; do readlink /proc/self/ns/$n; done; umount /etc/hosts 2>/dev/null; echo umount=$?; sleep 0.5'
+      const run = () => {
+        const child = spawn(LAUNCHER, ['--userns-fd', '3', '--hosts-file', '/etc/hosts', '--', 'sh', '-c', script], { stdio: ['ignore', 'pipe', 'pipe', fd] })
+        let stdout = ''
+        let stderr = ''
+        child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+        child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+        return new Promise<{ stdout: string; stderr: string }>((resolve) => child.once('close', () => resolve({ stdout, stderr })))
+      }
+      const [a, b] = await Promise.all([run(), run()])
+      expect(a.stderr + b.stderr).toBe('')
+      const [userA, mntA, netA, utsA, umountA] = a.stdout.trim().split('\n')
+      const [userB, mntB, netB, utsB] = b.stdout.trim().split('\n')
+      // the namespace the holder left is the one sandboxes run in: its inode is the fd's
+      expect(userA).toBe(`user:[${fstatSync(fd).ino}]`)
+      expect(userB).toBe(userA)
+      expect([mntB, netB, utsB]).not.toContain(mntA)
+      expect(netB).not.toBe(netA)
+      expect(utsB).not.toBe(utsA)
+      // joined, not made: the mounts are still locked
+      expect(umountA).not.toBe('umount=0')
+    } finally {
+      closeSync(fd)
+    }
+  })
+
+  it('names the step when the warm nested namespace can\'t be joined, or made by the holder', async () => {
+    if (!findExecutable('strace')) throw new Error('strace is needed for this test: apt-get install strace')
+    const holder = spawn(LAUNCHER, [...SELF, '--hold'], { stdio: ['pipe', 'pipe', 'pipe'] })
+    await new Promise<string>((resolve) => holder.stdout.setEncoding('utf8').once('data', resolve))
+    const fd = openSync(`/proc/${holder.pid}/ns/user`, 'r')
+    holder.stdin.end()
+    await new Promise((resolve) => holder.once('exit', resolve))
+    try {
+      // setns in order: the mapped parent, then the nested namespace that locks the mounts
+      const joined = spawnSync('strace', ['-qq', '-o', '/dev/null', '-e', 'trace=setns', '-e', 'inject=setns:error=EPERM:when=2', LAUNCHER, '--userns-fd', '3', '--', 'true'], { encoding: 'utf8', cwd: '/', stdio: ['ignore', 'pipe', 'pipe', fd] })
+      expectStepFailure(joined, 'setns', "can't join the warm nested user namespace (fd 3) that locks the mounts: Operation not permitted")
+    } finally {
+      closeSync(fd)
+    }
+    // unshare in order: the mapped namespace, then the nested one
+    const held = spawnSync('strace', ['-qq', '-o', '/dev/null', '-e', 'trace=unshare', '-e', 'inject=unshare:error=ENOSPC:when=2', LAUNCHER, ...SELF, '--hold'], { encoding: 'utf8', cwd: '/', input: '' })
+    expectStepFailure(held, 'unshare', "can't create the nested user namespace of the warm holder (limit in /proc/sys/user/max_user_namespaces)")
+  })
+
   it('refuses --hold with a command', () => {
     expectStepFailure(launch([...SELF, '--hold', '--', 'true']), 'usage', '--hold takes no command')
   })
@@ -194,9 +247,9 @@ describeSandbox('launcher: each failing step names itself', () => {
     // unshare in order: user+mount, the nested user+mount+net+uts+ipc that locks the mounts, pid
     ['pid-namespace', 'unshare:error=EINVAL:when=3', "can't create a pid namespace: Invalid argument"],
     ['unshare', 'unshare:error=ENOSPC:when=2', "can't create the nested user namespace that locks the mounts (limit in /proc/sys/user/max_user_namespaces): No space left on device"],
-    ['unshare', 'unshare:error=EPERM:when=2', "can't create the nested user/mount/network/UTS/IPC namespaces that lock the mounts: Operation not permitted"],
+    ['unshare', 'unshare:error=EPERM:when=2', "can't create the nested user namespace that locks the mounts: Operation not permitted"],
     ['map-helper', 'clone:error=EAGAIN:when=1', "can't start the id-map helper: Resource temporarily unavailable"],
-    ['map-helper', 'clone:error=EAGAIN:when=2', "can't start the id-map helper that locks the mounts: Resource temporarily unavailable"],
+    ['map-helper', 'clone:error=EAGAIN:when=2', "can't start the id-map helper of the nested namespace that locks the mounts: Resource temporarily unavailable"],
     ['setid', 'setresuid:error=EPERM:when=2', "can't become uid 0 in the nested namespace: Operation not permitted"],
     // mounts in order: / rprivate, hosts scratch tmpfs, hosts bind, the tmpfs, the kept path,
     // the tmpfs made read-only; after the lock: the writable tmpfs, the kept path again
