@@ -77,6 +77,7 @@ struct plan {
   int host_network;
   int new_session;
   int hold;              /* create only the user namespace, report, wait for stdin EOF */
+  int reset;             /* inside a sandbox: replace its writable layers (reused worker) */
   int pid_namespace;     /* run CMD as pid 2 under a small init in a new pid namespace */
   char **argv;
 };
@@ -174,7 +175,7 @@ static void usage_error(const char *fmt, const char *arg) {
   die_step(STEP_USAGE, "%s (usage: launcher [--uid-map I:O:N]... [--gid-map I:O:N]... "
                        "[--newuidmap PATH --newgidmap PATH] [--userns-fd FD] [--tmpfs PATH [--keep PATH]...]... "
                        "[--tmpfs-size SIZE] [--hosts-file PATH] [--hostname NAME] [--host-network] "
-                       "[--new-session] [--pid-namespace] [--status-fd FD] -- CMD [ARGS...] | --hold)",
+                       "[--new-session] [--pid-namespace] [--status-fd FD] -- CMD [ARGS...] | --hold | --reset)",
            msg);
 }
 
@@ -245,10 +246,16 @@ static void parse_plan(int argc, char **argv, struct plan *p) {
     else if (strcmp(a, "--host-network") == 0) p->host_network = 1;
     else if (strcmp(a, "--new-session") == 0) p->new_session = 1;
     else if (strcmp(a, "--hold") == 0) p->hold = 1;
+    else if (strcmp(a, "--reset") == 0) p->reset = 1;
     else if (strcmp(a, "--pid-namespace") == 0) p->pid_namespace = 1;
     else usage_error("unknown option '%s'", a);
 #undef NEED_VALUE
 #undef PUSH
+  }
+  if (p->reset) {
+    if (i < argc || p->hold || p->userns_fd >= 0 || p->n_uid_map || p->n_gid_map || p->hosts_file || p->host_network || p->new_session || p->pid_namespace)
+      usage_error("%s", "--reset takes only --tmpfs, --keep, --tmpfs-size and --hostname");
+    return;
   }
   if (p->hold) {
     if (i < argc || p->userns_fd >= 0) usage_error("%s", "--hold takes no command and no --userns-fd");
@@ -702,9 +709,84 @@ static void lock_sandbox_mounts(const struct plan *p, int inner_fd) {
   if (setresuid(0, 0, 0) < 0) die_step(STEP_SETID, "can't become uid 0 in the nested namespace");
 }
 
+/* tmpfs mount options: world-writable and sticky like /tmp, sized as the plan says */
+static void tmpfs_options(const struct plan *p, char *buf, size_t len) {
+  if (p->tmpfs_size) snprintf(buf, len, "mode=1777,size=%s", p->tmpfs_size);
+  else snprintf(buf, len, "mode=1777");
+}
+
+/*
+ * Puts an empty writable tmpfs on each target, over its locked read-only floor, and binds
+ * the kept paths again from the floor's binds (recursively: locked mounts below them stay
+ * locked). Every kept path is opened before any upper tmpfs, so each resolves as the
+ * floor shows it; one a later tmpfs of the plan hides there (a --keep listed with the
+ * wrong --tmpfs) is hidden on the upper layer too: not bound at all.
+ */
+static void mount_writable_layers(const struct plan *p, const char *opts) {
+  int keep_fd[MAX_LIST], keep_dir[MAX_LIST];
+  for (int k = 0; k < p->n_keep; k++) {
+    struct stat st;
+    keep_fd[k] = open(p->keep[k], O_PATH | O_CLOEXEC);
+    if (keep_fd[k] < 0 && errno != ENOENT) die_step(STEP_KEEP, "can't open %s on the read-only floor", p->keep[k]);
+    if (keep_fd[k] >= 0 && fstat(keep_fd[k], &st) < 0) die_step(STEP_KEEP, "can't stat %s on the read-only floor", p->keep[k]);
+    keep_dir[k] = keep_fd[k] >= 0 && S_ISDIR(st.st_mode);
+  }
+  for (int t = 0; t < p->n_tmpfs; t++) {
+    const struct tmpfs_mount *m = &p->tmpfs[t];
+    if (mount("tmpfs", m->path, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+      die_step(STEP_TMPFS, "can't mount a tmpfs on %s", m->path);
+    for (int k = m->first_keep; k < m->first_keep + m->n_keep; k++) {
+      if (keep_fd[k] < 0) continue;
+      if (make_mountpoint(p->keep[k], keep_dir[k]) < 0) die_step(STEP_KEEP, "can't create %s", p->keep[k]);
+      if (bind_fd(keep_fd[k], p->keep[k]) < 0) die_step(STEP_KEEP, "can't bind %s back", p->keep[k]);
+    }
+  }
+  for (int k = 0; k < p->n_keep; k++) if (keep_fd[k] >= 0) close(keep_fd[k]);
+}
+
+/* Most mounts a test can stack on one path before --reset gives up on it. */
+#define MAX_STACKED 64
+
+/*
+ * Unmounts whatever covers `path` down to the first locked mount -- for a tmpfs target its
+ * read-only floor, for /etc/hosts the private copy: everything the launcher mounted is
+ * locked, so the kernel refuses (EINVAL) to go further, and the host's directory stays
+ * covered whatever was stacked on it or taken away.
+ */
+static void uncover(const char *path) {
+  for (int n = 0; n <= MAX_STACKED; n++) {
+    if (umount2(path, MNT_DETACH) == 0) continue;
+    if (errno == EINVAL) return;
+    die_step(STEP_TMPFS, "can't unmount what covers %s", path);
+  }
+  errno = 0;
+  die_step(STEP_TMPFS, "more than %d mounts stacked on %s", MAX_STACKED, path);
+}
+
+/*
+ * --reset: run by a reused worker (isolate: false) before each test file after the first,
+ * as its child: in the worker's own mount and UTS namespaces, as their root. Gives the
+ * sandbox back what a new one starts with -- each tmpfs target's writable layer replaced
+ * by an empty one with the kept paths bound again (what a test stacked on it, or took
+ * away, makes no difference), nothing stacked on /etc/hosts, and the hostname. The
+ * worker rewrites /etc/hosts itself.
+ */
+static void reset_sandbox(const struct plan *p) __attribute__((noreturn));
+static void reset_sandbox(const struct plan *p) {
+  for (int t = 0; t < p->n_tmpfs; t++) uncover(p->tmpfs[t].path);
+  uncover("/etc/hosts");
+  char opts[128];
+  tmpfs_options(p, opts, sizeof opts);
+  mount_writable_layers(p, opts);
+  if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0)
+    die_step(STEP_HOSTNAME, "can't set hostname %s", p->hostname);
+  _exit(0);
+}
+
 int main(int argc, char **argv) {
   struct plan p;
   parse_plan(argc, argv, &p);
+  if (p.reset) reset_sandbox(&p);
 
   /* The parent we must die with: Vitest, or the shell running `exec`. */
   pid_t parent = getppid();
@@ -820,8 +902,7 @@ int main(int argc, char **argv) {
    * at that path. The writable tmpfs the test sees goes on top of it after the lock.
    */
   char opts[128];
-  if (p.tmpfs_size) snprintf(opts, sizeof opts, "mode=1777,size=%s", p.tmpfs_size);
-  else snprintf(opts, sizeof opts, "mode=1777");
+  tmpfs_options(&p, opts, sizeof opts);
   for (int t = 0; t < p.n_tmpfs; t++) {
     const struct tmpfs_mount *m = &p.tmpfs[t];
     if (mount("tmpfs", m->path, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
@@ -841,28 +922,10 @@ int main(int argc, char **argv) {
 
   /*
    * The writable layer, made in the locked namespace and so not locked itself: a reused
-   * worker's reset (src/inside/reset.ts) replaces it between files. A test that unmounts
-   * it finds the read-only floor, never the host's directory. The kept paths are bound
-   * again from the floor's binds (recursively: locked mounts below them stay locked).
+   * worker's reset (--reset) replaces it between files. A test that unmounts it finds
+   * the read-only floor, never the host's directory.
    */
-  for (int k = 0; k < p.n_keep; k++) {
-    /* all opened before any upper tmpfs, so each resolves as the floor shows it; one a
-       later tmpfs of the plan hides there (a --keep listed with the wrong --tmpfs) is
-       hidden on the upper layer too: not bound at all */
-    keep_fd[k] = open(p.keep[k], O_PATH | O_CLOEXEC);
-    if (keep_fd[k] < 0 && errno != ENOENT) die_step(STEP_KEEP, "can't open %s again after locking the mounts", p.keep[k]);
-  }
-  for (int t = 0; t < p.n_tmpfs; t++) {
-    const struct tmpfs_mount *m = &p.tmpfs[t];
-    if (mount("tmpfs", m->path, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
-      die_step(STEP_TMPFS, "can't mount a tmpfs on %s", m->path);
-    for (int k = m->first_keep; k < m->first_keep + m->n_keep; k++) {
-      if (keep_fd[k] < 0) continue;
-      if (make_mountpoint(p.keep[k], keep_dir[k]) < 0) die_step(STEP_KEEP, "can't create %s", p.keep[k]);
-      if (bind_fd(keep_fd[k], p.keep[k]) < 0) die_step(STEP_KEEP, "can't bind %s back", p.keep[k]);
-    }
-  }
-  for (int k = 0; k < p.n_keep; k++) if (keep_fd[k] >= 0) close(keep_fd[k]);
+  mount_writable_layers(&p, opts);
 
   if (p.hostname && sethostname(p.hostname, strlen(p.hostname)) < 0)
     die_step(STEP_HOSTNAME, "can't set hostname %s", p.hostname);

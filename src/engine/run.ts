@@ -162,8 +162,9 @@ export class SandboxRun {
     let env = scrubEnv(spec.env, this.options.dropEnv)
     if (spec.reusable) {
       // read by inside/reset-hook.ts, before each file after the first: the same mounts
-      // the launcher builds, from the same plan
-      const plan = createResetPlan(sandbox.plan({ needs: spec.needs }), sandbox.hosts)
+      // the launcher builds, from the same plan, by the launcher itself
+      spec = { ...spec, needs: [...spec.needs, sandbox.launcher] }
+      const plan = createResetPlan(sandbox.plan({ needs: spec.needs }), sandbox.hosts, sandbox.launcher)
       env = { ...env, [RESET_ENV]: JSON.stringify(plan) }
     }
     return this.deps.fork(sandbox, userns, spec, env)

@@ -1,3 +1,4 @@
+import { openSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { RESET_ENV, type ResetPlan } from '../ns/reset-plan.js'
 import { resetSandbox, type FirstFileState } from './reset.js'
@@ -18,7 +19,7 @@ export function resetBeforeFile(): void {
     plan = JSON.parse(raw) as ResetPlan
     // the tests see the environment Vitest meant them to see
     delete process.env[RESET_ENV]
-    first = { hostname: hostname(), cwd: process.cwd() }
+    first = { hostname: hostname(), cwd: process.cwd(), launcherFd: openSync(plan.launcher, 'r') }
     return
   }
   resetSandbox(plan, first)

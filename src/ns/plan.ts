@@ -71,11 +71,7 @@ export function launcherArgs(plan: SandboxPlan): string[] {
   if (plan.statusFd !== undefined) args.push('--status-fd', String(plan.statusFd))
   if ('joinFd' in plan.user) args.push('--userns-fd', String(plan.user.joinFd))
   else args.push(...idMapArgs(plan.user.idMap))
-  for (const mount of plan.mounts) {
-    args.push('--tmpfs', mount.tmpfs)
-    for (const path of mount.keep) args.push('--keep', path)
-  }
-  if (plan.tmpfsSize) args.push('--tmpfs-size', plan.tmpfsSize)
+  args.push(...mountArgs(plan))
   if (plan.hostsFile) args.push('--hosts-file', plan.hostsFile)
   if (plan.hostname) args.push('--hostname', plan.hostname)
   if (plan.network === 'host') args.push('--host-network')
@@ -107,11 +103,23 @@ export function mountPlan(tmpfs: readonly string[], needs: readonly string[]): M
   return tmpfs.map((target) => ({ tmpfs: target, keep: kept.filter((p) => owner(p) === target) }))
 }
 
-/** What a reused worker restores between test files: the same mounts as `plan`. */
-export function createResetPlan(plan: SandboxPlan, hosts: string): ResetPlan {
-  const reset: ResetPlan = { mounts: plan.mounts.map((m) => ({ tmpfs: m.tmpfs, keep: [...m.keep] })), hosts }
-  if (plan.tmpfsSize) reset.tmpfsSize = plan.tmpfsSize
-  return reset
+/**
+ * What a reused worker restores between test files: the launcher's `--reset` with the
+ * same writable layers as `plan` (the worker adds the hostname it started with).
+ */
+export function createResetPlan(plan: SandboxPlan, hosts: string, launcher: string): ResetPlan {
+  return { launcher, args: ['--reset', ...mountArgs(plan)], hosts }
+}
+
+/** Each `--tmpfs` with its `--keep`s, then the size: the same for a sandbox and its reset. */
+function mountArgs(plan: SandboxPlan): string[] {
+  const args: string[] = []
+  for (const mount of plan.mounts) {
+    args.push('--tmpfs', mount.tmpfs)
+    for (const path of mount.keep) args.push('--keep', path)
+  }
+  if (plan.tmpfsSize) args.push('--tmpfs-size', plan.tmpfsSize)
+  return args
 }
 
 function formatLine(line: IdMapLine): string {

@@ -1,14 +1,14 @@
-// Shared by the pool (main process) and the worker entry; no native code here.
-import type { MountPlan } from './plan.js'
+// Shared by the engine (host side) and the reset inside the sandbox; no native code here.
 
 /** Environment variable that carries a reusable worker's reset plan. */
 export const RESET_ENV = 'VITEST_POOL_ROOTLESS_RESET'
 
-/** What a reused worker restores between test files (see reset-hook.ts); from `createResetPlan`. */
+/** What a reused worker restores between test files (see inside/reset.ts); from `createResetPlan`. */
 export interface ResetPlan {
-  /** Each tmpfs with the paths bound back onto it; those are moved over to the fresh tmpfs. */
-  mounts: MountPlan[]
-  tmpfsSize?: string
+  /** The launcher binary, kept visible inside the sandbox. */
+  launcher: string
+  /** `--reset` and the writable layers to rebuild, as the launcher builds them. */
+  args: string[]
   /** The sandbox's /etc/hosts as the run wrote it. */
   hosts: string
 }

