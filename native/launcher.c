@@ -43,44 +43,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "steps.h"
-
-#define MAX_LIST 64
+#include "sandbox.h"
 
 extern char **environ;
-
-struct id_range {
-  unsigned long inside, outside, count;
-};
-
-/* One private tmpfs and the kept paths bound back onto it: keep[first_keep..+n_keep). */
-struct tmpfs_mount {
-  const char *path;
-  int first_keep, n_keep;
-};
-
-struct plan {
-  struct id_range uid_map[MAX_LIST];
-  int n_uid_map;
-  struct id_range gid_map[MAX_LIST];
-  int n_gid_map;
-  const char *newuidmap; /* NULL: write maps directly */
-  const char *newgidmap;
-  int userns_fd;         /* >= 0: join this user namespace instead of creating one */
-  struct tmpfs_mount tmpfs[MAX_LIST]; /* in argv order, which is mount order */
-  int n_tmpfs;
-  const char *tmpfs_size; /* NULL: kernel default */
-  const char *keep[MAX_LIST]; /* grouped by tmpfs: each --keep follows its --tmpfs */
-  int n_keep;
-  const char *hosts_file;
-  const char *hostname;
-  int host_network;
-  int new_session;
-  int hold;              /* create only the user namespace, report, wait for stdin EOF */
-  int reset;             /* inside a sandbox: replace its writable layers (reused worker) */
-  int pid_namespace;     /* run CMD as pid 2 under a small init in a new pid namespace */
-  char **argv;
-};
 
 /* ---- errors: helpers return -1 with errno set; main() owns the policy and dies ---- */
 
@@ -97,8 +62,7 @@ static void exit_step(int step) {
   _exit(step);
 }
 
-static void die_step(int step, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
-static void die_step(int step, const char *fmt, ...) {
+void die_step(int step, const char *fmt, ...) {
   int saved = errno;
   char msg[1024];
   va_list ap;
@@ -112,77 +76,7 @@ static void die_step(int step, const char *fmt, ...) {
   exit_step(step);
 }
 
-static ssize_t write_all(int fd, const void *buf, size_t len) {
-  const char *p = buf;
-  size_t done = 0;
-  while (done < len) {
-    ssize_t n = write(fd, p + done, len - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return -1;
-    done += (size_t)n;
-  }
-  return (ssize_t)done;
-}
-
-static ssize_t read_retry(int fd, void *buf, size_t len) {
-  ssize_t n;
-  do n = read(fd, buf, len); while (n < 0 && errno == EINTR);
-  return n;
-}
-
-static int write_file(const char *path, const char *content) {
-  int fd = open(path, O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  ssize_t n = write_all(fd, content, strlen(content));
-  int saved = errno;
-  close(fd);
-  errno = saved;
-  return n < 0 ? -1 : 0;
-}
-
-/* ---- parsing the plan ---- */
-
-static int parse_ulong(const char *s, unsigned long *out) {
-  char *end;
-  if (!*s || *s == '-') return -1;
-  errno = 0;
-  unsigned long v = strtoul(s, &end, 10);
-  if (errno || *end) return -1;
-  *out = v;
-  return 0;
-}
-
-static int parse_range(const char *s, struct id_range *r) {
-  char buf[96];
-  if (strlen(s) >= sizeof buf) return -1;
-  strcpy(buf, s);
-  char *a = buf, *b = strchr(a, ':');
-  if (!b) return -1;
-  *b++ = 0;
-  char *c = strchr(b, ':');
-  if (!c) return -1;
-  *c++ = 0;
-  if (parse_ulong(a, &r->inside) || parse_ulong(b, &r->outside) || parse_ulong(c, &r->count)) return -1;
-  if (r->count == 0 || r->inside + r->count > 4294967295UL || r->outside + r->count > 4294967295UL) return -1;
-  return 0;
-}
-
-static void usage_error(const char *fmt, const char *arg) __attribute__((noreturn));
-static void usage_error(const char *fmt, const char *arg) {
-  char msg[512];
-  snprintf(msg, sizeof msg, fmt, arg);
-  errno = 0;
-  die_step(STEP_USAGE, "%s (usage: launcher [--uid-map I:O:N]... [--gid-map I:O:N]... "
-                       "[--newuidmap PATH --newgidmap PATH] [--userns-fd FD] [--tmpfs PATH [--keep PATH]...]... "
-                       "[--tmpfs-size SIZE] [--hosts-file PATH] [--hostname NAME] [--host-network] "
-                       "[--new-session] [--pid-namespace] [--status-fd FD] -- CMD [ARGS...] | --hold | --reset)",
-           msg);
-}
-
-static int parse_fd(const char *s) {
-  unsigned long fd;
-  return parse_ulong(s, &fd) || fd > INT_MAX ? -1 : (int)fd;
-}
+/* ---- the plan (parsed in plan.c) ---- */
 
 /*
  * The status fd is taken before anything else is parsed, so that a usage error later in
@@ -199,76 +93,6 @@ static void take_status_fd(int argc, char **argv) {
     status_fd = fd;
     return;
   }
-}
-
-static void parse_plan(int argc, char **argv, struct plan *p) {
-  memset(p, 0, sizeof *p);
-  p->userns_fd = -1;
-  take_status_fd(argc, argv);
-  int i = 1;
-  for (; i < argc; i++) {
-    const char *a = argv[i];
-    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEED_VALUE() do { if (!v) usage_error("%s needs a value", a); i++; } while (0)
-#define PUSH(list, n) do { if (n >= MAX_LIST) usage_error("too many %s", a); list[n++] = v; } while (0)
-    if (strcmp(a, "--") == 0) { i++; break; }
-    else if (strcmp(a, "--uid-map") == 0 || strcmp(a, "--gid-map") == 0) {
-      NEED_VALUE();
-      int is_uid = a[2] == 'u';
-      struct id_range *list = is_uid ? p->uid_map : p->gid_map;
-      int *n = is_uid ? &p->n_uid_map : &p->n_gid_map;
-      if (*n >= MAX_LIST) usage_error("too many %s", a);
-      if (parse_range(v, &list[*n])) usage_error("bad id range '%s', expected INSIDE:OUTSIDE:COUNT", v);
-      (*n)++;
-    }
-    else if (strcmp(a, "--newuidmap") == 0) { NEED_VALUE(); p->newuidmap = v; }
-    else if (strcmp(a, "--newgidmap") == 0) { NEED_VALUE(); p->newgidmap = v; }
-    else if (strcmp(a, "--userns-fd") == 0) {
-      NEED_VALUE();
-      if ((p->userns_fd = parse_fd(v)) < 0) usage_error("bad fd '%s'", v);
-    }
-    else if (strcmp(a, "--status-fd") == 0) NEED_VALUE(); /* taken already */
-    else if (strcmp(a, "--tmpfs") == 0) {
-      NEED_VALUE();
-      if (p->n_tmpfs >= MAX_LIST) usage_error("too many %s", a);
-      p->tmpfs[p->n_tmpfs++] = (struct tmpfs_mount){.path = v, .first_keep = p->n_keep, .n_keep = 0};
-    }
-    else if (strcmp(a, "--tmpfs-size") == 0) { NEED_VALUE(); p->tmpfs_size = v; }
-    else if (strcmp(a, "--keep") == 0) {
-      /* the plan says which tmpfs each kept path goes back onto: the --tmpfs before it */
-      NEED_VALUE();
-      if (p->n_tmpfs == 0) usage_error("--keep %s comes before any --tmpfs", v);
-      PUSH(p->keep, p->n_keep);
-      p->tmpfs[p->n_tmpfs - 1].n_keep++;
-    }
-    else if (strcmp(a, "--hosts-file") == 0) { NEED_VALUE(); p->hosts_file = v; }
-    else if (strcmp(a, "--hostname") == 0) { NEED_VALUE(); p->hostname = v; }
-    else if (strcmp(a, "--host-network") == 0) p->host_network = 1;
-    else if (strcmp(a, "--new-session") == 0) p->new_session = 1;
-    else if (strcmp(a, "--hold") == 0) p->hold = 1;
-    else if (strcmp(a, "--reset") == 0) p->reset = 1;
-    else if (strcmp(a, "--pid-namespace") == 0) p->pid_namespace = 1;
-    else usage_error("unknown option '%s'", a);
-#undef NEED_VALUE
-#undef PUSH
-  }
-  if (p->reset) {
-    if (i < argc || p->hold || p->userns_fd >= 0 || p->n_uid_map || p->n_gid_map || p->hosts_file || p->host_network || p->new_session || p->pid_namespace)
-      usage_error("%s", "--reset takes only --tmpfs, --keep, --tmpfs-size and --hostname");
-    return;
-  }
-  if (p->hold) {
-    if (i < argc || p->userns_fd >= 0) usage_error("%s", "--hold takes no command and no --userns-fd");
-    if (p->n_uid_map == 0 || p->n_gid_map == 0) usage_error("%s", "--hold needs --uid-map and --gid-map");
-    return;
-  }
-  if (i >= argc) usage_error("%s", "missing '-- CMD'");
-  if ((p->newuidmap == NULL) != (p->newgidmap == NULL))
-    usage_error("%s", "--newuidmap and --newgidmap go together");
-  if (status_fd >= 0 && status_fd == p->userns_fd) usage_error("%s", "--status-fd and --userns-fd must differ");
-  if (p->userns_fd < 0 && (p->n_uid_map == 0 || p->n_gid_map == 0))
-    usage_error("%s", "--uid-map and --gid-map are required unless --userns-fd is given");
-  p->argv = argv + i;
 }
 
 /* ---- id maps ---- */
@@ -475,72 +299,6 @@ static int read_identity_map(const char *path, struct id_range *r, int *n) {
   return 0;
 }
 
-/* ---- mounts ---- */
-
-/* mkdir -p for directories, and an empty file as the last component for file binds. */
-static int make_mountpoint(const char *path, int is_dir) {
-  char buf[PATH_MAX];
-  if (strlen(path) >= sizeof buf) { errno = ENAMETOOLONG; return -1; }
-  strcpy(buf, path);
-  for (char *s = buf + 1; *s; s++) {
-    if (*s != '/') continue;
-    *s = 0;
-    if (mkdir(buf, 0755) < 0 && errno != EEXIST) return -1;
-    *s = '/';
-  }
-  if (is_dir) return mkdir(buf, 0755) < 0 && errno != EEXIST ? -1 : 0;
-  int fd = open(buf, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return errno == EISDIR ? 0 : -1;
-  close(fd);
-  return 0;
-}
-
-static int bind_fd(int fd, const char *target) {
-  char src[64];
-  snprintf(src, sizeof src, "/proc/self/fd/%d", fd);
-  return mount(src, target, NULL, MS_BIND | MS_REC, NULL);
-}
-
-/* Copies src_fd's content into a scratch tmpfs over dirname(src_path), binds it on target. */
-static int private_copy_bind(int src_fd, const char *src_path, const char *target) {
-  char dir[PATH_MAX], copy[PATH_MAX + 16], buf[65536];
-  if (strlen(src_path) >= sizeof dir) { errno = ENAMETOOLONG; return -1; }
-  strcpy(dir, src_path);
-  char *slash = strrchr(dir, '/');
-  if (!slash || slash == dir) { errno = EINVAL; return -1; }
-  *slash = 0;
-  if (mount("tmpfs", dir, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") < 0) return -1;
-  snprintf(copy, sizeof copy, "%s/hosts", dir);
-  int out = open(copy, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (out < 0) return -1;
-  ssize_t n;
-  while ((n = read_retry(src_fd, buf, sizeof buf)) > 0)
-    if (write_all(out, buf, (size_t)n) < 0) { close(out); return -1; }
-  close(out);
-  if (n < 0) return -1;
-  if (mount(copy, target, NULL, MS_BIND, NULL) < 0) return -1;
-  return umount2(dir, MNT_DETACH);
-}
-
-/* ---- network ---- */
-
-static int loopback_up(void) {
-  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (s < 0) return -1;
-  struct ifreq ifr;
-  memset(&ifr, 0, sizeof ifr);
-  strcpy(ifr.ifr_name, "lo");
-  int rc = ioctl(s, SIOCGIFFLAGS, &ifr);
-  if (rc == 0) {
-    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-    rc = ioctl(s, SIOCSIFFLAGS, &ifr);
-  }
-  int saved = errno;
-  close(s);
-  errno = saved;
-  return rc;
-}
-
 /* ---- pid namespace: outer launcher -> init (pid 1) -> CMD (pid 2) ---- */
 
 static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
@@ -709,84 +467,14 @@ static void lock_sandbox_mounts(const struct plan *p, int inner_fd) {
   if (setresuid(0, 0, 0) < 0) die_step(STEP_SETID, "can't become uid 0 in the nested namespace");
 }
 
-/* tmpfs mount options: world-writable and sticky like /tmp, sized as the plan says */
-static void tmpfs_options(const struct plan *p, char *buf, size_t len) {
-  if (p->tmpfs_size) snprintf(buf, len, "mode=1777,size=%s", p->tmpfs_size);
-  else snprintf(buf, len, "mode=1777");
-}
-
-/*
- * Puts an empty writable tmpfs on each target, over its locked read-only floor, and binds
- * the kept paths again from the floor's binds (recursively: locked mounts below them stay
- * locked). Every kept path is opened before any upper tmpfs, so each resolves as the
- * floor shows it; one a later tmpfs of the plan hides there (a --keep listed with the
- * wrong --tmpfs) is hidden on the upper layer too: not bound at all.
- */
-static void mount_writable_layers(const struct plan *p, const char *opts) {
-  int keep_fd[MAX_LIST], keep_dir[MAX_LIST];
-  for (int k = 0; k < p->n_keep; k++) {
-    struct stat st;
-    keep_fd[k] = open(p->keep[k], O_PATH | O_CLOEXEC);
-    if (keep_fd[k] < 0 && errno != ENOENT) die_step(STEP_KEEP, "can't open %s on the read-only floor", p->keep[k]);
-    if (keep_fd[k] >= 0 && fstat(keep_fd[k], &st) < 0) die_step(STEP_KEEP, "can't stat %s on the read-only floor", p->keep[k]);
-    keep_dir[k] = keep_fd[k] >= 0 && S_ISDIR(st.st_mode);
-  }
-  for (int t = 0; t < p->n_tmpfs; t++) {
-    const struct tmpfs_mount *m = &p->tmpfs[t];
-    if (mount("tmpfs", m->path, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
-      die_step(STEP_TMPFS, "can't mount a tmpfs on %s", m->path);
-    for (int k = m->first_keep; k < m->first_keep + m->n_keep; k++) {
-      if (keep_fd[k] < 0) continue;
-      if (make_mountpoint(p->keep[k], keep_dir[k]) < 0) die_step(STEP_KEEP, "can't create %s", p->keep[k]);
-      if (bind_fd(keep_fd[k], p->keep[k]) < 0) die_step(STEP_KEEP, "can't bind %s back", p->keep[k]);
-    }
-  }
-  for (int k = 0; k < p->n_keep; k++) if (keep_fd[k] >= 0) close(keep_fd[k]);
-}
-
-/* Most mounts a test can stack on one path before --reset gives up on it. */
-#define MAX_STACKED 64
-
-/*
- * Unmounts whatever covers `path` down to the first locked mount -- for a tmpfs target its
- * read-only floor, for /etc/hosts the private copy: everything the launcher mounted is
- * locked, so the kernel refuses (EINVAL) to go further, and the host's directory stays
- * covered whatever was stacked on it or taken away.
- */
-static void uncover(const char *path) {
-  for (int n = 0; n <= MAX_STACKED; n++) {
-    if (umount2(path, MNT_DETACH) == 0) continue;
-    if (errno == EINVAL) return;
-    die_step(STEP_TMPFS, "can't unmount what covers %s", path);
-  }
-  errno = 0;
-  die_step(STEP_TMPFS, "more than %d mounts stacked on %s", MAX_STACKED, path);
-}
-
-/*
- * --reset: run by a reused worker (isolate: false) before each test file after the first,
- * as its child: in the worker's own mount and UTS namespaces, as their root. Gives the
- * sandbox back what a new one starts with -- each tmpfs target's writable layer replaced
- * by an empty one with the kept paths bound again (what a test stacked on it, or took
- * away, makes no difference), nothing stacked on /etc/hosts, and the hostname. The
- * worker rewrites /etc/hosts itself.
- */
-static void reset_sandbox(const struct plan *p) __attribute__((noreturn));
-static void reset_sandbox(const struct plan *p) {
-  for (int t = 0; t < p->n_tmpfs; t++) uncover(p->tmpfs[t].path);
-  uncover("/etc/hosts");
-  char opts[128];
-  tmpfs_options(p, opts, sizeof opts);
-  mount_writable_layers(p, opts);
-  if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0)
-    die_step(STEP_HOSTNAME, "can't set hostname %s", p->hostname);
-  _exit(0);
-}
-
 int main(int argc, char **argv) {
   struct plan p;
+  take_status_fd(argc, argv);
   parse_plan(argc, argv, &p);
-  if (p.reset) reset_sandbox(&p);
+  const struct layers *l = &p.layers;
+  /* a reset runs inside a worker's own process (addon.c), never as a process of its own */
+  if (p.reset) usage_error("%s", "--reset is for the worker's in-process reset, not the launcher");
+  if (status_fd >= 0 && status_fd == p.userns_fd) usage_error("%s", "--status-fd and --userns-fd must differ");
 
   /* The parent we must die with: Vitest, or the shell running `exec`. */
   pid_t parent = getppid();
@@ -866,10 +554,10 @@ int main(int argc, char **argv) {
   }
   int keep_fd[MAX_LIST];
   int keep_dir[MAX_LIST];
-  for (int k = 0; k < p.n_keep; k++) {
+  for (int k = 0; k < l->n_keep; k++) {
     struct stat st;
-    keep_fd[k] = open(p.keep[k], O_PATH | O_CLOEXEC);
-    if (keep_fd[k] < 0 || fstat(keep_fd[k], &st) < 0) die_step(STEP_OPEN_KEEP, "can't open %s", p.keep[k]);
+    keep_fd[k] = open(l->keep[k], O_PATH | O_CLOEXEC);
+    if (keep_fd[k] < 0 || fstat(keep_fd[k], &st) < 0) die_step(STEP_OPEN_KEEP, "can't open %s", l->keep[k]);
     keep_dir[k] = S_ISDIR(st.st_mode);
   }
 
@@ -902,21 +590,21 @@ int main(int argc, char **argv) {
    * at that path. The writable tmpfs the test sees goes on top of it after the lock.
    */
   char opts[128];
-  tmpfs_options(&p, opts, sizeof opts);
-  for (int t = 0; t < p.n_tmpfs; t++) {
-    const struct tmpfs_mount *m = &p.tmpfs[t];
+  tmpfs_options(l, opts, sizeof opts);
+  for (int t = 0; t < l->n_tmpfs; t++) {
+    const struct tmpfs_mount *m = &l->tmpfs[t];
     if (mount("tmpfs", m->path, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
       die_step(STEP_TMPFS, "can't mount a tmpfs on %s", m->path);
     /* bind back what the plan lists for this tmpfs (project, node, caches); which path
        lies under which tmpfs was decided by the plan, not here */
     for (int k = m->first_keep; k < m->first_keep + m->n_keep; k++) {
-      if (make_mountpoint(p.keep[k], keep_dir[k]) < 0) die_step(STEP_KEEP, "can't create %s", p.keep[k]);
-      if (bind_fd(keep_fd[k], p.keep[k]) < 0) die_step(STEP_KEEP, "can't bind %s back", p.keep[k]);
+      if (make_mountpoint(l->keep[k], keep_dir[k]) < 0) die_step(STEP_KEEP, "can't create %s", l->keep[k]);
+      if (bind_fd(keep_fd[k], l->keep[k]) < 0) die_step(STEP_KEEP, "can't bind %s back", l->keep[k]);
     }
     if (mount(NULL, m->path, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
       die_step(STEP_TMPFS, "can't make the tmpfs under %s read-only", m->path);
   }
-  for (int k = 0; k < p.n_keep; k++) close(keep_fd[k]);
+  for (int k = 0; k < l->n_keep; k++) close(keep_fd[k]);
 
   lock_sandbox_mounts(&p, inner_fd);
 
@@ -925,7 +613,7 @@ int main(int argc, char **argv) {
    * worker's reset (--reset) replaces it between files. A test that unmounts it finds
    * the read-only floor, never the host's directory.
    */
-  mount_writable_layers(&p, opts);
+  mount_writable_layers(l, opts);
 
   if (p.hostname && sethostname(p.hostname, strlen(p.hostname)) < 0)
     die_step(STEP_HOSTNAME, "can't set hostname %s", p.hostname);

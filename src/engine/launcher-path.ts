@@ -25,20 +25,35 @@ export function locateLauncher(env: NodeJS.ProcessEnv = process.env): string {
     assertExecutable(override, `VITEST_POOL_ROOTLESS_LAUNCHER=${override}`)
     return override
   }
-  const shipped = join(PACKAGE_ROOT, 'native', 'build', PLATFORM, 'launcher')
-  if (existsSync(shipped)) {
-    assertExecutable(shipped, shipped)
-    return shipped
-  }
-  const cached = join(cacheDir(env), `${packageVersion()}-${PLATFORM}`, 'launcher')
-  if (existsSync(cached)) return cached
-  const script = join(PACKAGE_ROOT, 'scripts', 'build-launcher.mjs')
-  const build = spawnSync(process.execPath, [script, cached], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
-  if (build.status !== 0 || !existsSync(cached)) {
+  const launcher = join(nativeDir(env), 'launcher')
+  assertExecutable(launcher, launcher)
+  return launcher
+}
+
+/**
+ * The Node-API addon a reused worker resets its sandbox with (native/addon.c), from the
+ * same build as the launcher.
+ */
+export function locateAddon(env: NodeJS.ProcessEnv = process.env): string {
+  const addon = join(nativeDir(env), 'rootless.node')
+  if (!existsSync(addon)) throw new LauncherNotFoundError(`vitest-pool-rootless: the addon ${addon} is missing. Rebuild it: node ${BUILD_SCRIPT}`)
+  return addon
+}
+
+const BUILD_SCRIPT = join(PACKAGE_ROOT, 'scripts', 'build-native.mjs')
+
+/** The directory holding this platform's launcher and addon: shipped, or built into the cache. */
+function nativeDir(env: NodeJS.ProcessEnv): string {
+  const shipped = join(PACKAGE_ROOT, 'native', 'build', PLATFORM)
+  if (existsSync(join(shipped, 'launcher'))) return shipped
+  const cached = join(cacheDir(env), `${packageVersion()}-${PLATFORM}`)
+  if (existsSync(join(cached, 'launcher')) && existsSync(join(cached, 'rootless.node'))) return cached
+  const build = spawnSync(process.execPath, [BUILD_SCRIPT, cached], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+  if (build.status !== 0 || !existsSync(join(cached, 'launcher'))) {
     const output = `${build.stdout ?? ''}${build.stderr ?? ''}`.trim()
     throw new LauncherNotFoundError(
       `vitest-pool-rootless: no launcher binary for ${PLATFORM} in this package, and building one into ${cached} failed.\n${output}\n` +
-        `Install a C compiler (Debian/Ubuntu: sudo apt-get install gcc) and run again, or build it yourself: node ${script}`,
+        `Install a C compiler (Debian/Ubuntu: sudo apt-get install gcc) and run again, or build it yourself: node ${BUILD_SCRIPT}`,
     )
   }
   return cached
@@ -49,7 +64,7 @@ function assertExecutable(path: string, what: string): void {
     accessSync(path, constants.X_OK)
   } catch {
     throw new LauncherNotFoundError(
-      `vitest-pool-rootless: the launcher ${what} is missing or not executable. Rebuild it: node ${join(PACKAGE_ROOT, 'scripts', 'build-launcher.mjs')}`,
+      `vitest-pool-rootless: the launcher ${what} is missing or not executable. Rebuild it: node ${BUILD_SCRIPT}`,
     )
   }
 }

@@ -1,4 +1,4 @@
-import { fork, spawnSync, type ChildProcess } from 'node:child_process'
+import { fork, spawnSync, type ChildProcess, type Serializable } from 'node:child_process'
 import type { Readable } from 'node:stream'
 import { explainFailure } from '../doctor/diagnose.js'
 import { scrubEnv } from '../ns/env.js'
@@ -30,6 +30,14 @@ export interface LaunchSpec {
   needs: string[]
   /** The process is reused across test files: it gets the plan to reset its sandbox. */
   reusable: boolean
+  /** How messages cross the IPC channel (as in `child_process.fork`). @default 'advanced' */
+  serialization?: 'json' | 'advanced'
+  /**
+   * A first message for the process, sent as soon as it starts -- before it is handed
+   * out, so a spare does its setup while it waits. `key` stands for the message when
+   * spares are matched to specs (a message can be large): equal keys, equal messages.
+   */
+  greeting?: { key: string; message: unknown }
 }
 
 /** Run-wide settings beyond the sandbox itself. */
@@ -161,10 +169,10 @@ export class SandboxRun {
     spec = { ...spec, needs: [...new Set(spec.needs.flatMap((path) => [path, realpathOrSelf(path)]))] }
     let env = scrubEnv(spec.env, this.options.dropEnv)
     if (spec.reusable) {
-      // read by inside/reset-hook.ts, before each file after the first: the same mounts
-      // the launcher builds, from the same plan, by the launcher itself
-      spec = { ...spec, needs: [...spec.needs, sandbox.launcher] }
-      const plan = createResetPlan(sandbox.plan({ needs: spec.needs }), sandbox.hosts, sandbox.launcher)
+      // read by inside/reset.ts, before each file after the first: the same mounts the
+      // launcher builds, from the same plan, by the same C code (the addon)
+      spec = { ...spec, needs: [...spec.needs, sandbox.addon] }
+      const plan = createResetPlan(sandbox.plan({ needs: spec.needs }), sandbox.hosts, sandbox.addon)
       env = { ...env, [RESET_ENV]: JSON.stringify(plan) }
     }
     return this.deps.fork(sandbox, userns, spec, env)
@@ -184,9 +192,11 @@ const launcherDeps: RunDeps = {
       execArgv: [...args, '--', process.execPath, ...spec.execArgv],
       env,
       stdio: ['pipe', 'pipe', 'pipe', 'ipc', 'pipe', ...(userns ? [userns.fd] : [])],
-      serialization: 'advanced',
+      serialization: spec.serialization ?? 'advanced',
     })
     exits.set(child, watchExit(child, child.stdio[STATUS_FD_INDEX] as Readable | null))
+    // a process that dies before reading it is reported by its exit, not by this send
+    if (spec.greeting) child.send(spec.greeting.message as Serializable, () => {})
     return child
   },
 }

@@ -6,7 +6,7 @@ import { dirSync as tmpDirSync, setGracefulCleanup } from 'tmp-promise'
 import { renderHostsFile } from '../ns/hosts.js'
 import { readHostFacts } from './host-facts.js'
 import { createIdMapPlan, type IdentityFacts, type IdMapPlan } from '../ns/idmap.js'
-import { locateLauncher } from './launcher-path.js'
+import { locateAddon, locateLauncher } from './launcher-path.js'
 import type { ResolvedSandboxOptions } from '../ns/options.js'
 import { createSandboxPlan, launcherArgs, type PlanInputs, type SandboxPlan } from '../ns/plan.js'
 
@@ -62,6 +62,8 @@ function isAlive(pid: number): boolean {
 /** A sandbox ready to start: the launcher and its flags, plus the state to clean up. */
 export interface PreparedSandbox {
   launcher: string
+  /** The addon a reused worker resets its sandbox with. */
+  addon: string
   idMap: IdMapPlan
   /** Directory holding this run's generated files (the hosts file). */
   stateDir: string
@@ -83,6 +85,7 @@ export interface PreparedSandbox {
  */
 export function prepareSandbox(options: ResolvedSandboxOptions, facts: IdentityFacts = readHostFacts()): PreparedSandbox {
   const launcher = locateLauncher()
+  const addon = locateAddon()
   const idMap = createIdMapPlan(facts, options.subids)
   removeStaleStateDirs()
   const state = tmpDirSync({ prefix: `${STATE_PREFIX}${process.pid}-${pidNamespace()}-`, unsafeCleanup: true })
@@ -96,6 +99,7 @@ export function prepareSandbox(options: ResolvedSandboxOptions, facts: IdentityF
   let cleaned = false
   return {
     launcher,
+    addon,
     idMap,
     stateDir: state.name,
     hostsFile,

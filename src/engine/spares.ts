@@ -1,6 +1,15 @@
 import type { ChildProcess } from 'node:child_process'
 import type { LaunchSpec } from './run.js'
 
+/**
+ * Spares per kind of process when the user sets no number (`warm`): enough to replace
+ * the processes that finish at about the same time, without a crowd of idle node
+ * processes on big machines.
+ */
+export function defaultSpareCount(maxWorkers: number | undefined): number {
+  return Math.max(1, Math.min(maxWorkers ?? 1, 2))
+}
+
 /** A spare nobody took for this long is stopped (watch mode idling, a project done). */
 export const SPARE_IDLE_MS = 15_000
 
@@ -86,7 +95,7 @@ export class SparePool {
 }
 
 function keyOf(spec: LaunchSpec): string {
-  return JSON.stringify([spec.entrypoint, spec.execArgv, spec.env, spec.needs, spec.reusable])
+  return JSON.stringify([spec.entrypoint, spec.execArgv, spec.env, spec.needs, spec.reusable, spec.serialization, spec.greeting?.key])
 }
 
 interface Refable {

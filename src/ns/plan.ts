@@ -104,11 +104,16 @@ export function mountPlan(tmpfs: readonly string[], needs: readonly string[]): M
 }
 
 /**
- * What a reused worker restores between test files: the launcher's `--reset` with the
- * same writable layers as `plan` (the worker adds the hostname it started with).
+ * What a reused worker restores between test files: the addon's `--reset` with the same
+ * writable layers as `plan`, its processes and its network as fresh as `plan` makes them
+ * (the worker adds the hostname it started with and the mounts its tests made).
  */
-export function createResetPlan(plan: SandboxPlan, hosts: string, launcher: string): ResetPlan {
-  return { launcher, args: ['--reset', ...mountArgs(plan)], hosts }
+export function createResetPlan(plan: SandboxPlan, hosts: string, addon: string): ResetPlan {
+  const args = ['--reset', ...mountArgs(plan)]
+  // only in a pid namespace of its own does the worker see just the sandbox's processes
+  if (plan.pidNamespace) args.push('--kill-others')
+  if (plan.network === 'isolated') args.push('--new-network')
+  return { addon, args, hosts }
 }
 
 /** Each `--tmpfs` with its `--keep`s, then the size: the same for a sandbox and its reset. */

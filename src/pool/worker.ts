@@ -8,6 +8,8 @@ import { RootlessOptionError, WorkerExitError } from '../ns/errors.js'
 import { resetSetupFile } from './reset-setup-file.js'
 import { forksWorkerEntry, hasForksWorkerEntry, usesNativeModuleRunner } from './vitest-internals.js'
 import { workerPaths } from './worker-paths.js'
+import { pipeInto, unpipeFrom } from '../engine/output.js'
+import { defaultSpareCount } from '../engine/spares.js'
 
 /** SIGTERM first; a worker that ignores it gets SIGKILL after this long (as Vitest's forks). */
 const SIGKILL_TIMEOUT_MS = 500
@@ -59,7 +61,7 @@ export class RootlessPoolWorker implements PoolWorker {
       // our reset must finish before any setup file of the user's touches /tmp
       throw new RootlessOptionError('sequence.setupFiles', 'parallel', "expects 'list' with isolate: false under rootless() (the sandbox is reset before your setup files run), or use isolate: true")
     }
-    this.spares = this.reusable ? 0 : (warm ?? defaultSpares(config.maxWorkers))
+    this.spares = this.reusable ? 0 : (warm ?? defaultSpareCount(config.maxWorkers))
     this.stdout = options.project.vitest.logger.outputStream
     this.stderr = options.project.vitest.logger.errorStream
   }
@@ -199,26 +201,4 @@ export class RootlessPoolWorker implements PoolWorker {
 
 function isPipeError(error: NodeJS.ErrnoException): boolean {
   return error?.code === 'EPIPE' || error?.code === 'ERR_IPC_CHANNEL_CLOSED' || error?.code === 'ECONNRESET'
-}
-
-/** Pipes a worker's output into Vitest's logger streams, which many workers share. */
-function pipeInto(from: NodeJS.ReadableStream | null, to: Writable): void {
-  if (!from) return
-  to.setMaxListeners(to.getMaxListeners() + 1)
-  // never let one worker's end close Vitest's own stream
-  from.pipe(to, { end: false })
-}
-
-function unpipeFrom(from: NodeJS.ReadableStream | null, to: Writable): void {
-  if (!from) return
-  from.unpipe(to)
-  to.setMaxListeners(Math.max(0, to.getMaxListeners() - 1))
-}
-
-/**
- * Spares per worker kind when `warm` is not set: enough to replace the workers that
- * finish at about the same time, without a crowd of idle node processes on big machines.
- */
-export function defaultSpares(maxWorkers: number | undefined): number {
-  return Math.max(1, Math.min(maxWorkers ?? 1, 2))
 }

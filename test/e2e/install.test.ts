@@ -25,7 +25,7 @@ describe('the packed package', () => {
 
   it('ships the built launcher, its C source and the compiled JS', () => {
     accessSync(join(pkg, 'native', 'build', PLATFORM, 'launcher'), constants.X_OK)
-    for (const file of ['native/launcher.c', 'native/steps.h', 'scripts/build-launcher.mjs', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js']) {
+    for (const file of ['native/launcher.c', 'native/addon.c', 'native/sandbox.h', 'native/steps.h', 'scripts/build-native.mjs', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js']) {
       expect(existsSync(join(pkg, file)), file).toBe(true)
     }
     expect(existsSync(join(pkg, 'test'))).toBe(false)

@@ -447,36 +447,8 @@ describeSandbox('launcher: a test can\'t undo its sandbox', () => {
     }
   })
 
-  it('--reset, run inside by a reused worker, gives back an empty writable layer whatever a test stacked or took away', () => {
-    const { dir, kept } = hostDir('reset-stacked')
-    const reset = `${LAUNCHER} --reset --tmpfs ${dir} --keep ${kept} --hostname after-reset`
-    const script = [
-      `touch ${dir}/left-by-test`,
-      // the test takes our writable layer away, then stacks its own tmpfs and a bind on /etc/hosts
-      `umount -l ${dir}`,
-      `mount -t tmpfs none ${dir} && touch ${dir}/stacked`,
-      `echo 'bound by test' > ${dir}/hosts && mount --bind ${dir}/hosts /etc/hosts`,
-      reset,
-      `echo reset=$?`,
-      `ls -A ${dir} | tr '\\n' ' '; echo`,
-      `cat ${kept}/f; echo`,
-      'hostname',
-      'cat /etc/hosts',
-      `touch ${dir}/new && echo writable`,
-      // and again, on what the first reset made
-      `${reset} && ls -A ${dir} | tr '\\n' ' '; echo`,
-    ].join('\n')
-    const r = spawnSync(LAUNCHER, [...MAPS, '--tmpfs', dir, '--keep', kept, '--hosts-file', HOSTS, '--hostname', 'box', '--', 'sh', '-c', script], { encoding: 'utf8', cwd: '/', timeout: 20_000 })
-    expect(r.stderr).toBe('')
-    expect(r.stdout.split('\n')).toEqual([
-      'reset=0', 'kept ', 'kept', 'after-reset', ...readFileSync(HOSTS, 'utf8').trimEnd().split('\n'), 'writable', 'kept ', '',
-    ])
-    expect(readdirSync(dir).sort()).toEqual(['host-only', 'kept'])
-  })
-
-  it('refuses --reset with anything that would build a sandbox', () => {
-    expectStepFailure(launch(['--reset', '--tmpfs', base, '--', 'true']), 'usage', '--reset takes only --tmpfs, --keep, --tmpfs-size and --hostname')
-    expectStepFailure(launch(['--reset', ...SELF]), 'usage', '--reset takes only')
+  it('refuses --reset: that runs in the worker\'s own process (the addon)', () => {
+    expectStepFailure(launch(['--reset', '--tmpfs', base]), 'usage', '--reset is for the worker\'s in-process reset')
   })
 
   it('keeps what tests may do: uid 0, their own mounts, writing the temp dir and /etc/hosts, sethostname, port 80 on 127.0.0.1 and ::1', () => {
@@ -530,19 +502,4 @@ describeSandbox('launcher: a test can\'t undo its sandbox', () => {
     expect(outputs).toEqual(['0 up\n', '0 up\n', '0 up\n'])
   })
 
-  it('leaves the writable layer for a reused worker\'s reset to replace (src/inside/reset.ts)', () => {
-    const { dir, kept } = hostDir('reset')
-    const script = [
-      `const { resetSandbox } = await import(${JSON.stringify(join(ROOT, 'dist', 'inside', 'reset.js'))})`,
-      `const fs = await import('node:fs')`,
-      `fs.writeFileSync(${JSON.stringify(join(dir, 'left-over'))}, 'x')`,
-      `fs.writeFileSync('/etc/hosts', 'edited')`,
-      `const plan = { launcher: ${JSON.stringify(LAUNCHER)}, args: ['--reset', '--tmpfs', ${JSON.stringify(dir)}, '--keep', ${JSON.stringify(kept)}], hosts: 'fresh\\n' }`,
-      `resetSandbox(plan, { hostname: 'box', cwd: '/', launcherFd: fs.openSync(plan.launcher, 'r') })`,
-      `console.log(JSON.stringify([fs.readdirSync(${JSON.stringify(dir)}), fs.readFileSync(${JSON.stringify(join(kept, 'f'))}, 'utf8'), fs.readFileSync('/etc/hosts', 'utf8')]))`,
-    ].join('\n')
-    const r = spawnSync(LAUNCHER, [...SELF, '--tmpfs', dir, '--keep', kept, '--hosts-file', HOSTS, '--hostname', 'box', '--', process.execPath, '--input-type=module', '-e', script], { encoding: 'utf8', cwd: '/' })
-    expect(r.stderr).toBe('')
-    expect(JSON.parse(r.stdout)).toEqual([['kept'], 'kept', 'fresh\n'])
-  })
 })

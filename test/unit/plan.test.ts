@@ -299,25 +299,33 @@ describe('mountPlan', () => {
 })
 
 describe('createResetPlan', () => {
-  it('asks the launcher to rebuild the sandbox plan\'s own writable layers, and carries the hosts content', () => {
+  it('asks the addon to rebuild the sandbox plan\'s own writable layers, stop left processes and renew the network', () => {
     const plan = createSandboxPlan({
       options: options({ tmpfs: ['/tmp', '/var/tmp'], tmpfsSize: '64m', keep: ['/var/tmp/k'] }),
       idMap: selfMap,
       needs: ['/tmp/proj', '/home/me'],
       usernsFd: 4,
     })
-    expect(createResetPlan(plan, '127.0.0.1 localhost\n', '/opt/launcher')).toStrictEqual({
-      launcher: '/opt/launcher',
-      args: ['--reset', '--tmpfs', '/tmp', '--keep', '/tmp/proj', '--tmpfs', '/var/tmp', '--keep', '/var/tmp/k', '--tmpfs-size', '64m'],
+    expect(createResetPlan(plan, '127.0.0.1 localhost\n', '/opt/rootless.node')).toStrictEqual({
+      addon: '/opt/rootless.node',
+      args: ['--reset', '--tmpfs', '/tmp', '--keep', '/tmp/proj', '--tmpfs', '/var/tmp', '--keep', '/var/tmp/k', '--tmpfs-size', '64m', '--kill-others', '--new-network'],
       hosts: '127.0.0.1 localhost\n',
     })
+  })
+
+  it('stops no process without a pid namespace of its own, and keeps the host network', () => {
+    const plan = createSandboxPlan({ options: options({ pidNamespace: false, network: 'host' }), idMap: selfMap })
+    const { args } = createResetPlan(plan, 'h', '/a')
+    expect(args).not.toContain('--kill-others')
+    expect(args).not.toContain('--new-network')
   })
 
   it('spells the mounts exactly as the sandbox\'s own launcher flags do, and survives JSON (it travels in an env var)', () => {
     const plan = createSandboxPlan({ options: options({ tmpfs: ['/tmp'] }), idMap: selfMap, needs: ['/tmp/a'] })
     const reset = createResetPlan(plan, 'h', '/l')
-    const mounts = launcherArgs(plan).filter((_, i, all) => ['--tmpfs', '--keep', '--tmpfs-size'].includes(all[i]!) || ['--tmpfs', '--keep', '--tmpfs-size'].includes(all[i - 1]!))
-    expect(reset.args).toEqual(['--reset', ...mounts])
+    const mountFlags = ['--tmpfs', '--keep', '--tmpfs-size']
+    const mounts = launcherArgs(plan).filter((_, i, all) => mountFlags.includes(all[i]!) || mountFlags.includes(all[i - 1]!))
+    expect(reset.args.filter((_, i, all) => mountFlags.includes(all[i]!) || mountFlags.includes(all[i - 1]!))).toEqual(mounts)
     expect(JSON.parse(JSON.stringify(reset))).toStrictEqual(reset)
   })
 })

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { installRoot, workspaceRoot } from '../../src/pool/worker-paths.js'
+import { installRoot, workspaceRoot } from '../../src/engine/needs.js'
 
 describe('installRoot: the node_modules a package was installed into', () => {
   it.each([

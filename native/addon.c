@@ -1,0 +1,122 @@
+/*
+ * The in-process half of the sandbox: a Node-API addon a reused worker loads (with
+ * process.dlopen, from the same build as the launcher) to reset its sandbox between test
+ * files. It exports one function:
+ *
+ *   reset(argv: string[]): void     argv as for `launcher --reset ...` (see layers.c)
+ *
+ * It has to run in the worker's own process, not a child: a fresh network namespace can
+ * only be entered by the thread that will use it. The mounts and the hostname would work
+ * from a child too, but here they cost no fork of a large process.
+ *
+ * A failed step raises an Error whose message is the launcher's one line for it
+ * ("vitest-pool-rootless: <step>: <reason>") and whose `code` is the step's name.
+ *
+ * Node-API is a stable C ABI: the few functions used here are declared below, as
+ * node_api.h declares them, so the addon builds without Node's headers, for any
+ * architecture a C compiler targets.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sandbox.h"
+
+/* ---- the subset of node_api.h used here (js_native_api_types.h, js_native_api.h) ---- */
+
+typedef struct napi_env__ *napi_env;
+typedef struct napi_value__ *napi_value;
+typedef struct napi_callback_info__ *napi_callback_info;
+typedef int napi_status; /* napi_ok is 0 */
+typedef napi_value (*napi_callback)(napi_env env, napi_callback_info info);
+
+napi_status napi_create_function(napi_env env, const char *utf8name, size_t length, napi_callback cb, void *data, napi_value *result);
+napi_status napi_set_named_property(napi_env env, napi_value object, const char *utf8name, napi_value value);
+napi_status napi_get_cb_info(napi_env env, napi_callback_info cbinfo, size_t *argc, napi_value *argv, napi_value *this_arg, void **data);
+napi_status napi_get_array_length(napi_env env, napi_value value, uint32_t *result);
+napi_status napi_get_element(napi_env env, napi_value object, uint32_t index, napi_value *result);
+napi_status napi_get_value_string_utf8(napi_env env, napi_value value, char *buf, size_t bufsize, size_t *result);
+napi_status napi_throw_error(napi_env env, const char *code, const char *msg);
+napi_value napi_register_module_v1(napi_env env, napi_value exports);
+
+/* ---- failures: die_step() returns to reset() with the message, instead of exiting ---- */
+
+static jmp_buf failed;
+static char failure[1024];
+static const char *failed_step;
+
+void die_step(int step, const char *fmt, ...) {
+  int saved = errno;
+  char msg[768];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (saved)
+    snprintf(failure, sizeof failure, "vitest-pool-rootless: %s: %s: %s", step_name(step), msg, strerror(saved));
+  else
+    snprintf(failure, sizeof failure, "vitest-pool-rootless: %s: %s", step_name(step), msg);
+  failed_step = step_name(step);
+  longjmp(failed, 1);
+}
+
+/* ---- reset(argv) ---- */
+
+#define MAX_ARGS (4 * MAX_LIST + 16)
+
+static napi_value reset(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value list;
+  uint32_t n = 0;
+  if (napi_get_cb_info(env, info, &argc, &list, NULL, NULL) != 0 || argc < 1 || napi_get_array_length(env, list, &n) != 0) {
+    napi_throw_error(env, "usage", "vitest-pool-rootless: reset() takes the launcher's --reset arguments, as an array of strings");
+    return NULL;
+  }
+  if (n + 1 >= MAX_ARGS) {
+    napi_throw_error(env, "usage", "vitest-pool-rootless: reset() got too many arguments");
+    return NULL;
+  }
+  /* argv[0] is the program name, as for the launcher's parser */
+  char *argv[MAX_ARGS] = {"reset"};
+  int count = 1;
+  /* volatile: read again after longjmp, which may undo what registers held */
+  volatile int ok = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value item;
+    size_t len = 0;
+    if (napi_get_element(env, list, i, &item) != 0 || napi_get_value_string_utf8(env, item, NULL, 0, &len) != 0) goto bad_argument;
+    argv[count] = malloc(len + 1);
+    if (!argv[count]) goto bad_argument;
+    if (napi_get_value_string_utf8(env, item, argv[count], len + 1, &len) != 0) {
+      free(argv[count]);
+      goto bad_argument;
+    }
+    count++;
+  }
+  if (setjmp(failed) == 0) {
+    struct plan p;
+    parse_plan(count, argv, &p);
+    if (!p.reset) usage_error("%s", "reset() takes --reset and its flags");
+    reset_sandbox(&p);
+    ok = 1;
+  }
+  for (int i = 1; i < count; i++) free(argv[i]);
+  if (!ok) napi_throw_error(env, failed_step, failure);
+  return NULL;
+
+bad_argument:
+  for (int i = 1; i < count; i++) free(argv[i]);
+  napi_throw_error(env, "usage", "vitest-pool-rootless: reset() takes an array of strings");
+  return NULL;
+}
+
+napi_value napi_register_module_v1(napi_env env, napi_value exports) {
+  napi_value fn;
+  if (napi_create_function(env, "reset", 5, reset, NULL, &fn) != 0 || napi_set_named_property(env, exports, "reset", fn) != 0) return NULL;
+  return exports;
+}

@@ -1,0 +1,81 @@
+/*
+ * What the launcher (launcher.c) and the in-process reset (addon.c) share: the plan they
+ * are handed, its parser (plan.c), and the steps that build a sandbox's writable layers
+ * and reset one (layers.c). Each program supplies die_step(): the launcher exits with the
+ * step's status, the addon turns it into a JavaScript exception.
+ */
+#ifndef VPR_SANDBOX_H
+#define VPR_SANDBOX_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "steps.h"
+
+#define MAX_LIST 64
+
+struct id_range {
+  unsigned long inside, outside, count;
+};
+
+/* One private tmpfs and the kept paths bound back onto it: keep[first_keep..+n_keep). */
+struct tmpfs_mount {
+  const char *path;
+  int first_keep, n_keep;
+};
+
+/* The tmpfs targets with their kept paths, in argv order (mount order), and their size. */
+struct layers {
+  struct tmpfs_mount tmpfs[MAX_LIST];
+  int n_tmpfs;
+  const char *keep[MAX_LIST]; /* grouped by tmpfs: each --keep follows its --tmpfs */
+  int n_keep;
+  const char *tmpfs_size;     /* NULL: kernel default */
+};
+
+/* A sandbox to build (launcher), or a sandbox to reset in place (--reset, addon). */
+struct plan {
+  struct id_range uid_map[MAX_LIST];
+  int n_uid_map;
+  struct id_range gid_map[MAX_LIST];
+  int n_gid_map;
+  const char *newuidmap; /* NULL: write maps directly */
+  const char *newgidmap;
+  int userns_fd;         /* >= 0: join this user namespace instead of creating one */
+  struct layers layers;
+  const char *hosts_file;
+  const char *hostname;
+  int host_network;
+  int new_session;
+  int hold;              /* create only the user namespace, report, wait for stdin EOF */
+  int pid_namespace;     /* run CMD as pid 2 under a small init in a new pid namespace */
+  char **argv;
+  /* --reset only */
+  int reset;
+  int new_network;       /* a fresh network namespace, lo up */
+  int kill_others;       /* every other process of the pid namespace but init goes */
+  const char *unmount[MAX_LIST]; /* mounts a test made, detached first */
+  int n_unmount;
+};
+
+/* Ends a failed step: prints (or raises) "vitest-pool-rootless: <step>: <msg>[: strerror]". */
+void die_step(int step, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
+
+/* plan.c */
+void usage_error(const char *fmt, const char *arg) __attribute__((noreturn));
+int parse_fd(const char *s);
+void parse_plan(int argc, char **argv, struct plan *p);
+
+/* layers.c */
+ssize_t write_all(int fd, const void *buf, size_t len);
+ssize_t read_retry(int fd, void *buf, size_t len);
+int write_file(const char *path, const char *content);
+int make_mountpoint(const char *path, int is_dir);
+int bind_fd(int fd, const char *target);
+int private_copy_bind(int src_fd, const char *src_path, const char *target);
+int loopback_up(void);
+void tmpfs_options(const struct layers *l, char *buf, size_t len);
+void mount_writable_layers(const struct layers *l, const char *opts);
+void reset_sandbox(const struct plan *p);
+
+#endif

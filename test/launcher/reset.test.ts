@@ -1,0 +1,135 @@
+import { spawnSync } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { locateAddon } from '../../src/engine/launcher-path.js'
+import { createResetPlan, type SandboxPlan } from '../../src/ns/plan.js'
+import { RESET_ENV } from '../../src/ns/reset-plan.js'
+import { LAUNCHER, ROOT, describeSandbox } from '../support/sandbox.js'
+
+// The in-process reset (native/addon.c through src/inside/sandbox-reset.ts), run where it
+// runs for real: in a Node process the launcher started in a sandbox, between two "files".
+
+const ADDON = locateAddon()
+const uid = process.geteuid!()
+const gid = process.getegid!()
+const SELF = ['--uid-map', `0:${uid}:1`, '--gid-map', `0:${gid}:1`]
+const HOSTS = '127.0.0.1 localhost\n::1 localhost\n10.1.2.3 api.example.test\n'
+
+describe('the reset addon', () => {
+  it('refuses to run outside a sandbox, where it would mount over the host\'s own directories', () => {
+    const module = { exports: {} as { reset(args: string[]): void } }
+    process.dlopen(module, ADDON)
+    expect(() => module.exports.reset(['--reset', '--tmpfs', tmpdir()])).toThrow(/runs only inside a sandbox/)
+    expect(() => module.exports.reset(['--bogus'])).toThrow(/unknown option '--bogus'/)
+  })
+})
+
+describeSandbox('a reused worker\'s sandbox, reset in place between files', () => {
+  const base = mkdtempSync(join(tmpdir(), 'vpr-reset-'))
+  afterAll(() => rmSync(base, { recursive: true, force: true }))
+
+  /**
+   * Runs `script` (an ES module body) as the worker, in a sandbox the launcher builds with
+   * a tmpfs on `dir` (keeping `keep`), given the reset plan the engine would hand it.
+   */
+  function worker(flags: string[], script: string, keep: string[], dir: string, options: { pidNamespace?: boolean; resetTmpfs?: string } = {}) {
+    const pidNamespace = options.pidNamespace ?? true
+    const plan: SandboxPlan = { user: { joinFd: 3 }, mounts: [{ tmpfs: options.resetTmpfs ?? dir, keep }], network: 'isolated', newSession: false, pidNamespace }
+    const reset = createResetPlan(plan, HOSTS, ADDON)
+    const hostsFile = join(base, 'hosts')
+    writeFileSync(hostsFile, HOSTS)
+    const module = join(ROOT, 'dist', 'inside', 'sandbox-reset.js')
+    const body = `import { SandboxReset } from ${JSON.stringify(module)}\nimport { spawnSync } from 'node:child_process'\nimport * as fs from 'node:fs'\nimport * as net from 'node:net'\nimport * as os from 'node:os'\nconst sh = (s) => spawnSync('sh', ['-c', s], { encoding: 'utf8' })\n${script}`
+    const pidns = pidNamespace ? ['--pid-namespace'] : []
+    return spawnSync(LAUNCHER, [...SELF, '--tmpfs', dir, ...keep.flatMap((k) => ['--keep', k]), '--hosts-file', hostsFile, '--hostname', 'first', ...pidns, ...flags, '--', process.execPath, '--input-type=module', '-e', body], {
+      encoding: 'utf8',
+      cwd: '/',
+      env: { ...process.env, [RESET_ENV]: JSON.stringify(reset) },
+      timeout: 30_000,
+    })
+  }
+
+  it('leaves nothing of the first file: temp dir, mounts, processes, sockets, hostname, /etc/hosts', () => {
+    const dir = join(base, 'full')
+    const kept = join(dir, 'kept')
+    mkdirSync(kept, { recursive: true })
+    writeFileSync(join(kept, 'f'), 'kept')
+    writeFileSync(join(dir, 'host-only'), 'host')
+    const script = `
+      const sandbox = SandboxReset.fromEnv()
+      const report = {}
+      // the first file: leaves a file, a server on port 3000, a daemon, its own mounts
+      // (one over /mnt, one stacked on the temp dir after taking ours away), a bind on
+      // /etc/hosts, a hostname
+      fs.writeFileSync('${dir}/left-over', 'x')
+      const server = net.createServer().listen(3000, '127.0.0.1')
+      await new Promise((r) => server.once('listening', r))
+      const daemon = sh('setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $!').stdout.trim()
+      const pids = () => fs.readdirSync('/proc').filter((e) => /^[0-9]+$/.test(e)).map(Number).sort((a, b) => a - b)
+      report.before = pids().includes(Number(daemon))
+      sh('mount -t tmpfs none /mnt && touch /mnt/m')
+      sh('umount -l ${dir} && mount -t tmpfs none ${dir} && touch ${dir}/stacked')
+      sh('echo bound > ${dir}/hosts && mount --bind ${dir}/hosts /etc/hosts')
+      sh('hostname renamed')
+      report.env = process.env.${RESET_ENV} === undefined
+      sandbox.reset()
+      // the second file
+      report.dir = fs.readdirSync('${dir}').sort()
+      report.kept = fs.readFileSync('${kept}/f', 'utf8')
+      report.mnt = fs.existsSync('/mnt/m')
+      report.hosts = fs.readFileSync('/etc/hosts', 'utf8')
+      report.hostname = os.hostname()
+      report.after = pids()
+      const again = net.createServer().listen(3000, '127.0.0.1')
+      report.port = await new Promise((r) => { again.once('listening', () => r('free')); again.once('error', (e) => r(e.code)) })
+      again.close()
+      fs.writeFileSync('${dir}/new', 'y')
+      report.writable = true
+      sandbox.reset()
+      report.third = fs.readdirSync('${dir}').sort()
+      console.log(JSON.stringify(report))
+      process.exit(0)
+    `
+    const r = worker([], script, [kept], dir)
+    expect(r.stderr).toBe('')
+    expect(r.status).toBe(0)
+    const report = JSON.parse(r.stdout)
+    expect(report).toMatchObject({
+      env: true,
+      dir: ['kept'],
+      kept: 'kept',
+      mnt: false,
+      hosts: HOSTS,
+      hostname: 'first',
+      port: 'free',
+      writable: true,
+      third: ['kept'],
+    })
+    // the daemon ran; afterwards only init and the worker are left
+    expect(report.before).toBe(true)
+    expect(report.after).toEqual([1, 2])
+    // and the host's directory was never touched
+    expect(readdirSync(dir).sort()).toEqual(['host-only', 'kept'])
+  })
+
+  it('stops no process where the worker doesn\'t own its pid namespace (pidNamespace: false)', () => {
+    const dir = join(base, 'no-pidns')
+    mkdirSync(dir, { recursive: true })
+    const r = worker([], `const sandbox = SandboxReset.fromEnv(); sandbox.reset(); console.log(process.pid === 2 ? 'pid 2' : 'not pid 2')`, [], dir, { pidNamespace: false })
+    expect(r.stderr).toBe('')
+    expect(r.stdout.trim()).toBe('not pid 2')
+  })
+
+  it('names the step that failed', () => {
+    const dir = join(base, 'fails')
+    mkdirSync(dir, { recursive: true })
+    // a plan naming a tmpfs target that isn't there: the reset can't find its floor
+    const r = worker([], `
+      const sandbox = SandboxReset.fromEnv()
+      try { sandbox.reset() } catch (e) { console.log(e.message) }
+    `, [], dir, { resetTmpfs: join(dir, 'not-there') })
+    expect(r.stdout.trim()).toMatch(/^vitest-pool-rootless: can't reset the sandbox between test files \(tmpfs\): tmpfs: /)
+  })
+})
