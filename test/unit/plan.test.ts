@@ -301,7 +301,7 @@ describe('mountPlan', () => {
 describe('createResetPlan', () => {
   it('asks the addon to rebuild the sandbox plan\'s own writable layers, stop left processes and renew the network', () => {
     const plan = createSandboxPlan({
-      options: options({ tmpfs: ['/tmp', '/var/tmp'], tmpfsSize: '64m', keep: ['/var/tmp/k'] }),
+      options: options({ tmpfs: ['/tmp', '/var/tmp'], tmpfsSize: '64m', keep: ['/var/tmp/k'], pidNamespace: true }),
       idMap: selfMap,
       needs: ['/tmp/proj', '/home/me'],
       usernsFd: 4,
