@@ -1,70 +1,15 @@
 import { execFileSync, spawn } from 'node:child_process'
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
-import { afterEach, beforeAll, expect, inject, it } from 'vitest'
+import { readFileSync } from 'node:fs'
+import { beforeAll, expect, inject, it } from 'vitest'
 import { copyFixture, prepareConsumer, type Consumer } from '../support/consumer.js'
-import { diffLeftovers, expectNoLeftovers, hostPidsOf, releaseNamespaces, snapshotLeftovers, TAG, TAG_ENV, trackNamespaces, type LeftoverReport, type Leftovers } from '../support/leftovers.js'
+import { alive, commandOf, defineFaults, gone, leftoverError, noLeftovers, parentOf, type Fault } from '../support/faults.js'
+import { hostPidsOf, snapshotLeftovers, TAG, TAG_ENV, trackNamespaces } from '../support/leftovers.js'
 import { describeSandbox, LAUNCHER } from '../support/sandbox.js'
-import { startVitest, type Exit, type LiveRun } from '../support/vitest-run.js'
+import { startVitest } from '../support/vitest-run.js'
 
-/**
- * Fault injection through real Vitest: each case breaks a run in one way and checks
- * that the file is reported as it should be, and that no process, mount or namespace
- * of the run is left on the host 2 s later. The cases are one table (FAULTS); one loop
- * turns each into a test.
- */
-
-/** How a case breaks the run. Those with `when` act once Vitest printed it. */
-type Provoke =
-  /** Nothing from outside: the fixture's tests break the run themselves. */
-  | { do: 'run' }
-  /** A signal to the Vitest main process, `delayMs` after `when`. */
-  | { do: 'signal main'; signal: 'SIGKILL' | 'SIGINT'; when: RegExp; delayMs?: number }
-  /** SIGKILL to the worker whose pid and net namespace `when` captures (as seen inside). */
-  | { do: 'kill worker'; when: RegExp }
-  /** SIGKILL to that worker's launcher, the process Vitest forked (worker -> init -> launcher). */
-  | { do: 'kill launcher'; when: RegExp }
-  /**
-   * The test double-forks `sleep 300` and prints its pid and net namespace (`when`);
-   * the host finds its host pid, then lets the test finish (writes `daemon-seen`).
-   */
-  | { do: 'find daemon'; when: RegExp }
-
-/** What Vitest must report. */
-interface Report {
-  /**
-   * 'fails': the process did not exit 0; 'passes': it did; an Exit: exactly that
-   * (read from 'exit' for a signalled main process, else once its output ended).
-   */
-  exit: 'fails' | 'passes' | Exit
-  /** The main process exits within this many ms of the signal. */
-  exitsWithinMs?: number
-  contains?: string[]
-  matches?: RegExp[]
-  absent?: RegExp[]
-  /** Some line names this file together with this signal. */
-  fileAndSignal?: [file: string, signal: string]
-  /** 'find daemon': the daemon is gone 2 s after the run ('dies'), or still runs 500 ms after ('survives'). */
-  daemon?: 'dies' | 'survives'
-}
-
-interface Fault {
-  title: string
-  /** Names the case in the `[faults] <log>: clean after N ms` line. */
-  log: string
-  fixture: string
-  env?: Record<string, string>
-  /** Vitest runs on a pseudo-terminal (see `startVitest`); needs script(1). */
-  tty?: boolean
-  provoke: Provoke
-  report: Report
-  /**
-   * 'clean': nothing of the run is left 2 s after it (the promise to users).
-   * 'caught': a control that leaves something on purpose; the check must report it.
-   * Either way the snapshot is taken right before Vitest starts.
-   */
-  leftovers: 'clean' | 'caught'
-}
+// Fault injection through real Vitest (see test/support/faults.ts): each case breaks a
+// run in one way; the file must be reported as it should be, and nothing of the run may
+// be left on the host 2 s later.
 
 const FAULTS: Fault[] = [
   {
@@ -176,161 +121,17 @@ const FAULTS: Fault[] = [
   },
 ]
 
-/** Lines of `output` that mention every one of `words`. */
-const linesWith = (output: string, ...words: string[]) => output.split('\n').filter((l) => words.every((w) => l.includes(w)))
-
-const alive = (pid: number) => {
-  try {
-    return !/^\d+ \(.*\) [ZX] /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))
-  } catch {
-    return false
-  }
-}
-
-async function gone(pid: number, withinMs: number): Promise<boolean> {
-  const deadline = Date.now() + withinMs
-  while (alive(pid) && Date.now() < deadline) await new Promise((ok) => setTimeout(ok, 50))
-  return !alive(pid)
-}
-
-const parentOf = (pid: number) => Number(/^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1])
-
-const commandOf = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim()
-
-/** What provoking a case gave: the exit to judge and, for 'find daemon', the daemon. */
-interface Provoked {
-  exit: Exit
-  /** Ms from the signal to the exit ('signal main'). */
-  exitedAfterMs?: number
-  daemon?: { pid: number; netns: string }
-}
-
 describeSandbox('fault injection: rootless() on Vitest 4', () => {
   let consumer: Consumer
   beforeAll(() => {
     consumer = prepareConsumer(4, inject('tarball'))
   }, 120_000)
-  // a run no check followed must not keep its namespaces held open
-  afterEach(() => releaseNamespaces())
 
-  /** Records how fast a case came clean, for the log. */
-  async function noLeftovers(name: string, before: Leftovers): Promise<LeftoverReport> {
-    const report = await expectNoLeftovers(before, consumer)
-    console.log(`[faults] ${name}: clean after ${report.cleanAfterMs} ms; at first look ${JSON.stringify(report.atFirstLook)}`)
-    return report
-  }
-
-  /** The message `expectNoLeftovers` fails with; fails itself when the check passes. */
-  async function leftoverError(before: Leftovers, withinMs: number): Promise<string> {
-    const error = await expectNoLeftovers(before, consumer, withinMs).then(
-      () => undefined,
-      (e: unknown) => e,
-    )
-    expect(error, 'the leftover check found nothing').toBeInstanceOf(Error)
-    return (error as Error).message
-  }
-
-  /** Proves the leftover check sees a live run: our processes and its new net namespaces. */
-  function expectVisibleWhileRunning(before: Leftovers): void {
-    const during = diffLeftovers(before, snapshotLeftovers(consumer))
-    expect(during.counts.processes, `no worker process of the run was found:\n${during.text}`).toBeGreaterThan(0)
-    expect(during.counts.netNamespaces, `no sandbox network namespace was found:\n${during.text}`).toBeGreaterThan(0)
-  }
-
-  async function provoke(how: Provoke, run: LiveRun, before: Leftovers, root: string): Promise<Provoked> {
-    switch (how.do) {
-      case 'run':
-        return { exit: await run.closed }
-      case 'signal main': {
-        await run.waitFor(how.when)
-        expectVisibleWhileRunning(before)
-        if (how.delayMs) await new Promise((ok) => setTimeout(ok, how.delayMs))
-        const sent = Date.now()
-        run.kill(how.signal)
-        // not `closed`: what matters is the main process; its output is already in
-        const exit = await run.exited
-        const exitedAfterMs = Date.now() - sent
-        console.log(`[faults] ${how.signal} main: Vitest exited with ${JSON.stringify(exit)} after ${exitedAfterMs} ms`)
-        return { exit, exitedAfterMs }
-      }
-      case 'kill worker':
-      case 'kill launcher': {
-        const [, inner, netns] = await run.waitFor(how.when)
-        expectVisibleWhileRunning(before)
-        // the pid the test printed, as the host sees it (the same unless there is a pid namespace)
-        const pids = hostPidsOf(Number(inner), netns!)
-        expect(pids, `host pid of worker ${inner} in ${netns}`).toHaveLength(1)
-        let victim = pids[0]!
-        if (how.do === 'kill launcher') {
-          // worker (pid 2 inside) -> init (pid 1 inside) -> the launcher Vitest knows
-          victim = parentOf(parentOf(victim))
-          expect(readFileSync(`/proc/${victim}/cmdline`, 'utf8')).toContain('--pid-namespace')
-        }
-        process.kill(victim, 'SIGKILL')
-        return { exit: await run.closed }
-      }
-      case 'find daemon': {
-        let daemon: { pid: number; netns: string } | undefined
-        try {
-          const [, inner, netns] = await run.waitFor(how.when)
-          expectVisibleWhileRunning(before)
-          const pids = hostPidsOf(Number(inner), netns!)
-          expect(pids, `host pid of daemon ${inner} in ${netns}`).toHaveLength(1)
-          daemon = { pid: pids[0]!, netns: netns! }
-          expect(commandOf(daemon.pid)).toBe('sleep 300')
-        } finally {
-          // lets the test finish: the host has seen the daemon (or given up)
-          writeFileSync(join(root, 'daemon-seen'), '')
-          await run.closed.catch(() => {})
-        }
-        return { exit: await run.closed, daemon }
-      }
-    }
-  }
-
-  for (const fault of FAULTS) {
-    it(fault.title, async () => {
-      if (fault.tty) expect(existsSync('/usr/bin/script') || existsSync('/bin/script'), 'script(1) from util-linux gives Vitest a terminal').toBe(true)
-      const root = copyFixture(consumer, fault.fixture)
-      const before = snapshotLeftovers(consumer)
-      const run = startVitest(consumer, root, { env: fault.env, tty: fault.tty })
-      let daemon: number | undefined
-      try {
-        const provoked = await provoke(fault.provoke, run, before, root)
-        daemon = provoked.daemon?.pid
-        const output = run.output()
-        const { report } = fault
-
-        if (report.exit === 'fails') expect(provoked.exit.code, `exit ${JSON.stringify(provoked.exit)}:\n${output}`).not.toBe(0)
-        else if (report.exit === 'passes') expect(provoked.exit.code, output).toBe(0)
-        else expect(provoked.exit).toEqual(report.exit)
-        if (report.exitsWithinMs !== undefined) expect(provoked.exitedAfterMs).toBeLessThan(report.exitsWithinMs)
-        for (const text of report.contains ?? []) expect(output).toContain(text)
-        for (const pattern of report.matches ?? []) expect(output).toMatch(pattern)
-        for (const pattern of report.absent ?? []) expect(output).not.toMatch(pattern)
-        if (report.fileAndSignal) expect(linesWith(output, report.fileAndSignal[1], report.fileAndSignal[0]), output).not.toEqual([])
-        if (report.daemon === 'survives') {
-          expect(await gone(daemon!, 500), 'control: without a pid namespace the daemon should survive').toBe(false)
-        } else if (report.daemon === 'dies') {
-          expect(await gone(daemon!, 2000), `the daemon (host pid ${daemon}, "sleep 300") is still running 2 s after the run ended`).toBe(true)
-        }
-
-        if (fault.leftovers === 'clean') {
-          await noLeftovers(fault.log, before)
-        } else {
-          // what it left must be named: the daemon's sandbox namespace, and the daemon itself
-          const left = await leftoverError(before, 200)
-          expect(left).toContain(provoked.daemon!.netns)
-          expect(left).toContain(`process ${daemon}: sleep 300`)
-        }
-      } finally {
-        if (daemon !== undefined && alive(daemon)) process.kill(daemon, 'SIGKILL')
-        if (daemon !== undefined) await gone(daemon, 2000)
-        // a case that failed half-way must not leave its Vitest running
-        if (run.pid !== undefined && alive(run.pid)) run.kill('SIGKILL')
-      }
-    })
-  }
+  defineFaults(FAULTS, {
+    scope: () => consumer,
+    copy: (fixture) => copyFixture(consumer, fixture),
+    start: (root, options) => startVitest(consumer, root, options),
+  })
 
   /**
    * Negative controls for the leftover check itself, without Vitest: a double-forked
@@ -348,7 +149,7 @@ describeSandbox('fault injection: rootless() on Vitest 4', () => {
         // re-parented: not a descendant of this process any more
         expect(parentOf(pid)).not.toBe(process.pid)
       }
-      const left = await leftoverError(before, 200)
+      const left = await leftoverError(consumer, before, 200)
       expect(left).toContain(`process ${tagged}: sleep 600`)
       // the check is about ours only: another run's daemon is not reported
       expect(left).not.toContain(`process ${untagged}:`)
@@ -357,7 +158,7 @@ describeSandbox('fault injection: rootless() on Vitest 4', () => {
       await gone(tagged, 2000)
       await gone(untagged, 2000)
     }
-    await noLeftovers('negative control: tagged sleep, killed', before)
+    await noLeftovers(consumer, 'negative control: tagged sleep, killed', before)
   })
 
   it("the leftover check reports an untagged double-forked `sleep 600` left in a run's sandbox namespace", async () => {
@@ -386,11 +187,11 @@ describeSandbox('fault injection: rootless() on Vitest 4', () => {
       expect(commandOf(sleep)).toBe('sleep 600')
       expect(readFileSync(`/proc/${sleep}/environ`, 'utf8')).toBe('')
       expect(parentOf(sleep)).not.toBe(launcher.pid)
-      expect(await leftoverError(before, 200)).toContain(`namespace ${netns}, held by:\n    ${sleep} sleep 600`)
+      expect(await leftoverError(consumer, before, 200)).toContain(`namespace ${netns}, held by:\n    ${sleep} sleep 600`)
     } finally {
       if (alive(sleep)) process.kill(sleep, 'SIGKILL')
       await gone(sleep, 2000)
     }
-    await noLeftovers('negative control: sleep in a sandbox, killed', before)
+    await noLeftovers(consumer, 'negative control: sleep in a sandbox, killed', before)
   })
 })

@@ -75,9 +75,43 @@ export function prepareConsumer(major: 4 | 5, tarball: string): Consumer {
 }
 
 /** Copies test/fixtures/<name> into the consumer, so its imports resolve to the installed package. */
-export function copyFixture(consumer: Consumer, name: string): string {
+export function copyFixture(consumer: Pick<Consumer, 'dir'>, name: string): string {
   const target = join(consumer.dir, 'fixtures', name)
   rmSync(target, { recursive: true, force: true })
   cpSync(join(ROOT, 'test', 'fixtures', name), target, { recursive: true })
   return target
+}
+
+/** A throwaway Jest project that installs the packed package the way a user would. */
+export interface JestConsumer {
+  dir: string
+  node: string
+  /** jest's CLI entry (node_modules/jest/bin/jest.js). */
+  jest: string
+  major: 29 | 30
+}
+
+const JEST = { 29: '~29.7.0', 30: '^30.5.0' } as const
+
+/**
+ * Installs the packed tarball next to Jest `major` (and the transforms and environments
+ * the Jest fixtures use) in .e2e/jest<major>: no Vitest there, so nothing can load it.
+ */
+export function prepareJestConsumer(major: 29 | 30, tarball: string): JestConsumer {
+  const dir = join(ROOT, '.e2e', `jest${major}-${process.pid}`)
+  rmSync(dir, { recursive: true, force: true })
+  mkdirSync(dir, { recursive: true })
+  const devDependencies: Record<string, string> = {
+    jest: JEST[major],
+    'jest-environment-jsdom': JEST[major],
+    'babel-jest': JEST[major],
+    '@babel/preset-env': '^7.28.0',
+    'ts-jest': '^29.4.0',
+    typescript: '~5.9.3',
+    'vitest-pool-rootless': `file:${tarball}`,
+  }
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: `consumer-jest${major}`, private: true, devDependencies }, null, 2))
+  npm(['install'], dir)
+  if (existsSync(join(dir, 'node_modules', 'vitest'))) throw new Error('a Jest-only project must not get Vitest')
+  return { dir, node: process.execPath, jest: join(dir, 'node_modules', 'jest', 'bin', 'jest.js'), major }
 }

@@ -63,12 +63,32 @@ export function startVitest(consumer: Consumer, root: string, options: VitestOpt
   const argv = watch
     ? [consumer.node, consumer.vitest, '--watch', '--root', root, ...(options.args ?? [])]
     : [consumer.node, consumer.vitest, 'run', '--root', root, '--reporter=verbose', ...(options.args ?? [])]
+  return startProcess(argv, root, { env: { ...(watch ? {} : { CI: 'true' }), ...options.env }, stdin: watch, tty: options.tty, timeoutMs: options.timeoutMs })
+}
+
+/** How `startProcess` runs a test runner: its environment and terminal. */
+export interface ProcessOptions {
+  /** Added over `process.env`, no colours and the leftover tag. */
+  env?: Record<string, string>
+  /** stdin an open pipe (watch mode); else /dev/null. */
+  stdin?: boolean
+  /** Under `script`, on a pseudo-terminal (see `VitestOptions.tty`). */
+  tty?: boolean
+  /** SIGKILLed after this long; 60 s unless given. */
+  timeoutMs?: number
+}
+
+/**
+ * Starts `argv` in `cwd` the way every runner run of the e2e tests starts: tagged for
+ * the leftover accounting, its namespaces tracked, its output collected.
+ */
+export function startProcess(argv: string[], cwd: string, options: ProcessOptions = {}): LiveRun {
   const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
   const [file, args] = options.tty ? ['script', ['-qec', argv.map(quote).join(' '), '/dev/null']] : [argv[0]!, argv.slice(1)]
   const child = spawn(file, args as string[], {
-    cwd: root,
-    env: { ...process.env, ...(watch ? {} : { CI: 'true' }), NO_COLOR: '1', FORCE_COLOR: '0', [TAG_ENV]: TAG, ...options.env },
-    stdio: [watch ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    cwd,
+    env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0', [TAG_ENV]: TAG, ...options.env },
+    stdio: [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
   })
   let output = ''
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (output += d))
@@ -112,7 +132,7 @@ export function startVitest(consumer: Consumer, root: string, options: VitestOpt
           if (match) return resolve(match)
           // after exit, what it printed last may still be in the pipe: wait for its end
           if (Date.now() > deadline || ended) {
-            return reject(new Error(`Vitest never printed ${pattern}:\n${output.slice(since)}`))
+            return reject(new Error(`${argv[1]} never printed ${pattern}:\n${output.slice(since)}`))
           }
           setTimeout(check, 25)
         }
