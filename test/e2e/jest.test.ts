@@ -1,7 +1,11 @@
+import { spawnSync } from 'node:child_process'
+import { appendFileSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, expect, inject, it } from 'vitest'
 import { copyFixture, prepareJestConsumer, type JestConsumer } from '../support/consumer.js'
-import { runJest } from '../support/jest-run.js'
+import { runJest, startJest } from '../support/jest-run.js'
 import { expectNoLeftovers, releaseNamespaces, snapshotLeftovers } from '../support/leftovers.js'
 import { describeSandbox } from '../support/sandbox.js'
 
@@ -34,9 +38,9 @@ for (const major of [30, 29] as const) {
         args,
         env: { E2E_HOST_UID: String(process.geteuid!()), E2E_HOST_PORT: String(hostPort), E2E_MAX_WORKERS: workers },
       })
+      expect(run.code, run.output).toBe(0)
       expect(run.output).toMatch(/Tests:\s+21 passed, 21 total/)
       expect(run.output).toMatch(/Test Suites:\s+3 passed, 3 total/)
-      expect(run.code, run.output).toBe(0)
       await expectNoLeftovers(before, consumer)
     })
 
@@ -47,9 +51,189 @@ for (const major of [30, 29] as const) {
       expect(control.code).not.toBe(0)
       const before = snapshotLeftovers(consumer)
       const run = await runJest(consumer, root)
-      expect(run.output).toMatch(/Test Suites:\s+10 passed, 10 total/)
       expect(run.code, run.output).toBe(0)
+      expect(run.output).toMatch(/Test Suites:\s+10 passed, 10 total/)
       await expectNoLeftovers(before, consumer)
+    })
+
+    it('snapshots: written into the project, checked under --ci, updated with -u, obsolete ones found and removed', async () => {
+      const root = copyFixture(consumer, 'jest-features')
+      const snap = join(root, '__snapshots__', 'snapshot.test.js.snap')
+      // --ci=false where Jest may write snapshots: CI=true, as the e2e runs have it, means --ci
+      const jest = (args: string[], env: Record<string, string> = {}) => runJest(consumer, root, { args: ['snapshot', ...(args.includes('--ci') ? args : ['--ci=false', ...args])], env })
+      const written = await jest([])
+      expect(written.code, written.output).toBe(0)
+      expect(written.output).toMatch(/Snapshots:\s+1 written, 1 total/)
+      // written by uid 0 in the sandbox: the user's file on the host
+      expect(readFileSync(snap, 'utf8')).toContain('"value": "one"')
+      expect(statSync(snap).uid).toBe(process.geteuid!())
+      const ci = await jest(['--ci'])
+      expect(ci.code, ci.output).toBe(0)
+      expect(ci.output).toMatch(/Snapshots:\s+1 passed, 1 total/)
+      const changed = await jest(['--ci'], { E2E_SNAP: 'two' })
+      expect(changed.output).toMatch(/Snapshots:\s+1 failed, 1 total/)
+      expect(changed.code).toBe(1)
+      const updated = await jest(['-u'], { E2E_SNAP: 'two' })
+      expect(updated.output).toMatch(/Snapshots:\s+1 updated, 1 total/)
+      expect(readFileSync(snap, 'utf8')).toContain('"value": "two"')
+      await jest([], { E2E_SNAP: 'two', E2E_EXTRA_SNAPSHOT: '1' })
+      const obsolete = await jest(['--ci'], { E2E_SNAP: 'two' })
+      expect(obsolete.output).toMatch(/1 snapshot obsolete/)
+      const removed = await jest(['-u'], { E2E_SNAP: 'two' })
+      expect(removed.output).toMatch(/Snapshots:\s+1 removed, 1 passed, 1 total/)
+      expect(readFileSync(snap, 'utf8')).not.toContain('has one more snapshot')
+    })
+
+    it.each(['babel', 'v8'])('collects %s coverage in the sandboxes, and Jest merges it', async (provider) => {
+      const root = copyFixture(consumer, 'jest-features')
+      const run = await runJest(consumer, root, { args: ['sum-', '--maxWorkers=2', '--coverage', `--coverageProvider=${provider}`, '--collectCoverageFrom=sum.js', '--coverageReporters=text'] })
+      expect(run.code, run.output).toBe(0)
+      // each file covers one branch: only their merge is whole
+      expect(run.output).toMatch(/sum\.js\s*\|\s*100\s*\|\s*100\s*\|\s*100\s*\|\s*100/)
+    })
+
+    it('runs jsdom, babel-jest, ts-jest, jest.mock, fake timers and test.concurrent; console output, reporters and --json reach Jest', async () => {
+      const root = copyFixture(consumer, 'jest-features')
+      const run = await runJest(consumer, root, { args: ['--ci=false', '--maxWorkers=2', '--json', '--outputFile=results.json'] })
+      expect(run.code, run.output).toBe(0)
+      for (const file of ['dom.test.js', 'typed.test.ts', 'mocks.test.js', 'sum-positive.test.js', 'snapshot.test.js']) expect(run.output).toMatch(new RegExp(`PASS \\S*${file.replace('.', '\\.')}`))
+      expect(run.output).toContain('hello from the sandbox')
+      const results = JSON.parse(readFileSync(join(root, 'results.json'), 'utf8')) as { numPassedTests: number; numFailedTests: number; numTotalTestSuites: number }
+      expect(results).toMatchObject({ numFailedTests: 0, numPassedTests: 11, numTotalTestSuites: 6 })
+      expect(JSON.parse(readFileSync(join(root, 'reported.json'), 'utf8'))).toEqual({ passed: 11, files: 6 })
+    })
+
+    it('-t runs only the tests it names', async () => {
+      const root = copyFixture(consumer, 'jest-features')
+      const run = await runJest(consumer, root, { args: ['-t', 'adds two numbers'] })
+      expect(run.code, run.output).toBe(0)
+      expect(run.output).toMatch(/Tests:\s+10 skipped, 1 passed, 11 total/)
+    })
+
+    it('--shard splits the files between runs', async () => {
+      const root = copyFixture(consumer, 'jest-features')
+      const files = await Promise.all(
+        ['1/2', '2/2'].map(async (shard, i) => {
+          const run = await runJest(consumer, root, { args: ['--ci=false', `--shard=${shard}`, '--json', `--outputFile=shard${i}.json`] })
+          expect(run.code, run.output).toBe(0)
+          const { testResults } = JSON.parse(readFileSync(join(root, `shard${i}.json`), 'utf8')) as { testResults: Array<{ name: string }> }
+          return testResults.map((r) => r.name)
+        }),
+      )
+      expect(files[0]!.length).toBeGreaterThan(0)
+      expect(files[1]!.length).toBeGreaterThan(0)
+      expect(files[0]!.filter((f) => files[1]!.includes(f))).toEqual([])
+      expect(files[0]!.length + files[1]!.length).toBe(6)
+    })
+
+    it('--bail stops at the first failed file; failures come coloured when Jest\'s output takes colours', async () => {
+      const root = copyFixture(consumer, 'jest-features')
+      const bail = await runJest(consumer, root, { args: ['-i', '--bail', 'failing', 'sum-'], env: { E2E_FAILING: '1' } })
+      expect(bail.code).toBe(1)
+      // stopped after the first file: the other two never ran
+      expect(bail.output).toMatch(/Test Suites:\s+1 failed, 1 of 3 total/)
+      expect(bail.output).toContain('expect(received).toBe(expected)')
+      const coloured = await runJest(consumer, root, { args: ['failing'], env: { E2E_FAILING: '1', FORCE_COLOR: '1', NO_COLOR: '' } })
+      expect(coloured.code).toBe(1)
+      // the expected value in green, as Jest colours a failed expectation
+      expect(coloured.output).toContain('\u001b[32m3\u001b[39m')
+    })
+
+    it('runs native ES module tests under --experimental-vm-modules', async () => {
+      const root = copyFixture(consumer, 'jest-features')
+      const run = await runJest(consumer, root, { nodeArgs: ['--experimental-vm-modules'], args: ['esm'], env: { E2E_ESM: '1' } })
+      expect(run.code, run.output).toBe(0)
+      expect(run.output).toMatch(/PASS \S*esm\.test\.mjs/)
+    })
+
+    it("keeps Jest's transform cache under the temp dir shared by the sandboxes, and there for the next run", async () => {
+      const root = copyFixture(consumer, 'jest-features')
+      const cache = join(tmpdir(), `vpr-jest-cache-${major}-${process.pid}`)
+      rmSync(cache, { recursive: true, force: true })
+      try {
+        const list = () => {
+          const files = new Map<string, number>()
+          const walk = (dir: string) => {
+            for (const entry of readdirSync(dir, { withFileTypes: true })) {
+              const path = join(dir, entry.name)
+              if (entry.isDirectory()) walk(path)
+              else if (dir.includes('jest-transform-cache')) files.set(path, statSync(path).mtimeMs)
+            }
+          }
+          walk(cache)
+          return files
+        }
+        const args = ['--maxWorkers=2', `--cacheDirectory=${cache}`, 'sum-', 'typed', 'mocks']
+        const first = await runJest(consumer, root, { args })
+        expect(first.code, first.output).toBe(0)
+        const cached = list()
+        // the sandboxes' transforms landed in the host's cache, as the user's files
+        expect(cached.size).toBeGreaterThan(0)
+        for (const file of cached.keys()) expect(statSync(file).uid).toBe(process.geteuid!())
+        const second = await runJest(consumer, root, { args })
+        expect(second.code, second.output).toBe(0)
+        // nothing transformed again: the same files, untouched
+        expect(list()).toEqual(cached)
+      } finally {
+        rmSync(cache, { recursive: true, force: true })
+      }
+    })
+
+    it('re-runs a changed file in watch mode, in a fresh sandbox', async () => {
+      const root = copyFixture(consumer, 'jest-sandboxed')
+      const before = snapshotLeftovers(consumer)
+      const env = { E2E_HOST_UID: String(process.geteuid!()), E2E_HOST_PORT: String(hostPort), E2E_MAX_WORKERS: '1' }
+      const run = startJest(consumer, root, { args: ['--watchAll', '-i', 'a.test'], env, watch: true })
+      try {
+        await run.waitFor(/Tests:\s+7 passed, 7 total/, { ms: 60_000 })
+        const since = run.output().length
+        // the file left a marker in its /tmp and a server on port 3000: the re-run must find neither
+        appendFileSync(join(root, 'a.test.js'), '\n// changed\n')
+        await run.waitFor(/Tests:\s+7 passed, 7 total/, { ms: 60_000, since })
+        expect(run.output(since)).not.toMatch(/failed/)
+      } finally {
+        run.kill('SIGTERM')
+        await run.closed
+      }
+      await expectNoLeftovers(before, consumer)
+    })
+
+    it.each([
+      [{ hostname: 'not/a/hostname' }, 'option `hostname` expects 1 to 64 letters'],
+      [{ tmpfs: ['/usr'] }, "option `tmpfs` expects directories that don't hide the node binary's directory"],
+      [{ bogus: 1 }, 'option `bogus` is not an option; known options are hosts, hostsFile'],
+    ])('refuses bad runner options %j before any file runs, in the words rootless() uses', async (options, text) => {
+      const root = copyFixture(consumer, 'jest-options')
+      const run = await runJest(consumer, root, { env: { E2E_OPTIONS: JSON.stringify(options) } })
+      expect(run.code, run.output).toBe(1)
+      expect(run.output.split(text).length - 1, run.output).toBe(1)
+      expect(run.output).not.toMatch(/PASS|FAIL|    at /)
+    })
+
+    it('on a machine without user namespaces: one error with the cause and the fix, before any file runs', async () => {
+      const root = copyFixture(consumer, 'jest-options')
+      const run = spawnSync('unshare', ['-r', 'sh', '-c', 'echo 0 > /proc/sys/user/max_user_namespaces && exec "$NODE" "$JEST"'], {
+        cwd: root,
+        encoding: 'utf8',
+        env: { ...process.env, NODE: consumer.node, JEST: consumer.jest, NO_COLOR: '1', FORCE_COLOR: '0', CI: 'true' },
+        timeout: 120_000,
+      })
+      const output = `${run.stdout}${run.stderr}`
+      expect(run.status, output).toBe(1)
+      expect(output.match(/can't build the test sandbox/g)?.length, output).toBe(1)
+      expect(output).toContain('fix: sudo sysctl -w user.max_user_namespaces=15000')
+      expect(output).not.toMatch(/PASS|FAIL|    at |jest-worker|Call retries/)
+    })
+
+    it.each([
+      ['--detectOpenHandles', { args: ['--detectOpenHandles'] }, '--detectOpenHandles looks for open handles in the Jest process'],
+      ['workerThreads', { env: { E2E_WORKER_THREADS: '1' } }, 'workerThreads is ignored'],
+    ])('says once what %s can\'t do here, and runs the files sandboxed all the same', async (_, options, notice) => {
+      const root = copyFixture(consumer, 'jest-options')
+      const run = await runJest(consumer, root, options)
+      expect(run.code, run.output).toBe(0)
+      expect(run.output.split(notice).length - 1).toBe(1)
+      expect(run.output).toMatch(/PASS \S*ok\.test\.js/)
     })
   })
 }

@@ -52,6 +52,7 @@ export interface Fault {
   /** Names the case in the `[faults] <log>: clean after N ms` line. */
   log: string
   fixture: string
+  /** Added to the runner's environment; `{root}` stands for the copied fixture's root. */
   env?: Record<string, string>
   /** The runner runs on a pseudo-terminal; needs script(1). */
   tty?: boolean
@@ -188,7 +189,8 @@ export function defineFaults(faults: readonly Fault[], runner: FaultRunner): voi
       if (fault.tty) expect(existsSync('/usr/bin/script') || existsSync('/bin/script'), 'script(1) from util-linux gives the runner a terminal').toBe(true)
       const root = runner.copy(fault.fixture)
       const before = snapshotLeftovers(runner.scope())
-      const run = runner.start(root, { env: fault.env, tty: fault.tty })
+      const env = fault.env && Object.fromEntries(Object.entries(fault.env).map(([name, value]) => [name, value.replaceAll('{root}', root)]))
+      const run = runner.start(root, { env, tty: fault.tty })
       let daemon: number | undefined
       try {
         const provoked = await provoke(fault.provoke, run, before, root)
