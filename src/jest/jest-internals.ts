@@ -17,9 +17,9 @@ export class JestInstallError extends Error {
  * `worker({ config, globalConfig, path, context })` (which runs one file). Found from
  * the projects' roots as Jest finds its default runner, then from this package.
  */
-export function resolveTestWorker(fromDirs: readonly string[]): string {
+export function resolveTestWorker(fromDirs: readonly string[], self = import.meta.dirname): string {
   const tried: string[] = []
-  for (const from of [...fromDirs, import.meta.dirname]) {
+  for (const from of [...fromDirs, self]) {
     let entry: string
     try {
       entry = createRequire(join(from, 'noop.js')).resolve('jest-runner')

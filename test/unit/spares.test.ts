@@ -131,12 +131,20 @@ describe('SparePool', () => {
     ['env', { env: { VITEST: 'true', EXTRA: '1' } }],
     ['needs', { needs: ['/project', '/elsewhere'] }],
     ['reusable', { reusable: true }],
+    ['serialization', { serialization: 'json' }],
+    ['greeting', { greeting: { key: 'run-2', message: { type: 'setup' } } }],
   ] as Array<[string, Partial<LaunchSpec>]>)('a spare is only handed out for the same spec (%s differs)', (_field, over) => {
     const p = tracked(pool())
     p.spares.fill(spec(), 1)
     expect(p.take(spec(over))).toBeUndefined()
     // still there for its own spec, with an equal (not identical) object
     expect(p.take(spec())).toBe(p.started[0])
+  })
+
+  it("matches greetings by key, not by message (a greeting can be large)", () => {
+    const p = tracked(pool())
+    p.spares.fill(spec({ greeting: { key: 'run-1', message: { big: 'a' } } }), 1)
+    expect(p.take(spec({ greeting: { key: 'run-1', message: { big: 'b' } } }))).toBe(p.started[0])
   })
 
   it('keeps separate spares per spec', () => {
