@@ -1,13 +1,15 @@
 #!/usr/bin/env node
-// Runs every project under examples/ with the repo's own Vitest, one after the other,
-// then prints a summary table. Exits 1 if any example failed. Works from any cwd.
+// Runs every project under examples/ with the repo's own Vitest -- or Jest, for those
+// with a jest.config -- one after the other, then prints a summary table. Exits 1 if any
+// example failed. Works from any cwd.
 import { spawnSync } from 'node:child_process'
-import { readdirSync } from 'node:fs'
+import { existsSync, readdirSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const vitest = join(repo, 'node_modules', 'vitest', 'vitest.mjs')
+const jest = join(repo, 'node_modules', 'jest', 'bin', 'jest.js')
 const examplesDir = join(repo, 'examples')
 
 const examples = readdirSync(examplesDir, { withFileTypes: true })
@@ -25,10 +27,13 @@ for (const name of examples) {
   const root = join(examplesDir, name)
   console.log(`\n=== examples/${name}\n`)
   const started = performance.now()
-  const run = spawnSync(process.execPath, [vitest, 'run', '--root', root], { cwd: root, stdio: 'inherit' })
+  const usesJest = ['jest.config.js', 'jest.config.cjs'].some((file) => existsSync(join(root, file)))
+  const args = usesJest ? [jest] : [vitest, 'run', '--root', root]
+  const run = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' })
   const seconds = (performance.now() - started) / 1000
-  if (run.error) console.error(`run-examples: could not start Vitest for ${name}: ${run.error.message}`)
-  else if (run.signal) console.error(`run-examples: Vitest for ${name} was killed by ${run.signal}`)
+  const runner = usesJest ? 'Jest' : 'Vitest'
+  if (run.error) console.error(`run-examples: could not start ${runner} for ${name}: ${run.error.message}`)
+  else if (run.signal) console.error(`run-examples: ${runner} for ${name} was killed by ${run.signal}`)
   results.push({ name, passed: run.status === 0, seconds })
 }
 

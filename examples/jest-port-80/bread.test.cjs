@@ -1,0 +1,1 @@
+require('./check-price.cjs').checkPrice('bread', 2)

@@ -1,0 +1,1 @@
+require('./check-price.cjs').checkPrice('dates', 5)
