@@ -69,9 +69,10 @@ export interface SandboxOptions {
    * signal the host's processes, /proc shows only the sandbox, and anything a test
    * starts (daemons included) dies with it. `false` saves two tiny processes per worker
    * and loses exactly that: a test can then see and signal your other processes (same
-   * uid), read another test file's private `/tmp` through `/proc/<pid>/root`, and
-   * processes it starts and doesn't stop (a daemon, a server) outlive the file and even
-   * a passing run.
+   * uid), read another test file's private `/tmp` through `/proc/<pid>/root` (and enter
+   * another running file's namespaces, the run's sandboxes sharing a user namespace),
+   * and processes it starts and doesn't stop (a daemon, a server) outlive the file and
+   * even a passing run.
    * @default true
    */
   pidNamespace?: boolean
@@ -89,7 +90,8 @@ export interface PoolOnlyOptions {
    * Booted workers to keep waiting (launcher, sandbox, node and Vitest's worker entry
    * already loaded), so the next test file doesn't wait for node to start. Each spare
    * is used for one file under `isolate: true`; none are kept under `isolate: false`.
-   * `0` turns them off.
+   * `0` turns them off. The Jest runner checks it but needs no spares (its workers
+   * serve many files each).
    * @default Math.min(maxWorkers, 2)
    */
   warm?: number
