@@ -6,7 +6,7 @@
 //   BENCH_RUNS=5 npm run bench      more Vitest runs per variant (default 3)
 //   BENCH_QUICK=1 npm run bench     fewer iterations everywhere, for a smoke test
 //   BENCH_PARTS=loop BENCH_LOOP=1500 npm run bench
-//                                   only some parts (setup, suites, loop), a longer start
+//                                   only some parts (setup, suites, jest, loop), a longer start
 //                                   loop; partial runs print and don't write the results
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
@@ -25,10 +25,10 @@ const quick = process.env.BENCH_QUICK === '1'
 const vitestRuns = Number(process.env.BENCH_RUNS ?? (quick ? 1 : 3))
 const setupRuns = quick ? 50 : 500
 const loopRuns = Number(process.env.BENCH_LOOP ?? (quick ? 100 : 500))
-const parts = new Set((process.env.BENCH_PARTS ?? 'setup,suites,loop').split(','))
+const parts = new Set((process.env.BENCH_PARTS ?? 'setup,suites,jest,loop').split(','))
 const launcher = locateLauncher()
 const idMap = createIdMapPlan(readHostFacts(), 'auto')
-const results = { machine: machine(), user: { uid: process.getuid(), idMap: idMap.mode }, setup: [], suites: [], loop: null, notes: [] }
+const results = { machine: machine(), user: { uid: process.getuid(), idMap: idMap.mode }, setup: [], suites: [], jest: [], loop: null, notes: [] }
 if (process.getuid() === 0) results.notes.push('ran as root: run as a normal user with a subuid range for the rootless numbers')
 if (idMap.warning) results.notes.push(idMap.warning)
 
@@ -149,7 +149,56 @@ function timeVitest(dir, pool, isolate) {
   })
 }
 
-// ---------------------------------------------------------------- 3. start loop
+// ---------------------------------------------------------------- 3. Jest suites
+// Jest's own runner vs the rootless one, both at maxWorkers 2 (this machine's cores);
+// .cjs files: this repo's package.json says "type": "module"
+const jestBin = join(root, 'node_modules', 'jest', 'bin', 'jest.js')
+const jestWorkers = 2
+for (const suite of parts.has('jest') ? suites : []) {
+  const dir = join(suitesDir, `jest-${suite.name.replace(/\W+/g, '-')}`)
+  mkdirSync(dir, { recursive: true })
+  writeFileSync(join(dir, 'jest.config.cjs'), `module.exports = {
+  runner: process.env.BENCH_RUNNER === 'rootless' ? 'vitest-pool-rootless/jest' : 'jest-runner',
+  testMatch: ['**/*.test.cjs'],
+  maxWorkers: ${jestWorkers},
+  cacheDirectory: ${JSON.stringify(join(dir, '.cache'))},
+}
+`)
+  for (let i = 0; i < suite.files; i++) writeFileSync(join(dir, `f${String(i).padStart(3, '0')}.test.cjs`), `${suite.body.replace(/^it\(/, 'test(')}\n`)
+  const times = { default: [], rootless: [] }
+  // one run each first: the transform cache is warm for both, as on a developer's machine
+  for (const runner of ['default', 'rootless']) await timeJest(dir, runner)
+  for (let run = 0; run < vitestRuns; run++) {
+    const order = run % 2 === 0 ? ['default', 'rootless'] : ['rootless', 'default']
+    for (const runner of order) times[runner].push(await timeJest(dir, runner))
+  }
+  const row = {
+    suite: suite.name,
+    maxWorkers: jestWorkers,
+    runs: vitestRuns,
+    defaultMedianS: round(median(times.default) / 1000),
+    rootlessMedianS: round(median(times.rootless) / 1000),
+    ratio: round(median(times.rootless) / median(times.default)),
+  }
+  results.jest.push(row)
+  console.error(`jest: ${suite.name}: rootless/default = ${row.ratio}`)
+}
+
+function timeJest(dir, runner) {
+  return new Promise((resolveTime, reject) => {
+    const t = performance.now()
+    const child = spawn(process.execPath, [jestBin, '--ci', '--silent'], {
+      cwd: dir,
+      env: { ...process.env, BENCH_RUNNER: runner, NO_COLOR: '1' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    })
+    let stderr = ''
+    child.stderr.on('data', (d) => (stderr += d))
+    child.once('close', (code) => (code === 0 ? resolveTime(performance.now() - t) : reject(new Error(`jest (${runner}) failed in ${dir}:\n${stderr}`))))
+  })
+}
+
+// ---------------------------------------------------------------- 4. start loop
 const mountsBefore = mounts()
 const perHundred = []
 let failures = 0
@@ -192,6 +241,7 @@ function leftovers() {
 const by = (name) => results.setup.find((r) => r.name.startsWith(name))?.medianMs
 const ratio = (a, b) => (a && b ? round(a / b) : null)
 const suite = (name, isolate) => results.suites.find((r) => r.suite === name && r.isolate === isolate)?.ratio ?? null
+const jestSuite = (name) => results.jest.find((r) => r.suite === name)?.ratio ?? null
 results.targets = [
   { what: 'warm setup / bwrap', ratio: ratio(by('launcher, warm user namespace'), by('bwrap (user')), target: 0.5 },
   // like for like with the pool's default; no target was set for it
@@ -201,9 +251,11 @@ results.targets = [
   { what: '40 I/O-bound files, isolate on: rootless / forks', ratio: suite('40 files awaiting 200 ms', true), target: 0.8 },
   { what: '100 tiny files, isolate off: rootless / forks', ratio: suite('100 tiny files', false), target: 1.05 },
   { what: '40 I/O-bound files, isolate off: rootless / forks', ratio: suite('40 files awaiting 200 ms', false), target: 1.05 },
+  { what: 'Jest, 100 tiny files: rootless / default runner', ratio: jestSuite('100 tiny files'), target: 1.05 },
+  { what: 'Jest, 40 I/O-bound files: rootless / default runner', ratio: jestSuite('40 files awaiting 200 ms'), target: 0.9 },
 ]
 for (const t of results.targets) t.met = t.target == null ? null : t.ratio != null && t.ratio <= t.target
-const complete = parts.size === 3
+const complete = ['setup', 'suites', 'jest', 'loop'].every((part) => parts.has(part))
 if (complete) {
   mkdirSync(join(root, 'bench'), { recursive: true })
   writeFileSync(join(root, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`)
@@ -214,6 +266,8 @@ console.log('\nSandbox setup -> /bin/true (median / p95, ms)')
 console.table(Object.fromEntries(results.setup.map((r) => [r.name, { median: r.medianMs, p95: r.p95Ms, runs: r.runs }])))
 console.log('Vitest wall time, rootless vs forks (median of alternating runs)')
 console.table(Object.fromEntries(results.suites.map((r) => [`${r.suite}, isolate ${r.isolate ? 'on' : 'off'}`, { forks_s: r.forksMedianS, rootless_s: r.rootlessMedianS, ratio: r.ratio }])))
+console.log(`Jest wall time, rootless vs default runner, maxWorkers ${jestWorkers} (median of alternating runs)`)
+console.table(Object.fromEntries(results.jest.map((r) => [r.suite, { default_s: r.defaultMedianS, rootless_s: r.rootlessMedianS, ratio: r.ratio }])))
 console.log('Targets')
 console.table(Object.fromEntries(results.targets.map((t) => [t.what, { ratio: t.ratio, target: t.target == null ? 'none' : `<= ${t.target}`, met: t.met ?? '-' }])))
 console.log(`Start loop: ${results.loop.starts} starts, ${results.loop.failures} failures, p95 per 100 = ${results.loop.p95MsPerHundred.join(', ')} ms; leftover processes ${results.loop.leftoverProcesses}, mounts ${results.loop.leftoverMounts}`)
