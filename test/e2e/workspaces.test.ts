@@ -22,8 +22,14 @@ const VITEST = { 4: '~4.1.12', 5: '~5.1.1' } as const
 const NODE_24 = '^24.0.0'
 const WORKSPACE_PREFIX = `vpr-workspace-${process.pid}-`
 
-const run = (command: string, args: string[], cwd: string) =>
-  execFileSync(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: 240_000 })
+function run(command: string, args: string[], cwd: string): string {
+  try {
+    return execFileSync(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: 240_000 })
+  } catch (error) {
+    const { stdout, stderr } = error as { stdout?: string; stderr?: string }
+    throw new Error(`${command} ${args.join(' ')} failed in ${cwd}:\n${stdout ?? ''}${stderr ?? ''}`)
+  }
+}
 
 /** Root + packages/lib + packages/app (the fixture workspace-app, with vitest and the tarball). */
 function createWorkspace(manager: Manager, major: 4 | 5, tarball: string): { ws: string; app: string } {
@@ -59,7 +65,8 @@ function createWorkspace(manager: Manager, major: 4 | 5, tarball: string): { ws:
   if (yarn) devDependencies.vite = '8.3.8'
   json(join(app, 'package.json'), { name: 'app', private: true, type: 'module', devDependencies })
   if (manager === 'pnpm') run('npx', ['-y', 'pnpm@10', 'install', '--config.confirmModulesPurge=false', '--reporter=silent'], ws)
-  else if (yarn) run('npx', ['-y', YARN, 'install'], ws)
+  // under CI=true Yarn refuses to write a lockfile unless told to
+  else if (yarn) run('npx', ['-y', YARN, 'install', '--no-immutable'], ws)
   else run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error'], ws)
   return { ws, app }
 }
