@@ -1,6 +1,7 @@
 import { fork, spawnSync, type ChildProcess, type Serializable } from 'node:child_process'
 import type { Readable } from 'node:stream'
 import { explainFailure } from '../doctor/diagnose.js'
+import { SANDBOXED_ENV } from '../ns/sandboxed-env.js'
 import { scrubEnv } from '../ns/env.js'
 import { SandboxError } from '../ns/errors.js'
 import type { ResolvedSandboxOptions } from '../ns/options.js'
@@ -167,7 +168,8 @@ export class SandboxRun {
     // a path reached through a symlink is kept as written and as it resolves: either
     // may lie under a tmpfs target (a project root symlinked into /tmp, or out of it)
     spec = { ...spec, needs: [...new Set(spec.needs.flatMap((path) => [path, realpathOrSelf(path)]))] }
-    let env = scrubEnv(spec.env, this.options.dropEnv)
+    // tells `vitest-pool-rootless/runtime` that it runs in a sandbox
+    let env: Partial<NodeJS.ProcessEnv> = { ...scrubEnv(spec.env, this.options.dropEnv), [SANDBOXED_ENV]: '1' }
     if (spec.reusable) {
       // read by inside/reset.ts, before each file after the first: the same mounts the
       // launcher builds, from the same plan, by the same C code (the addon)
@@ -232,5 +234,5 @@ function probeSandbox(sandbox: PreparedSandbox): void {
     ? `vitest-pool-rootless: the sandbox can't be built with these options (${step} failed, ${how}).\n${stderr}\nCheck the option ${option} of rootless().`
     : // the doctor's words for what is wrong with this machine
       `vitest-pool-rootless: can't build the test sandbox on this machine (${step} failed, ${how}).\n${stderr}\n${explainFailure(step, stderr)}`
-  throw new SandboxError(message, { step, exitCode: code, signal: result.signal })
+  throw new SandboxError(message, { step, exitCode: code, signal: result.signal, fault: option ? 'options' : 'machine' })
 }

@@ -58,3 +58,21 @@ export function workerColorEnv(testWorker: string): Record<string, string> {
     return process.stdout.isTTY ? { FORCE_COLOR: '1' } : {}
   }
 }
+
+/** What Jest constructs a runner with, and what the scheduler calls on it. */
+export interface JestRunnerInstance {
+  readonly supportsEventEmitters: boolean
+  readonly isSerial?: boolean
+  runTests(...args: unknown[]): Promise<void>
+  on(eventName: string, listener: (eventData: unknown) => void | Promise<void>): () => void
+}
+
+/**
+ * Jest's own runner class (jest-runner's default export), from the jest-runner the
+ * worker module belongs to: what the tests run with when they run unsandboxed.
+ */
+export function loadDefaultRunner(testWorker: string): new (globalConfig: unknown, context: unknown) => JestRunnerInstance {
+  const module = createRequire(testWorker)('./index.js') as { default?: unknown }
+  if (typeof module.default !== 'function') throw new JestInstallError(`vitest-pool-rootless/jest: jest-runner at ${dirname(testWorker)} has no default runner class`)
+  return module.default as new (globalConfig: unknown, context: unknown) => JestRunnerInstance
+}

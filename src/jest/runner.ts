@@ -1,5 +1,7 @@
+import { openOrFallBack } from '../engine/fallback.js'
 import { SandboxRun } from '../engine/run.js'
 import { validatePoolOptions, type PoolOnlyOptions, type ResolvedPoolOptions, type SandboxOptions } from '../ns/options.js'
+import { loadDefaultRunner, resolveTestWorker, type JestRunnerInstance } from './jest-internals.js'
 import { runFiles } from './run-files.js'
 import type { GlobalConfigView, RunnerContextView, TestView, TestWatcherView } from './jest-types.js'
 
@@ -22,7 +24,8 @@ const said = new Set<string>()
  * from a subclass made by {@link RootlessJestRunner.withOptions} for older Jest. They are
  * validated, and one sandbox is built as a probe, when Jest creates the runner: bad
  * input or a machine that can't build the sandbox stops the run with one error before
- * any file runs. `globalSetup` and `globalTeardown` run in the Jest process, on the host.
+ * any file runs (with `fallback: 'unsandboxed'`, such a machine gets Jest's own runner,
+ * said once). `globalSetup` and `globalTeardown` run in the Jest process, on the host.
  */
 export class RootlessJestRunner {
   /** Jest's scheduler talks to this runner through events (`on`). */
@@ -35,7 +38,9 @@ export class RootlessJestRunner {
 
   private readonly listeners = new Map<string, Set<Listener>>()
   private readonly options: ResolvedPoolOptions
-  private readonly run: SandboxRun
+  private readonly run: SandboxRun | undefined
+  /** Jest's own runner, when the tests run unsandboxed (`fallback: 'unsandboxed'`). */
+  private readonly unsandboxed: JestRunnerInstance | undefined
 
   /**
    * A runner class with `options` built in, for Jest versions that can't pass runner
@@ -61,10 +66,14 @@ export class RootlessJestRunner {
   ) {
     const given = options !== undefined && Object.keys(options).length > 0 ? options : (new.target as typeof RootlessJestRunner).presetOptions
     this.options = validatePoolOptions(given)
-    const { warm: _, ...sandbox } = this.options
-    this.run = new SandboxRun(sandbox, { warmUserNamespace: process.env.VITEST_POOL_ROOTLESS_WARM_USERNS !== '0' })
+    const { warm: _, fallback, ...sandbox } = this.options
     // the probe: a machine that can't build the sandbox fails here, before any file
-    this.run.open()
+    // (or, with fallback: 'unsandboxed', runs the files with Jest's own runner)
+    this.run = openOrFallBack(() => new SandboxRun(sandbox, { warmUserNamespace: process.env.VITEST_POOL_ROOTLESS_WARM_USERNS !== '0' }), fallback, sayOnce)
+    if (!this.run) {
+      this.unsandboxed = new (loadDefaultRunner(resolveTestWorker([globalConfig.rootDir])))(globalConfig, context)
+      return
+    }
     for (const warning of this.options.warnings) sayOnce(warning)
     if (globalConfig.detectOpenHandles) {
       sayOnce('vitest-pool-rootless/jest: --detectOpenHandles looks for open handles in the Jest process, and each test file runs in a sandboxed process of its own: it will find none there. To hunt a leak, run that file with Jest\'s default runner.')
@@ -76,6 +85,7 @@ export class RootlessJestRunner {
 
   /** Subscribes to Jest's test events; returns the unsubscribe function, as Jest expects. */
   on(eventName: string, listener: Listener): () => void {
+    if (this.unsandboxed) return this.unsandboxed.on(eventName, listener)
     const set = this.listeners.get(eventName) ?? new Set()
     this.listeners.set(eventName, set)
     set.add(listener)
@@ -83,7 +93,8 @@ export class RootlessJestRunner {
   }
 
   /** Runs `tests`, each in a fresh sandbox; ignores `serial` (nothing runs in the Jest process). */
-  async runTests(tests: TestView[], watcher: TestWatcherView, _options?: { serial?: boolean }): Promise<void> {
+  async runTests(tests: TestView[], watcher: TestWatcherView, options?: { serial?: boolean }): Promise<void> {
+    if (!this.run) return this.unsandboxed!.runTests(tests, watcher, options)
     try {
       await runFiles({ tests, watcher, globalConfig: this.globalConfig, context: this.context, run: this.run, emit: (name, data) => this.emit(name, data) })
     } finally {

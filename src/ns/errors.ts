@@ -41,12 +41,18 @@ export class SandboxError extends Error {
   readonly step: string
   readonly exitCode: number | null
   readonly signal: NodeJS.Signals | null
+  /**
+   * Whose the fault is: the machine's (no user namespaces, AppArmor…: `fallback` may run
+   * the tests unsandboxed instead) or the options' (a tmpfs that hides node: never).
+   */
+  readonly fault: 'machine' | 'options'
 
-  constructor(message: string, details: { step: string; exitCode: number | null; signal?: NodeJS.Signals | null; cause?: unknown }) {
+  constructor(message: string, details: { step: string; exitCode: number | null; signal?: NodeJS.Signals | null; cause?: unknown; fault?: 'machine' | 'options' }) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause })
     this.step = details.step
     this.exitCode = details.exitCode
     this.signal = details.signal ?? null
+    this.fault = details.fault ?? 'machine'
     userFacing(this)
   }
 }

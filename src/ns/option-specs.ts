@@ -141,6 +141,11 @@ export const POOL_ONLY_SPECS = {
       return value
     },
   },
+  fallback: {
+    summary: "where the sandbox can't be built: 'error' (stop) or 'unsandboxed' (run the ordinary way)",
+    surfaces: ['pool'],
+    resolve: (value, { option }) => oneOf(value === undefined ? 'error' : value, option, ['error', 'unsandboxed'] as const),
+  },
 } satisfies SpecTable<PoolOnlyOptions>
 
 /** The whole table, in order: sandbox options first. */

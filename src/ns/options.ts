@@ -95,6 +95,15 @@ export interface PoolOnlyOptions {
    * @default Math.min(maxWorkers, 2)
    */
   warm?: number
+  /**
+   * What to do where the sandbox can't be built (not Linux, user namespaces switched
+   * off, AppArmor, seccomp…): `'error'` stops the run with one error that says why and
+   * what to change; `'unsandboxed'` runs the tests the ordinary way (Vitest's `forks`
+   * pool, Jest's default runner) and says once why. Tests can ask where they run:
+   * `import { sandboxed } from 'vitest-pool-rootless/runtime'`.
+   * @default 'error'
+   */
+  fallback?: 'error' | 'unsandboxed'
 }
 
 type ResolvedBy<Specs> = { [K in keyof Specs]: Specs[K] extends { resolve(...args: never[]): infer R } ? R : never }

@@ -1,11 +1,19 @@
 import type { PoolRunnerInitializer, Vitest } from 'vitest/node'
+import { openOrFallBack } from '../engine/fallback.js'
 import { SandboxRun } from '../engine/run.js'
 import { validatePoolOptions, type PoolOnlyOptions, type SandboxOptions } from '../ns/options.js'
 import { checkInspector } from './inspector.js'
 import { RootlessPoolWorker } from './worker.js'
 
-/** Options of `rootless()`: the sandbox every test file runs in, and spare workers. */
+/** Options of `rootless()`: the sandbox every test file runs in, spare workers, the fallback. */
 export interface RootlessPoolOptions extends SandboxOptions, PoolOnlyOptions {}
+
+/**
+ * What `rootless()` gives Vitest's `pool`: the rootless pool, or -- only with
+ * `fallback: 'unsandboxed'` on a machine that can't build the sandbox -- Vitest's own
+ * `'forks'`.
+ */
+export type RootlessPool = PoolRunnerInitializer | 'forks'
 
 /**
  * A Vitest pool that runs every test file as uid 0 in its own user + mount + network
@@ -18,19 +26,22 @@ export interface RootlessPoolOptions extends SandboxOptions, PoolOnlyOptions {}
  *
  * Runs while the config loads: options are validated and one sandbox is built as a
  * probe, so bad input or a machine that can't build the sandbox stops the run with one
- * error before any worker starts. The run's resources (warm user namespace, spare
+ * error before any worker starts (or, with `fallback: 'unsandboxed'`, a machine that
+ * can't makes it Vitest's own `forks` pool, said once). The run's resources (warm user namespace, spare
  * workers, state dir) are released when Vitest closes, and on every config reload in
  * watch mode. `globalSetup` still runs on the host, outside the sandbox.
  */
-export function rootless(options: RootlessPoolOptions = {}): PoolRunnerInitializer {
-  // `warm` is the pool's own; everything else describes the sandbox
-  const { warm, ...sandbox } = validatePoolOptions(options)
+export function rootless(options: RootlessPoolOptions = {}): RootlessPool {
+  // `warm` and `fallback` are the pool's own; everything else describes the sandbox
+  const { warm, fallback, ...sandbox } = validatePoolOptions(options)
   checkInspector(process.argv, sandbox.network, (message) => process.stderr.write(message))
-  const run = new SandboxRun(sandbox, {
+  const settings = {
     // an escape hatch for debugging and for the benchmark's side-by-side runs
     warmUserNamespace: process.env.VITEST_POOL_ROOTLESS_WARM_USERNS !== '0',
-  })
-  run.open()
+  }
+  const run = openOrFallBack(() => new SandboxRun(sandbox, settings), fallback, (message) => process.stderr.write(message))
+  // the machine can't build the sandbox, and the config says to run the ordinary way
+  if (!run) return 'forks'
   // after the probe: a run that can't start shows only its one error
   for (const warning of sandbox.warnings) process.stderr.write(`${warning}\n`)
   const closing = new WeakSet<Vitest>()

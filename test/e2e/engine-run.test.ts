@@ -21,8 +21,13 @@ describeSandbox('the engine: SandboxRun with the real launcher', () => {
   async function launchAndRead(needs: string[], probe: string): Promise<{ uid: number; text: string }> {
     const run = new SandboxRun(validateSandboxOptions({}), { warmUserNamespace: true })
     try {
-      const child = await run.launch({ entrypoint: entry(), execArgv: [], env: { ...process.env, PROBE_PATH: probe }, needs, reusable: false }, 0)
-      const message = new Promise<{ uid: number; text: string }>((resolve) => child.once('message', (m) => resolve(m as { uid: number; text: string })))
+      // the entry's own directory is needed too, as an adapter's package is (this checkout
+      // may itself live under the temp dir)
+      const child = await run.launch({ entrypoint: entry(), execArgv: [], env: { ...process.env, PROBE_PATH: probe }, needs: [...needs, scratch], reusable: false }, 0)
+      const message = new Promise<{ uid: number; text: string }>((resolve, reject) => {
+        child.once('message', (m) => resolve(m as { uid: number; text: string }))
+        void exitOf(child).then((exit) => reject(new Error(`the entry ended without a word: ${JSON.stringify(exit)}`)))
+      })
       const [result, exit] = await Promise.all([message, exitOf(child)])
       expect(exit).toEqual({ code: 0, signal: null, step: undefined })
       return result

@@ -66,6 +66,25 @@ for (const major of [4, 5] as const) {
       expect(run.output).toMatch(/Tests\s+1 passed/)
     })
 
+    it("fallback: 'unsandboxed' runs the suite with Vitest's forks pool where user namespaces are off, and says why once", async () => {
+      const root = copyFixture(consumer, 'fallback')
+      const healthy = await runVitest(consumer, root, { env: { E2E_FALLBACK: 'unsandboxed', E2E_EXPECT_SANDBOXED: '1' } })
+      expect(healthy.code, healthy.output).toBe(0)
+      expect(healthy.output).toMatch(/Tests\s+2 passed/)
+      expect(healthy.output).not.toContain('unsandboxed instead')
+      const run = spawnSync('unshare', ['-r', 'sh', '-c', 'echo 0 > /proc/sys/user/max_user_namespaces && exec "$NODE" "$VITEST" run --root "$ROOT"'], {
+        cwd: root,
+        encoding: 'utf8',
+        env: { ...process.env, NODE: consumer.node, VITEST: consumer.vitest, ROOT: root, NO_COLOR: '1', FORCE_COLOR: '0', CI: 'true', E2E_FALLBACK: 'unsandboxed', E2E_EXPECT_SANDBOXED: '0' },
+        timeout: 120_000,
+      })
+      const output = `${run.stdout}${run.stderr}`
+      expect(run.status, output).toBe(0)
+      expect(output).toMatch(/Tests\s+1 passed \| 1 skipped/)
+      expect(output.match(/running the tests unsandboxed instead \(fallback: 'unsandboxed'\)/g)?.length, output).toBe(1)
+      expect(output).toContain('max_user_namespaces')
+    })
+
     it('with user namespaces switched off: exactly one error block with the cause and the fix, nothing blaming Vitest', async () => {
       const root = copyFixture(consumer, 'lifecycle')
       const run = spawnSync('unshare', ['-r', 'sh', '-c', 'echo 0 > /proc/sys/user/max_user_namespaces && exec "$NODE" "$VITEST" run --root "$ROOT"'], {

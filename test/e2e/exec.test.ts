@@ -1,9 +1,10 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
-import { tmpdir } from 'node:os'
+import { homedir, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, expect, it } from 'vitest'
+import { isInside } from '../../src/ns/paths.js'
 import { CLI, ROOT, describeSandbox, exec, mountTable, subidRangesOf } from '../support/sandbox.js'
 
 const uid = process.geteuid!()
@@ -234,7 +235,8 @@ describeSandbox('vitest-pool-rootless exec', () => {
   })
 
   it('keeps the temp dir private when --tmpfs hides another directory', () => {
-    const hidden = mkdtempSync(join(ROOT, '.vpr-hidden-'))
+    // outside the temp dir (a checkout under /tmp can't host it: tmpfs targets can't nest)
+    const hidden = mkdtempSync(join(isInside(ROOT, realpathSync(tmpdir())) ? homedir() : ROOT, '.vpr-hidden-'))
     const marker = `vpr-marker-${process.pid}-${Date.now()}`
     try {
       writeFileSync(join(hidden, 'secret'), 'x')

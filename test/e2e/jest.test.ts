@@ -210,19 +210,37 @@ for (const major of [30, 29] as const) {
       expect(run.output).not.toMatch(/PASS|FAIL|    at /)
     })
 
-    it('on a machine without user namespaces: one error with the cause and the fix, before any file runs', async () => {
-      const root = copyFixture(consumer, 'jest-options')
+    /** Runs the fixture's Jest where user namespaces are switched off (a user namespace of its own, max 0). */
+    function withoutUserNamespaces(root: string, env: Record<string, string> = {}) {
       const run = spawnSync('unshare', ['-r', 'sh', '-c', 'echo 0 > /proc/sys/user/max_user_namespaces && exec "$NODE" "$JEST"'], {
         cwd: root,
         encoding: 'utf8',
-        env: { ...process.env, NODE: consumer.node, JEST: consumer.jest, NO_COLOR: '1', FORCE_COLOR: '0', CI: 'true' },
+        env: { ...process.env, NODE: consumer.node, JEST: consumer.jest, NO_COLOR: '1', FORCE_COLOR: '0', CI: 'true', ...env },
         timeout: 120_000,
       })
-      const output = `${run.stdout}${run.stderr}`
+      return { status: run.status, output: `${run.stdout}${run.stderr}` }
+    }
+
+    it('on a machine without user namespaces: one error with the cause and the fix, before any file runs', async () => {
+      const root = copyFixture(consumer, 'jest-options')
+      const run = withoutUserNamespaces(root)
+      const output = run.output
       expect(run.status, output).toBe(1)
       expect(output.match(/can't build the test sandbox/g)?.length, output).toBe(1)
       expect(output).toContain('fix: sudo sysctl -w user.max_user_namespaces=15000')
       expect(output).not.toMatch(/PASS|FAIL|    at |jest-worker|Call retries/)
+    })
+
+    it("fallback: 'unsandboxed' runs the files with Jest's own runner where user namespaces are off, and says why once", async () => {
+      const root = copyFixture(consumer, 'jest-options')
+      const options = JSON.stringify({ fallback: 'unsandboxed' })
+      const healthy = await runJest(consumer, root, { env: { E2E_OPTIONS: options, E2E_EXPECT_SANDBOXED: '1' } })
+      expect(healthy.code, healthy.output).toBe(0)
+      expect(healthy.output).toMatch(/Tests:\s+3 passed, 3 total/)
+      const run = withoutUserNamespaces(root, { E2E_OPTIONS: options, E2E_EXPECT_SANDBOXED: '0' })
+      expect(run.status, run.output).toBe(0)
+      expect(run.output).toMatch(/Tests:\s+1 skipped, 2 passed, 3 total/)
+      expect(run.output.match(/running the tests unsandboxed instead \(fallback: 'unsandboxed'\)/g)?.length, run.output).toBe(1)
     })
 
     it.each([

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { JestInstallError, resolveTestWorker, testEventOf, workerColorEnv } from '../../src/jest/jest-internals.js'
+import { JestInstallError, loadDefaultRunner, resolveTestWorker, testEventOf, workerColorEnv } from '../../src/jest/jest-internals.js'
 import { ROOT } from '../support/sandbox.js'
 
 // What the Jest adapter relies on of Jest's internals, checked against the installed
@@ -53,5 +53,15 @@ describe('colours', () => {
     const env = workerColorEnv(resolveTestWorker([ROOT]))
     const supportsColor = createRequire(require.resolve('jest-worker'))('supports-color') as { stdout: unknown }
     expect(env).toEqual(supportsColor.stdout ? { FORCE_COLOR: '1' } : {})
+  })
+})
+
+describe("Jest's own runner, for runs that fall back to it", () => {
+  it('is jest-runner\'s default export: an event-emitting runner class', () => {
+    const Runner = loadDefaultRunner(resolveTestWorker([ROOT]))
+    const runner = new Runner({ maxWorkers: 1 }, {})
+    expect(runner.supportsEventEmitters).toBe(true)
+    expect(typeof runner.runTests).toBe('function')
+    expect(typeof runner.on('test-file-start', () => {})).toBe('function')
   })
 })
