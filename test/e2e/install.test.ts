@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process'
-import { accessSync, constants, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { accessSync, constants, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
@@ -23,9 +23,18 @@ describe('the packed package', () => {
       env: { ...process.env, ...env },
     })
 
-  it('ships the built launcher, its C source and the compiled JS', () => {
+  it('ships the built launcher and addon (x64 and arm64), their C source and the compiled JS; no os field locks anyone out', () => {
     accessSync(join(pkg, 'native', 'build', PLATFORM, 'launcher'), constants.X_OK)
-    for (const file of ['native/launcher.c', 'native/addon.c', 'native/sandbox.h', 'native/steps.h', 'scripts/build-native.mjs', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js']) {
+    const required = process.env.VITEST_POOL_ROOTLESS_REQUIRE_ARM64 === '1'
+    for (const target of ['linux-x64', ...(required ? ['linux-arm64'] : [])]) {
+      accessSync(join(pkg, 'native', 'build', target, 'launcher'), constants.X_OK)
+      expect(existsSync(join(pkg, 'native', 'build', target, 'rootless.node')), target).toBe(true)
+    }
+    const manifest = JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8')) as Record<string, unknown>
+    expect(manifest.os).toBeUndefined()
+    expect(Object.keys((manifest.scripts ?? {}) as object).filter((name) => /^(pre|post)?(install|prepare)$/.test(name))).toEqual([])
+    expect(Object.keys((manifest.dependencies ?? {}) as object)).toEqual(['tmp-promise'])
+    for (const file of ['native/launcher.c', 'native/addon.c', 'native/plan.c', 'native/layers.c', 'native/sandbox.h', 'native/steps.h', 'scripts/build-native.mjs', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js', 'dist/jest/index.cjs', 'dist/runtime.cjs']) {
       expect(existsSync(join(pkg, file)), file).toBe(true)
     }
     expect(existsSync(join(pkg, 'test'))).toBe(false)
