@@ -10,6 +10,7 @@ import { createResetPlan } from '../ns/plan.js'
 import { RESET_ENV } from '../ns/reset-plan.js'
 import { launcherStep } from '../ns/steps.js'
 import { watchExit, type ChildExit } from './exit.js'
+import { findForeignOwned, foreignIds, foreignOwnedReport } from './foreign-files.js'
 import { createWarmUserNamespace, type WarmUserNamespace } from './holder.js'
 import { prepareSandbox, type PreparedSandbox } from './sandbox.js'
 import { SparePool } from './spares.js'
@@ -93,6 +94,8 @@ export function exitOf(child: ChildProcess): Promise<ChildExit> {
 export class SandboxRun {
   private phase: RunPhase = { kind: 'closed' }
   private readonly spares = new SparePool((spec) => this.forkNow(spec))
+  /** The projects whose files tests may have chowned: looked through when the run closes. */
+  private readonly projects = new Set<string>()
 
   constructor(
     readonly options: ResolvedSandboxOptions,
@@ -137,6 +140,15 @@ export class SandboxRun {
     return child
   }
 
+  /**
+   * Notes the test projects' roots: when the run closes, files in them that tests gave
+   * to a subordinate id (which the user can't touch) are named, with the command that
+   * gives them back.
+   */
+  watchProjects(roots: Iterable<string>): void {
+    for (const root of roots) this.projects.add(root)
+  }
+
   /** Stops the spares and releases the user namespace and the state dir. Idempotent. */
   async close(): Promise<void> {
     const phase = this.phase
@@ -146,6 +158,16 @@ export class SandboxRun {
     await phase.warming
     phase.userns?.close()
     phase.sandbox.cleanup()
+    this.reportForeignOwned(phase.sandbox)
+  }
+
+  private reportForeignOwned(sandbox: PreparedSandbox): void {
+    // root can take back whatever its tests chowned; a user can't
+    const uid = process.geteuid?.() ?? 0
+    if (uid === 0 || this.projects.size === 0) return
+    const { uidMap = [], gidMap = [] } = sandbox.idMap
+    const found = findForeignOwned([...this.projects], foreignIds(uidMap, uid), foreignIds(gidMap, process.getegid!()))
+    if (found.length > 0) process.stderr.write(foreignOwnedReport(found))
   }
 
   private openPhase(): OpenRun {

@@ -49,6 +49,7 @@ export async function runFiles(run: FilesRun): Promise<void> {
   const { tests, watcher, globalConfig } = run
   if (tests.length === 0) return
   const spec = launchSpec(tests, globalConfig)
+  run.run.watchProjects(new Set(tests.map((test) => test.context.config.rootDir)))
   const maxWorkers = Math.max(1, globalConfig.maxWorkers || 1)
   const memoryLimit = typeof globalConfig.workerIdleMemoryLimit === 'number' ? globalConfig.workerIdleMemoryLimit : undefined
   // one process per slot; JEST_WORKER_ID is the slot's number, 1..maxWorkers, as Jest's own

@@ -114,6 +114,7 @@ export class RootlessPoolWorker implements PoolWorker {
       needs: workerPaths(this.options),
       reusable: this.reusable,
     }
+    this.run.watchProjects([this.options.project.config.root])
     const child = await this.run.launch(spec, this.spares)
     this.child = child
     this.exit = undefined

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { appendFileSync, readdirSync } from 'node:fs'
+import { appendFileSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { beforeAll, expect, inject, it } from 'vitest'
 import { copyFixture, prepareConsumer, type Consumer } from '../support/consumer.js'
@@ -64,6 +64,31 @@ for (const major of [4, 5] as const) {
       expect(run.output).toContain('exit-240.test.ts')
       expect(run.output).not.toContain('step failed')
       expect(run.output).toMatch(/Tests\s+1 passed/)
+    })
+
+    it('names the files tests gave to a subordinate id in the project, with a command that gives them back', async () => {
+      const root = copyFixture(consumer, 'foreign-owned')
+      const file = join(root, 'out', 'owned-by-1000.txt')
+      const run = await runVitest(consumer, root)
+      expect(run.code, run.output).toBe(0)
+      if (process.geteuid!() === 0) {
+        // root can take back whatever its tests chowned: nothing to say
+        expect(run.output).not.toContain('tests left')
+        return
+      }
+      const cli = join(consumer.dir, 'node_modules', 'vitest-pool-rootless', 'dist', 'cli.js')
+      try {
+        expect(statSync(file).uid).not.toBe(process.geteuid!())
+        expect(run.output).toContain(`tests left 1 path in the project owned by ids only the sandbox maps; your user can't change or remove it:\n  ${file} (uid `)
+        // the command it gives works
+        const command = /npx vitest-pool-rootless (exec --no-tmpfs -- chown -R 0:0 \S+)/.exec(run.output)![1]!
+        const fix = spawnSync(consumer.node, [cli, ...command.split(' ')], { cwd: root, encoding: 'utf8' })
+        expect(fix.status, fix.stderr).toBe(0)
+        expect(statSync(file).uid).toBe(process.geteuid!())
+      } finally {
+        // whatever happened above, the file must be the user's again, or nobody can remove the consumer
+        spawnSync(consumer.node, [cli, 'exec', '--no-tmpfs', '--', 'chown', '-R', '0:0', join(root, 'out')], { cwd: root })
+      }
     })
 
     it("fallback: 'unsandboxed' runs the suite with Vitest's forks pool where user namespaces are off, and says why once", async () => {
