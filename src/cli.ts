@@ -29,6 +29,15 @@ const DOCTOR_HELP = `  vitest-pool-rootless doctor [--json]
       -h, --help            this help
 `
 
+const PROFILES_HELP = `  vitest-pool-rootless apparmor
+      Print an AppArmor profile that lets this launcher create user namespaces where
+      AppArmor restricts them (Ubuntu >= 23.10, GitHub's ubuntu-24.04 runners).
+
+  vitest-pool-rootless seccomp
+      Print a seccomp profile for containers (docker run --security-opt seccomp=FILE):
+      the launcher's system calls allowed, what no test needs denied.
+`
+
 const EXAMPLE = `Example, removing files a test chowned to a subordinate uid:
   vitest-pool-rootless exec --no-tmpfs -- rm -rf ./leftover
 `
@@ -36,6 +45,7 @@ const EXAMPLE = `Example, removing files a test chowned to a subordinate uid:
 const USAGE = `Usage:
 ${EXEC_HELP}
 ${DOCTOR_HELP}
+${PROFILES_HELP}
   vitest-pool-rootless --version | --help
 
 ${EXAMPLE}`
@@ -64,6 +74,26 @@ const SUBCOMMANDS: Record<string, Subcommand> = {
       resolveTempDir()
       const { runDoctor } = await import('./doctor/doctor.js')
       return runDoctor(values.json === true)
+    },
+  },
+  apparmor: {
+    usage: `Usage:\n${PROFILES_HELP}`,
+    options: {},
+    command: false,
+    run: async () => {
+      const [{ locateLauncher }, { apparmorProfile }] = await Promise.all([import('./engine/launcher-path.js'), import('./doctor/recipes.js')])
+      process.stdout.write(apparmorProfile(realpathSync(locateLauncher())))
+      return 0
+    },
+  },
+  seccomp: {
+    usage: `Usage:\n${PROFILES_HELP}`,
+    options: {},
+    command: false,
+    run: async () => {
+      const { seccompProfile } = await import('./doctor/recipes.js')
+      process.stdout.write(seccompProfile())
+      return 0
     },
   },
 }
