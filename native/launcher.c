@@ -299,7 +299,7 @@ static int read_identity_map(const char *path, struct id_range *r, int *n) {
   return 0;
 }
 
-/* ---- pid namespace: outer launcher -> init (pid 1) -> CMD (pid 2) ---- */
+/* ---- pid namespace: outer launcher -> init (pid 1) -> CMD ---- */
 
 static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
 #define N_FORWARDED (sizeof forwarded / sizeof forwarded[0])
@@ -352,7 +352,10 @@ static void mirror_status(int status) {
 }
 
 /*
- * Returns in the process that goes on to exec CMD, as pid 2 of a new pid namespace.
+ * Returns in the process that goes on to exec CMD, in a new pid namespace under a small
+ * init (pid 1). CMD gets the pid the outer launcher has on the host: sandboxes that run
+ * at once must not all be "pid 2", or whatever names files by pid in a directory they
+ * share (write-file-atomic in Jest's transform cache, say) would collide.
  * Nothing a test starts can outlive it: when CMD ends, init (pid 1) ends, and the kernel
  * kills whatever else is left in the namespace -- daemons a test double-forked included
  * (pid_namespaces(7)). CMD is not pid 1 itself because pid 1 ignores signals it has no
@@ -367,6 +370,7 @@ static void mirror_status(int status) {
  * CMD's end and writes nothing, so EOF without a byte still means "CMD ran".
  */
 static void enter_pid_namespace(void) {
+  pid_t host_pid = getpid();
   if (unshare(CLONE_NEWPID) < 0) die_step(STEP_PID_NAMESPACE, "can't create a pid namespace");
   int report[2];
   if (pipe2(report, O_CLOEXEC) < 0) die_step(STEP_PID_NAMESPACE, "can't create a pipe");
@@ -393,7 +397,12 @@ static void enter_pid_namespace(void) {
   if (poll(&outer, 1, 0) > 0 && (outer.revents & (POLLERR | POLLHUP))) exit_step(STEP_PID_NAMESPACE);
   /* a /proc of this namespace: the sandbox's processes only (best effort: some
      container runtimes mask parts of /proc, and then the kernel refuses a new one) */
-  mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+  if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0) {
+    /* the next pid this namespace hands out is host_pid (best effort, like /proc) */
+    char last[24];
+    snprintf(last, sizeof last, "%d", (int)host_pid - 1);
+    write_file("/proc/sys/kernel/ns_last_pid", last);
+  }
   pid_t cmd = fork();
   if (cmd < 0) die_step(STEP_PID_NAMESPACE, "can't start the command");
   if (cmd == 0) {

@@ -197,13 +197,13 @@ static int is_zombie(long pid) {
  * SIGKILLs every process of the sandbox's pid namespace but its init (pid 1) and the
  * caller, and waits until each is gone or a zombie: what an earlier test file left
  * running -- a server, a daemon it double-forked -- must not outlive the file. The
- * caller is the sandboxed worker, pid 2 under init, and /proc is the namespace's own: it
- * lists nothing else. Their orphans go to init, which reaps them.
+ * caller is the sandboxed worker, the child of that init, and /proc is the namespace's
+ * own: it lists nothing else. Their orphans go to init, which reaps them.
  */
 static void kill_others(void) {
   pid_t self = getpid();
   errno = 0;
-  if (self != 2) die_step(STEP_PID_NAMESPACE, "--kill-others needs the worker to be pid 2 of the sandbox's own pid namespace (it is pid %d)", (int)self);
+  if (getppid() != 1) die_step(STEP_PID_NAMESPACE, "--kill-others needs the worker to run under the init of the sandbox's own pid namespace");
   for (int waited = 0;; waited += KILL_POLL_MS) {
     DIR *dir = opendir("/proc");
     if (!dir) die_step(STEP_PID_NAMESPACE, "can't list /proc");

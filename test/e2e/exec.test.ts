@@ -5,7 +5,7 @@ import { homedir, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { isInside } from '../../src/ns/paths.js'
-import { CLI, ROOT, describeSandbox, exec, mountTable, subidRangesOf } from '../support/sandbox.js'
+import { CLI, LAUNCHER, ROOT, describeSandbox, exec, mountTable, subidRangesOf } from '../support/sandbox.js'
 
 const uid = process.geteuid!()
 const node = process.execPath
@@ -133,12 +133,19 @@ describeSandbox('vitest-pool-rootless exec', () => {
     expect(killed.signal).toBe('SIGKILL')
   })
 
-  it('runs the command as pid 2 of its own pid namespace: /proc shows only the sandbox', () => {
-    const r = exec([], ['sh', '-c', 'echo $$; ls /proc | grep -cE "^[0-9]+$"'])
-    const [pid, count] = r.stdout.trim().split('\n').map(Number)
-    expect(pid).toBe(2)
+  it('runs the command in its own pid namespace, under an init: /proc shows only the sandbox', () => {
+    const r = exec([], ['sh', '-c', 'echo $PPID; ls /proc | grep -cE "^[0-9]+$"'])
+    const [parent, count] = r.stdout.trim().split('\n').map(Number)
+    expect(parent).toBe(1)
     // init, sh, ls and grep: nothing of the host
     expect(count).toBeLessThanOrEqual(4)
+  })
+
+  it('gives each sandbox\'s command a pid of its own (the launcher\'s on the host), not "pid 2" for all', () => {
+    const launch = () => spawnSync(LAUNCHER, ['--uid-map', `0:${process.geteuid!()}:1`, '--gid-map', `0:${process.getegid!()}:1`, '--pid-namespace', '--', 'sh', '-c', 'echo $$'], { encoding: 'utf8', cwd: '/' })
+    const pids = [launch(), launch(), launch()].map((r) => Number(r.stdout.trim()))
+    expect(new Set(pids).size).toBe(3)
+    for (const pid of pids) expect(pid).toBeGreaterThan(2)
   })
 
   it('cannot signal a host process (ESRCH)', () => {

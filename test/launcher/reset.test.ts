@@ -82,6 +82,7 @@ describeSandbox('a reused worker\'s sandbox, reset in place between files', () =
       report.hosts = fs.readFileSync('/etc/hosts', 'utf8')
       report.hostname = os.hostname()
       report.after = pids()
+      report.pid = process.pid
       const again = net.createServer().listen(3000, '127.0.0.1')
       report.port = await new Promise((r) => { again.once('listening', () => r('free')); again.once('error', (e) => r(e.code)) })
       again.close()
@@ -109,7 +110,7 @@ describeSandbox('a reused worker\'s sandbox, reset in place between files', () =
     })
     // the daemon ran; afterwards only init and the worker are left
     expect(report.before).toBe(true)
-    expect(report.after).toEqual([1, 2])
+    expect(report.after).toEqual([1, report.pid])
     // and the host's directory was never touched
     expect(readdirSync(dir).sort()).toEqual(['host-only', 'kept'])
   })
@@ -117,9 +118,15 @@ describeSandbox('a reused worker\'s sandbox, reset in place between files', () =
   it('stops no process where the worker doesn\'t own its pid namespace (pidNamespace: false)', () => {
     const dir = join(base, 'no-pidns')
     mkdirSync(dir, { recursive: true })
-    const r = worker([], `const sandbox = SandboxReset.fromEnv(); sandbox.reset(); console.log(process.pid === 2 ? 'pid 2' : 'not pid 2')`, [], dir, { pidNamespace: false })
+    const r = worker([], `
+      const sandbox = SandboxReset.fromEnv()
+      const sleep = Number(sh('setsid sleep 30 </dev/null >/dev/null 2>&1 & echo $!').stdout.trim())
+      sandbox.reset()
+      console.log(fs.existsSync('/proc/' + sleep) ? 'still running' : 'stopped')
+      process.kill(sleep, 'SIGKILL')
+    `, [], dir, { pidNamespace: false })
     expect(r.stderr).toBe('')
-    expect(r.stdout.trim()).toBe('not pid 2')
+    expect(r.stdout.trim()).toBe('still running')
   })
 
   it('names the step that failed', () => {

@@ -158,7 +158,7 @@ export function defineFaults(faults: readonly Fault[], runner: FaultRunner): voi
         expect(pids, `host pid of worker ${inner} in ${netns}`).toHaveLength(1)
         let victim = pids[0]!
         if (how.do === 'kill launcher') {
-          // worker (pid 2 inside) -> init (pid 1 inside) -> the launcher the runner knows
+          // worker -> init (pid 1 inside) -> the launcher the runner knows
           victim = parentOf(parentOf(victim))
           expect(readFileSync(`/proc/${victim}/cmdline`, 'utf8')).toContain('--pid-namespace')
         }

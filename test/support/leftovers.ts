@@ -299,14 +299,18 @@ export async function expectNoLeftovers(before: Leftovers, consumer: LeftoverSco
  * what a pid printed inside a sandbox is on the host, with or without a pid namespace.
  */
 export function hostPidsOf(innerPid: number, netns: string): number[] {
-  const found: number[] = []
+  const found: Array<{ pid: number; nested: boolean }> = []
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue
     try {
       if (readlinkSync(`/proc/${entry}/ns/net`) !== netns) continue
       const nspid = /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${entry}/status`, 'utf8'))?.[1]?.trim().split(/\s+/)
-      if (nspid && Number(nspid[nspid.length - 1]) === innerPid) found.push(Number(entry))
+      if (nspid && Number(nspid[nspid.length - 1]) === innerPid) found.push({ pid: Number(entry), nested: nspid.length > 1 })
     } catch {}
   }
-  return found
+  // a sandbox's command has its outer launcher's host pid inside its pid namespace: the
+  // launcher (in the same network namespace) matches too, by its host pid; the command
+  // is the one in a nested pid namespace
+  const nested = found.filter((f) => f.nested)
+  return (nested.length > 0 ? nested : found).map((f) => f.pid)
 }
