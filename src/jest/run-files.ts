@@ -4,6 +4,7 @@ import { once } from 'node:events'
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { concurrency } from '../engine/concurrency.js'
 import { sandboxNeeds } from '../engine/needs.js'
 import { pipeInto, unpipeFrom } from '../engine/output.js'
 import type { ChildExit } from '../engine/exit.js'
@@ -239,30 +240,4 @@ function toError(serialized: SerializedError, Kind: new (message: string) => Err
   error.stack = serialized.stack ?? serialized.message
   if (serialized.code !== undefined) Object.assign(error, { code: serialized.code })
   return error
-}
-
-/** At most `max` of the returned function's tasks run at once; the rest wait in order. */
-function concurrency(max: number): <T>(task: () => Promise<T>) => Promise<T> {
-  let active = 0
-  const queue: Array<() => void> = []
-  const next = () => {
-    if (active >= max) return
-    const start = queue.shift()
-    if (start) {
-      active++
-      start()
-    }
-  }
-  return (task) =>
-    new Promise((resolve, reject) => {
-      queue.push(() =>
-        task()
-          .then(resolve, reject)
-          .finally(() => {
-            active--
-            next()
-          }),
-      )
-      next()
-    })
 }

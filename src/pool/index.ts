@@ -3,17 +3,29 @@ import { openOrFallBack } from '../engine/fallback.js'
 import { SandboxRun } from '../engine/run.js'
 import { validatePoolOptions, type PoolOnlyOptions, type SandboxOptions } from '../ns/options.js'
 import { checkInspector } from './inspector.js'
+import { vitest3PoolModule } from './v3.js'
+import { installedVitestMajor } from './vitest-internals.js'
 import { RootlessPoolWorker } from './worker.js'
 
 /** Options of `rootless()`: the sandbox every test file runs in, spare workers, the fallback. */
 export interface RootlessPoolOptions extends SandboxOptions, PoolOnlyOptions {}
 
 /**
- * What `rootless()` gives Vitest's `pool`: the rootless pool, or -- only with
- * `fallback: 'unsandboxed'` on a machine that can't build the sandbox -- Vitest's own
- * `'forks'`.
+ * What `rootless()` gives Vitest 4 and 5's `pool`: the rootless pool runner (a
+ * `PoolRunnerInitializer`), typed without naming Vitest 4's types, so this package's
+ * types also check against Vitest 3.
  */
-export type RootlessPool = PoolRunnerInitializer | 'forks'
+export interface RootlessPoolRunner {
+  readonly name: string
+  createPoolWorker(options: any): any
+}
+
+/**
+ * What `rootless()` gives Vitest's `pool`: on Vitest 4 and 5 the pool runner, or -- only
+ * with `fallback: 'unsandboxed'` on a machine that can't build the sandbox -- Vitest's own
+ * `'forks'`; on Vitest 3, which takes pools by module path, such a path (or `'forks'`).
+ */
+export type RootlessPool = typeof import('vitest/node') extends { ForksPoolWorker: unknown } ? RootlessPoolRunner | 'forks' : string
 
 /**
  * A Vitest pool that runs every test file as uid 0 in its own user + mount + network
@@ -41,11 +53,13 @@ export function rootless(options: RootlessPoolOptions = {}): RootlessPool {
   }
   const run = openOrFallBack(() => new SandboxRun(sandbox, settings), fallback, (message) => process.stderr.write(message))
   // the machine can't build the sandbox, and the config says to run the ordinary way
-  if (!run) return 'forks'
+  if (!run) return 'forks' as RootlessPool
   // after the probe: a run that can't start shows only its one error
   for (const warning of sandbox.warnings) process.stderr.write(`${warning}\n`)
+  // Vitest 3 takes a pool as a module path
+  if (installedVitestMajor() === 3) return vitest3PoolModule(run, warm) as RootlessPool
   const closing = new WeakSet<Vitest>()
-  return {
+  const runner: RootlessPoolRunner & PoolRunnerInitializer = {
     name: 'rootless',
     createPoolWorker(poolOptions) {
       const vitest = poolOptions.project.vitest
@@ -57,4 +71,5 @@ export function rootless(options: RootlessPoolOptions = {}): RootlessPool {
       return new RootlessPoolWorker(poolOptions, run, warm)
     },
   }
+  return runner as RootlessPool
 }

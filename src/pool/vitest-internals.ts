@@ -1,7 +1,8 @@
 // Every reliance of the pool on something Vitest does not document as public API lives
 // here, and test/unit/vitest-internals.test.ts checks each against the installed Vitest.
 // Mirrors Vitest 4.1 and 5.x (packages/vitest/src/node/pools/workers/forksWorker.ts).
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { dirname, resolve } from 'node:path'
 
 /** Loose view of a project config: only the fields read here. */
@@ -36,4 +37,18 @@ export function vitestNodeModules(distPath: string): string {
  */
 export function usesNativeModuleRunner(config: unknown): boolean {
   return (config as ConfigView | undefined)?.experimental?.viteModuleRunner === false
+}
+
+/**
+ * The major version of the Vitest this package resolves as its peer -- the one that loads
+ * the config (npm and Yarn hoist it beside this package, pnpm links it in as a peer).
+ * Undefined when none is found. Vitest 3 takes pools differently from 4 and 5.
+ */
+export function installedVitestMajor(from: string = import.meta.url): number | undefined {
+  try {
+    const manifest = createRequire(from).resolve('vitest/package.json')
+    return Number((JSON.parse(readFileSync(manifest, 'utf8')) as { version: string }).version.split('.')[0])
+  } catch {
+    return undefined
+  }
 }

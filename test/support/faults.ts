@@ -126,11 +126,15 @@ export function defineFaults(faults: readonly Fault[], runner: FaultRunner): voi
   // a run no check followed must not keep its namespaces held open
   afterEach(() => releaseNamespaces())
 
-  /** Proves the leftover check sees a live run: our processes and its new net namespaces. */
+  /**
+   * Proves the leftover check sees a live run: our processes. (Its namespaces are not
+   * counted here: a new namespace can get the inode number of one that was in the
+   * snapshot and is gone since, which the kernel hands out again; the negative controls
+   * prove that namespaces are found.)
+   */
   function expectVisibleWhileRunning(before: Leftovers): void {
     const during = diffLeftovers(before, snapshotLeftovers(runner.scope()))
     expect(during.counts.processes, `no worker process of the run was found:\n${during.text}`).toBeGreaterThan(0)
-    expect(during.counts.netNamespaces, `no sandbox network namespace was found:\n${during.text}`).toBeGreaterThan(0)
   }
 
   async function provoke(how: Provoke, run: LiveRun, before: Leftovers, root: string): Promise<Provoked> {

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process'
 import { appendFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -8,7 +9,7 @@ import { describeSandbox, mountTable } from './sandbox.js'
 import { runVitest, startVitest } from './vitest-run.js'
 
 /** The pool's end-to-end suite against one Vitest major, on fixtures in test/fixtures. */
-export function definePoolSuite(major: 4 | 5): void {
+export function definePoolSuite(major: 3 | 4 | 5): void {
   describeSandbox(`rootless() on Vitest ${major}`, () => {
     let consumer: Consumer
     beforeAll(() => {
@@ -117,6 +118,21 @@ export function definePoolSuite(major: 4 | 5): void {
       expect(run.code, run.output).toBe(0)
       const summary = JSON.parse(readFileSync(join(root, 'coverage', 'coverage-summary.json'), 'utf8')) as { total: { lines: { pct: number } } }
       expect(summary.total.lines.pct).toBeGreaterThan(90)
+    })
+
+    it("type-checks a user's config: rootless(options), in projects too, and the runtime export", () => {
+      const root = copyFixture(consumer, 'types')
+      const tsc = spawnSync(consumer.node, [join(consumer.dir, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', root], { encoding: 'utf8' })
+      expect(tsc.status, `${tsc.stdout}${tsc.stderr}`).toBe(0)
+    })
+
+    it.runIf(major === 3)("takes Vitest 3's string form, pool: 'vitest-pool-rootless', with options from poolOptions.rootless", async () => {
+      const root = copyFixture(consumer, 'pool-by-name')
+      const before = snapshotLeftovers(consumer)
+      const run = await runVitest(consumer, root)
+      expect(run.code, run.output).toBe(0)
+      expect(run.output).toMatch(/Tests\s+1 passed \(1\)/)
+      await expectNoLeftovers(before, consumer)
     })
 
     it('stops at the first failure with bail (the worker reports it over RPC)', async () => {
