@@ -6,7 +6,7 @@
 //   BENCH_RUNS=5 npm run bench      more Vitest runs per variant (default 3)
 //   BENCH_QUICK=1 npm run bench     fewer iterations everywhere, for a smoke test
 //   BENCH_PARTS=loop BENCH_LOOP=1500 npm run bench
-//                                   only some parts (setup, suites, jest, loop), a longer start
+//                                   only some parts (setup, suites, vitest3, jest, loop), a longer start
 //                                   loop; partial runs print and don't write the results
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
@@ -25,10 +25,10 @@ const quick = process.env.BENCH_QUICK === '1'
 const vitestRuns = Number(process.env.BENCH_RUNS ?? (quick ? 1 : 3))
 const setupRuns = quick ? 50 : 500
 const loopRuns = Number(process.env.BENCH_LOOP ?? (quick ? 100 : 500))
-const parts = new Set((process.env.BENCH_PARTS ?? 'setup,suites,jest,loop').split(','))
+const parts = new Set((process.env.BENCH_PARTS ?? 'setup,suites,vitest3,jest,loop').split(','))
 const launcher = locateLauncher()
 const idMap = createIdMapPlan(readHostFacts(), 'auto')
-const results = { machine: machine(), user: { uid: process.getuid(), idMap: idMap.mode }, setup: [], suites: [], jest: [], loop: null, notes: [] }
+const results = { machine: machine(), user: { uid: process.getuid(), idMap: idMap.mode }, setup: [], suites: [], vitest3: [], jest: [], loop: null, notes: [] }
 if (process.getuid() === 0) results.notes.push('ran as root: run as a normal user with a subuid range for the rootless numbers')
 if (idMap.warning) results.notes.push(idMap.warning)
 
@@ -99,7 +99,8 @@ const suites = [
   { name: '100 tiny files', files: 100, body: `it('adds', () => { expect(1 + 1).toBe(2) })` },
   { name: '40 files awaiting 200 ms', files: 40, body: `it('waits for I/O', async () => { await new Promise((r) => setTimeout(r, 200)); expect(true).toBe(true) })` },
 ]
-for (const suite of parts.has('suites') ? suites : []) {
+/** Writes a suite's project (config and files) under bench/.suites; its directory. */
+function makeSuite(suite) {
   const dir = join(suitesDir, suite.name.replace(/\W+/g, '-'))
   mkdirSync(dir, { recursive: true })
   writeFileSync(join(dir, 'vitest.config.mjs'), `import { defineConfig } from 'vitest/config'
@@ -111,34 +112,63 @@ export default defineConfig({ test: {
 } })
 `)
   for (let i = 0; i < suite.files; i++) writeFileSync(join(dir, `f${String(i).padStart(3, '0')}.test.js`), `import { expect, it } from 'vitest'\n${suite.body}\n`)
-  suite.dir = dir
+  return dir
 }
+for (const suite of suites) suite.dir = makeSuite(suite)
 const vitest = join(root, 'node_modules', 'vitest', 'vitest.mjs')
-for (const suite of parts.has('suites') ? suites : []) {
-  for (const isolate of [true, false]) {
-    const times = { forks: [], rootless: [] }
-    for (let run = 0; run < vitestRuns; run++) {
-      // alternate, so drift in the machine's load hits both pools alike
-      const order = run % 2 === 0 ? ['forks', 'rootless'] : ['rootless', 'forks']
-      for (const pool of order) times[pool].push(await timeVitest(suite.dir, pool, isolate))
+if (parts.has('suites')) await compareVitest(vitest, results.suites, 'vitest', (suite) => suite.dir)
+
+// ---------------------------------------------------------------- 2b. Vitest 3.2
+// the same suites through a Vitest 3.2 install of the packed package (Vitest 3 takes the
+// pool as a module path), in a project of its own under bench/.suites
+if (parts.has('vitest3')) {
+  const project = join(suitesDir, 'vitest3-install')
+  mkdirSync(project, { recursive: true })
+  const packed = spawnSync('npm', ['pack', '--ignore-scripts', '--pack-destination', project], { cwd: root, encoding: 'utf8' })
+  if (packed.status !== 0) throw new Error(`npm pack failed:\n${packed.stderr}`)
+  const tarball = join(project, readdirSync(project).find((f) => f.endsWith('.tgz')))
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ private: true, type: 'module', devDependencies: { vitest: '~3.2.4', 'vitest-pool-rootless': `file:${tarball}` } }))
+  const installed = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: project, encoding: 'utf8' })
+  if (installed.status !== 0) throw new Error(`npm install of Vitest 3.2 failed:\n${installed.stderr}`)
+  const dirs = new Map()
+  for (const suite of suites) {
+    // inside the Vitest 3 project, so the configs resolve its packages
+    const dir = join(project, suite.name.replace(/\W+/g, '-'))
+    mkdirSync(dir, { recursive: true })
+    for (const file of readdirSync(suite.dir)) writeFileSync(join(dir, file), readFileSync(join(suite.dir, file)))
+    dirs.set(suite, dir)
+  }
+  await compareVitest(join(project, 'node_modules', 'vitest', 'vitest.mjs'), results.vitest3, 'vitest 3.2', (suite) => dirs.get(suite))
+}
+
+/** Runs each suite under forks and rootless, alternating, isolate on and off: one row per pair. */
+async function compareVitest(bin, rows, label, dirOf) {
+  for (const suite of suites) {
+    for (const isolate of [true, false]) {
+      const times = { forks: [], rootless: [] }
+      for (let run = 0; run < vitestRuns; run++) {
+        // alternate, so drift in the machine's load hits both pools alike
+        const order = run % 2 === 0 ? ['forks', 'rootless'] : ['rootless', 'forks']
+        for (const pool of order) times[pool].push(await timeVitest(bin, dirOf(suite), pool, isolate))
+      }
+      const row = {
+        suite: suite.name,
+        isolate,
+        runs: vitestRuns,
+        forksMedianS: round(median(times.forks) / 1000),
+        rootlessMedianS: round(median(times.rootless) / 1000),
+        ratio: round(median(times.rootless) / median(times.forks)),
+      }
+      rows.push(row)
+      console.error(`${label}: ${suite.name}, isolate ${isolate}: rootless/forks = ${row.ratio}`)
     }
-    const row = {
-      suite: suite.name,
-      isolate,
-      runs: vitestRuns,
-      forksMedianS: round(median(times.forks) / 1000),
-      rootlessMedianS: round(median(times.rootless) / 1000),
-      ratio: round(median(times.rootless) / median(times.forks)),
-    }
-    results.suites.push(row)
-    console.error(`vitest: ${suite.name}, isolate ${isolate}: rootless/forks = ${row.ratio}`)
   }
 }
 
-function timeVitest(dir, pool, isolate) {
+function timeVitest(bin, dir, pool, isolate) {
   return new Promise((resolveTime, reject) => {
     const t = performance.now()
-    const child = spawn(process.execPath, [vitest, 'run', '--root', dir, '--reporter=dot'], {
+    const child = spawn(process.execPath, [bin, 'run', '--root', dir, '--reporter=dot'], {
       cwd: dir,
       env: { ...process.env, BENCH_POOL: pool, BENCH_ISOLATE: String(isolate), NO_COLOR: '1' },
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -242,6 +272,7 @@ const by = (name) => results.setup.find((r) => r.name.startsWith(name))?.medianM
 const ratio = (a, b) => (a && b ? round(a / b) : null)
 const suite = (name, isolate) => results.suites.find((r) => r.suite === name && r.isolate === isolate)?.ratio ?? null
 const jestSuite = (name) => results.jest.find((r) => r.suite === name)?.ratio ?? null
+const v3 = (name, isolate) => results.vitest3.find((r) => r.suite === name && r.isolate === isolate)?.ratio ?? null
 results.targets = [
   { what: 'warm setup / bwrap', ratio: ratio(by('launcher, warm user namespace'), by('bwrap (user')), target: 0.5 },
   // like for like with the pool's default; no target was set for it
@@ -251,11 +282,15 @@ results.targets = [
   { what: '40 I/O-bound files, isolate on: rootless / forks', ratio: suite('40 files awaiting 200 ms', true), target: 0.8 },
   { what: '100 tiny files, isolate off: rootless / forks', ratio: suite('100 tiny files', false), target: 1.05 },
   { what: '40 I/O-bound files, isolate off: rootless / forks', ratio: suite('40 files awaiting 200 ms', false), target: 1.05 },
+  { what: 'Vitest 3.2, 100 tiny files, isolate on: rootless / forks', ratio: v3('100 tiny files', true), target: 1.02 },
+  { what: 'Vitest 3.2, 40 I/O-bound files, isolate on: rootless / forks', ratio: v3('40 files awaiting 200 ms', true), target: 0.8 },
+  { what: 'Vitest 3.2, 100 tiny files, isolate off: rootless / forks', ratio: v3('100 tiny files', false), target: 1.05 },
+  { what: 'Vitest 3.2, 40 I/O-bound files, isolate off: rootless / forks', ratio: v3('40 files awaiting 200 ms', false), target: 1.05 },
   { what: 'Jest, 100 tiny files: rootless / default runner', ratio: jestSuite('100 tiny files'), target: 1.05 },
   { what: 'Jest, 40 I/O-bound files: rootless / default runner', ratio: jestSuite('40 files awaiting 200 ms'), target: 0.9 },
 ]
 for (const t of results.targets) t.met = t.target == null ? null : t.ratio != null && t.ratio <= t.target
-const complete = ['setup', 'suites', 'jest', 'loop'].every((part) => parts.has(part))
+const complete = ['setup', 'suites', 'vitest3', 'jest', 'loop'].every((part) => parts.has(part))
 if (complete) {
   mkdirSync(join(root, 'bench'), { recursive: true })
   writeFileSync(join(root, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`)
@@ -266,6 +301,8 @@ console.log('\nSandbox setup -> /bin/true (median / p95, ms)')
 console.table(Object.fromEntries(results.setup.map((r) => [r.name, { median: r.medianMs, p95: r.p95Ms, runs: r.runs }])))
 console.log('Vitest wall time, rootless vs forks (median of alternating runs)')
 console.table(Object.fromEntries(results.suites.map((r) => [`${r.suite}, isolate ${r.isolate ? 'on' : 'off'}`, { forks_s: r.forksMedianS, rootless_s: r.rootlessMedianS, ratio: r.ratio }])))
+console.log('Vitest 3.2 wall time, rootless vs forks (median of alternating runs)')
+console.table(Object.fromEntries(results.vitest3.map((r) => [`${r.suite}, isolate ${r.isolate ? 'on' : 'off'}`, { forks_s: r.forksMedianS, rootless_s: r.rootlessMedianS, ratio: r.ratio }])))
 console.log(`Jest wall time, rootless vs default runner, maxWorkers ${jestWorkers} (median of alternating runs)`)
 console.table(Object.fromEntries(results.jest.map((r) => [r.suite, { default_s: r.defaultMedianS, rootless_s: r.rootlessMedianS, ratio: r.ratio }])))
 console.log('Targets')

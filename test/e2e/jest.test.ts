@@ -212,10 +212,11 @@ for (const major of [30, 29] as const) {
 
     /** Runs the fixture's Jest where user namespaces are switched off (a user namespace of its own, max 0). */
     function withoutUserNamespaces(root: string, env: Record<string, string> = {}) {
-      const run = spawnSync('unshare', ['-r', 'sh', '-c', 'echo 0 > /proc/sys/user/max_user_namespaces && exec "$NODE" "$JEST"'], {
+      // uid 0 in that namespace: Jest's default cache dir would be /tmp/jest_0, real root's
+      const run = spawnSync('unshare', ['-r', 'sh', '-c', 'echo 0 > /proc/sys/user/max_user_namespaces && exec "$NODE" "$JEST" --cacheDirectory "$CACHE"'], {
         cwd: root,
         encoding: 'utf8',
-        env: { ...process.env, NODE: consumer.node, JEST: consumer.jest, NO_COLOR: '1', FORCE_COLOR: '0', CI: 'true', ...env },
+        env: { ...process.env, NODE: consumer.node, JEST: consumer.jest, CACHE: join(root, '.jest-cache'), NO_COLOR: '1', FORCE_COLOR: '0', CI: 'true', ...env },
         timeout: 120_000,
       })
       return { status: run.status, output: `${run.stdout}${run.stderr}` }

@@ -67,7 +67,9 @@ describeSandbox('a reused worker\'s sandbox, reset in place between files', () =
       const server = net.createServer().listen(3000, '127.0.0.1')
       await new Promise((r) => server.once('listening', r))
       const daemon = sh('setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $!').stdout.trim()
-      const pids = () => fs.readdirSync('/proc').filter((e) => /^[0-9]+$/.test(e)).map(Number).sort((a, b) => a - b)
+      // live ones: a killed process init has not reaped yet is a zombie, holding nothing
+      const live = (pid) => { try { return !/^\d+ \(.*\) [ZX] /.test(fs.readFileSync('/proc/' + pid + '/stat', 'utf8')) } catch { return false } }
+      const pids = () => fs.readdirSync('/proc').filter((e) => /^[0-9]+$/.test(e)).map(Number).filter(live).sort((a, b) => a - b)
       report.before = pids().includes(Number(daemon))
       sh('mount -t tmpfs none /mnt && touch /mnt/m')
       sh('umount -l ${dir} && mount -t tmpfs none ${dir} && touch ${dir}/stacked')
