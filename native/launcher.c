@@ -12,7 +12,7 @@
  * A failing step exits with its own status (see steps.h) and prints exactly one line:
  *   vitest-pool-rootless: <step>: <reason>
  * With --status-fd N it also writes that status as one byte to fd N. The exit status
- * alone can't tell a failed step from a command that exits with 230..250 itself; the fd
+ * alone can't tell a failed step from a command that exits with 230..252 itself; the fd
  * can: a byte means a step failed, EOF without one means CMD ran and its status is its own.
  * The target's argv, environment and inherited fds (Node's IPC channel among them) are
  * passed through untouched; the status fd is the one exception (close-on-exec).
@@ -556,7 +556,11 @@ int main(int argc, char **argv) {
    * file and the kept paths when they live there, as they usually do -- but after
    * unshare(CLONE_NEWNS): bind mounts only take sources from our own mount namespace.
    */
-  int hosts_fd = -1;
+  int hosts_fd = -1, nsswitch_fd = -1;
+  if (p.nsswitch_file) {
+    nsswitch_fd = open(p.nsswitch_file, O_RDONLY | O_CLOEXEC);
+    if (nsswitch_fd < 0) die_step(STEP_NSSWITCH, "can't open %s", p.nsswitch_file);
+  }
   if (p.hosts_file) {
     hosts_fd = open(p.hosts_file, O_RDONLY | O_CLOEXEC);
     if (hosts_fd < 0) die_step(STEP_OPEN_HOSTS, "can't open hosts file %s", p.hosts_file);
@@ -592,6 +596,16 @@ int main(int argc, char **argv) {
       die_step(STEP_HOSTS, "can't put a private copy of %s on /etc/hosts", p.hosts_file);
     close(hosts_fd);
   }
+  /*
+   * /etc/nsswitch.conf: names are looked up in the hosts file alone. The sandbox reaches
+   * no DNS server, and glibc would answer every other name with "temporary failure"
+   * (EAI_AGAIN) where an offline machine says "not found" (ENOTFOUND).
+   */
+  if (nsswitch_fd >= 0) {
+    if (private_copy_bind(nsswitch_fd, p.nsswitch_file, "/etc/nsswitch.conf") < 0)
+      die_step(STEP_NSSWITCH, "can't put a private copy of %s on /etc/nsswitch.conf", p.nsswitch_file);
+    close(nsswitch_fd);
+  }
 
   /*
    * Each tmpfs target gets two layers. This one, the floor, is read-only and holds only
@@ -615,6 +629,23 @@ int main(int argc, char **argv) {
   }
   for (int k = 0; k < l->n_keep; k++) close(keep_fd[k]);
 
+  /*
+   * The forwarder is forked while we are still in the host's network namespace, which it
+   * stays in (forward.c): the ports this plan forwards reach the host's loopback through
+   * it. Only those whose host side answers now get a listener inside: a connection to one
+   * that doesn't is refused there, as on the host.
+   */
+  int forwarder = -1;
+  struct forward live[MAX_LIST];
+  int n_live = 0;
+  if (p.n_forwards > 0) {
+    pid_t forwarder_pid;
+    forwarder = start_forwarder(p.forwards, p.n_forwards, &forwarder_pid);
+    if (forwarder < 0) die_step(STEP_FORWARD, "can't start the forwarder");
+    for (int i = 0; i < p.n_forwards; i++)
+      if (host_port_alive(p.forwards[i].host)) live[n_live++] = p.forwards[i];
+  }
+
   lock_sandbox_mounts(&p, inner_fd);
 
   /*
@@ -629,6 +660,14 @@ int main(int argc, char **argv) {
 
   /* a new network namespace starts with lo down: 127.0.0.1 would be unreachable */
   if (!p.host_network && loopback_up() < 0) die_step(STEP_LOOPBACK, "can't bring up lo");
+
+  if (forwarder >= 0) {
+    if (send_forwards(forwarder, live, n_live, 0) < 0) die_step(STEP_FORWARD, "can't listen on a forwarded port inside the sandbox");
+    /* the command keeps the control socket (a reused worker's reset sends new listeners) */
+    char fd[16];
+    snprintf(fd, sizeof fd, "%d", forwarder);
+    if (fcntl(forwarder, F_SETFD, 0) < 0 || setenv(FORWARDER_ENV, fd, 1) < 0) die_step(STEP_FORWARD, "can't pass the forwarder on");
+  }
 
   /* the old cwd may now be hidden under a tmpfs; re-resolve it through the new tree */
   if (have_cwd && chdir(cwd) < 0) die_step(STEP_CHDIR, "can't enter %s (add it to the kept paths)", cwd);

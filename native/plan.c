@@ -42,11 +42,26 @@ void usage_error(const char *fmt, const char *arg) {
   errno = 0;
   die_step(STEP_USAGE, "%s (usage: launcher [--uid-map I:O:N]... [--gid-map I:O:N]... "
                        "[--newuidmap PATH --newgidmap PATH] [--userns-fd FD] [--tmpfs PATH [--keep PATH]...]... "
-                       "[--tmpfs-size SIZE] [--hosts-file PATH] [--hostname NAME] [--host-network] "
+                       "[--tmpfs-size SIZE] [--hosts-file PATH] [--nsswitch-file PATH] [--hostname NAME] "
+                       "[--forward INSIDE_PORT:HOST_PORT]... [--host-network] "
                        "[--new-session] [--pid-namespace] [--status-fd FD] -- CMD [ARGS...] | --hold | "
                        "--reset [--tmpfs PATH [--keep PATH]...]... [--tmpfs-size SIZE] [--hostname NAME] "
-                       "[--new-network] [--kill-others] [--unmount PATH]...)",
+                       "[--new-network] [--kill-others] [--unmount PATH]... [--forward INSIDE_PORT:HOST_PORT]...)",
            msg);
+}
+
+static int parse_forward(const char *s, struct forward *f) {
+  char buf[16];
+  if (strlen(s) >= sizeof buf) return -1;
+  strcpy(buf, s);
+  char *colon = strchr(buf, ':');
+  if (!colon) return -1;
+  *colon = 0;
+  unsigned long inside, host;
+  if (parse_ulong(buf, &inside) || parse_ulong(colon + 1, &host) || inside == 0 || inside > 65535 || host == 0 || host > 65535) return -1;
+  f->inside = (uint16_t)inside;
+  f->host = (uint16_t)host;
+  return 0;
 }
 
 int parse_fd(const char *s) {
@@ -96,6 +111,13 @@ void parse_plan(int argc, char **argv, struct plan *p) {
       l->tmpfs[l->n_tmpfs - 1].n_keep++;
     }
     else if (strcmp(a, "--hosts-file") == 0) { NEED_VALUE(); p->hosts_file = v; }
+    else if (strcmp(a, "--nsswitch-file") == 0) { NEED_VALUE(); p->nsswitch_file = v; }
+    else if (strcmp(a, "--forward") == 0) {
+      NEED_VALUE();
+      if (p->n_forwards >= MAX_LIST) usage_error("too many %s", a);
+      if (parse_forward(v, &p->forwards[p->n_forwards])) usage_error("bad forward '%s', expected INSIDE_PORT:HOST_PORT", v);
+      p->n_forwards++;
+    }
     else if (strcmp(a, "--hostname") == 0) { NEED_VALUE(); p->hostname = v; }
     else if (strcmp(a, "--host-network") == 0) p->host_network = 1;
     else if (strcmp(a, "--new-session") == 0) p->new_session = 1;
@@ -111,11 +133,13 @@ void parse_plan(int argc, char **argv, struct plan *p) {
   }
   if (p->reset) {
     if (i < argc || p->hold || p->userns_fd >= 0 || p->n_uid_map || p->n_gid_map || p->hosts_file || p->host_network || p->new_session || p->pid_namespace)
-      usage_error("%s", "--reset takes only --tmpfs, --keep, --tmpfs-size, --hostname, --new-network, --kill-others and --unmount");
+      usage_error("%s", "--reset takes only --tmpfs, --keep, --tmpfs-size, --hostname, --new-network, --kill-others, --unmount and --forward");
     return;
   }
   if (p->new_network || p->kill_others || p->n_unmount)
     usage_error("%s", "--new-network, --kill-others and --unmount go with --reset");
+  if (p->n_forwards && p->host_network)
+    usage_error("%s", "--forward needs the sandbox's own network, not --host-network");
   if (p->hold) {
     if (i < argc || p->userns_fd >= 0) usage_error("%s", "--hold takes no command and no --userns-fd");
     if (p->n_uid_map == 0 || p->n_gid_map == 0) usage_error("%s", "--hold needs --uid-map and --gid-map");

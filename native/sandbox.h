@@ -8,6 +8,7 @@
 #define VPR_SANDBOX_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "steps.h"
@@ -33,6 +34,11 @@ struct layers {
   const char *tmpfs_size;     /* NULL: kernel default */
 };
 
+/* A port of the sandbox's loopback whose connections go to a port of the host's (forward.c). */
+struct forward {
+  uint16_t inside, host;
+};
+
 /* A sandbox to build (launcher), or a sandbox to reset in place (--reset, addon). */
 struct plan {
   struct id_range uid_map[MAX_LIST];
@@ -44,7 +50,10 @@ struct plan {
   int userns_fd;         /* >= 0: join this user namespace instead of creating one */
   struct layers layers;
   const char *hosts_file;
+  const char *nsswitch_file; /* a private copy goes on /etc/nsswitch.conf */
   const char *hostname;
+  struct forward forwards[MAX_LIST];
+  int n_forwards;
   int host_network;
   int new_session;
   int hold;              /* create only the user namespace, report, wait for stdin EOF */
@@ -77,5 +86,17 @@ int loopback_up(void);
 void tmpfs_options(const struct layers *l, char *buf, size_t len);
 void mount_writable_layers(const struct layers *l, const char *opts);
 void reset_sandbox(const struct plan *p);
+
+/* forward.c */
+/* Forks the forwarder (call it in the host's network namespace); its control socket, or -1. */
+int start_forwarder(const struct forward *forwards, int n, pid_t *pid);
+/* Listens on each forward's inside port here and hands the listeners to the forwarder. */
+int send_forwards(int ctl, const struct forward *forwards, int n, int replace);
+/* Whether something accepts connections on this port of this namespace's loopback now. */
+int host_port_alive(uint16_t port);
+void run_forwarder(int ctl, const struct forward *forwards, int n) __attribute__((noreturn));
+
+/* The environment variable that tells a sandboxed process the forwarder's control fd. */
+#define FORWARDER_ENV "VITEST_POOL_ROOTLESS_FORWARDER"
 
 #endif

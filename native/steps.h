@@ -1,5 +1,5 @@
 /*
- * Exit statuses of the launcher, one per setup step. They sit in 230..250, far from
+ * Exit statuses of the launcher, one per setup step. They sit in 230..252, far from
  * what a test process exits with (0..127 by convention, 128+N for "killed by signal N"
  * as reported by shells), so the pool can tell "the sandbox failed" from "the test
  * failed". src/ns/steps.ts holds the same table; a test keeps the two in line.
@@ -29,6 +29,8 @@ enum step {
   STEP_EXEC = 248,
   STEP_HOLD = 249,
   STEP_PID_NAMESPACE = 250,
+  STEP_FORWARD = 251,
+  STEP_NSSWITCH = 252,
 };
 
 static inline const char *step_name(int step) {
@@ -54,6 +56,8 @@ static inline const char *step_name(int step) {
   case STEP_EXEC: return "exec";
   case STEP_HOLD: return "hold";
   case STEP_PID_NAMESPACE: return "pid-namespace";
+  case STEP_FORWARD: return "forward";
+  case STEP_NSSWITCH: return "nsswitch";
   default: return "unknown";
   }
 }

@@ -1,7 +1,9 @@
 import { fork, spawnSync, type ChildProcess, type Serializable } from 'node:child_process'
 import type { Readable } from 'node:stream'
+import { dirname } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { explainFailure } from '../doctor/diagnose.js'
-import { SANDBOXED_ENV } from '../ns/sandboxed-env.js'
+import { FORWARDED_PORTS_ENV, SANDBOXED_ENV } from '../ns/sandboxed-env.js'
 import { scrubEnv } from '../ns/env.js'
 import { SandboxError } from '../ns/errors.js'
 import type { ResolvedSandboxOptions } from '../ns/options.js'
@@ -10,6 +12,7 @@ import { createResetPlan } from '../ns/plan.js'
 import { RESET_ENV } from '../ns/reset-plan.js'
 import { launcherStep } from '../ns/steps.js'
 import { watchExit, type ChildExit } from './exit.js'
+import { ownListeningPorts } from './listening-ports.js'
 import { findForeignOwned, foreignIds, foreignOwnedReport } from './foreign-files.js'
 import { createWarmUserNamespace, type WarmUserNamespace } from './holder.js'
 import { prepareSandbox, type PreparedSandbox } from './sandbox.js'
@@ -21,6 +24,10 @@ import { SparePool } from './spares.js'
  */
 const STATUS_FD_INDEX = 4
 const USERNS_FD_INDEX = 5
+
+/** Preloaded where the network is isolated: src/inside/network-notices.ts (it imports from dist/ns). */
+const NETWORK_NOTICES = fileURLToPath(new URL('../inside/network-notices.js', import.meta.url))
+const NETWORK_NOTICES_URL = pathToFileURL(NETWORK_NOTICES).href
 
 /** What one sandboxed process runs; equal specs can share spares. */
 export interface LaunchSpec {
@@ -40,12 +47,25 @@ export interface LaunchSpec {
    * spares are matched to specs (a message can be large): equal keys, equal messages.
    */
   greeting?: { key: string; message: unknown }
+  /**
+   * The runner's own listening ports, forwarded into the sandbox: `SandboxRun.launch`
+   * sets it when `runnerPorts` is on. Adapters leave it out.
+   */
+  runnerPorts?: number[]
 }
 
 /** Run-wide settings beyond the sandbox itself. */
 export interface RunSettings {
   /** Join one pre-mapped user namespace instead of mapping ids per sandbox. */
   warmUserNamespace: boolean
+  /** Forward the ports this process listens on when a sandbox starts (`runnerPorts`). */
+  runnerPorts: boolean
+}
+
+/** The settings every adapter uses: `runnerPorts` as configured, the rest from the env. */
+export function runSettings(runnerPorts: boolean): RunSettings {
+  // an escape hatch for debugging and for the benchmark's side-by-side runs
+  return { warmUserNamespace: process.env.VITEST_POOL_ROOTLESS_WARM_USERNS !== '0', runnerPorts }
 }
 
 /** What a run does to the machine; tests inject fakes (see test/unit/run.test.ts). */
@@ -135,6 +155,9 @@ export class SandboxRun {
     const phase = this.openPhase()
     if (this.settings.warmUserNamespace) phase.warming ??= this.createUserNamespace(phase.sandbox).then((userns) => void (phase.userns = userns))
     await phase.warming
+    // a globalSetup server started since the spares booted makes them no match: they
+    // would not reach it
+    if (this.settings.runnerPorts && this.options.network === 'isolated') spec = { ...spec, runnerPorts: ownListeningPorts() }
     const child = this.spares.take(spec) ?? this.forkNow(spec)
     this.spares.fill(spec, spares)
     return child
@@ -192,11 +215,17 @@ export class SandboxRun {
     spec = { ...spec, needs: [...new Set(spec.needs.flatMap((path) => [path, realpathOrSelf(path)]))] }
     // tells `vitest-pool-rootless/runtime` that it runs in a sandbox
     let env: Partial<NodeJS.ProcessEnv> = { ...scrubEnv(spec.env, this.options.dropEnv), [SANDBOXED_ENV]: '1' }
+    if (this.options.network === 'isolated') {
+      // words for what the isolated network causes: an unknown name, a forwarded port taken
+      const forwards = sandbox.plan({ runnerPorts: spec.runnerPorts }).forwards
+      env[FORWARDED_PORTS_ENV] = forwards.map((f) => f.inside).join(',')
+      spec = { ...spec, execArgv: ['--import', NETWORK_NOTICES_URL, ...spec.execArgv], needs: [...spec.needs, dirname(dirname(NETWORK_NOTICES))] }
+    }
     if (spec.reusable) {
       // read by inside/reset.ts, before each file after the first: the same mounts the
       // launcher builds, from the same plan, by the same C code (the addon)
       spec = { ...spec, needs: [...spec.needs, sandbox.addon] }
-      const plan = createResetPlan(sandbox.plan({ needs: spec.needs }), sandbox.hosts, sandbox.addon)
+      const plan = createResetPlan(sandbox.plan({ needs: spec.needs, runnerPorts: spec.runnerPorts }), sandbox.hosts, sandbox.addon)
       env = { ...env, [RESET_ENV]: JSON.stringify(plan) }
     }
     return this.deps.fork(sandbox, userns, spec, env)
@@ -209,7 +238,7 @@ const launcherDeps: RunDeps = {
   probe: probeSandbox,
   createUserNamespace: (sandbox) => createWarmUserNamespace(sandbox.launcher, sandbox.idMap),
   fork(sandbox, userns, spec, env) {
-    const args = sandbox.args({ needs: spec.needs, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined, statusFd: STATUS_FD_INDEX })
+    const args = sandbox.args({ needs: spec.needs, runnerPorts: spec.runnerPorts, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined, statusFd: STATUS_FD_INDEX })
     const child = fork(spec.entrypoint, [], {
       execPath: sandbox.launcher,
       // fork() runs `execPath ...execArgv entrypoint`: the launcher's plan, then node

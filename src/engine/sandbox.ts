@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process'
-import { readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { dirSync as tmpDirSync, setGracefulCleanup } from 'tmp-promise'
-import { renderHostsFile } from '../ns/hosts.js'
+import { renderHostsFile, renderNsswitch } from '../ns/hosts.js'
 import { readHostFacts } from './host-facts.js'
 import { createIdMapPlan, type IdentityFacts, type IdMapPlan } from '../ns/idmap.js'
 import { locateAddon, locateLauncher } from './launcher-path.js'
@@ -71,9 +71,9 @@ export interface PreparedSandbox {
   /** What was written to `hostsFile`. */
   hosts: string
   /** The plan of one sandbox: what the launcher will do, in order. */
-  plan(extra?: Omit<PlanInputs, 'options' | 'idMap' | 'hostsFile'>): SandboxPlan
+  plan(extra?: Omit<PlanInputs, 'options' | 'idMap' | 'hostsFile' | 'nsswitchFile'>): SandboxPlan
   /** Launcher flags for one sandbox (`launcherArgs(plan(extra))`); append `--` and the command. */
-  args(extra?: Omit<PlanInputs, 'options' | 'idMap' | 'hostsFile'>): string[]
+  args(extra?: Omit<PlanInputs, 'options' | 'idMap' | 'hostsFile' | 'nsswitchFile'>): string[]
   /** Removes the state directory. Idempotent. */
   cleanup(): void
 }
@@ -96,6 +96,8 @@ export function prepareSandbox(options: ResolvedSandboxOptions, facts: IdentityF
   // network, nothing else would answer for it
   const hosts = renderHostsFile(options.hosts, { hostname: options.hostname ?? hostname(), base })
   writeFileSync(hostsFile, hosts, { mode: 0o644 })
+  const nsswitchFile = options.network === 'isolated' ? writeNsswitch(state.name) : undefined
+  const fixed = { options, idMap, hostsFile, nsswitchFile }
   let cleaned = false
   return {
     launcher,
@@ -104,14 +106,30 @@ export function prepareSandbox(options: ResolvedSandboxOptions, facts: IdentityF
     stateDir: state.name,
     hostsFile,
     hosts,
-    plan: (extra = {}) => createSandboxPlan({ options, idMap, hostsFile, ...extra }),
-    args: (extra = {}) => launcherArgs(createSandboxPlan({ options, idMap, hostsFile, ...extra })),
+    plan: (extra = {}) => createSandboxPlan({ ...fixed, ...extra }),
+    args: (extra = {}) => launcherArgs(createSandboxPlan({ ...fixed, ...extra })),
     cleanup() {
       if (cleaned) return
       cleaned = true
       state.removeCallback()
     },
   }
+}
+
+/**
+ * Writes the sandbox's nsswitch.conf (names from the hosts file alone) next to the
+ * hosts file; undefined where the host has none (musl reads no nsswitch.conf).
+ */
+function writeNsswitch(stateDir: string): string | undefined {
+  let host: string
+  try {
+    host = readFileSync('/etc/nsswitch.conf', 'utf8')
+  } catch {
+    return undefined
+  }
+  const path = join(stateDir, 'nsswitch.conf')
+  writeFileSync(path, renderNsswitch(host), { mode: 0o644 })
+  return path
 }
 
 /** How a command run in a sandbox ended, with what it printed. */

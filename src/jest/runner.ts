@@ -1,5 +1,5 @@
 import { openOrFallBack } from '../engine/fallback.js'
-import { SandboxRun } from '../engine/run.js'
+import { runSettings, SandboxRun } from '../engine/run.js'
 import { validatePoolOptions, type PoolOnlyOptions, type ResolvedPoolOptions, type SandboxOptions } from '../ns/options.js'
 import { loadDefaultRunner, resolveTestWorker, type JestRunnerInstance } from './jest-internals.js'
 import { runFiles } from './run-files.js'
@@ -66,10 +66,10 @@ export class RootlessJestRunner {
   ) {
     const given = options !== undefined && Object.keys(options).length > 0 ? options : (new.target as typeof RootlessJestRunner).presetOptions
     this.options = validatePoolOptions(given)
-    const { warm: _, fallback, ...sandbox } = this.options
+    const { warm: _, fallback, runnerPorts, ...sandbox } = this.options
     // the probe: a machine that can't build the sandbox fails here, before any file
     // (or, with fallback: 'unsandboxed', runs the files with Jest's own runner)
-    this.run = openOrFallBack(() => new SandboxRun(sandbox, { warmUserNamespace: process.env.VITEST_POOL_ROOTLESS_WARM_USERNS !== '0' }), fallback, sayOnce)
+    this.run = openOrFallBack(() => new SandboxRun(sandbox, runSettings(runnerPorts)), fallback, sayOnce)
     if (!this.run) {
       this.unsandboxed = new (loadDefaultRunner(resolveTestWorker([globalConfig.rootDir])))(globalConfig, context)
       return

@@ -19,3 +19,20 @@ export function renderHostsFile(entries: Map<string, string[]>, options: { hostn
   if (options.base !== undefined) lines.push('', '# from hostsFile', options.base.trimEnd())
   return `${lines.join('\n')}\n`
 }
+
+/**
+ * The sandbox's /etc/nsswitch.conf: the host's, with names resolved from the hosts file
+ * alone. No DNS server is reachable inside, and glibc answers a name its `dns` source
+ * can't reach with EAI_AGAIN ("temporary failure"), which reads like a flaky network;
+ * with `files` alone an unknown name is ENOTFOUND at once, as on an offline host. The
+ * other databases (passwd, group...) stay as the host has them.
+ */
+export function renderNsswitch(host: string): string {
+  const lines = host.split('\n')
+  const at = lines.findIndex((line) => /^\s*hosts\s*:/.test(line))
+  // no comment on the line: glibc would take it for a source name and fail every lookup
+  const ours = 'hosts:          files'
+  if (at === -1) lines.splice(lines.at(-1) === '' ? -1 : lines.length, 0, ours)
+  else lines[at] = ours
+  return `${lines.join('\n').trimEnd()}\n`
+}

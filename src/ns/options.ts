@@ -65,6 +65,16 @@ export interface SandboxOptions {
    */
   network?: 'isolated' | 'host'
   /**
+   * Ports of the host's loopback that the sandbox reaches at the same number on its own
+   * (127.0.0.1 and ::1): a database or cache the CI job runs as a service. A port, or
+   * `{ inside, host }` where they differ (a container's published port). Every other
+   * host port stays out of reach, and the sandbox's other ports stay its own. A host
+   * port nothing listens on when a sandbox starts is refused inside. Needs
+   * `network: 'isolated'`.
+   * @default []
+   */
+  hostPorts?: ReadonlyArray<number | { inside: number; host: number }>
+  /**
    * Run the test process under a small init in its own pid namespace: it can't see or
    * signal the host's processes, /proc shows only the sandbox, and anything a test
    * starts (daemons included) dies with it. `false` saves two tiny processes per worker
@@ -104,6 +114,13 @@ export interface PoolOnlyOptions {
    * @default 'error'
    */
   fallback?: 'error' | 'unsandboxed'
+  /**
+   * The ports the test runner's own process listens on when a sandbox starts -- where
+   * `globalSetup` servers run -- are reachable inside at the same numbers, like
+   * `hostPorts`. `false` keeps them out of reach too.
+   * @default true
+   */
+  runnerPorts?: boolean
 }
 
 type ResolvedBy<Specs> = { [K in keyof Specs]: Specs[K] extends { resolve(...args: never[]): infer R } ? R : never }
@@ -190,7 +207,7 @@ function resolveOptions(
   return options
 }
 
-/** Checks that need more than one option: warnings only, the values are all valid. */
+/** Checks that need more than one option: two that can't go together, and warnings. */
 function crossChecks(options: ResolvedSandboxOptions, input: Record<string, unknown>, spell: (key: string) => string): void {
   const targets = options.tmpfs
   for (const path of options.keep) {
@@ -200,6 +217,9 @@ function crossChecks(options: ResolvedSandboxOptions, input: Record<string, unkn
       const where = targets.length > 0 ? `any tmpfs target (${targets.join(', ')})` : 'a tmpfs (there is none)'
       options.warnings.push(`vitest-pool-rootless: \`${spell('keep')}\` path ${path} is not under ${where}: it is visible in the sandbox anyway, so keeping it does nothing`)
     }
+  }
+  if (options.hostPorts.length > 0 && options.network === 'host') {
+    throw new RootlessOptionError(spell('hostPorts'), input.hostPorts, "can't be used with network: 'host', where every host port is reachable already; use network: 'isolated'")
   }
   if (input.tmpfs === false) {
     options.warnings.push(`vitest-pool-rootless: no private temp dir (tmpfs is off): the temp dir ${tmpdir()} is shared with the host -- what tests write there is visible outside and stays after the run`)

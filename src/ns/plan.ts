@@ -1,6 +1,7 @@
 import type { IdMapLine, IdMapPlan } from './idmap.js'
 import { isInside } from './paths.js'
 import type { ResolvedSandboxOptions } from './options.js'
+import type { PortForward } from './option-specs.js'
 import type { ResetPlan } from './reset-plan.js'
 
 /** One private tmpfs and the paths under it that are bound back (outermost only, sorted). */
@@ -16,8 +17,12 @@ export interface SandboxPlan {
   mounts: MountPlan[]
   tmpfsSize?: string
   hostsFile?: string
+  /** A private copy goes on /etc/nsswitch.conf: names resolve from the hosts file alone. */
+  nsswitchFile?: string
   hostname?: string
   network: 'isolated' | 'host'
+  /** Ports of the sandbox's loopback that lead to the host's (hostPorts, the runner's own). */
+  forwards: PortForward[]
   newSession: boolean
   pidNamespace: boolean
   /** The launcher reports a failed setup step on this fd (see launcherArgs). */
@@ -29,6 +34,10 @@ export interface PlanInputs {
   idMap: IdMapPlan
   /** Path of the rendered hosts file (written by the caller), if any. */
   hostsFile?: string
+  /** Path of the rendered nsswitch.conf (written by the caller), if any. */
+  nsswitchFile?: string
+  /** Ports the runner's own process listens on: forwarded too, where hostPorts doesn't name them. */
+  runnerPorts?: number[]
   /** Paths the command needs (cwd, project, node binary…); those under a tmpfs stay visible. */
   needs?: string[]
   /** Join this already-mapped user namespace (warm holder) instead of creating one. */
@@ -50,11 +59,13 @@ export function createSandboxPlan(inputs: PlanInputs): SandboxPlan {
     user: inputs.usernsFd !== undefined ? { joinFd: inputs.usernsFd } : { idMap: inputs.idMap },
     mounts: mountPlan(options.tmpfs, [...options.keep, ...(inputs.needs ?? [])]),
     network: options.network,
+    forwards: options.network === 'isolated' ? forwardsOf(options.hostPorts, inputs.runnerPorts ?? []) : [],
     newSession: inputs.newSession ?? false,
     pidNamespace: options.pidNamespace,
   }
   if (options.tmpfsSize) plan.tmpfsSize = options.tmpfsSize
   if (inputs.hostsFile) plan.hostsFile = inputs.hostsFile
+  if (inputs.nsswitchFile && options.network === 'isolated') plan.nsswitchFile = inputs.nsswitchFile
   if (options.hostname) plan.hostname = options.hostname
   if (inputs.statusFd !== undefined) plan.statusFd = inputs.statusFd
   return plan
@@ -73,6 +84,8 @@ export function launcherArgs(plan: SandboxPlan): string[] {
   else args.push(...idMapArgs(plan.user.idMap))
   args.push(...mountArgs(plan))
   if (plan.hostsFile) args.push('--hosts-file', plan.hostsFile)
+  if (plan.nsswitchFile) args.push('--nsswitch-file', plan.nsswitchFile)
+  args.push(...forwardArgs(plan))
   if (plan.hostname) args.push('--hostname', plan.hostname)
   if (plan.network === 'host') args.push('--host-network')
   if (plan.newSession) args.push('--new-session')
@@ -112,8 +125,19 @@ export function createResetPlan(plan: SandboxPlan, hosts: string, addon: string)
   const args = ['--reset', ...mountArgs(plan)]
   // only in a pid namespace of its own does the worker see just the sandbox's processes
   if (plan.pidNamespace) args.push('--kill-others')
-  if (plan.network === 'isolated') args.push('--new-network')
+  // a fresh network namespace, with the same ports forwarded into it
+  if (plan.network === 'isolated') args.push('--new-network', ...forwardArgs(plan))
   return { addon, args, hosts }
+}
+
+/** `hostPorts`, then the runner's own ports that `hostPorts` doesn't already give a meaning. */
+function forwardsOf(hostPorts: readonly PortForward[], runnerPorts: readonly number[]): PortForward[] {
+  const inside = new Set(hostPorts.map((f) => f.inside))
+  return [...hostPorts, ...[...new Set(runnerPorts)].filter((port) => !inside.has(port)).map((port) => ({ inside: port, host: port }))]
+}
+
+function forwardArgs(plan: SandboxPlan): string[] {
+  return plan.forwards.flatMap((f) => ['--forward', `${f.inside}:${f.host}`])
 }
 
 /** Each `--tmpfs` with its `--keep`s, then the size: the same for a sandbox and its reset. */

@@ -4,3 +4,6 @@
  * CommonJS entry loads nothing else; test/unit/runtime.test.ts keeps the two equal).
  */
 export const SANDBOXED_ENV = 'VITEST_POOL_ROOTLESS_SANDBOXED'
+
+/** The ports inside the sandbox that lead to the host, comma-separated (inside/network-notices.ts). */
+export const FORWARDED_PORTS_ENV = 'VITEST_POOL_ROOTLESS_FORWARDED_PORTS'

@@ -25,6 +25,8 @@ export const LAUNCHER_STEPS: Readonly<Record<number, string>> = {
   248: 'exec',
   249: 'hold',
   250: 'pid-namespace',
+  251: 'forward',
+  252: 'nsswitch',
 }
 
 /** The step name for a launcher exit status, or `undefined` if the command itself exited. */

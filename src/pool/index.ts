@@ -1,6 +1,6 @@
 import type { PoolRunnerInitializer, Vitest } from 'vitest/node'
 import { openOrFallBack } from '../engine/fallback.js'
-import { SandboxRun } from '../engine/run.js'
+import { runSettings, SandboxRun } from '../engine/run.js'
 import { validatePoolOptions, type PoolOnlyOptions, type SandboxOptions } from '../ns/options.js'
 import { checkInspector } from './inspector.js'
 import { vitest3PoolModule } from './v3.js'
@@ -45,13 +45,9 @@ export type RootlessPool = typeof import('vitest/node') extends { ForksPoolWorke
  */
 export function rootless(options: RootlessPoolOptions = {}): RootlessPool {
   // `warm` and `fallback` are the pool's own; everything else describes the sandbox
-  const { warm, fallback, ...sandbox } = validatePoolOptions(options)
+  const { warm, fallback, runnerPorts, ...sandbox } = validatePoolOptions(options)
   checkInspector(process.argv, sandbox.network, (message) => process.stderr.write(message))
-  const settings = {
-    // an escape hatch for debugging and for the benchmark's side-by-side runs
-    warmUserNamespace: process.env.VITEST_POOL_ROOTLESS_WARM_USERNS !== '0',
-  }
-  const run = openOrFallBack(() => new SandboxRun(sandbox, settings), fallback, (message) => process.stderr.write(message))
+  const run = openOrFallBack(() => new SandboxRun(sandbox, runSettings(runnerPorts)), fallback, (message) => process.stderr.write(message))
   // the machine can't build the sandbox, and the config says to run the ordinary way
   if (!run) return 'forks' as RootlessPool
   // after the probe: a run that can't start shows only its one error

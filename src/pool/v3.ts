@@ -6,7 +6,7 @@ import v8 from 'node:v8'
 import { concurrency } from '../engine/concurrency.js'
 import { sandboxNeeds } from '../engine/needs.js'
 import { pipeInto, unpipeFrom } from '../engine/output.js'
-import { exitOf, SandboxRun, type LaunchSpec } from '../engine/run.js'
+import { exitOf, runSettings, SandboxRun, type LaunchSpec } from '../engine/run.js'
 import { defaultSpareCount } from '../engine/spares.js'
 import { WorkerExitError } from '../ns/errors.js'
 import { validatePoolOptions } from '../ns/options.js'
@@ -82,11 +82,11 @@ export function poolFor(id: number): (vitest: Vitest3, options: { execArgv: stri
  * `poolOptions.rootless`, checked -- and the sandbox probed -- when Vitest first runs it.
  */
 export default async function rootlessPool3(vitest: Vitest3, options: { execArgv: string[]; env: NodeJS.ProcessEnv }): Promise<ProcessPool3> {
-  const { warm, fallback, ...sandbox } = validatePoolOptions(vitest.config.poolOptions?.rootless)
+  const { warm, fallback, runnerPorts, ...sandbox } = validatePoolOptions(vitest.config.poolOptions?.rootless)
   if (fallback === 'unsandboxed') {
     throw new Error("vitest-pool-rootless: fallback: 'unsandboxed' needs pool: rootless({ fallback: 'unsandboxed' }) on Vitest 3: a pool named by a string can't turn into Vitest's forks pool")
   }
-  const run = new SandboxRun(sandbox, { warmUserNamespace: process.env.VITEST_POOL_ROOTLESS_WARM_USERNS !== '0' })
+  const run = new SandboxRun(sandbox, runSettings(runnerPorts))
   run.open()
   for (const warning of sandbox.warnings) process.stderr.write(`${warning}\n`)
   return createPool(vitest, options, { run, warm })

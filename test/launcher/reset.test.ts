@@ -36,7 +36,7 @@ describeSandbox('a reused worker\'s sandbox, reset in place between files', () =
    */
   function worker(flags: string[], script: string, keep: string[], dir: string, options: { pidNamespace?: boolean; resetTmpfs?: string } = {}) {
     const pidNamespace = options.pidNamespace ?? true
-    const plan: SandboxPlan = { user: { joinFd: 3 }, mounts: [{ tmpfs: options.resetTmpfs ?? dir, keep }], network: 'isolated', newSession: false, pidNamespace }
+    const plan: SandboxPlan = { user: { joinFd: 3 }, mounts: [{ tmpfs: options.resetTmpfs ?? dir, keep }], network: 'isolated', forwards: [], newSession: false, pidNamespace }
     const reset = createResetPlan(plan, HOSTS, ADDON)
     const hostsFile = join(base, 'hosts')
     writeFileSync(hostsFile, HOSTS)

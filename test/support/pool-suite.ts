@@ -2,10 +2,11 @@ import { spawnSync } from 'node:child_process'
 import { appendFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterEach, beforeAll, expect, inject, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, expect, inject, it } from 'vitest'
 import { copyFixture, prepareConsumer, type Consumer } from './consumer.js'
 import { expectNoLeftovers, releaseNamespaces, snapshotLeftovers } from './leftovers.js'
 import { describeSandbox, mountTable } from './sandbox.js'
+import { describeWithServices, hostPorts, PG_URL } from './services.js'
 import { runVitest, startVitest } from './vitest-run.js'
 
 /** The pool's end-to-end suite against one Vitest major, on fixtures in test/fixtures. */
@@ -82,6 +83,38 @@ export function definePoolSuite(major: 3 | 4 | 5): void {
       expect(run.output).toMatch(/Test Files\s+3 passed \(3\)/)
       expect(run.code, run.output).toBe(0)
       await expectNoLeftovers(before, consumer)
+    })
+
+    describeWithServices('network', () => {
+      let ports: Awaited<ReturnType<typeof hostPorts>>
+      beforeAll(async () => {
+        ports = await hostPorts()
+      })
+      afterAll(() => ports?.foreign.close())
+      const env = () => ({ E2E_PG_URL: PG_URL, E2E_FOREIGN_PORT: String(ports.foreignPort), E2E_DOWN_PORT: String(ports.downPort) })
+      const NOTICE = /can't be resolved in the sandbox \(ENOTFOUND\)/g
+
+      it('reaches globalSetup servers with no option, PostgreSQL and Redis through hostPorts, nothing else', async () => {
+        const root = copyFixture(consumer, 'network')
+        const before = snapshotLeftovers(consumer)
+        const run = await runVitest(consumer, root, { env: env() })
+        expect(run.output).toMatch(/Test Files\s+7 passed \(7\)/)
+        expect(run.code, run.output).toBe(0)
+        // the first unknown name of the one process that looked any up: one notice
+        expect(run.output.match(NOTICE)).toHaveLength(1)
+        await expectNoLeftovers(before, consumer)
+      })
+
+      it('gives each file on a reused worker a fresh network and no leftover processes (isolate: false)', async () => {
+        const root = copyFixture(consumer, 'network')
+        const before = snapshotLeftovers(consumer)
+        const run = await runVitest(consumer, root, { args: ['--maxWorkers=1'], env: { ...env(), E2E_ISOLATE: 'false' } })
+        expect(run.output).toMatch(/Test Files\s+7 passed \(7\)/)
+        expect(run.code, run.output).toBe(0)
+        // the three leaking files ran one after another on the one worker
+        expect([...run.output.matchAll(/leak-check: (\d) earlier/g)].map((m) => m[1]).sort()).toEqual(['0', '1', '2'])
+        await expectNoLeftovers(before, consumer)
+      })
     })
 
     it('re-runs a changed file in watch mode, in a fresh sandbox', async () => {

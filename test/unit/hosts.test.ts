@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { renderHostsFile } from '../../src/ns/hosts.js'
+import { renderHostsFile, renderNsswitch } from '../../src/ns/hosts.js'
 
 const HEADER = '# written by vitest-pool-rootless for this sandbox only'
 
@@ -114,5 +114,18 @@ describe('renderHostsFile', () => {
     const input = new Map([['db', ['10.0.0.2']]])
     renderHostsFile(input, { hostname: 'box' })
     expect([...input]).toEqual([['db', ['10.0.0.2']]])
+  })
+})
+
+describe('renderNsswitch', () => {
+  it("keeps the host's databases and resolves hosts from files alone", () => {
+    const host = '# comment\npasswd:         files systemd\nhosts:          files mdns4_minimal [NOTFOUND=return] dns\nnetworks:       files\n'
+    expect(renderNsswitch(host)).toBe('# comment\npasswd:         files systemd\nhosts:          files\nnetworks:       files\n')
+  })
+
+  it('adds the hosts line to a file without one, and never comments it (glibc would read a source name)', () => {
+    expect(renderNsswitch('passwd: files\n')).toBe('passwd: files\nhosts:          files\n')
+    expect(renderNsswitch('')).toBe('hosts:          files\n')
+    expect(renderNsswitch('  hosts: dns\n')).not.toContain('#')
   })
 })

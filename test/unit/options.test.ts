@@ -166,6 +166,7 @@ describe('validateSandboxOptions: valid values', () => {
       keep: [nested],
       subids: 'auto',
       network: 'isolated',
+      hostPorts: [5432, { inside: 6379, host: 32768 }],
       pidNamespace: false,
       dropEnv: ['NPM_TOKEN', 'AWS_*'],
     })
@@ -179,6 +180,7 @@ describe('validateSandboxOptions: valid values', () => {
       keep: [nested],
       subids: 'auto',
       network: 'isolated',
+      hostPorts: [{ inside: 5432, host: 5432 }, { inside: 6379, host: 32768 }],
       pidNamespace: false,
       dropEnv: ['NPM_TOKEN', 'AWS_*'],
       warnings: [],
@@ -287,6 +289,17 @@ describe('validateSandboxOptions: invalid values', () => {
     ['more than 16 tmpfs targets', { tmpfs: Array.from({ length: 17 }, () => dir) }, 'tmpfs', Array.from({ length: 17 }, () => dir)],
     ['tmpfsSize "1" (bytes, below a page)', { tmpfsSize: '1' }, 'tmpfsSize', '1'],
     ['pidNamespace 0', { pidNamespace: 0 }, 'pidNamespace', 0],
+    ['hostPorts a number', { hostPorts: 5432 }, 'hostPorts', 5432],
+    ['hostPorts port 0', { hostPorts: [0] }, 'hostPorts', 0],
+    ['hostPorts port 65536', { hostPorts: [65536] }, 'hostPorts', 65536],
+    ['hostPorts port -1', { hostPorts: [-1] }, 'hostPorts', -1],
+    ['hostPorts port "abc"', { hostPorts: ['abc'] }, 'hostPorts', 'abc'],
+    ['hostPorts port "5432" (a string)', { hostPorts: ['5432'] }, 'hostPorts', '5432'],
+    ['hostPorts port 80.5', { hostPorts: [80.5] }, 'hostPorts', 80.5],
+    ['hostPorts a mapping with a bad host port', { hostPorts: [{ inside: 5432, host: 0 }] }, 'hostPorts', { inside: 5432, host: 0 }],
+    ['hostPorts a mapping with an unknown key', { hostPorts: [{ inside: 5432, host: 5433, tls: true }] }, 'hostPorts', { inside: 5432, host: 5433, tls: true }],
+    ['hostPorts one inside port twice', { hostPorts: [5432, { inside: 5432, host: 15432 }] }, 'hostPorts', [5432, { inside: 5432, host: 15432 }]],
+    ['hostPorts with network host', { hostPorts: [5432], network: 'host' }, 'hostPorts', [5432]],
   ]
 
   it('covers at least 30 invalid inputs', () => {
@@ -499,6 +512,12 @@ describe('validatePoolOptions', () => {
     expect(error.message).toContain('expects a whole number of spare workers from 0 to 64')
   })
 
+  it('resolves runnerPorts, on by default', () => {
+    expect(validatePoolOptions({}).runnerPorts).toBe(true)
+    expect(validatePoolOptions({ runnerPorts: false }).runnerPorts).toBe(false)
+    expect(catchOptionError(() => validatePoolOptions({ runnerPorts: 'no' })).message).toContain('option `runnerPorts` expects one of true, false, got "no"')
+  })
+
   it('lists warm among the known options; the CLI path does not take it', () => {
     expect(() => validatePoolOptions({ wram: 1 })).toThrow(/known options are .*warm/)
     expect(catchOptionError(() => validateSandboxOptions({ warm: 1 })).option).toBe('warm')
@@ -537,6 +556,15 @@ describe('the option table drives the CLI', () => {
       cliInput({ host: ['a=10.0.0.1', 'a=::1'], 'hosts-file': '/h', 'no-tmpfs': true, 'no-subids': true, 'no-pid-namespace': true, network: 'host', 'drop-env': ['X'] }),
     ).toEqual({ hosts: { a: ['10.0.0.1', '::1'] }, hostsFile: '/h', tmpfs: false, subids: false, pidNamespace: false, network: 'host', dropEnv: ['X'] })
     expect(cliInput({})).toEqual({})
+    expect(cliInput({ 'host-port': ['5432', '6379:32768'] })).toEqual({ hostPorts: [5432, { inside: 6379, host: 32768 }] })
+  })
+
+  it('refuses a --host-port that is not PORT or INSIDE:HOST', () => {
+    for (const flag of ['abc', '5432:', ':5432', '1:2:3', '-1']) {
+      expect(catchOptionError(() => cliInput({ 'host-port': [flag] })).message).toContain(`option \`--host-port\` expects PORT or INSIDE:HOST, ports from 1 to 65535, got ${JSON.stringify(flag)}`)
+    }
+    // the numbers themselves are checked by the same rule as the pool option's
+    expect(catchOptionError(() => validateSandboxOptions(cliInput({ 'host-port': ['70000'] }))).message).toContain('expects ports from 1 to 65535')
   })
 
   it('refuses two flags of one option, and a --host without "="', () => {

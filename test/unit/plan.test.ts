@@ -6,7 +6,7 @@ import type { IdMapPlan } from '../../src/ns/idmap.js'
 import type { ResolvedSandboxOptions } from '../../src/ns/options.js'
 
 function options(overrides: Partial<ResolvedSandboxOptions> = {}): ResolvedSandboxOptions {
-  const defaults: ResolvedSandboxOptions = { hosts: new Map(), hostsFile: undefined, hostsBase: undefined, hostname: undefined, tmpfs: [], tmpfsSize: undefined, keep: [], subids: 'auto', network: 'isolated', pidNamespace: false, dropEnv: [], warnings: [] }
+  const defaults: ResolvedSandboxOptions = { hosts: new Map(), hostsFile: undefined, hostsBase: undefined, hostname: undefined, tmpfs: [], tmpfsSize: undefined, keep: [], subids: 'auto', network: 'isolated', hostPorts: [], pidNamespace: false, dropEnv: [], warnings: [] }
   return { ...defaults, ...overrides } as ResolvedSandboxOptions
 }
 
@@ -172,6 +172,7 @@ describe('createSandboxPlan: mounts and flags', () => {
       hostsFile: '/run/hosts',
       hostname: 'box',
       network: 'host',
+      forwards: [],
       newSession: true,
       pidNamespace: true,
       statusFd: 5,
@@ -196,9 +197,27 @@ describe('createSandboxPlan: mounts and flags', () => {
       user: { idMap: selfMap },
       mounts: [],
       network: 'isolated',
+      forwards: [],
       newSession: false,
       pidNamespace: false,
     })
+  })
+
+  it('forwards hostPorts, then runner ports hostPorts leaves free, each once; none on the host network', () => {
+    const hostPorts = [{ inside: 5432, host: 5432 }, { inside: 6379, host: 32768 }]
+    const plan = createSandboxPlan({ options: options({ hostPorts }), idMap: selfMap, runnerPorts: [41000, 6379, 41000], nsswitchFile: '/run/nsswitch.conf' })
+    expect(plan.forwards).toEqual([
+      { inside: 5432, host: 5432 },
+      { inside: 6379, host: 32768 },
+      { inside: 41000, host: 41000 },
+    ])
+    expect(launcherArgs(plan)).toEqual([...idMapArgs(selfMap), '--nsswitch-file', '/run/nsswitch.conf', '--forward', '5432:5432', '--forward', '6379:32768', '--forward', '41000:41000'])
+    // a reused worker's fresh network gets the same forwards
+    expect(createResetPlan(plan, '', '/addon').args).toEqual(['--reset', '--new-network', '--forward', '5432:5432', '--forward', '6379:32768', '--forward', '41000:41000'])
+    const host = createSandboxPlan({ options: options({ network: 'host' }), idMap: selfMap, runnerPorts: [41000], nsswitchFile: '/run/nsswitch.conf' })
+    expect(host.forwards).toEqual([])
+    // the host network's DNS works: the host's nsswitch.conf stays
+    expect(host.nsswitchFile).toBeUndefined()
   })
 
   it('passes --status-fd only when asked, fd 0 not mistaken for none', () => {
@@ -211,6 +230,7 @@ describe('createSandboxPlan: mounts and flags', () => {
       user: { idMap: subidsMap },
       mounts: [{ tmpfs: '/srv', keep: ['/srv/x'] }, { tmpfs: '/tmp', keep: [] }],
       network: 'isolated',
+      forwards: [],
       newSession: false,
       pidNamespace: false,
     }

@@ -1,0 +1,146 @@
+import { spawn, spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { readdirSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { createServer, type AddressInfo, type Server } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { LAUNCHER_STEPS } from '../../src/ns/steps.js'
+import { LAUNCHER, describeSandbox } from '../support/sandbox.js'
+
+const SELF = ['--uid-map', `0:${process.geteuid!()}:1`, '--gid-map', `0:${process.getegid!()}:1`]
+const stepCode = (name: string) => Number(Object.entries(LAUNCHER_STEPS).find(([, n]) => n === name)![0])
+
+/** Runs node `script` in a sandbox made with `flags`, asynchronously: host servers of this process keep serving. */
+function sandboxed(flags: string[], script: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const child = spawn(LAUNCHER, [...SELF, ...flags, '--', process.execPath, '-e', script], { cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
+  return new Promise((resolve) => child.once('close', (status) => (clearTimeout(timer), resolve({ status, stdout, stderr }))))
+}
+
+/** A script body's helper: how a connect to host:port ends ('connected' or the error code), as JSON lines. */
+const TRY = `const net = require('net');
+const tryConnect = (port, host = '127.0.0.1') => new Promise((resolve) => {
+  const s = net.connect(port, host);
+  s.once('connect', () => { s.destroy(); resolve('connected') });
+  s.once('error', (e) => resolve(e.code));
+  s.setTimeout(5000, () => { s.destroy(); resolve('timeout') });
+});`
+
+const listen = (server: Server, host = '127.0.0.1') => new Promise<number>((resolve) => server.listen(0, host, () => resolve((server.address() as AddressInfo).port)))
+
+describe('launcher: --forward is checked before anything is created', () => {
+  it.each(['5432', '0:5432', '5432:0', '65536:1', 'a:b', '1:2:3', ':1'])('refuses --forward %s', (value) => {
+    const result = spawnSync(LAUNCHER, [...SELF, '--forward', value, '--', 'true'], { encoding: 'utf8' })
+    expect(result.status).toBe(stepCode('usage'))
+    expect(result.stderr).toContain(`bad forward '${value}', expected INSIDE_PORT:HOST_PORT`)
+  })
+
+  it('refuses --forward with --host-network, where it means nothing', () => {
+    const result = spawnSync(LAUNCHER, [...SELF, '--forward', '1:1', '--host-network', '--', 'true'], { encoding: 'utf8' })
+    expect(result.status).toBe(stepCode('usage'))
+    expect(result.stderr).toContain("--forward needs the sandbox's own network")
+  })
+})
+
+describeSandbox('launcher: --forward leads a port inside to the host', () => {
+  let echo: Server
+  let echoPort: number
+  let other: Server
+  let otherPort: number
+  let downPort: number
+  beforeAll(async () => {
+    // echoes what it gets, then the sha256 of it once the client half-closes
+    echo = createServer({ allowHalfOpen: true }, (socket) => {
+      const hash = createHash('sha256')
+      socket.on('data', (d) => hash.update(d))
+      socket.on('end', () => socket.end(hash.digest('hex')))
+    })
+    echoPort = await listen(echo)
+    other = createServer((socket) => socket.end('other'))
+    otherPort = await listen(other)
+    const down = createServer()
+    downPort = await listen(down)
+    await new Promise((resolve) => down.close(resolve))
+  })
+  afterAll(() => {
+    echo.close()
+    other.close()
+  })
+
+  it('carries 64 MB intact to the host port, from 127.0.0.1 and ::1, under another number inside', async () => {
+    const script = `${TRY}
+const crypto = require('crypto');
+const send = (host) => new Promise((resolve, reject) => {
+  const data = crypto.randomBytes(64 * 1024 * 1024);
+  const want = crypto.createHash('sha256').update(data).digest('hex');
+  const s = net.connect(7000, host, () => s.end(data));
+  let got = '';
+  s.setEncoding('utf8').on('data', (d) => (got += d)).on('end', () => resolve(got === want ? 'intact' : 'corrupt')).on('error', reject);
+});
+(async () => console.log(JSON.stringify([await send('127.0.0.1'), await send('::1')])))()`
+    const result = await sandboxed(['--forward', `7000:${echoPort}`], script)
+    expect(result.stderr).toBe('')
+    expect(JSON.parse(result.stdout)).toEqual(['intact', 'intact'])
+    expect(result.status).toBe(0)
+  })
+
+  it('refuses at once a forwarded port nothing listens on, and every port no --forward names', async () => {
+    const script = `${TRY}
+(async () => console.log(JSON.stringify([await tryConnect(${downPort}), await tryConnect(${otherPort}), await tryConnect(${echoPort})])))()`
+    const result = await sandboxed(['--forward', `${downPort}:${downPort}`], script)
+    expect(JSON.parse(result.stdout)).toEqual(['ECONNREFUSED', 'ECONNREFUSED', 'ECONNREFUSED'])
+    expect(result.status).toBe(0)
+  })
+
+  it('leaves the sandbox its own listeners on every other port, and takes the forwarded one', async () => {
+    const script = `${TRY}
+const listen = (port) => new Promise((resolve) => net.createServer().once('error', (e) => resolve(e.code)).listen(port, '127.0.0.1', () => resolve('listening')));
+(async () => { console.log(JSON.stringify([await listen(${otherPort}), await listen(7000)])); process.exit(0) })()`
+    const result = await sandboxed(['--forward', `7000:${echoPort}`], script)
+    expect(JSON.parse(result.stdout)).toEqual(['listening', 'EADDRINUSE'])
+    expect(result.status).toBe(0)
+  })
+
+  it('ends the forwarder with the sandbox: nothing of it outlives the command', async () => {
+    const marker = `fwd-marker-${process.pid}`
+    const result = await sandboxed(['--forward', `7000:${echoPort}`, '--hostname', marker], `${TRY} tryConnect(7000).then((r) => console.log(r))`)
+    expect(result.stdout.trim()).toBe('connected')
+    const left = readdirSync('/proc').filter((pid) => {
+      try {
+        return /^\d+$/.test(pid) && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(marker)
+      } catch {
+        return false
+      }
+    })
+    expect(left).toEqual([])
+  })
+})
+
+describeSandbox('launcher: --nsswitch-file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vpr-nsswitch-'))
+  afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+  it('answers an unknown name ENOTFOUND at once, from the hosts file alone', async () => {
+    const file = join(dir, 'nsswitch.conf')
+    writeFileSync(file, 'passwd: files\ngroup: files\nhosts: files\n')
+    const hosts = join(dir, 'hosts')
+    writeFileSync(hosts, '127.0.0.1 localhost\n10.1.2.3 db.test\n')
+    const script = `const dns = require('dns');
+const lookup = (name) => new Promise((resolve) => dns.lookup(name, { family: 4 }, (e, a) => resolve(e ? e.code : a)));
+(async () => console.log(JSON.stringify([await lookup('no-such-name.example'), await lookup('db.test'), require('fs').readFileSync('/etc/nsswitch.conf', 'utf8')])))()`
+    const result = await sandboxed(['--hosts-file', hosts, '--nsswitch-file', file], script)
+    expect(result.stderr).toBe('')
+    expect(JSON.parse(result.stdout)).toEqual(['ENOTFOUND', '10.1.2.3', 'passwd: files\ngroup: files\nhosts: files\n'])
+  })
+
+  it('names the step when the file is missing', async () => {
+    const result = await sandboxed(['--nsswitch-file', join(dir, 'missing')], 'true')
+    expect(result.status).toBe(stepCode('nsswitch'))
+    expect(result.stderr).toMatch(/^vitest-pool-rootless: nsswitch: /)
+  })
+})
