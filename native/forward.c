@@ -11,6 +11,10 @@
  * direction, never through user memory. A reused worker's reset sends listeners made in
  * its fresh network namespace the same way (addon.c), after telling it to drop the old.
  *
+ * A host port nothing listens on gets no listener inside, so a connect to it is refused
+ * there at once (ECONNREFUSED, as on the host) instead of being accepted and reset. Only
+ * the forwarder, in the host's network, can tell: it is asked ('Q') before each listener.
+ *
  * Only host ports given when it was forked are ever connected to: what a sandboxed
  * process can send it later can't widen that. It dies with the launcher's process.
  */
@@ -38,8 +42,9 @@
 
 /* What travels on the control socket, with a listener's fd alongside for 'L'. */
 struct control {
-  char op;             /* 'L': relay this listener; 'R': drop every listener */
-  uint16_t host_port;  /* 'L': the host port its connections go to */
+  char op;             /* 'L': relay this listener; 'R': drop every listener;
+                          'Q': is host_port served? (a one-byte answer, '1' or '0') */
+  uint16_t host_port;  /* 'L': the host port its connections go to; 'Q': the port asked */
 };
 
 static int connect_host(int family, uint16_t port);
@@ -113,7 +118,8 @@ static int send_control(int ctl, struct control message, int fd) {
   return n < 0 ? -1 : 0;
 }
 
-int host_port_alive(uint16_t port) {
+/* Whether something on the host's loopback accepts connections on `port` (the forwarder's side). */
+static int host_port_alive(uint16_t port) {
   int families[] = {AF_INET, AF_INET6};
   for (int f = 0; f < 2; f++) {
     int s = connect_host(families[f], port);
@@ -129,9 +135,25 @@ int host_port_alive(uint16_t port) {
   return 0;
 }
 
+/* Asks the forwarder whether the host serves `port`: 1, 0, or -1 when it can't answer. */
+static int ask_alive(int ctl, uint16_t port) {
+  if (send_control(ctl, (struct control){.op = 'Q', .host_port = port}, -1) < 0) return -1;
+  char answer;
+  ssize_t n;
+  do n = recv(ctl, &answer, 1, 0); while (n < 0 && errno == EINTR);
+  if (n != 1) {
+    if (n == 0) errno = EPIPE;
+    return -1;
+  }
+  return answer == '1';
+}
+
 int send_forwards(int ctl, const struct forward *forwards, int n, int replace) {
   if (replace && send_control(ctl, (struct control){.op = 'R'}, -1) < 0) return -1;
   for (int i = 0; i < n; i++) {
+    int alive = ask_alive(ctl, forwards[i].host);
+    if (alive < 0) return -1;
+    if (!alive) continue;
     /* both loopbacks: a client may resolve localhost to either */
     int families[] = {AF_INET, AF_INET6};
     for (int f = 0; f < 2; f++) {
@@ -366,7 +388,11 @@ static void control(int ctl) {
   int fd = -1;
   struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
   if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(c), sizeof fd);
-  if (message.op == 'R') {
+  if (message.op == 'Q') {
+    char answer = allowed_port(message.host_port) && host_port_alive(message.host_port) ? '1' : '0';
+    ssize_t sent;
+    do sent = send(ctl, &answer, 1, MSG_NOSIGNAL); while (sent < 0 && errno == EINTR);
+  } else if (message.op == 'R') {
     while (listeners) {
       struct listener *l = listeners;
       listeners = l->next;

@@ -636,14 +636,10 @@ int main(int argc, char **argv) {
    * that doesn't is refused there, as on the host.
    */
   int forwarder = -1;
-  struct forward live[MAX_LIST];
-  int n_live = 0;
   if (p.n_forwards > 0) {
     pid_t forwarder_pid;
     forwarder = start_forwarder(p.forwards, p.n_forwards, &forwarder_pid);
     if (forwarder < 0) die_step(STEP_FORWARD, "can't start the forwarder");
-    for (int i = 0; i < p.n_forwards; i++)
-      if (host_port_alive(p.forwards[i].host)) live[n_live++] = p.forwards[i];
   }
 
   lock_sandbox_mounts(&p, inner_fd);
@@ -662,7 +658,7 @@ int main(int argc, char **argv) {
   if (!p.host_network && loopback_up() < 0) die_step(STEP_LOOPBACK, "can't bring up lo");
 
   if (forwarder >= 0) {
-    if (send_forwards(forwarder, live, n_live, 0) < 0) die_step(STEP_FORWARD, "can't listen on a forwarded port inside the sandbox");
+    if (send_forwards(forwarder, p.forwards, p.n_forwards, 0) < 0) die_step(STEP_FORWARD, "can't listen on a forwarded port inside the sandbox");
     /* the command keeps the control socket (a reused worker's reset sends new listeners) */
     char fd[16];
     snprintf(fd, sizeof fd, "%d", forwarder);

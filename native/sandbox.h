@@ -90,10 +90,11 @@ void reset_sandbox(const struct plan *p);
 /* forward.c */
 /* Forks the forwarder (call it in the host's network namespace); its control socket, or -1. */
 int start_forwarder(const struct forward *forwards, int n, pid_t *pid);
-/* Listens on each forward's inside port here and hands the listeners to the forwarder. */
+/*
+ * Listens on each forward's inside port here and hands the listeners to the forwarder;
+ * a port the host doesn't serve now (the forwarder checks) gets none.
+ */
 int send_forwards(int ctl, const struct forward *forwards, int n, int replace);
-/* Whether something accepts connections on this port of this namespace's loopback now. */
-int host_port_alive(uint16_t port);
 void run_forwarder(int ctl, const struct forward *forwards, int n) __attribute__((noreturn));
 
 /* The environment variable that tells a sandboxed process the forwarder's control fd. */

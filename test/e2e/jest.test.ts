@@ -8,6 +8,7 @@ import { copyFixture, prepareJestConsumer, type JestConsumer } from '../support/
 import { runJest, startJest } from '../support/jest-run.js'
 import { expectNoLeftovers, releaseNamespaces, snapshotLeftovers } from '../support/leftovers.js'
 import { describeSandbox } from '../support/sandbox.js'
+import { describeWithServices, hostPorts, PG_URL } from '../support/services.js'
 
 // The Jest runner end to end: the packed tarball installed next to real Jest (30, and
 // 29.7 through the one-line runner file), fixture projects run as the user running the
@@ -42,6 +43,33 @@ for (const major of [30, 29] as const) {
       expect(run.output).toMatch(/Tests:\s+21 passed, 21 total/)
       expect(run.output).toMatch(/Test Suites:\s+3 passed, 3 total/)
       await expectNoLeftovers(before, consumer)
+    })
+
+    describeWithServices('network', () => {
+      let ports: Awaited<ReturnType<typeof hostPorts>>
+      beforeAll(async () => {
+        ports = await hostPorts()
+      })
+      afterAll(() => ports?.foreign.close())
+      const env = () => ({ E2E_PG_URL: PG_URL, E2E_FOREIGN_PORT: String(ports.foreignPort), E2E_DOWN_PORT: String(ports.downPort) })
+
+      it.each([
+        ['2 workers', ['--maxWorkers=2']],
+        ['one worker, reset between files (-i)', ['-i']],
+      ])('reaches globalSetup servers with no option, PostgreSQL and Redis through hostPorts, nothing else; %s', async (_, args) => {
+        const root = copyFixture(consumer, 'jest-network')
+        const before = snapshotLeftovers(consumer)
+        const run = await runJest(consumer, root, { args, env: env() })
+        expect(run.code, run.output).toBe(0)
+        expect(run.output).toMatch(/Test Suites:\s+7 passed, 7 total/)
+        // one notice: only one process looked up unknown names
+        expect(run.output.match(/can't be resolved in the sandbox \(ENOTFOUND\)/g)).toHaveLength(1)
+        if (args[0] === '-i') {
+          // the leaking files ran one after another on the one worker, each in a fresh network
+          expect([...run.output.matchAll(/leak-check: (\d) earlier/g)].map((m) => m[1]).sort()).toEqual(['0', '1', '2'])
+        }
+        await expectNoLeftovers(before, consumer)
+      })
     })
 
     it("lets 10 files bind port 3000 at the same time, where Jest's own runner collides", async () => {

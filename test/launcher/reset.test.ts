@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -34,14 +34,16 @@ describeSandbox('a reused worker\'s sandbox, reset in place between files', () =
    * Runs `script` (an ES module body) as the worker, in a sandbox the launcher builds with
    * a tmpfs on `dir` (keeping `keep`), given the reset plan the engine would hand it.
    */
-  function worker(flags: string[], script: string, keep: string[], dir: string, options: { pidNamespace?: boolean; resetTmpfs?: string } = {}) {
+  function worker(flags: string[], script: string, keep: string[], dir: string, options: { pidNamespace?: boolean; resetTmpfs?: string; forwards?: SandboxPlan['forwards'] } = {}) {
     const pidNamespace = options.pidNamespace ?? true
-    const plan: SandboxPlan = { user: { joinFd: 3 }, mounts: [{ tmpfs: options.resetTmpfs ?? dir, keep }], network: 'isolated', forwards: [], newSession: false, pidNamespace }
+    const forwards = options.forwards ?? []
+    const plan: SandboxPlan = { user: { joinFd: 3 }, mounts: [{ tmpfs: options.resetTmpfs ?? dir, keep }], network: 'isolated', forwards, newSession: false, pidNamespace }
+    flags = [...flags, ...forwards.flatMap((f) => ['--forward', `${f.inside}:${f.host}`])]
     const reset = createResetPlan(plan, HOSTS, ADDON)
     const hostsFile = join(base, 'hosts')
     writeFileSync(hostsFile, HOSTS)
     const module = join(ROOT, 'dist', 'inside', 'sandbox-reset.js')
-    const body = `import { SandboxReset } from ${JSON.stringify(module)}\nimport { spawnSync } from 'node:child_process'\nimport * as fs from 'node:fs'\nimport * as net from 'node:net'\nimport * as os from 'node:os'\nconst sh = (s) => spawnSync('sh', ['-c', s], { encoding: 'utf8' })\n${script}`
+    const body = `import { SandboxReset } from ${JSON.stringify(module)}\nimport { spawn, spawnSync } from 'node:child_process'\nimport * as fs from 'node:fs'\nimport * as net from 'node:net'\nimport * as os from 'node:os'\nconst sh = (s) => spawnSync('sh', ['-c', s], { encoding: 'utf8' })\n${script}`
     const pidns = pidNamespace ? ['--pid-namespace'] : []
     return spawnSync(LAUNCHER, [...SELF, '--tmpfs', dir, ...keep.flatMap((k) => ['--keep', k]), '--hosts-file', hostsFile, '--hostname', 'first', ...pidns, ...flags, '--', process.execPath, '--input-type=module', '-e', body], {
       encoding: 'utf8',
@@ -129,6 +131,46 @@ describeSandbox('a reused worker\'s sandbox, reset in place between files', () =
     `, [], dir, { pidNamespace: false })
     expect(r.stderr).toBe('')
     expect(r.stdout.trim()).toBe('still running')
+  })
+
+  it('forwards the same ports into the fresh network, refusing those the host stopped serving', async () => {
+    const dir = join(base, 'forwards')
+    const kept = join(dir, 'kept')
+    mkdirSync(kept, { recursive: true })
+    // host servers in a process of their own (this one blocks in spawnSync meanwhile); the
+    // second closes when the sandbox asks, through a kept directory both sides see
+    const servers = spawn(process.execPath, ['-e', `
+      const fs = require('fs'), net = require('net')
+      const listen = () => new Promise((r) => { const s = net.createServer((c) => c.end('up')).listen(0, '127.0.0.1', () => r(s)) })
+      Promise.all([listen(), listen()]).then(([a, b]) => {
+        console.log(a.address().port + ' ' + b.address().port)
+        const poll = setInterval(() => {
+          if (!fs.existsSync('${kept}/stop')) return
+          clearInterval(poll)
+          b.close(() => fs.writeFileSync('${kept}/stopped', 'yes'))
+        }, 20)
+      })
+      setTimeout(() => process.exit(0), 25000)
+    `], { stdio: ['ignore', 'pipe', 'inherit'] })
+    try {
+      const [stays, stops] = (await new Promise<string>((resolve) => servers.stdout!.once('data', (d) => resolve(String(d))))).trim().split(' ').map(Number)
+      const r = worker([], `
+        const sandbox = SandboxReset.fromEnv()
+        const read = (port) => new Promise((resolve) => {
+          const s = net.connect(port, '127.0.0.1'); let got = ''
+          s.on('data', (d) => (got += d)).on('end', () => resolve(got)).on('error', (e) => resolve(e.code))
+        })
+        const first = [await read(7001), await read(7002)]
+        fs.writeFileSync('${kept}/stop', '')
+        while (!fs.existsSync('${kept}/stopped')) await new Promise((r) => setTimeout(r, 20))
+        sandbox.reset()
+        console.log(JSON.stringify({ first, second: [await read(7001), await read(7002)] }))
+      `, [kept], dir, { forwards: [{ inside: 7001, host: stays! }, { inside: 7002, host: stops! }] })
+      expect(r.stderr).toBe('')
+      expect(JSON.parse(r.stdout)).toEqual({ first: ['up', 'up'], second: ['up', 'ECONNREFUSED'] })
+    } finally {
+      servers.kill()
+    }
   })
 
   it('names the step that failed', () => {

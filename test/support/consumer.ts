@@ -116,6 +116,10 @@ export function prepareJestConsumer(major: 29 | 30, tarball: string): JestConsum
     '@babel/preset-env': '^7.28.0',
     'ts-jest': '^29.4.0',
     typescript: '~5.9.3',
+    // test/fixtures/jest-network: the real clients of the real services, and a WebSocket server
+    pg: '^8.16.0',
+    ioredis: '^5.6.0',
+    ws: '^8.18.0',
     'vitest-pool-rootless': `file:${tarball}`,
   }
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: `consumer-jest${major}`, private: true, devDependencies }, null, 2))
