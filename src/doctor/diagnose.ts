@@ -177,5 +177,11 @@ export function explainFailure(step: string, stderr: string, checks: Check[] = s
   if (step === 'uid-map' || step === 'gid-map') {
     return 'Writing the id map failed: check your /etc/subuid and /etc/subgid lines and that newuidmap/newgidmap are setuid root (package uidmap), or set `subids: false`.'
   }
+  if (step === 'forward') {
+    return "The port forwarder (for `hostPorts` and the test runner's own ports) could not start or listen inside the sandbox. Run with `runnerPorts: false` and no `hostPorts` to go without it, and `npx vitest-pool-rootless doctor` for a check of this machine."
+  }
+  if (step === 'nsswitch') {
+    return "The sandbox's private /etc/nsswitch.conf could not be put in place (is /etc/nsswitch.conf a regular file?). `network: 'host'` goes without it."
+  }
   return 'Run `npx vitest-pool-rootless doctor` for a check of this machine.'
 }

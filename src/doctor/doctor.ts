@@ -2,6 +2,7 @@ import { type Check, explainFailure, staticChecks } from './diagnose.js'
 import { validateSandboxOptions } from '../ns/options.js'
 import { prepareSandbox, runSandboxed } from '../engine/sandbox.js'
 import { launcherStep } from '../ns/steps.js'
+import { createServer, type AddressInfo, type Server } from 'node:net'
 
 /** Runs inside the probe sandbox: everything a test file relies on, reported as JSON. */
 const PROBE_SCRIPT = `
@@ -14,7 +15,15 @@ try { fs.chownSync(file, 54321, 54321); out.chown = fs.statSync(file).uid === 54
 const server = net.createServer()
 server.once('error', (e) => { out.port80 = e.code; lookup() })
 server.listen(80, '127.0.0.1', () => { out.port80 = 'ok'; server.close(lookup) })
-function lookup() { dns.lookup('doctor.probe.test', 4, (e, a) => { out.hosts = e ? e.code : a; console.log(JSON.stringify(out)) }) }
+function lookup() { dns.lookup('doctor.probe.test', 4, (e, a) => { out.hosts = e ? e.code : a; unknown() }) }
+function unknown() { dns.lookup('no-such-name.doctor.probe.invalid', 4, (e) => { out.dns = e ? e.code : 'resolved'; forward() }) }
+// the doctor's own port, forwarded in; a forwarded port the host doesn't serve
+function connect(port, then) {
+  const s = net.connect(Number(port), '127.0.0.1'); let got = ''
+  s.setTimeout(5000, () => { s.destroy(); then('timeout') })
+  s.on('data', (d) => (got += d)).on('end', () => then(got)).on('error', (e) => then(e.code))
+}
+function forward() { connect(process.argv[1], (r) => { out.forward = r; connect(process.argv[2], (d) => { out.down = d; console.log(JSON.stringify(out)) }) }) }
 `
 
 interface ProbeResult {
@@ -23,11 +32,35 @@ interface ProbeResult {
   chown?: string
   port80?: string
   hosts?: string
+  dns?: string
+  forward?: string
+  down?: string
 }
+
+/** A server of the doctor's own, as a globalSetup server is the runner's, and a port nothing serves. */
+async function hostServers(): Promise<{ server: Server; port: number; downPort: number }> {
+  const listen = (server: Server) => new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)))
+  const server = createServer((socket) => socket.end(FORWARD_REPLY))
+  const down = createServer()
+  const [port, downPort] = [await listen(server), await listen(down)]
+  await new Promise((resolve) => down.close(resolve))
+  return { server, port, downPort }
+}
+
+const FORWARD_REPLY = 'from the host'
 
 /** Builds a real sandbox with the pool's own plan and checks it from inside. */
 export async function liveProbe(): Promise<Check[]> {
-  const options = validateSandboxOptions({ hosts: { 'doctor.probe.test': '127.0.0.1' } })
+  const host = await hostServers()
+  try {
+    return await probeWith(host)
+  } finally {
+    host.server.close()
+  }
+}
+
+async function probeWith(host: { port: number; downPort: number }): Promise<Check[]> {
+  const options = validateSandboxOptions({ hosts: { 'doctor.probe.test': '127.0.0.1' }, hostPorts: [host.downPort] })
   let sandbox
   try {
     sandbox = await prepareSandbox(options)
@@ -35,8 +68,8 @@ export async function liveProbe(): Promise<Check[]> {
     return [{ id: 'probe', title: 'live sandbox', status: 'skip', detail: (error as Error).message.split('\n')[0]! }]
   }
   try {
-    const args = sandbox.args({ needs: [process.execPath], newSession: true })
-    const { code, stdout, stderr } = await runSandboxed(sandbox.launcher, args, [process.execPath, '-e', PROBE_SCRIPT])
+    const args = sandbox.args({ needs: [process.execPath], newSession: true, runnerPorts: [host.port] })
+    const { code, stdout, stderr } = await runSandboxed(sandbox.launcher, args, [process.execPath, '-e', PROBE_SCRIPT, String(host.port), String(host.downPort)])
     if (code !== 0) {
       const step = launcherStep(code) ?? 'probe'
       return [{ id: 'probe', title: 'live sandbox', status: 'fail', detail: `${step} failed: ${stderr.trim()}`, fix: explainFailure(step, stderr).replace(/\n\s*/g, ' ') }]
@@ -50,6 +83,14 @@ export async function liveProbe(): Promise<Check[]> {
         : { id: 'probe-chown', title: 'sandbox: chown to uid 54321', status: 'warn', detail: `${r.chown} (only your own id is mapped)`, fix: sandbox.idMap.warning?.replace(/^vitest-pool-rootless: /, '') },
       { id: 'probe-port80', title: 'sandbox: listen on port 80', status: r.port80 === 'ok' ? 'ok' : 'fail', detail: r.port80 ?? 'not run' },
       { id: 'probe-hosts', title: 'sandbox: private /etc/hosts', status: r.hosts === '127.0.0.1' ? 'ok' : 'fail', detail: `doctor.probe.test -> ${r.hosts}` },
+      {
+        id: 'probe-forward',
+        title: 'sandbox: reach a forwarded host port',
+        status: r.forward === FORWARD_REPLY && r.down === 'ECONNREFUSED' ? 'ok' : 'fail',
+        detail: r.forward === FORWARD_REPLY ? `127.0.0.1:${host.port} answered; a port the host doesn't serve: ${r.down}` : `127.0.0.1:${host.port}: ${r.forward ?? 'not run'}`,
+        fix: "globalSetup servers and `hostPorts` won't be reachable from tests; `network: 'host'` reaches the host's ports without the forwarder",
+      },
+      { id: 'probe-dns', title: 'sandbox: unknown names', status: r.dns === 'ENOTFOUND' ? 'ok' : 'warn', detail: `${r.dns ?? 'not run'}${r.dns === 'ENOTFOUND' ? ' (no DNS inside: names come from `hosts`)' : ''}`, fix: 'expected ENOTFOUND: a test asserting it may see another code here' },
       { id: 'probe-apparmor', title: 'sandbox: AppArmor label', status: 'ok', detail: r.apparmor || 'none (AppArmor not active)' },
     ]
   } finally {

@@ -92,10 +92,10 @@ describeSandbox('environments the pool meets, under real conditions', () => {
     const report = JSON.parse(r.stdout) as { ok: boolean; checks: Array<{ id: string; status: string }> }
     expect(report.ok).toBe(true)
     const ids = report.checks.map((c) => c.id)
-    for (const id of ['kernel-userns', 'max-user-namespaces', 'unprivileged-userns-clone', 'apparmor-userns', 'seccomp', 'no-new-privs', 'newuidmap', 'newgidmap', '/etc/subuid', '/etc/subgid', 'nested', 'launcher', 'probe-uid', 'probe-chown', 'probe-port80', 'probe-hosts', 'probe-apparmor']) {
+    for (const id of ['kernel-userns', 'max-user-namespaces', 'unprivileged-userns-clone', 'apparmor-userns', 'seccomp', 'no-new-privs', 'newuidmap', 'newgidmap', '/etc/subuid', '/etc/subgid', 'nested', 'launcher', 'probe-uid', 'probe-chown', 'probe-port80', 'probe-hosts', 'probe-forward', 'probe-dns', 'probe-apparmor']) {
       expect(ids, id).toContain(id)
     }
-    expect(report.checks.find((c) => c.id === 'probe-port80')?.status).toBe('ok')
+    for (const id of ['probe-port80', 'probe-forward', 'probe-dns']) expect(report.checks.find((c) => c.id === id)?.status, id).toBe('ok')
   })
 
   // Only root can switch to such a user; .ci/run creates one and runs this as root.

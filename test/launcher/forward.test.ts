@@ -121,6 +121,18 @@ const listen = (port) => new Promise((resolve) => net.createServer().once('error
   })
 })
 
+describeSandbox('launcher: a forwarder that cannot start', () => {
+  const strace = spawnSync('sh', ['-c', 'command -v strace'], { encoding: 'utf8' }).stdout.trim()
+
+  it('names the step, in one line, and runs nothing', () => {
+    if (!strace) throw new Error('strace is needed for this test: apt-get install strace')
+    const result = spawnSync(strace, ['-f', '-qq', '-o', '/dev/null', '-e', 'trace=socketpair', '-e', 'inject=socketpair:error=EMFILE', LAUNCHER, ...SELF, '--forward', '7000:7000', '--', 'echo', 'ran'], { encoding: 'utf8' })
+    expect(result.status).toBe(stepCode('forward'))
+    expect(result.stdout).toBe('')
+    expect(result.stderr.trim()).toBe("vitest-pool-rootless: forward: can't start the forwarder: Too many open files")
+  })
+})
+
 describeSandbox('launcher: --nsswitch-file', () => {
   const dir = mkdtempSync(join(tmpdir(), 'vpr-nsswitch-'))
   afterAll(() => rmSync(dir, { recursive: true, force: true }))
