@@ -6,10 +6,11 @@
 //   BENCH_RUNS=5 npm run bench      more Vitest runs per variant (default 3)
 //   BENCH_QUICK=1 npm run bench     fewer iterations everywhere, for a smoke test
 //   BENCH_PARTS=loop BENCH_LOOP=1500 npm run bench
-//                                   only some parts (setup, suites, vitest3, jest, loop), a longer start
+//                                   only some parts (setup, suites, vitest3, jest, network, loop), a longer start
 //                                   loop; partial runs print and don't write the results
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -25,10 +26,10 @@ const quick = process.env.BENCH_QUICK === '1'
 const vitestRuns = Number(process.env.BENCH_RUNS ?? (quick ? 1 : 3))
 const setupRuns = quick ? 50 : 500
 const loopRuns = Number(process.env.BENCH_LOOP ?? (quick ? 100 : 500))
-const parts = new Set((process.env.BENCH_PARTS ?? 'setup,suites,vitest3,jest,loop').split(','))
+const parts = new Set((process.env.BENCH_PARTS ?? 'setup,suites,vitest3,jest,network,loop').split(','))
 const launcher = locateLauncher()
 const idMap = createIdMapPlan(readHostFacts(), 'auto')
-const results = { machine: machine(), user: { uid: process.getuid(), idMap: idMap.mode }, setup: [], suites: [], vitest3: [], jest: [], loop: null, notes: [] }
+const results = { machine: machine(), user: { uid: process.getuid(), idMap: idMap.mode }, setup: [], suites: [], vitest3: [], jest: [], network: null, loop: null, notes: [] }
 if (process.getuid() === 0) results.notes.push('ran as root: run as a normal user with a subuid range for the rootless numbers')
 if (idMap.warning) results.notes.push(idMap.warning)
 
@@ -228,6 +229,125 @@ function timeJest(dir, runner) {
   })
 }
 
+// ---------------------------------------------------------------- 3b. forwarded ports
+// One host server (a process of its own), one client inside a sandbox: with the host's
+// network (`network: 'host'`, direct) or its own with the port forwarded (`hostPorts`).
+// Only the path between them differs. Alternating runs, medians.
+const NET_BYTES = quick ? 128 * 1024 * 1024 : 1024 * 1024 * 1024
+const NET_TRIPS = quick ? 2000 : 10_000
+const NET_SERVER = `
+const net = require('net')
+const server = net.createServer((socket) => {
+  let mode = null, bytes = 0
+  socket.on('data', (chunk) => {
+    if (mode === null) { mode = chunk[0]; chunk = chunk.subarray(1) }
+    // 's': a stream, counted and answered at its end; 'e': echo, for round trips
+    if (mode === 0x65) socket.write(chunk)
+    else bytes += chunk.length
+  })
+  socket.on('end', () => socket.end(mode === 0x73 ? String(bytes) : undefined))
+}).listen(0, '127.0.0.1', () => console.log(server.address().port))`
+const NET_CLIENT = `
+const net = require('net')
+const [what, port, amount] = process.argv.slice(1)
+const socket = net.connect(Number(port), '127.0.0.1')
+socket.setNoDelay(true)
+socket.once('connect', what === 'stream' ? stream : trips)
+function stream() {
+  const chunk = Buffer.alloc(1024 * 1024, 1)
+  let left = Number(amount), reply = ''
+  const start = process.hrtime.bigint()
+  socket.write('s')
+  socket.setEncoding('utf8').on('data', (d) => (reply += d)).on('end', () => {
+    if (Number(reply) !== Number(amount)) throw new Error('short stream: ' + reply)
+    console.log(JSON.stringify({ ms: Number(process.hrtime.bigint() - start) / 1e6 }))
+  })
+  const pump = () => { while (left > 0) { left -= chunk.length; if (!socket.write(chunk)) return socket.once('drain', pump) } socket.end() }
+  pump()
+}
+function trips() {
+  const times = [], message = Buffer.alloc(64, 2)
+  let n = Number(amount) + 500, start
+  socket.write('e')
+  const next = () => { start = process.hrtime.bigint(); socket.write(message) }
+  let got = 0
+  socket.on('data', (d) => {
+    got += d.length
+    if (got < message.length) return
+    got -= message.length
+    const us = Number(process.hrtime.bigint() - start) / 1e3
+    if (--n < Number(amount)) times.push(us) // the first 500 warm up
+    if (n > 0) return next()
+    times.sort((a, b) => a - b)
+    console.log(JSON.stringify({ p50: times[Math.floor(times.length / 2)], p99: times[Math.floor(times.length * 0.99)] }))
+    socket.end()
+  })
+  next()
+}`
+if (parts.has('network')) {
+  const server = spawn(process.execPath, ['-e', NET_SERVER], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const port = Number(await new Promise((resolve) => server.stdout.once('data', (d) => resolve(String(d)))))
+  const modes = { direct: ['--host-network'], forwarded: ['--forward', `${port}:${port}`] }
+  const ports = { direct: port, forwarded: port }
+  // for scale, where socat is installed: a classic user-space relay on the host (read/write)
+  const socatBin = findExecutable('socat')
+  let socat
+  if (socatBin) {
+    const free = await new Promise((resolve) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const { port: p } = probe.address()
+        probe.close(() => resolve(p))
+      })
+    })
+    socat = spawn(socatBin, [`TCP-LISTEN:${free},bind=127.0.0.1,reuseaddr,fork`, `TCP:127.0.0.1:${port}`], { stdio: 'ignore' })
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    modes.socat = ['--host-network']
+    ports.socat = free
+  } else {
+    results.notes.push('socat not installed (apt-get install socat): no user-space relay row for scale')
+  }
+  const runClient = (mode, what, amount) => {
+    const r = spawnSync(launcher, ['--userns-fd', String(WARM_FD), '--tmpfs', tmp, ...modes[mode], '--', process.execPath, '-e', NET_CLIENT, what, String(ports[mode]), String(amount)], {
+      stdio: ['ignore', 'pipe', 'inherit', warm.fd],
+      cwd: '/',
+      encoding: 'utf8',
+    })
+    if (r.status !== 0) throw new Error(`network bench client (${mode}, ${what}) failed: exit ${r.status}`)
+    return JSON.parse(r.stdout)
+  }
+  const runs = Object.fromEntries(Object.keys(modes).map((mode) => [mode, { ms: [], p50: [], p99: [] }]))
+  for (let i = 0; i < Math.max(3, vitestRuns); i++) {
+    const order = Object.keys(modes)
+    for (const mode of i % 2 ? order.reverse() : order) {
+      runs[mode].ms.push(runClient(mode, 'stream', NET_BYTES).ms)
+      const { p50, p99 } = runClient(mode, 'trips', NET_TRIPS)
+      runs[mode].p50.push(p50)
+      runs[mode].p99.push(p99)
+    }
+  }
+  server.kill()
+  socat?.kill()
+  const mbps = (mode) => round(NET_BYTES / 1024 / 1024 / (median(runs[mode].ms) / 1000))
+  results.network = {
+    bytes: NET_BYTES,
+    roundTrips: NET_TRIPS,
+    directMBps: mbps('direct'),
+    forwardedMBps: mbps('forwarded'),
+    throughputRatio: round(mbps('forwarded') / mbps('direct')),
+    directP50Us: round(median(runs.direct.p50)),
+    forwardedP50Us: round(median(runs.forwarded.p50)),
+    directP99Us: round(median(runs.direct.p99)),
+    forwardedP99Us: round(median(runs.forwarded.p99)),
+  }
+  results.network.addedP50Us = round(results.network.forwardedP50Us - results.network.directP50Us)
+  if (socat) {
+    results.network.socatMBps = mbps('socat')
+    results.network.socatThroughputRatio = round(mbps('socat') / mbps('direct'))
+    results.network.socatP50Us = round(median(runs.socat.p50))
+  }
+  console.error(`network: ${JSON.stringify(results.network)}`)
+}
+
 // ---------------------------------------------------------------- 4. start loop
 const mountsBefore = mounts()
 const perHundred = []
@@ -288,9 +408,11 @@ results.targets = [
   { what: 'Vitest 3.2, 40 I/O-bound files, isolate off: rootless / forks', ratio: v3('40 files awaiting 200 ms', false), target: 1.05 },
   { what: 'Jest, 100 tiny files: rootless / default runner', ratio: jestSuite('100 tiny files'), target: 1.05 },
   { what: 'Jest, 40 I/O-bound files: rootless / default runner', ratio: jestSuite('40 files awaiting 200 ms'), target: 0.9 },
+  // higher is better for this one: a share of the direct throughput
+  { what: '1 GB through a forwarded port: throughput / direct', ratio: results.network?.throughputRatio ?? null, target: 0.8, better: 'higher' },
 ]
-for (const t of results.targets) t.met = t.target == null ? null : t.ratio != null && t.ratio <= t.target
-const complete = ['setup', 'suites', 'vitest3', 'jest', 'loop'].every((part) => parts.has(part))
+for (const t of results.targets) t.met = t.target == null ? null : t.ratio != null && (t.better === 'higher' ? t.ratio >= t.target : t.ratio <= t.target)
+const complete = ['setup', 'suites', 'vitest3', 'jest', 'network', 'loop'].every((part) => parts.has(part))
 if (complete) {
   mkdirSync(join(root, 'bench'), { recursive: true })
   writeFileSync(join(root, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`)
@@ -305,8 +427,19 @@ console.log('Vitest 3.2 wall time, rootless vs forks (median of alternating runs
 console.table(Object.fromEntries(results.vitest3.map((r) => [`${r.suite}, isolate ${r.isolate ? 'on' : 'off'}`, { forks_s: r.forksMedianS, rootless_s: r.rootlessMedianS, ratio: r.ratio }])))
 console.log(`Jest wall time, rootless vs default runner, maxWorkers ${jestWorkers} (median of alternating runs)`)
 console.table(Object.fromEntries(results.jest.map((r) => [r.suite, { default_s: r.defaultMedianS, rootless_s: r.rootlessMedianS, ratio: r.ratio }])))
+if (results.network) {
+  const n = results.network
+  console.log(`Forwarded port vs direct (network: 'host'), median of alternating runs`)
+  const relay = (value) => (n.socatMBps ? { 'socat relay (for scale)': value } : {})
+  console.table({
+    [`${n.bytes / 1024 / 1024} MB stream, MB/s`]: { direct: n.directMBps, forwarded: n.forwardedMBps, 'forwarded / direct': n.throughputRatio, ...relay(n.socatMBps) },
+    [`${n.roundTrips} round trips, p50 µs`]: { direct: n.directP50Us, forwarded: n.forwardedP50Us, 'forwarded - direct': n.addedP50Us, ...relay(n.socatP50Us) },
+    [`${n.roundTrips} round trips, p99 µs`]: { direct: n.directP99Us, forwarded: n.forwardedP99Us, 'forwarded - direct': round(n.forwardedP99Us - n.directP99Us) },
+  })
+  console.log(`added p50 latency ${n.addedP50Us} µs (target <= 50 µs): ${n.addedP50Us <= 50 ? 'met' : 'NOT met'}`)
+}
 console.log('Targets')
-console.table(Object.fromEntries(results.targets.map((t) => [t.what, { ratio: t.ratio, target: t.target == null ? 'none' : `<= ${t.target}`, met: t.met ?? '-' }])))
+console.table(Object.fromEntries(results.targets.map((t) => [t.what, { ratio: t.ratio, target: t.target == null ? 'none' : `${t.better === 'higher' ? '>=' : '<='} ${t.target}`, met: t.met ?? '-' }])))
 console.log(`Start loop: ${results.loop.starts} starts, ${results.loop.failures} failures, p95 per 100 = ${results.loop.p95MsPerHundred.join(', ')} ms; leftover processes ${results.loop.leftoverProcesses}, mounts ${results.loop.leftoverMounts}`)
 for (const note of results.notes) console.log(`note: ${note}`)
 console.log(complete ? '\nwrote bench/results.json and bench/results.svg' : '\npartial run (BENCH_PARTS): nothing written')

@@ -36,8 +36,8 @@
 
 #include "sandbox.h"
 
-/* Bytes moved per splice(2) call. */
-#define CHUNK (256 * 1024)
+/* The pipe per direction: bytes moved per splice(2) call at most (1 MiB: pipe-max-size's default). */
+#define CHUNK (1024 * 1024)
 #define MAX_EVENTS 64
 
 /* What travels on the control socket, with a listener's fd alongside for 'L'. */
@@ -176,7 +176,8 @@ int send_forwards(int ctl, const struct forward *forwards, int n, int replace) {
 /* One direction of a relayed connection: src -> pipe -> dst. */
 struct pump {
   int pipe_r, pipe_w;
-  size_t pending; /* bytes in the pipe */
+  size_t capacity; /* of the pipe */
+  size_t pending;  /* bytes in the pipe */
   int eof;        /* src said it is done */
   int shut;       /* dst was told (SHUT_WR) */
 };
@@ -201,7 +202,7 @@ struct connection {
   int family;
   struct pump to_host, to_inside;
   /* epoll needs a distinct pointer per fd: these two point back here */
-  struct end { enum kind kind; struct connection *c; int fd; } inside_end, host_end;
+  struct end { enum kind kind; struct connection *c; int fd; uint32_t events; } inside_end, host_end;
 };
 
 static int epfd;
@@ -265,27 +266,38 @@ static void drop(struct connection *c, int reset) {
   bury(c);
 }
 
-/* Moves what it can in one direction; -1 when the connection failed. */
+/*
+ * Moves what it can in one direction; -1 when the connection failed. Reading and writing
+ * overlap: src keeps filling the pipe while dst drains it, so neither side waits for the
+ * other to finish a whole chunk.
+ */
 static int pump(struct pump *p, int src, int dst) {
   for (;;) {
+    int moved = 0;
     if (p->pending > 0) {
       ssize_t w = splice(p->pipe_r, NULL, dst, NULL, p->pending, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-      if (w < 0) return errno == EAGAIN ? 0 : -1;
-      p->pending -= (size_t)w;
-      if (p->pending > 0) return 0;
+      if (w < 0 && errno != EAGAIN) return -1;
+      if (w > 0) p->pending -= (size_t)w, moved = 1;
     }
-    if (p->eof) {
-      if (!p->shut) {
-        shutdown(dst, SHUT_WR);
-        p->shut = 1;
-      }
-      return 0;
+    if (!p->eof && p->pending < p->capacity) {
+      ssize_t r = splice(src, NULL, p->pipe_w, NULL, p->capacity - p->pending, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (r < 0 && errno != EAGAIN) return -1;
+      if (r == 0) p->eof = 1;
+      if (r > 0) p->pending += (size_t)r, moved = 1;
     }
-    ssize_t r = splice(src, NULL, p->pipe_w, NULL, CHUNK, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    if (r < 0) return errno == EAGAIN ? 0 : -1;
-    if (r == 0) p->eof = 1;
-    p->pending += (size_t)r;
+    if (p->eof && p->pending == 0 && !p->shut) {
+      shutdown(dst, SHUT_WR);
+      p->shut = 1;
+    }
+    if (!moved) return 0;
   }
+}
+
+/* epoll_ctl only when what an end waits for changed: a syscall saved per event. */
+static void want(struct end *e, uint32_t events) {
+  if (e->events == events) return;
+  e->events = events;
+  watch(e->fd, events, e, EPOLL_CTL_MOD);
 }
 
 /* What each end of a connection waits for now. */
@@ -294,13 +306,13 @@ static void rewatch(struct connection *c) {
   if (c->connecting) {
     host = EPOLLOUT;
   } else {
-    if (c->to_host.pending == 0 && !c->to_host.eof) inside |= EPOLLIN;
+    if (c->to_host.pending < c->to_host.capacity && !c->to_host.eof) inside |= EPOLLIN;
     if (c->to_host.pending > 0) host |= EPOLLOUT;
-    if (c->to_inside.pending == 0 && !c->to_inside.eof) host |= EPOLLIN;
+    if (c->to_inside.pending < c->to_inside.capacity && !c->to_inside.eof) host |= EPOLLIN;
     if (c->to_inside.pending > 0) inside |= EPOLLOUT;
   }
-  watch(c->inside, inside | EPOLLRDHUP, &c->inside_end, EPOLL_CTL_MOD);
-  watch(c->host, host | EPOLLRDHUP, &c->host_end, EPOLL_CTL_MOD);
+  want(&c->inside_end, inside | EPOLLRDHUP);
+  want(&c->host_end, host | EPOLLRDHUP);
 }
 
 static void accept_from(struct listener *l) {
@@ -325,8 +337,10 @@ static void accept_from(struct listener *l) {
     }
     c->to_host.pipe_r = a[0], c->to_host.pipe_w = a[1];
     c->to_inside.pipe_r = b[0], c->to_inside.pipe_w = b[1];
-    fcntl(a[1], F_SETPIPE_SZ, CHUNK);
-    fcntl(b[1], F_SETPIPE_SZ, CHUNK);
+    /* a bigger pipe moves more per splice(2); what the system allows, else the default */
+    int size_a = fcntl(a[1], F_SETPIPE_SZ, CHUNK), size_b = fcntl(b[1], F_SETPIPE_SZ, CHUNK);
+    c->to_host.capacity = (size_t)(size_a > 0 ? size_a : fcntl(a[1], F_GETPIPE_SZ));
+    c->to_inside.capacity = (size_t)(size_b > 0 ? size_b : fcntl(b[1], F_GETPIPE_SZ));
     c->host = connect_host(c->family, c->host_port);
     if (c->host < 0) c->host = connect_host(c->family == AF_INET ? AF_INET6 : AF_INET, c->host_port), c->tried_other_family = 1;
     if (c->host < 0) {
@@ -334,8 +348,8 @@ static void accept_from(struct listener *l) {
       continue;
     }
     c->connecting = 1;
-    c->inside_end = (struct end){CONNECTION, c, c->inside};
-    c->host_end = (struct end){CONNECTION, c, c->host};
+    c->inside_end = (struct end){CONNECTION, c, c->inside, EPOLLRDHUP};
+    c->host_end = (struct end){CONNECTION, c, c->host, EPOLLOUT};
     watch(c->inside, EPOLLRDHUP, &c->inside_end, EPOLL_CTL_ADD);
     watch(c->host, EPOLLOUT, &c->host_end, EPOLL_CTL_ADD);
   }
@@ -356,6 +370,7 @@ static void serve(struct connection *c) {
         c->host = connect_host(c->family == AF_INET ? AF_INET6 : AF_INET, c->host_port);
         if (c->host >= 0) {
           c->host_end.fd = c->host;
+          c->host_end.events = EPOLLOUT;
           watch(c->host, EPOLLOUT, &c->host_end, EPOLL_CTL_ADD);
           return;
         }
