@@ -23,9 +23,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -118,21 +118,36 @@ static int send_control(int ctl, struct control message, int fd) {
   return n < 0 ? -1 : 0;
 }
 
-/* Whether something on the host's loopback accepts connections on `port` (the forwarder's side). */
+/*
+ * Whether something listens on `port` in this network namespace -- the host's, on the
+ * forwarder's side -- by the kernel's socket tables (/proc/self/net/tcp{,6}), not by
+ * connecting: a test connection would reach the service (a server that greets first gets
+ * reset), and a busy machine can make a connect look like no answer. Where the tables
+ * can't be read, the port counts as served: wrongly refused would cut a sandbox off its
+ * database; wrongly served only resets a connection to a dead port.
+ */
 static int host_port_alive(uint16_t port) {
-  int families[] = {AF_INET, AF_INET6};
-  for (int f = 0; f < 2; f++) {
-    int s = connect_host(families[f], port);
-    if (s < 0) continue;
-    /* a loopback connect is decided at once; 200 ms only for a machine under load */
-    struct pollfd p = {.fd = s, .events = POLLOUT};
-    int error = 0;
-    socklen_t len = sizeof error;
-    int ready = poll(&p, 1, 200) > 0 && getsockopt(s, SOL_SOCKET, SO_ERROR, &error, &len) == 0 && error == 0;
-    close(s);
-    if (ready) return 1;
+  const char *tables[] = {"/proc/self/net/tcp", "/proc/self/net/tcp6"};
+  int read_any = 0;
+  for (int t = 0; t < 2; t++) {
+    FILE *f = fopen(tables[t], "re");
+    if (!f) continue;
+    read_any = 1;
+    char line[512];
+    int found = 0;
+    if (fgets(line, sizeof line, f)) /* the header */
+      while (!found && fgets(line, sizeof line, f)) {
+        /* "  sl: ADDRESS:PORT REMOTE:PORT ST ..." with hex PORT and ST 0A for LISTEN */
+        char local[64];
+        unsigned state;
+        if (sscanf(line, " %*s %63s %*s %x", local, &state) != 2 || state != 0x0A) continue;
+        const char *colon = strrchr(local, ':');
+        if (colon && strtoul(colon + 1, NULL, 16) == port) found = 1;
+      }
+    fclose(f);
+    if (found) return 1;
   }
-  return 0;
+  return !read_any;
 }
 
 /* Asks the forwarder whether the host serves `port`: 1, 0, or -1 when it can't answer. */

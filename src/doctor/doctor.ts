@@ -40,7 +40,8 @@ interface ProbeResult {
 /** A server of the doctor's own, as a globalSetup server is the runner's, and a port nothing serves. */
 async function hostServers(): Promise<{ server: Server; port: number; downPort: number }> {
   const listen = (server: Server) => new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)))
-  const server = createServer((socket) => socket.end(FORWARD_REPLY))
+  // a client that goes away first must not take the doctor down with an unhandled 'error'
+  const server = createServer((socket) => socket.on('error', () => {}).end(FORWARD_REPLY))
   const down = createServer()
   const [port, downPort] = [await listen(server), await listen(down)]
   await new Promise((resolve) => down.close(resolve))

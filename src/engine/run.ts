@@ -1,7 +1,7 @@
 import { fork, spawnSync, type ChildProcess, type Serializable } from 'node:child_process'
 import type { Readable } from 'node:stream'
-import { dirname } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { dirname, join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { explainFailure } from '../doctor/diagnose.js'
 import { FORWARDED_PORTS_ENV, SANDBOXED_ENV } from '../ns/sandboxed-env.js'
 import { scrubEnv } from '../ns/env.js'
@@ -15,6 +15,7 @@ import { watchExit, type ChildExit } from './exit.js'
 import { ownListeningPorts } from './listening-ports.js'
 import { findForeignOwned, foreignIds, foreignOwnedReport } from './foreign-files.js'
 import { createWarmUserNamespace, type WarmUserNamespace } from './holder.js'
+import { PACKAGE_ROOT } from './launcher-path.js'
 import { prepareSandbox, type PreparedSandbox } from './sandbox.js'
 import { SparePool } from './spares.js'
 
@@ -25,8 +26,12 @@ import { SparePool } from './spares.js'
 const STATUS_FD_INDEX = 4
 const USERNS_FD_INDEX = 5
 
-/** Preloaded where the network is isolated: src/inside/network-notices.ts (it imports from dist/ns). */
-const NETWORK_NOTICES = fileURLToPath(new URL('../inside/network-notices.js', import.meta.url))
+/**
+ * Preloaded where the network is isolated: src/inside/network-notices.ts as built (also
+ * when this module runs from the TypeScript sources, as in this repo's own tests). It
+ * imports from dist/ns, so the whole dist directory is kept visible.
+ */
+const NETWORK_NOTICES = join(PACKAGE_ROOT, 'dist', 'inside', 'network-notices.js')
 const NETWORK_NOTICES_URL = pathToFileURL(NETWORK_NOTICES).href
 
 /** What one sandboxed process runs; equal specs can share spares. */

@@ -40,7 +40,7 @@ export function describeWithServices(name: string, body: () => void): void {
 /** A TCP server of this (non-runner) process, and a port nothing listens on. */
 export async function hostPorts(): Promise<{ foreign: Server; foreignPort: number; downPort: number }> {
   const listen = async () => {
-    const server = createServer((socket) => socket.end('foreign\n'))
+    const server = createServer((socket) => socket.on('error', () => {}).end('foreign\n'))
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     return server
   }
