@@ -8,7 +8,7 @@ import { copyFixture, prepareJestConsumer, type JestConsumer } from '../support/
 import { runJest, startJest } from '../support/jest-run.js'
 import { expectNoLeftovers, releaseNamespaces, snapshotLeftovers } from '../support/leftovers.js'
 import { describeSandbox } from '../support/sandbox.js'
-import { describeWithServices, hostPorts, PG_URL } from '../support/services.js'
+import { describeWithServices, networkFixtureEnv } from '../support/services.js'
 
 // The Jest runner end to end: the packed tarball installed next to real Jest (30, and
 // 29.7 through the one-line runner file), fixture projects run as the user running the
@@ -46,12 +46,7 @@ for (const major of [30, 29] as const) {
     })
 
     describeWithServices('network', () => {
-      let ports: Awaited<ReturnType<typeof hostPorts>>
-      beforeAll(async () => {
-        ports = await hostPorts()
-      })
-      afterAll(() => ports?.foreign.close())
-      const env = () => ({ E2E_PG_URL: PG_URL, E2E_FOREIGN_PORT: String(ports.foreignPort), E2E_DOWN_PORT: String(ports.downPort) })
+      const env = networkFixtureEnv()
 
       it.each([
         ['2 workers', ['--maxWorkers=2']],

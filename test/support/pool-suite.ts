@@ -2,11 +2,11 @@ import { spawnSync } from 'node:child_process'
 import { appendFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, afterEach, beforeAll, expect, inject, it } from 'vitest'
+import { afterEach, beforeAll, expect, inject, it } from 'vitest'
 import { copyFixture, prepareConsumer, type Consumer } from './consumer.js'
 import { expectNoLeftovers, releaseNamespaces, snapshotLeftovers } from './leftovers.js'
 import { describeSandbox, mountTable } from './sandbox.js'
-import { describeWithServices, hostPorts, PG_URL } from './services.js'
+import { describeWithServices, networkFixtureEnv } from './services.js'
 import { runVitest, startVitest } from './vitest-run.js'
 
 /** The pool's end-to-end suite against one Vitest major, on fixtures in test/fixtures. */
@@ -86,12 +86,7 @@ export function definePoolSuite(major: 3 | 4 | 5): void {
     })
 
     describeWithServices('network', () => {
-      let ports: Awaited<ReturnType<typeof hostPorts>>
-      beforeAll(async () => {
-        ports = await hostPorts()
-      })
-      afterAll(() => ports?.foreign.close())
-      const env = () => ({ E2E_PG_URL: PG_URL, E2E_FOREIGN_PORT: String(ports.foreignPort), E2E_DOWN_PORT: String(ports.downPort) })
+      const env = networkFixtureEnv()
       const NOTICE = /can't be resolved in the sandbox \(ENOTFOUND\)/g
 
       it('reaches globalSetup servers with no option, PostgreSQL and Redis through hostPorts, nothing else', async () => {

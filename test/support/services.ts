@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process'
-import { createServer, type Server } from 'node:net'
-import { describe, it } from 'vitest'
+import { createServer, type AddressInfo, type Server } from 'node:net'
+import { afterAll, beforeAll, describe, it } from 'vitest'
 import { describeSandbox } from './sandbox.js'
 
 /**
@@ -37,16 +37,27 @@ export function describeWithServices(name: string, body: () => void): void {
   }
 }
 
-/** A TCP server of this (non-runner) process, and a port nothing listens on. */
-export async function hostPorts(): Promise<{ foreign: Server; foreignPort: number; downPort: number }> {
+/**
+ * For a describe block running the network fixtures: a TCP server of this process (not
+ * the runner's: no sandbox may reach it) and a port nothing listens on, made before its
+ * tests and closed after them. Returns the environment the fixtures read.
+ */
+export function networkFixtureEnv(): () => Record<string, string> {
+  let foreign: Server | undefined
+  let foreignPort = 0
+  let downPort = 0
   const listen = async () => {
     const server = createServer((socket) => socket.on('error', () => {}).end('foreign\n'))
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     return server
   }
-  const foreign = await listen()
-  const down = await listen()
-  const downPort = (down.address() as { port: number }).port
-  await new Promise((resolve) => down.close(resolve))
-  return { foreign, foreignPort: (foreign.address() as { port: number }).port, downPort }
+  beforeAll(async () => {
+    foreign = await listen()
+    foreignPort = (foreign.address() as AddressInfo).port
+    const down = await listen()
+    downPort = (down.address() as AddressInfo).port
+    await new Promise((resolve) => down.close(resolve))
+  })
+  afterAll(() => void foreign?.close())
+  return () => ({ E2E_PG_URL: PG_URL, E2E_FOREIGN_PORT: String(foreignPort), E2E_DOWN_PORT: String(downPort) })
 }
