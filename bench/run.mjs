@@ -136,7 +136,10 @@ if (parts.has('vitest3')) {
     // inside the Vitest 3 project, so the configs resolve its packages
     const dir = join(project, suite.name.replace(/\W+/g, '-'))
     mkdirSync(dir, { recursive: true })
-    for (const file of readdirSync(suite.dir)) writeFileSync(join(dir, file), readFileSync(join(suite.dir, file)))
+    // files only: the Vitest 4 runs leave a cache under node_modules/ there
+    for (const entry of readdirSync(suite.dir, { withFileTypes: true })) {
+      if (entry.isFile()) writeFileSync(join(dir, entry.name), readFileSync(join(suite.dir, entry.name)))
+    }
     dirs.set(suite, dir)
   }
   await compareVitest(join(project, 'node_modules', 'vitest', 'vitest.mjs'), results.vitest3, 'vitest 3.2', (suite) => dirs.get(suite))
