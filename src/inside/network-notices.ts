@@ -5,13 +5,14 @@
  *
  * - The first name that fails to resolve (ENOTFOUND: it is not in the sandbox's hosts
  *   file, and no DNS is reachable inside) prints one notice naming `hosts` and
- *   `network`. The error itself is untouched: tests that expect ENOTFOUND still get it.
+ *   `network`; the runner shows the first process's and drops the others'. The error itself is untouched: tests that expect ENOTFOUND still get it.
  * - A server that can't listen on a port forwarded to the host (`hostPorts`, or one of
  *   the runner's own ports) gets its EADDRINUSE message extended with why.
  */
 import dns from 'node:dns'
 import { syncBuiltinESMExports } from 'node:module'
 import net from 'node:net'
+import { ONCE_PER_RUN_MARK } from '../ns/notices.js'
 import { FORWARDED_PORTS_ENV } from '../ns/sandboxed-env.js'
 
 const forwarded = new Set((process.env[FORWARDED_PORTS_ENV] ?? '').split(',').filter(Boolean).map(Number))
@@ -21,8 +22,8 @@ function notice(hostname: unknown): void {
   if (noticed) return
   noticed = true
   process.stderr.write(
-    `vitest-pool-rootless: ${JSON.stringify(hostname)} can't be resolved in the sandbox (ENOTFOUND): only the sandbox's hosts file is read, and no DNS server is reachable with network: 'isolated'. ` +
-      `Give the name an address with the \`hosts\` option (e.g. hosts: { ${JSON.stringify(String(hostname))}: '127.0.0.1' } and a server of your own), or use network: 'host' for the real one. Said once per process.\n`,
+    `vitest-pool-rootless: ${JSON.stringify(hostname)} ${ONCE_PER_RUN_MARK}: only the sandbox's hosts file is read, and no DNS server is reachable with network: 'isolated'. ` +
+      `Give the name an address with the \`hosts\` option (e.g. hosts: { ${JSON.stringify(String(hostname))}: '127.0.0.1' } and a server of your own), or use network: 'host' for the real one. Said once per run.\n`,
   )
 }
 

@@ -57,7 +57,7 @@ for (const major of [30, 29] as const) {
         const run = await runJest(consumer, root, { args, env: env() })
         expect(run.code, run.output).toBe(0)
         expect(run.output).toMatch(/Test Suites:\s+7 passed, 7 total/)
-        // one notice: only one process looked up unknown names
+        // every worker looked up unknown names: the run shows one notice
         expect(run.output.match(/can't be resolved in the sandbox \(ENOTFOUND\)/g)).toHaveLength(1)
         if (args[0] === '-i') {
           // the leaking files ran one after another on the one worker, each in a fresh network

@@ -95,7 +95,7 @@ export function definePoolSuite(major: 3 | 4 | 5): void {
         const run = await runVitest(consumer, root, { env: env() })
         expect(run.output).toMatch(/Test Files\s+7 passed \(7\)/)
         expect(run.code, run.output).toBe(0)
-        // the first unknown name of the one process that looked any up: one notice
+        // every file's process looked up an unknown name: the run shows one notice
         expect(run.output.match(NOTICE)).toHaveLength(1)
         await expectNoLeftovers(before, consumer)
       })
