@@ -252,15 +252,25 @@ async function createPool(vitest: Vitest3, options: { execArgv: string[]; env: N
         if (request.i) post(error ? { t: 's', i: request.i, e: error } : { t: 's', i: request.i, r: result })
       }
       const onExit = () => {
-        finish()
-        void exitOf(child).then(({ code, signal, step }) => {
-          const crash = new WorkerExitError({ exitCode: code, signal, files: [spec.moduleId], step })
-          // Vitest prints its stack: the message is all there is to say
-          crash.stack = crash.message
-          reject(crash)
-        })
+        child.off('exit', onExit)
+        // Node may emit 'exit' before the messages the child sent last (its 'done', when
+        // it exits after a file of its own): they come before the channel's 'disconnect'
+        const crashed = () => {
+          if (settled) return
+          finish()
+          void exitOf(child).then(({ code, signal, step }) => {
+            const crash = new WorkerExitError({ exitCode: code, signal, files: [spec.moduleId], step })
+            // Vitest prints its stack: the message is all there is to say
+            crash.stack = crash.message
+            reject(crash)
+          })
+        }
+        if (child.connected) child.once('disconnect', crashed)
+        else crashed()
       }
+      let settled = false
       const finish = () => {
+        settled = true
         child.off('message', onMessage)
         child.off('exit', onExit)
         cancelListeners.delete(onCancel)
