@@ -31,6 +31,7 @@
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -47,28 +48,29 @@ struct control {
   uint16_t host_port;  /* 'L': the host port its connections go to; 'Q': the port asked */
 };
 
-static int connect_host(int family, uint16_t port);
-
 /* ---- the launcher's side ---- */
 
-int start_forwarder(const struct forward *forwards, int n, pid_t *pid) {
+static void run_forwarder(int ctl, const struct forward *forwards, int n) __attribute__((noreturn));
+
+int start_forwarder(const struct forward *forwards, int n) {
   int pair[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) return -1;
-  *pid = fork();
-  if (*pid < 0) {
+  pid_t pid = fork();
+  if (pid < 0) {
     int saved = errno;
     close(pair[0]);
     close(pair[1]);
     errno = saved;
     return -1;
   }
-  if (*pid == 0) {
+  if (pid == 0) {
     /* hold nothing of the sandbox's: its stdio, the runner's IPC channel, the status pipe
        (each would stay open as long as we do); only our end of the control socket */
     int ctl = dup2(pair[1], 3) < 0 ? pair[1] : 3;
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     for (int fd = 0; fd < 3 && null >= 0; fd++) dup2(null, fd);
-    for (int fd = 4; fd < 1024; fd++) if (fd != ctl) close(fd);
+    if (ctl != 3 || syscall(SYS_close_range, 4U, ~0U, 0U) < 0)
+      for (int fd = 4; fd < 1024; fd++) if (fd != ctl) close(fd);
     run_forwarder(ctl, forwards, n);
   }
   close(pair[1]);
@@ -446,7 +448,7 @@ static void control(int ctl) {
   if (fd >= 0) close(fd);
 }
 
-void run_forwarder(int ctl, const struct forward *forwards, int n) {
+static void run_forwarder(int ctl, const struct forward *forwards, int n) {
   /* dies with the launcher's process (its parent): the sandbox is gone then */
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   signal(SIGPIPE, SIG_IGN);

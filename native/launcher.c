@@ -637,8 +637,7 @@ int main(int argc, char **argv) {
    */
   int forwarder = -1;
   if (p.n_forwards > 0) {
-    pid_t forwarder_pid;
-    forwarder = start_forwarder(p.forwards, p.n_forwards, &forwarder_pid);
+    forwarder = start_forwarder(p.forwards, p.n_forwards);
     if (forwarder < 0) die_step(STEP_FORWARD, "can't start the forwarder");
   }
 

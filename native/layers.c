@@ -275,8 +275,9 @@ void reset_sandbox(const struct plan *p) {
     if (unshare(CLONE_NEWNET) < 0) die_step(STEP_UNSHARE, "can't create a fresh network namespace");
     if (loopback_up() < 0) die_step(STEP_LOOPBACK, "can't bring up lo in the fresh network namespace");
     /* the forwarder drops the listeners of the old namespace and takes the new ones */
-    const char *ctl = getenv(FORWARDER_ENV);
-    if (p->n_forwards > 0 && ctl && send_forwards(atoi(ctl), p->forwards, p->n_forwards, 1) < 0)
+    const char *env = getenv(FORWARDER_ENV);
+    int ctl = env ? parse_fd(env) : -1;
+    if (p->n_forwards > 0 && ctl >= 0 && send_forwards(ctl, p->forwards, p->n_forwards, 1) < 0)
       die_step(STEP_FORWARD, "can't listen on the forwarded ports in the fresh network namespace");
   }
 }

@@ -89,13 +89,12 @@ void reset_sandbox(const struct plan *p);
 
 /* forward.c */
 /* Forks the forwarder (call it in the host's network namespace); its control socket, or -1. */
-int start_forwarder(const struct forward *forwards, int n, pid_t *pid);
+int start_forwarder(const struct forward *forwards, int n);
 /*
  * Listens on each forward's inside port here and hands the listeners to the forwarder;
  * a port the host doesn't serve now (the forwarder checks) gets none.
  */
 int send_forwards(int ctl, const struct forward *forwards, int n, int replace);
-void run_forwarder(int ctl, const struct forward *forwards, int n) __attribute__((noreturn));
 
 /* The environment variable that tells a sandboxed process the forwarder's control fd. */
 #define FORWARDER_ENV "VITEST_POOL_ROOTLESS_FORWARDER"

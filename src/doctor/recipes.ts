@@ -47,9 +47,6 @@ export const SECCOMP_DENIED = [
   'umount', 'uselib', 'userfaultfd', 'ustat', 'vm86', 'vm86old',
 ] as const
 
-/** What the launcher and a reused worker's reset call that default container profiles deny. */
-export const SECCOMP_NEEDED = ['unshare', 'setns', 'mount', 'umount2', 'sethostname', 'clone', 'clone3', 'ioctl', 'prctl', 'setresuid', 'setresgid', 'setgroups'] as const
-
 /** A seccomp profile in the format Docker, Podman, containerd and Kubernetes take. */
 export function seccompProfile(): string {
   const profile = {

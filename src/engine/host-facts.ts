@@ -66,7 +66,8 @@ export function findExecutable(name: string, env: NodeJS.ProcessEnv = process.en
   return null
 }
 
-function readOptional(path: string): string {
+/** A file's text, or '' if it can't be read (absent, or a /proc file another kernel lacks). */
+export function readOptional(path: string): string {
   try {
     return readFileSync(path, 'utf8')
   } catch {

@@ -1,4 +1,5 @@
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
+import { readdirSync, readlinkSync } from 'node:fs'
+import { readOptional } from './host-facts.js'
 
 const LISTEN = '0A'
 
@@ -14,7 +15,7 @@ export function ownListeningPorts(): number[] {
   if (inodes.size === 0) return []
   const ports = new Set<number>()
   for (const table of ['/proc/self/net/tcp', '/proc/self/net/tcp6']) {
-    for (const { port, inode } of listeningSockets(readOrEmpty(table))) if (inodes.has(inode)) ports.add(port)
+    for (const { port, inode } of listeningSockets(readOptional(table))) if (inodes.has(inode)) ports.add(port)
   }
   return [...ports].sort((a, b) => a - b)
 }
@@ -47,12 +48,4 @@ function ownSocketInodes(): Set<string> {
     } catch {} // closed since the listing (the listing's own fd, for one)
   }
   return inodes
-}
-
-function readOrEmpty(path: string): string {
-  try {
-    return readFileSync(path, 'utf8')
-  } catch {
-    return ''
-  }
 }

@@ -1,24 +1,19 @@
 import type { ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { once } from 'node:events'
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { concurrency } from '../engine/concurrency.js'
 import { sandboxNeeds } from '../engine/needs.js'
-import { pipeInto, unpipeFrom } from '../engine/output.js'
+import { crashOf, followChild } from '../engine/worker-process.js'
 import type { ChildExit } from '../engine/exit.js'
-import { exitOf, type LaunchSpec, type SandboxRun } from '../engine/run.js'
-import { WorkerExitError } from '../ns/errors.js'
+import type { LaunchSpec, SandboxRun } from '../engine/run.js'
 import type { FromSandbox, RunMessage, SerializedError, SetupMessage } from '../ns/jest-messages.js'
 import { resolveTestWorker, testEventOf, workerColorEnv } from './jest-internals.js'
 import type { GlobalConfigView, ProjectConfigView, RunnerContextView, TestView, TestWatcherView } from './jest-types.js'
 
 /** The process each test file runs in, inside its sandbox. */
 const ENTRY = fileURLToPath(new URL('../inside/jest-worker.js', import.meta.url))
-
-/** How long a file's output may lag behind its process's exit before it is cut off. */
-const OUTPUT_GRACE_MS = 1000
 
 /** One `runTests` call of the Jest runner. */
 export interface FilesRun {
@@ -177,23 +172,7 @@ function preloads(configs: ProjectConfigView[]): string[] {
 /** Starts a slot's process; its output goes to Jest's for as long as it runs. */
 async function startWorker(run: SandboxRun, spec: LaunchSpec): Promise<WorkerProcess> {
   const child = await run.launch(spec, 0)
-  pipeInto(child.stdout, process.stdout)
-  pipeInto(child.stderr, process.stderr)
-  // a send to a process that is already gone: its exit tells what happened
-  child.on('error', () => {})
-  // the channel's end comes after every message sent on it, the output's after
-  // everything printed, whenever 'exit' comes
-  const disconnected = child.connected ? once(child, 'disconnect') : Promise.resolve()
-  // (the child's own 'close' waits for the IPC channel in ways a disconnect doesn't settle)
-  const outputEnded = Promise.all([child.stdout, child.stderr].map((stream) => (stream && !stream.closed ? once(stream, 'close') : undefined)))
-  const gone = Promise.all([exitOf(child), disconnected]).then(async ([exit]) => {
-    // without a pid namespace, a process a test left behind may hold the output open
-    await Promise.race([outputEnded, new Promise((resolve) => setTimeout(resolve, OUTPUT_GRACE_MS).unref())])
-    unpipeFrom(child.stdout, process.stdout)
-    unpipeFrom(child.stderr, process.stderr)
-    return exit
-  })
-  return { child, gone }
+  return { child, gone: followChild(child, process.stdout, process.stderr) }
 }
 
 /**
@@ -216,11 +195,8 @@ function runInWorker(worker: WorkerProcess, message: RunMessage, path: string, e
     child.on('message', onMessage)
     void worker.gone.then((exit) => {
       child.off('message', onMessage)
-      const crash = new WorkerExitError({ exitCode: exit.code, signal: exit.signal, files: [path], step: exit.step })
-      // Jest prints a failed file's stack: the message is all there is to say
-      crash.stack = crash.message
       // settles only if no answer came first
-      reject(crash)
+      reject(crashOf(exit, [path]))
     })
     if (child.connected) child.send(message, () => {})
   })

@@ -1,6 +1,6 @@
 // Every reliance of the Vitest 3 adapter on something Vitest 3 does not document as
-// public API lives here (the sandbox's entry, src/inside/vitest3-worker.ts, speaks the
-// two it re-exports from ns/vitest3-messages); test/e2e/pool-v3.test.ts checks each
+// public API lives here (the sandbox's entry, src/inside/vitest3-worker.ts, speaks
+// tinypool's two, in ns/vitest3-messages); test/e2e/pool-v3.test.ts checks each
 // against a real Vitest 3.2.
 // Mirrors Vitest 3.2 (packages/vitest/src/node/pools/forks.ts, pool.ts, runtime/worker.ts,
 // utils/config-helpers.ts) and the tinypool 1.x its forks pool runs on.
@@ -25,19 +25,6 @@ export function vitest3Worker(distPath: string): Vitest3Worker {
   return { entry, runner }
 }
 
-/**
- * Messages marked as tinypool's (`__tinypool_worker_message__`, see ns/vitest3-messages)
- * are passed by Vitest's worker RPC: the adapter's own share the IPC channel with it.
- */
-export { TINYPOOL_MESSAGE } from '../ns/vitest3-messages.js'
-
-/**
- * What tinypool's child-process entry sets before Vitest's worker loads (the sandbox's
- * entry sets it too): Vitest reads its pool id (`VITEST_POOL_ID`) from tinypool's
- * `workerId`, taken from here when `worker.js` first loads.
- */
-export { tinypoolState } from '../ns/vitest3-messages.js'
-
 /** birpc's wire format, as bundled in Vitest 3.2: a request, or the response to one. */
 export type RpcMessage = { t: 'q'; m: string; a: unknown[]; i?: string } | { t: 's'; i: string; r?: unknown; e?: unknown }
 
@@ -59,6 +46,17 @@ export interface Vitest3Environment {
   options: Record<string, unknown> | null
 }
 
+interface Picomatch {
+  isMatch(path: string, glob: string | string[], options?: object): boolean
+}
+const picomatches = new Map<string, Picomatch>()
+/** Vitest's own `picomatch`, loaded once per Vitest install. */
+function picomatchOf(distPath: string): Picomatch {
+  let pm = picomatches.get(distPath)
+  if (!pm) picomatches.set(distPath, (pm = createRequire(resolve(distPath, '..', 'package.json'))('picomatch') as Picomatch))
+  return pm
+}
+
 /** What the environment decision reads of a project's config. */
 export interface EnvironmentConfigView {
   root: string
@@ -73,7 +71,7 @@ export interface EnvironmentConfigView {
  * options from `@vitest-environment-options`. `picomatch` is Vitest's own.
  */
 export function environmentOf(file: string, config: EnvironmentConfigView, distPath: string): Vitest3Environment {
-  const pm = createRequire(resolve(distPath, '..', 'package.json'))('picomatch') as { isMatch(path: string, glob: string | string[], options?: object): boolean }
+  const pm = picomatchOf(distPath)
   const code = readFileSync(file, 'utf8')
   let env = /@(?:vitest|jest)-environment\s+([\w-]+)\b/.exec(code)?.[1]
   if (!env) {
@@ -93,9 +91,4 @@ export function environmentOf(file: string, config: EnvironmentConfigView, distP
   const options = JSON.parse(optionsJson || 'null') as unknown
   const key = env === 'happy-dom' ? 'happyDOM' : env
   return { name: env, transformMode, options: options ? { [key]: options } : null }
-}
-
-/** The `node_modules` directory holding Vitest's package (`<node_modules>/vitest/dist`). */
-export function vitestInstall(distPath: string): string {
-  return join(distPath, '..', '..')
 }

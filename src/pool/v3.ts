@@ -1,18 +1,18 @@
 import type { ChildProcess } from 'node:child_process'
+import type { ChildExit } from '../engine/exit.js'
 import { writeFileSync } from 'node:fs'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import v8 from 'node:v8'
 import { concurrency } from '../engine/concurrency.js'
-import { sandboxNeeds } from '../engine/needs.js'
-import { pipeInto, unpipeFrom } from '../engine/output.js'
-import { exitOf, runSettings, SandboxRun, type LaunchSpec } from '../engine/run.js'
+import { runSettings, SandboxRun, type LaunchSpec } from '../engine/run.js'
 import { defaultSpareCount } from '../engine/spares.js'
-import { WorkerExitError } from '../ns/errors.js'
+import { crashOf, followChild, stopChild } from '../engine/worker-process.js'
 import { validatePoolOptions } from '../ns/options.js'
 import { isOurs, marked, type DoneMessage } from '../ns/vitest3-messages.js'
 import { resetSetupFile, type ViteServerView } from './reset-setup-file.js'
-import { environmentOf, vitest3Worker, vitestInstall, wrapSerializableConfig, type EnvironmentConfigView, type RpcMessage, type Vitest3Environment } from './v3-internals.js'
+import { workerPaths } from './worker-paths.js'
+import { environmentOf, vitest3Worker, wrapSerializableConfig, type EnvironmentConfigView, type RpcMessage, type Vitest3Environment } from './v3-internals.js'
 
 // The Vitest 3.2 adapter: Vitest 3 takes a pool as a module whose default export makes a
 // `ProcessPool` (`runTests`, `collectTests`, `close`). This one runs each test file with
@@ -46,6 +46,12 @@ export interface ProcessPool3 {
   runTests(specs: Spec3[], invalidates?: string[]): Promise<void>
   collectTests(specs: Spec3[], invalidates?: string[]): Promise<void>
   close(): Promise<void>
+}
+
+/** A sandboxed process of the pool, and how it ended once all it sent has arrived. */
+interface Worker3 {
+  child: ChildProcess
+  gone: Promise<ChildExit>
 }
 
 /** What `rootless()` made for a Vitest 3 config: the opened run, and the spares wanted. */
@@ -95,9 +101,6 @@ export default async function rootlessPool3(vitest: Vitest3, options: { execArgv
 /** The sandbox's entry: src/inside/vitest3-worker.ts. */
 const ENTRY = fileURLToPath(new URL('../inside/vitest3-worker.js', import.meta.url))
 
-/** SIGTERM first, SIGKILL after this long, for a process the run no longer needs. */
-const SIGKILL_TIMEOUT_MS = 500
-
 async function createPool(vitest: Vitest3, options: { execArgv: string[]; env: NodeJS.ProcessEnv }, { run, warm }: Prepared): Promise<ProcessPool3> {
   const { createMethodsRPC } = (await import('vitest/node')) as unknown as { createMethodsRPC(project: Project3, options: { cacheFs?: boolean; collect?: boolean }): Record<string, (...args: unknown[]) => unknown> }
   const worker = vitest3Worker(vitest.distPath)
@@ -142,7 +145,7 @@ async function createPool(vitest: Vitest3, options: { execArgv: string[]; env: N
     let workerIds = 0
     const runGroup = async (group: typeof files) => {
       const reusable = group[0]!.spec.project.config.isolate === false
-      const idle: Array<{ child: ChildProcess; poolId: number }> = []
+      const idle: Array<Worker3 & { poolId: number }> = []
       await Promise.all(
         group.map((file) =>
           limit(async () => {
@@ -152,8 +155,8 @@ async function createPool(vitest: Vitest3, options: { execArgv: string[]; env: N
             let slot = reusable ? idle.pop() : undefined
             try {
               // spares for files still to come, never more: a spare nobody takes is a wasted start
-              slot ??= { child: await launch(spec.project, reusable, reusable ? 0 : Math.min(warm ?? defaultSpareCount(maxWorkers), waiting)), poolId: poolIds.pop()! }
-              await runFile(slot.child, method, spec, environment, invalidates, { workerId: ++workerIds, poolId: slot.poolId, last: !reusable })
+              slot ??= { ...(await launch(spec.project, reusable, reusable ? 0 : Math.min(warm ?? defaultSpareCount(maxWorkers), waiting))), poolId: poolIds.pop()! }
+              await runFile(slot, method, spec, environment, invalidates, { workerId: ++workerIds, poolId: slot.poolId, last: !reusable })
               if (reusable && slot.child.connected) {
                 idle.push(slot)
                 slot = undefined
@@ -167,7 +170,7 @@ async function createPool(vitest: Vitest3, options: { execArgv: string[]; env: N
         ),
       )
       for (const { child, poolId } of idle) {
-        stop(child)
+        void stopChild(child)
         poolIds.push(poolId)
       }
     }
@@ -179,31 +182,31 @@ async function createPool(vitest: Vitest3, options: { execArgv: string[]; env: N
     if (errors.length > 0) throw new AggregateError(errors, 'Errors occurred while running tests. For more information, see serialized error.')
   }
 
-  async function launch(project: Project3, reusable: boolean, spares: number): Promise<ChildProcess> {
+  // per project, not per file: where its worker reads from, and its reset setup file
+  const needs = new Map<Project3, string[]>()
+  const resetFiles = new Map<Project3, string>()
+
+  async function launch(project: Project3, reusable: boolean, spares: number): Promise<Worker3> {
+    let paths = needs.get(project)
+    if (!paths) {
+      needs.set(project, (paths = workerPaths(project.config.root, vitest.config.root, vitest.distPath)))
+    }
     const spec: LaunchSpec = {
       entrypoint: ENTRY,
       execArgv: options.execArgv,
       env: options.env,
-      needs: sandboxNeeds([project.config.root, vitest.config.root], [vitestInstall(vitest.distPath), dirname(vitest.distPath)]),
+      needs: paths,
       reusable,
       greeting: { key: 'vitest3', message: marked({ type: 'load' as const, runner: pathToFileURL(worker.runner).href }) },
     }
     const child = await run.launch(spec, spares)
     live.add(child)
     child.once('exit', () => live.delete(child))
-    pipeInto(child.stdout, process.stdout)
-    pipeInto(child.stderr, process.stderr)
-    child.once('exit', () => {
-      unpipeFrom(child.stdout, process.stdout)
-      unpipeFrom(child.stderr, process.stderr)
-    })
-    // a send to a process that is gone: its exit says what happened
-    child.on('error', () => {})
-    return child
+    return { child, gone: followChild(child, process.stdout, process.stderr) }
   }
 
-  /** Runs one file in `child`, serving its RPC calls, until it says done or dies. */
-  function runFile(child: ChildProcess, method: 'run' | 'collect', spec: Spec3, environment: Vitest3Environment, invalidates: string[], ids: { workerId: number; poolId: number; last: boolean }): Promise<void> {
+  /** Runs one file in `worker`, serving its RPC calls, until it says done or dies. */
+  function runFile({ child, gone }: Worker3, method: 'run' | 'collect', spec: Spec3, environment: Vitest3Environment, invalidates: string[], ids: { workerId: number; poolId: number; last: boolean }): Promise<void> {
     const { workerId, poolId, last } = ids
     const { project } = spec
     const functions = createMethodsRPC(project, { cacheFs: false, collect: method === 'collect' })
@@ -212,7 +215,9 @@ async function createPool(vitest: Vitest3, options: { execArgv: string[]; env: N
     cancelListeners.add(onCancel)
     const config = project.getSerializableConfig()
     // a reused process rebuilds its sandbox before each file (the reset setup file, first)
-    const setupFiles = spec.project.config.isolate === false ? [resetSetupFile(run.stateDir, false, project.vite), ...config.setupFiles] : config.setupFiles
+    let resetFile = resetFiles.get(project)
+    if (spec.project.config.isolate === false && !resetFile) resetFiles.set(project, (resetFile = resetSetupFile(run.stateDir, false, project.vite)))
+    const setupFiles = resetFile ? [resetFile, ...config.setupFiles] : config.setupFiles
     const ctx = {
       pool: 'forks',
       worker: worker.runner,
@@ -251,40 +256,18 @@ async function createPool(vitest: Vitest3, options: { execArgv: string[]; env: N
         }
         if (request.i) post(error ? { t: 's', i: request.i, e: error } : { t: 's', i: request.i, r: result })
       }
-      const onExit = () => {
-        child.off('exit', onExit)
-        // Node may emit 'exit' before the messages the child sent last (its 'done', when
-        // it exits after a file of its own): they come before the channel's 'disconnect'
-        const crashed = () => {
-          if (settled) return
-          finish()
-          void exitOf(child).then(({ code, signal, step }) => {
-            const crash = new WorkerExitError({ exitCode: code, signal, files: [spec.moduleId], step })
-            // Vitest prints its stack: the message is all there is to say
-            crash.stack = crash.message
-            reject(crash)
-          })
-        }
-        if (child.connected) child.once('disconnect', crashed)
-        else crashed()
-      }
-      let settled = false
       const finish = () => {
-        settled = true
         child.off('message', onMessage)
-        child.off('exit', onExit)
         cancelListeners.delete(onCancel)
       }
+      // after all the process sent: an answer that came first settled this already
+      void gone.then((exit) => {
+        finish()
+        reject(crashOf(exit, [spec.moduleId]))
+      })
       child.on('message', onMessage)
-      child.once('exit', onExit)
       child.send(marked({ type: 'run' as const, entry: pathToFileURL(worker.entry).href, method, poolId, ctx, last }), () => {})
     })
-  }
-
-  function stop(child: ChildProcess): void {
-    if (child.exitCode !== null || child.signalCode !== null) return
-    child.kill('SIGTERM')
-    setTimeout(() => child.kill('SIGKILL'), SIGKILL_TIMEOUT_MS).unref()
   }
 
   return {

@@ -1,5 +1,4 @@
 import { dirname } from 'node:path'
-import type { PoolOptions } from 'vitest/node'
 import { sandboxNeeds } from '../engine/needs.js'
 import { vitestNodeModules } from './vitest-internals.js'
 
@@ -7,7 +6,6 @@ import { vitestNodeModules } from './vitest-internals.js'
  * Paths a Vitest worker reads from disk (see `sandboxNeeds`): both projects' roots, and
  * the install holding Vitest and its dependencies.
  */
-export function workerPaths(options: PoolOptions): string[] {
-  const roots = [options.project.config.root, options.project.vitest.config.root]
-  return sandboxNeeds(roots, [vitestNodeModules(options.distPath), dirname(options.distPath)])
+export function workerPaths(projectRoot: string, vitestRoot: string, distPath: string): string[] {
+  return sandboxNeeds([projectRoot, vitestRoot], [vitestNodeModules(distPath), dirname(distPath)])
 }

@@ -9,10 +9,8 @@ import { resetSetupFile } from './reset-setup-file.js'
 import { forksWorkerEntry, hasForksWorkerEntry, usesNativeModuleRunner } from './vitest-internals.js'
 import { workerPaths } from './worker-paths.js'
 import { pipeInto, unpipeFrom } from '../engine/output.js'
+import { stopChild } from '../engine/worker-process.js'
 import { defaultSpareCount } from '../engine/spares.js'
-
-/** SIGTERM first; a worker that ignores it gets SIGKILL after this long (as Vitest's forks). */
-const SIGKILL_TIMEOUT_MS = 500
 
 /** How long a write error waits for the worker's exit before it is reported itself. */
 const PIPE_ERROR_GRACE_MS = 200
@@ -111,7 +109,7 @@ export class RootlessPoolWorker implements PoolWorker {
       entrypoint: forksWorkerEntry(this.options.distPath),
       execArgv: this.options.execArgv,
       env: this.options.env,
-      needs: workerPaths(this.options),
+      needs: workerPaths(this.options.project.config.root, this.options.project.vitest.config.root, this.options.distPath),
       reusable: this.reusable,
     }
     this.run.watchProjects([this.options.project.config.root])
@@ -145,13 +143,8 @@ export class RootlessPoolWorker implements PoolWorker {
     const child = this.child
     // start() failed before a child existed: nothing to stop
     if (!child) return
-    const exited = exitOf(child)
-    if (!this.exit) {
-      const kill = setTimeout(() => child.kill('SIGKILL'), SIGKILL_TIMEOUT_MS)
-      child.kill('SIGTERM')
-      await exited
-      clearTimeout(kill)
-    }
+    // SIGTERM, then SIGKILL, as Vitest's forks pool
+    if (!this.exit) await stopChild(child)
     unpipeFrom(child.stdout, this.stdout)
     unpipeFrom(child.stderr, this.stderr)
     this.child = undefined
