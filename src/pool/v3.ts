@@ -190,6 +190,7 @@ async function createPool(vitest: Vitest3, options: { execArgv: string[]; env: N
     let paths = needs.get(project)
     if (!paths) {
       needs.set(project, (paths = workerPaths(project.config.root, vitest.config.root, vitest.distPath)))
+      run.watchProjects([project.config.root, vitest.config.root])
     }
     const spec: LaunchSpec = {
       entrypoint: ENTRY,
