@@ -28,6 +28,8 @@ export interface Leftovers {
   userNamespaces: Set<string>
   /** Which live pids are in each namespace above (for messages and attribution). */
   members: Map<string, number[]>
+  /** `pid:starttime` of every live process: tells a namespace from a later one that got its inode number. */
+  everyone: Map<number, string>
   /** Descendants of this process. */
   descendants: Set<number>
   consumerDir: string
@@ -180,9 +182,11 @@ export function snapshotLeftovers(consumer: LeftoverScope): Leftovers {
   const netNamespaces = new Set<string>()
   const userNamespaces = new Set<string>()
   const members = new Map<string, number[]>()
+  const everyone = new Map<number, string>()
   for (const [pid, info] of procs) {
     // a zombie holds no namespaces and runs nothing; whoever reaps it is not our concern
     if (info.zombie || pid === process.pid) continue
+    everyone.set(pid, `${pid}:${info.start}`)
     try {
       const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim()
       commands.set(pid, cmd)
@@ -202,7 +206,7 @@ export function snapshotLeftovers(consumer: LeftoverScope): Leftovers {
       } catch {}
     }
   }
-  return { consumerDir: consumer.dir, processes: processes.sort((a, b) => a - b), identities, commands, mounts: mountList(), netNamespaces, userNamespaces, members, descendants: mine }
+  return { consumerDir: consumer.dir, processes: processes.sort((a, b) => a - b), identities, commands, mounts: mountList(), netNamespaces, userNamespaces, members, everyone, descendants: mine }
 }
 
 /** How many of each kind `now` has beyond `before`. */
@@ -246,8 +250,13 @@ export function diffLeftovers(before: Leftovers, now: Leftovers): LeftoverDiff {
   // descendant, in the consumer's directory, or carrying our tag in its environment --
   // or it is one a run of this file was seen in (trackNamespaces).
   const ours = (pid: number) => now.descendants.has(pid) || (now.commands.get(pid) ?? '').includes(now.consumerDir) || tagged(pid)
+  // The kernel hands a freed namespace's inode number to a later one: a namespace known
+  // before is still new if none of the processes in it now was alive then.
+  const wasAlive = new Set(before.everyone.values())
+  const isNew = (kind: 'netNamespaces' | 'userNamespaces', ns: string) =>
+    !before[kind].has(ns) || (now.members.get(ns) ?? []).every((pid) => !wasAlive.has(now.everyone.get(pid)!))
   const newNs = (kind: 'netNamespaces' | 'userNamespaces') =>
-    [...now[kind]].filter((ns) => !before[kind].has(ns) && (runNamespaces.has(ns) || (now.members.get(ns) ?? []).some(ours)))
+    [...now[kind]].filter((ns) => isNew(kind, ns) && (runNamespaces.has(ns) || (now.members.get(ns) ?? []).some(ours)))
   const net = newNs('netNamespaces')
   const user = newNs('userNamespaces')
   for (const ns of [...net, ...user]) {
