@@ -52,7 +52,7 @@ struct control {
 
 static void run_forwarder(int ctl, const struct forward *forwards, int n) __attribute__((noreturn));
 
-int start_forwarder(const struct forward *forwards, int n) {
+int start_forwarder(const struct forward *forwards, int n, pid_t *forwarder) {
   int pair[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) return -1;
   pid_t pid = fork();
@@ -74,6 +74,7 @@ int start_forwarder(const struct forward *forwards, int n) {
     run_forwarder(ctl, forwards, n);
   }
   close(pair[1]);
+  *forwarder = pid;
   return pair[0];
 }
 

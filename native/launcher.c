@@ -369,7 +369,7 @@ static void mirror_status(int status) {
  * drops CMD's) but write only when they fail themselves; the outer launcher mirrors
  * CMD's end and writes nothing, so EOF without a byte still means "CMD ran".
  */
-static void enter_pid_namespace(void) {
+static void enter_pid_namespace(pid_t forwarder) {
   pid_t host_pid = getpid();
   if (unshare(CLONE_NEWPID) < 0) die_step(STEP_PID_NAMESPACE, "can't create a pid namespace");
   int report[2];
@@ -385,6 +385,12 @@ static void enter_pid_namespace(void) {
     int status = 0, init_status = 0;
     ssize_t n = read_retry(report[0], &status, sizeof status);
     while (waitpid(init, &init_status, 0) < 0 && errno == EINTR) {}
+    /* PDEATHSIG would end the forwarder only after we are gone: whoever waits for us
+       would find it still there */
+    if (forwarder > 0) {
+      kill(forwarder, SIGKILL);
+      while (waitpid(forwarder, NULL, 0) < 0 && errno == EINTR) {}
+    }
     mirror_status(n == (ssize_t)sizeof status ? status : init_status);
   }
 
@@ -636,8 +642,9 @@ int main(int argc, char **argv) {
    * that doesn't is refused there, as on the host.
    */
   int forwarder = -1;
+  pid_t forwarder_pid = -1;
   if (p.n_forwards > 0) {
-    forwarder = start_forwarder(p.forwards, p.n_forwards);
+    forwarder = start_forwarder(p.forwards, p.n_forwards, &forwarder_pid);
     if (forwarder < 0) die_step(STEP_FORWARD, "can't start the forwarder");
   }
 
@@ -674,7 +681,7 @@ int main(int argc, char **argv) {
     /* the outer launcher stays behind as Vitest's child: it must die with Vitest too */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) die_step(STEP_PDEATHSIG, "can't set PR_SET_PDEATHSIG");
     if (getppid() != parent) { errno = 0; die_step(STEP_PDEATHSIG, "parent process exited before the sandbox started"); }
-    enter_pid_namespace();
+    enter_pid_namespace(forwarder_pid);
     parent = 1; /* from here on, our parent is the namespace's init */
   }
 

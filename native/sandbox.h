@@ -88,8 +88,11 @@ void mount_writable_layers(const struct layers *l, const char *opts);
 void reset_sandbox(const struct plan *p);
 
 /* forward.c */
-/* Forks the forwarder (call it in the host's network namespace); its control socket, or -1. */
-int start_forwarder(const struct forward *forwards, int n);
+/*
+ * Forks the forwarder (call it in the host's network namespace); its control socket, or
+ * -1. Its pid goes to *pid: the process that outlives the command reaps it.
+ */
+int start_forwarder(const struct forward *forwards, int n, pid_t *pid);
 /*
  * Listens on each forward's inside port here and hands the listeners to the forwarder;
  * a port the host doesn't serve now (the forwarder checks) gets none.

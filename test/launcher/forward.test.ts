@@ -106,17 +106,34 @@ const listen = (port) => new Promise((resolve) => net.createServer().once('error
     expect(result.status).toBe(0)
   })
 
-  it('ends the forwarder with the sandbox: nothing of it outlives the command', async () => {
-    const marker = `fwd-marker-${process.pid}`
-    const result = await sandboxed(['--forward', `7000:${echoPort}`, '--hostname', marker], `${TRY} tryConnect(7000).then((r) => console.log(r))`)
-    expect(result.stdout.trim()).toBe('connected')
-    const left = readdirSync('/proc').filter((pid) => {
+  /** Host pids whose command line holds `marker` (a zombie's reads empty: it is gone). */
+  const carrying = (marker: string) =>
+    readdirSync('/proc').filter((pid) => {
       try {
         return /^\d+$/.test(pid) && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(marker)
       } catch {
         return false
       }
     })
+
+  it('ends the forwarder before the launcher exits, with a pid namespace (as pools run it)', async () => {
+    const marker = `fwd-marker-${process.pid}-pidns`
+    const result = await sandboxed(['--forward', `7000:${echoPort}`, '--hostname', marker, '--pid-namespace'], `${TRY} tryConnect(7000).then((r) => console.log(r))`)
+    expect(result.stdout.trim()).toBe('connected')
+    expect(result.status).toBe(0)
+    expect(carrying(marker)).toEqual([])
+  })
+
+  it('ends the forwarder with the command, without a pid namespace (its parent-death signal)', async () => {
+    const marker = `fwd-marker-${process.pid}-plain`
+    const result = await sandboxed(['--forward', `7000:${echoPort}`, '--hostname', marker], `${TRY} tryConnect(7000).then((r) => console.log(r))`)
+    expect(result.stdout.trim()).toBe('connected')
+    // the signal comes as the command dies, and is delivered after: give it a moment
+    let left = carrying(marker)
+    for (let i = 0; i < 50 && left.length > 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      left = carrying(marker)
+    }
     expect(left).toEqual([])
   })
 })
