@@ -114,11 +114,12 @@ void tmpfs_options(const struct layers *l, char *buf, size_t len) {
 void mount_writable_layers(const struct layers *l, const char *opts) {
   int keep_fd[MAX_LIST], keep_dir[MAX_LIST];
   for (int k = 0; k < l->n_keep; k++) {
-    struct stat st;
-    keep_fd[k] = open(l->keep[k], O_PATH | O_CLOEXEC);
+    /* a directory or not, told by O_DIRECTORY rather than fstat: the addon runs this too,
+       and glibc has fstat as a symbol only since 2.33 (see addon.c) */
+    keep_fd[k] = open(l->keep[k], O_PATH | O_CLOEXEC | O_DIRECTORY);
+    keep_dir[k] = keep_fd[k] >= 0;
+    if (keep_fd[k] < 0 && errno == ENOTDIR) keep_fd[k] = open(l->keep[k], O_PATH | O_CLOEXEC);
     if (keep_fd[k] < 0 && errno != ENOENT) die_step(STEP_KEEP, "can't open %s on the read-only floor", l->keep[k]);
-    if (keep_fd[k] >= 0 && fstat(keep_fd[k], &st) < 0) die_step(STEP_KEEP, "can't stat %s on the read-only floor", l->keep[k]);
-    keep_dir[k] = keep_fd[k] >= 0 && S_ISDIR(st.st_mode);
   }
   for (int t = 0; t < l->n_tmpfs; t++) {
     const struct tmpfs_mount *m = &l->tmpfs[t];
@@ -253,7 +254,23 @@ static int in_initial_user_namespace(void) {
  * socket of the test's code is made (libuv's pool threads resolve names and touch files,
  * which the network namespace doesn't change).
  */
-void reset_sandbox(const struct plan *p) {
+/*
+ * Puts the calling thread into a fresh network namespace with lo up: `*ready`, when it is
+ * one made ahead (>= 0), costs only a setns(2); it is used up either way.
+ */
+static void enter_fresh_network(int *ready) {
+  int made = ready ? *ready : -1;
+  if (ready) *ready = -1;
+  if (made >= 0) {
+    int entered = setns(made, CLONE_NEWNET) == 0;
+    close(made);
+    if (entered) return;
+  }
+  if (unshare(CLONE_NEWNET) < 0) die_step(STEP_UNSHARE, "can't create a fresh network namespace");
+  if (loopback_up() < 0) die_step(STEP_LOOPBACK, "can't bring up lo in the fresh network namespace");
+}
+
+void reset_sandbox(const struct plan *p, int *ready_network) {
   /* never on the host, where it would unmount and mount over the host's own directories */
   if (in_initial_user_namespace()) {
     errno = 0;
@@ -272,8 +289,7 @@ void reset_sandbox(const struct plan *p) {
   if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0)
     die_step(STEP_HOSTNAME, "can't set hostname %s", p->hostname);
   if (p->new_network) {
-    if (unshare(CLONE_NEWNET) < 0) die_step(STEP_UNSHARE, "can't create a fresh network namespace");
-    if (loopback_up() < 0) die_step(STEP_LOOPBACK, "can't bring up lo in the fresh network namespace");
+    enter_fresh_network(ready_network);
     /* the forwarder drops the listeners of the old namespace and takes the new ones */
     const char *env = getenv(FORWARDER_ENV);
     int ctl = env ? parse_fd(env) : -1;

@@ -85,7 +85,8 @@ int private_copy_bind(int src_fd, const char *src_path, const char *target);
 int loopback_up(void);
 void tmpfs_options(const struct layers *l, char *buf, size_t len);
 void mount_writable_layers(const struct layers *l, const char *opts);
-void reset_sandbox(const struct plan *p);
+/* The reset between files; `*ready_network`, if >= 0, is a network namespace made ahead (used up). */
+void reset_sandbox(const struct plan *p, int *ready_network);
 
 /* forward.c */
 /*

@@ -4,9 +4,10 @@ import { SandboxReset } from './sandbox-reset.js'
 let sandbox: SandboxReset | undefined
 
 /**
- * Runs inside a reused Vitest worker (isolate: false) before each test file: the pool
- * prepends a setup file that calls it. The first file finds the fresh sandbox the
- * launcher built; every later file on the same worker gets it rebuilt in place.
+ * Runs inside a reused Vitest worker (isolate: false) before each test file: Vitest's
+ * runner calls it (reset-runner.ts), or a setup file the pool puts first. The first file
+ * finds the fresh sandbox the launcher built; every later file on the same worker gets
+ * it rebuilt in place.
  */
 export function resetBeforeFile(): void {
   if (!sandbox) {

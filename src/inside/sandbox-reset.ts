@@ -2,9 +2,11 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { RESET_ENV, type ResetPlan } from '../ns/reset-plan.js'
 
-/** The addon's one export (native/addon.c). */
+/** The addon's exports (native/addon.c). */
 interface ResetAddon {
   reset(args: string[]): void
+  /** Makes the next reset's network namespace on a thread of its own, while tests run. */
+  prepareNetwork(): void
 }
 
 /** One line of /proc/self/mountinfo: the mount's id and where it is mounted. */
@@ -43,6 +45,8 @@ export class SandboxReset {
     process.dlopen(module, plan.addon)
     this.addon = module.exports
     this.ownMounts = new Set(readMounts().map((m) => m.id))
+    // each reset after this one prepares the next itself
+    if (plan.args.includes('--new-network')) this.addon.prepareNetwork()
   }
 
   /** Rebuilds the sandbox; throws an Error naming the step that failed. */

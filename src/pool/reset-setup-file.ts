@@ -1,6 +1,6 @@
 import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { realpathOrSelf } from '../ns/paths.js'
 
 /** Loose view of a project's Vite dev server: only the field read here. */
@@ -29,6 +29,24 @@ export function resetSetupFile(stateDir: string, nativeRunner: boolean, vite?: V
   if (!existsSync(file)) {
     const hook = new URL('../inside/reset-hook.js', import.meta.url).href
     writeFileSync(file, `import { resetBeforeFile } from ${JSON.stringify(hook)}\nresetBeforeFile()\n`)
+  }
+  if (vite) allowInVite(vite, file)
+  return file
+}
+
+/**
+ * A Vitest `runner` module for a reused worker whose runner is Vitest's own: its test
+ * runner with the sandbox reset before each file (inside/reset-runner.ts), which costs
+ * less than a setup file. `TestRunner` comes from the Vitest that runs (`distPath`), by
+ * its public entry: the class its worker would use. Generated beside the setup file,
+ * and served by Vite the same way (so it works with the Vite module runner only).
+ */
+export function resetRunnerFile(stateDir: string, distPath: string, vite?: ViteServerView): string {
+  const file = join(realpathOrSelf(stateDir), 'reset-runner.mjs')
+  if (!existsSync(file)) {
+    const vitest = pathToFileURL(join(distPath, 'index.js')).href
+    const hook = new URL('../inside/reset-runner.js', import.meta.url).href
+    writeFileSync(file, `import { TestRunner } from ${JSON.stringify(vitest)}\nimport { withSandboxReset } from ${JSON.stringify(hook)}\nexport default withSandboxReset(TestRunner)\n`)
   }
   if (vite) allowInVite(vite, file)
   return file

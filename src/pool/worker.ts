@@ -5,7 +5,7 @@ import type { PoolOptions, PoolWorker, WorkerRequest } from 'vitest/node'
 import { exitOf, type SandboxRun } from '../engine/run.js'
 import type { ChildExit } from '../engine/exit.js'
 import { RootlessOptionError, WorkerExitError } from '../ns/errors.js'
-import { resetSetupFile } from './reset-setup-file.js'
+import { resetRunnerFile, resetSetupFile } from './reset-setup-file.js'
 import { forksWorkerEntry, hasForksWorkerEntry, usesNativeModuleRunner } from './vitest-internals.js'
 import { workerPaths } from './worker-paths.js'
 import { pipeInto, unpipeFrom } from '../engine/output.js'
@@ -40,6 +40,8 @@ export class RootlessPoolWorker implements PoolWorker {
   private readonly wrapped = new Map<Listener, Listener>()
   private readonly reusable: boolean
   private readonly nativeRunner: boolean
+  /** A reused worker resets through Vitest's own runner (reset-runner.ts), not a setup file. */
+  private readonly resetByRunner: boolean
   private readonly spares: number
   private readonly stdout: Writable
   private readonly stderr: Writable
@@ -55,9 +57,15 @@ export class RootlessPoolWorker implements PoolWorker {
     // a worker reused across files (isolate: false) needs no spare behind it
     this.reusable = config.isolate === false
     this.nativeRunner = usesNativeModuleRunner(config)
-    if (this.reusable && config.sequence?.setupFiles === 'parallel') {
-      // our reset must finish before any setup file of the user's touches /tmp
-      throw new RootlessOptionError('sequence.setupFiles', 'parallel', "expects 'list' with isolate: false under rootless() (the sandbox is reset before your setup files run), or use isolate: true")
+    this.resetByRunner = this.reusable && !this.nativeRunner && !config.runner && config.mode !== 'benchmark'
+    if (this.reusable && !this.resetByRunner && config.sequence?.setupFiles === 'parallel') {
+      // the reset is then a setup file of ours, which must finish before any of the user's touches /tmp
+      const why = config.runner ? 'a custom `runner`' : config.mode === 'benchmark' ? 'benchmark mode' : 'the native module runner'
+      throw new RootlessOptionError(
+        'sequence.setupFiles',
+        'parallel',
+        `expects 'list' with isolate: false and ${why} under rootless() (the sandbox is then reset by a setup file that runs before yours), or use isolate: true`,
+      )
     }
     this.spares = this.reusable ? 0 : (warm ?? defaultSpareCount(config.maxWorkers))
     this.stdout = options.project.vitest.logger.outputStream
@@ -87,7 +95,8 @@ export class RootlessPoolWorker implements PoolWorker {
     if (message.type === 'start' && this.resetFile) {
       // a reused worker runs our reset before each file's own setup files
       const config = message.context.config
-      message = { ...message, context: { ...message.context, config: { ...config, setupFiles: [this.resetFile, ...config.setupFiles] } } }
+      const reset = this.resetByRunner ? { runner: this.resetFile } : { setupFiles: [this.resetFile, ...config.setupFiles] }
+      message = { ...message, context: { ...message.context, config: { ...config, ...reset } } }
     }
     const child = this.child
     if (!child || !child.connected) {
@@ -104,7 +113,9 @@ export class RootlessPoolWorker implements PoolWorker {
     if (!hasForksWorkerEntry(this.options.distPath)) {
       throw new Error(`vitest-pool-rootless: this Vitest has no worker entry at ${forksWorkerEntry(this.options.distPath)}; it supports Vitest ^4.1 || ^5 (see vitest-internals.ts)`)
     }
-    if (this.reusable) this.resetFile = resetSetupFile(this.run.stateDir, this.nativeRunner, this.options.project.vite)
+    const vite = this.options.project.vite
+    if (this.resetByRunner) this.resetFile = resetRunnerFile(this.run.stateDir, this.options.distPath, vite)
+    else if (this.reusable) this.resetFile = resetSetupFile(this.run.stateDir, this.nativeRunner, vite)
     const spec = {
       entrypoint: forksWorkerEntry(this.options.distPath),
       execArgv: this.options.execArgv,

@@ -119,6 +119,33 @@ describeSandbox('a reused worker\'s sandbox, reset in place between files', () =
     expect(readdirSync(dir).sort()).toEqual(['host-only', 'kept'])
   })
 
+  it('enters a network namespace made ahead on a thread, a new one for every file, with lo up', () => {
+    const dir = join(base, 'made-ahead')
+    mkdirSync(dir, { recursive: true })
+    const r = worker([], `
+      const sandbox = SandboxReset.fromEnv()
+      // the namespace made ahead is held by an fd of this process until a reset enters it
+      const held = () => fs.readdirSync('/proc/self/fd').map((fd) => { try { return fs.readlinkSync('/proc/self/fd/' + fd) } catch { return '' } }).filter((l) => l.startsWith('net:'))
+      const files = [{ ns: fs.readlinkSync('/proc/self/ns/net') }]
+      for (let i = 0; i < 4; i++) {
+        let ahead = held()
+        for (let wait = 0; ahead.length === 0 && wait < 100; wait++) { await new Promise((r) => setTimeout(r, 20)); ahead = held() }
+        sandbox.reset()
+        const server = net.createServer((c) => c.end('lo')).listen(3000, '127.0.0.1')
+        await new Promise((r) => server.once('listening', r))
+        const got = await new Promise((resolve) => { let d = ''; net.connect(3000, '127.0.0.1').on('data', (x) => (d += x)).on('end', () => resolve(d)).on('error', (e) => resolve(e.code)) })
+        server.close()
+        files.push({ ahead, ns: fs.readlinkSync('/proc/self/ns/net'), got })
+      }
+      console.log(JSON.stringify(files))
+      process.exit(0)
+    `, [], dir)
+    expect(r.stderr).toBe('')
+    const files = JSON.parse(r.stdout) as Array<{ ahead?: string[]; ns: string; got?: string }>
+    expect(new Set(files.map((f) => f.ns)).size).toBe(files.length)
+    for (const file of files.slice(1)) expect(file).toEqual({ ahead: [file.ns], ns: file.ns, got: 'lo' })
+  })
+
   it('stops no process where the worker doesn\'t own its pid namespace (pidNamespace: false)', () => {
     const dir = join(base, 'no-pidns')
     mkdirSync(dir, { recursive: true })

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process'
 import { appendFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterEach, beforeAll, expect, inject, it } from 'vitest'
+import { afterEach, beforeAll, describe, expect, inject, it } from 'vitest'
 import { copyFixture, prepareConsumer, type Consumer } from './consumer.js'
 import { expectNoLeftovers, releaseNamespaces, snapshotLeftovers } from './leftovers.js'
 import { describeSandbox, mountTable } from './sandbox.js'
@@ -83,6 +83,51 @@ export function definePoolSuite(major: 3 | 4 | 5): void {
       expect(run.output).toMatch(/Test Files\s+3 passed \(3\)/)
       expect(run.code, run.output).toBe(0)
       await expectNoLeftovers(before, consumer)
+    })
+
+    describe('isolate: false resets before every file, however Vitest loads it', () => {
+      type Found = { name: string; port: string; tmp: string[]; runner: string }
+      /** What each file found at its top, in the order they were collected. */
+      const found = (root: string): Found[] => readFileSync(join(root, 'results.log'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as Found)
+      const fresh = { port: 'free', tmp: [] }
+
+      it('when files are only collected (vitest list), with a custom runner, and after a setup file fails', async () => {
+        const before = snapshotLeftovers(consumer)
+        let root = copyFixture(consumer, 'reset-paths')
+        // Vitest 5 lists by parsing the files unless told to run them
+        const list = await runVitest(consumer, root, { mode: 'list', args: major >= 5 ? ['--no-static-parse'] : [], env: { E2E_SETUP: 'ok' } })
+        expect(list.code, list.output).toBe(0)
+        expect(list.output).toMatch(/c\.test\.ts > finds port 3000 free/)
+        expect(found(root).map(({ port, tmp }) => ({ port, tmp }))).toEqual([fresh, fresh, fresh])
+
+        root = copyFixture(consumer, 'reset-paths')
+        const custom = await runVitest(consumer, root, { env: { E2E_SETUP: 'ok', E2E_RUNNER: '1' } })
+        expect(custom.output).toMatch(/Test Files\s+3 passed \(3\)/)
+        expect(custom.code, custom.output).toBe(0)
+        expect(found(root).map((f) => f.runner)).toEqual(['custom', 'custom', 'custom'])
+
+        // the second file's setup fails: that file fails, and the third still gets a fresh sandbox
+        root = copyFixture(consumer, 'reset-paths')
+        const failing = await runVitest(consumer, root, { env: { E2E_SETUP: 'throw' } })
+        expect(failing.output).toMatch(/Test Files\s+1 failed \| 2 passed \(3\)/)
+        expect(failing.output).toContain('setup file failed on purpose')
+        expect(found(root).map(({ port, tmp }) => ({ port, tmp }))).toEqual([fresh, fresh])
+        await expectNoLeftovers(before, consumer)
+      })
+
+      it.runIf(major >= 4)('with parallel setup files (Vitest 4 and 5 reset in their runner); refused naming the option with a custom runner', async () => {
+        let root = copyFixture(consumer, 'reset-paths')
+        const parallel = await runVitest(consumer, root, { env: { E2E_SETUP: 'ok', E2E_PARALLEL: '1' } })
+        expect(parallel.output).toMatch(/Test Files\s+3 passed \(3\)/)
+        expect(parallel.code, parallel.output).toBe(0)
+        expect(found(root).map((f) => f.runner)).toEqual(['vitest', 'vitest', 'vitest'])
+
+        root = copyFixture(consumer, 'reset-paths')
+        const refused = await runVitest(consumer, root, { env: { E2E_SETUP: 'ok', E2E_PARALLEL: '1', E2E_RUNNER: '1' } })
+        expect(refused.code).not.toBe(0)
+        expect(refused.output).toContain("option `sequence.setupFiles` expects 'list' with isolate: false and a custom `runner` under rootless()")
+        expect(refused.output).not.toContain('finds port 3000 free')
+      })
     })
 
     describeWithServices('network', () => {

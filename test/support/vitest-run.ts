@@ -23,8 +23,9 @@ export interface VitestOptions {
   /**
    * 'run' (default): `vitest run --root <root> --reporter=verbose ...args`, with CI=true.
    * 'watch': `vitest --watch --root <root> ...args`, stdin an open pipe, CI not added.
+   * 'list': `vitest list --root <root> ...args`, with CI=true: files collected, not run.
    */
-  mode?: 'run' | 'watch'
+  mode?: 'run' | 'watch' | 'list'
   /**
    * Under `script` on a pseudo-terminal that becomes Vitest's controlling terminal, as
    * when a developer runs it from a shell. `pid` is then script's.
@@ -62,7 +63,9 @@ export function startVitest(consumer: Consumer, root: string, options: VitestOpt
   const watch = options.mode === 'watch'
   const argv = watch
     ? [consumer.node, consumer.vitest, '--watch', '--root', root, ...(options.args ?? [])]
-    : [consumer.node, consumer.vitest, 'run', '--root', root, '--reporter=verbose', ...(options.args ?? [])]
+    : options.mode === 'list'
+      ? [consumer.node, consumer.vitest, 'list', '--root', root, ...(options.args ?? [])]
+      : [consumer.node, consumer.vitest, 'run', '--root', root, '--reporter=verbose', ...(options.args ?? [])]
   return startProcess(argv, root, { env: { ...(watch ? {} : { CI: 'true' }), ...options.env }, stdin: watch, tty: options.tty, timeoutMs: options.timeoutMs })
 }
 
