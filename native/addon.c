@@ -110,6 +110,9 @@ static void *prepare(void *unused) {
   return NULL;
 }
 
+/* One taken for the reset under way: not a local, so a failed step's longjmp can't lose it. */
+static int ready_network = -1;
+
 /* The namespace made ahead, or -1: waits for a preparer still at work (it is quick). */
 static int take_prepared(void) {
   if (preparing) {
@@ -174,12 +177,15 @@ static napi_value reset(napi_env env, napi_callback_info info) {
     struct plan p;
     parse_plan(count, argv, &p);
     if (!p.reset) usage_error("%s", "reset() takes --reset and its flags");
-    /* volatile: a failure longjmps out of reset_sandbox with it maybe still unused */
-    static volatile int ready = -1;
-    ready = p.new_network ? take_prepared() : -1;
-    reset_sandbox(&p, (int *)&ready);
+    ready_network = p.new_network ? take_prepared() : -1;
+    reset_sandbox(&p, &ready_network);
     ok = 1;
     if (p.new_network) start_preparing();
+  }
+  /* a step that failed before the network's: the namespace made ahead waits for the next reset */
+  if (ready_network >= 0) {
+    prepared = ready_network;
+    ready_network = -1;
   }
   for (int i = 1; i < count; i++) free(argv[i]);
   if (!ok) napi_throw_error(env, failed_step, failure);

@@ -8,6 +8,7 @@ import { concurrency } from '../engine/concurrency.js'
 import { runSettings, SandboxRun, type LaunchSpec } from '../engine/run.js'
 import { defaultSpareCount } from '../engine/spares.js'
 import { crashOf, followChild, stopChild } from '../engine/worker-process.js'
+import { RootlessOptionError } from '../ns/errors.js'
 import { validatePoolOptions } from '../ns/options.js'
 import { isOurs, marked, type DoneMessage } from '../ns/vitest3-messages.js'
 import { resetSetupFile, type ViteServerView } from './reset-setup-file.js'
@@ -128,6 +129,12 @@ async function createPool(vitest: Vitest3, options: { execArgv: string[]; env: N
   async function runFiles(method: 'run' | 'collect', specs: Spec3[], invalidates: string[] = []): Promise<void> {
     cancelled = false
     const files = specs.map((spec) => ({ spec, environment: environmentOf(spec.moduleId, spec.project.config, vitest.distPath) }))
+    for (const { config } of new Set(specs.map((s) => s.project))) {
+      // a reused worker's reset is a setup file of ours, which must finish before any of the user's touches /tmp
+      if (config.isolate === false && config.sequence?.setupFiles === 'parallel') {
+        throw new RootlessOptionError('sequence.setupFiles', 'parallel', "expects 'list' with isolate: false on Vitest 3 under rootless() (the sandbox is then reset by a setup file that runs before yours), or use isolate: true")
+      }
+    }
     for (const project of new Set(specs.map((s) => s.project))) {
       vitest.state.clearFiles(project, specs.filter((s) => s.project === project).map((s) => s.moduleId))
     }

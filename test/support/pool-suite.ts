@@ -115,6 +115,15 @@ export function definePoolSuite(major: 3 | 4 | 5): void {
         await expectNoLeftovers(before, consumer)
       })
 
+      it.runIf(major === 3)('refuses parallel setup files, naming the option (Vitest 3 resets with a setup file)', async () => {
+        const root = copyFixture(consumer, 'reset-paths')
+        const refused = await runVitest(consumer, root, { env: { E2E_SETUP: 'ok', E2E_PARALLEL: '1' } })
+        expect(refused.code).not.toBe(0)
+        expect(refused.output).toContain("option `sequence.setupFiles` expects 'list' with isolate: false on Vitest 3 under rootless()")
+        expect(refused.output.match(/expects 'list'/g)).toHaveLength(1)
+        expect(refused.output).not.toContain('finds port 3000 free')
+      })
+
       it.runIf(major >= 4)('with parallel setup files (Vitest 4 and 5 reset in their runner); refused naming the option with a custom runner', async () => {
         let root = copyFixture(consumer, 'reset-paths')
         const parallel = await runVitest(consumer, root, { env: { E2E_SETUP: 'ok', E2E_PARALLEL: '1' } })
