@@ -3,7 +3,8 @@
 // and noisy; absolute times mean little). Writes bench/results.json and
 // bench/results.svg. Run it as your normal user: that is the rootless case.
 //
-//   BENCH_RUNS=5 npm run bench      more Vitest runs per variant (default 3)
+//   BENCH_RUNS=5 npm run bench      more Vitest runs per variant (default 3; isolate: false
+//                                   rows, a second or two each, get five times as many)
 //   BENCH_QUICK=1 npm run bench     fewer iterations everywhere, for a smoke test
 //   BENCH_PARTS=loop BENCH_LOOP=1500 npm run bench
 //                                   only some parts (setup, suites, vitest3, jest, network, loop), a longer start
@@ -150,7 +151,10 @@ async function compareVitest(bin, rows, label, dirOf) {
   for (const suite of suites) {
     for (const isolate of [true, false]) {
       const times = { forks: [], rootless: [] }
-      for (let run = 0; run < vitestRuns; run++) {
+      // an isolate: false run takes a second or two, where the machine's noise is a tenth:
+      // more of them, for a median worth comparing
+      const runs = isolate ? vitestRuns : vitestRuns * 5
+      for (let run = 0; run < runs; run++) {
         // alternate, so drift in the machine's load hits both pools alike
         const order = run % 2 === 0 ? ['forks', 'rootless'] : ['rootless', 'forks']
         for (const pool of order) times[pool].push(await timeVitest(bin, dirOf(suite), pool, isolate))
@@ -158,7 +162,7 @@ async function compareVitest(bin, rows, label, dirOf) {
       const row = {
         suite: suite.name,
         isolate,
-        runs: vitestRuns,
+        runs,
         forksMedianS: round(median(times.forks) / 1000),
         rootlessMedianS: round(median(times.rootless) / 1000),
         ratio: round(median(times.rootless) / median(times.forks)),
