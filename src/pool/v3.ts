@@ -129,13 +129,14 @@ async function createPool(vitest: Vitest3, options: { execArgv: string[]; env: N
   async function runFiles(method: 'run' | 'collect', specs: Spec3[], invalidates: string[] = []): Promise<void> {
     cancelled = false
     const files = specs.map((spec) => ({ spec, environment: environmentOf(spec.moduleId, spec.project.config, vitest.distPath) }))
-    for (const { config } of new Set(specs.map((s) => s.project))) {
+    const projects = new Set(specs.map((s) => s.project))
+    for (const { config } of projects) {
       // a reused worker's reset is a setup file of ours, which must finish before any of the user's touches /tmp
       if (config.isolate === false && config.sequence?.setupFiles === 'parallel') {
         throw new RootlessOptionError('sequence.setupFiles', 'parallel', "expects 'list' with isolate: false on Vitest 3 under rootless() (the sandbox is then reset by a setup file that runs before yours), or use isolate: true")
       }
     }
-    for (const project of new Set(specs.map((s) => s.project))) {
+    for (const project of projects) {
       vitest.state.clearFiles(project, specs.filter((s) => s.project === project).map((s) => s.moduleId))
     }
     const limit = concurrency(maxWorkers)
