@@ -238,8 +238,10 @@ function timeJest(dir, runner) {
 
 // ---------------------------------------------------------------- 3b. forwarded ports
 // One host server (a process of its own), one client inside a sandbox: with the host's
-// network (`network: 'host'`, direct) or its own with the port forwarded (`hostPorts`).
-// Only the path between them differs. Alternating runs, medians.
+// network (`network: 'host'`, direct) or its own with the port forwarded (`hostPorts`):
+// connects redirected to the host (the default), or every byte through the relay
+// (`--relay-only`, the path where a redirect can't be made). Only the path between them
+// differs. Alternating runs, medians.
 const NET_BYTES = quick ? 128 * 1024 * 1024 : 1024 * 1024 * 1024
 const NET_TRIPS = quick ? 2000 : 10_000
 const NET_SERVER = `
@@ -257,10 +259,25 @@ const server = net.createServer((socket) => {
 const NET_CLIENT = `
 const net = require('net')
 const [what, port, amount] = process.argv.slice(1)
+if (what === 'connects') connects()
+else {
 const socket = net.connect(Number(port), '127.0.0.1')
 socket.setNoDelay(true)
-socket.once('connect', what === 'stream' ? stream : trips)
-function stream() {
+socket.once('connect', what === 'stream' ? () => stream(socket) : () => trips(socket))
+}
+// new connections to a server of the sandbox's own: what a connect costs when every
+// connect(2) asks the forwarder first (forwarded) or doesn't (relay)
+function connects() {
+  const own = net.createServer((c) => c.end()).listen(7100, '127.0.0.1', async () => {
+    const one = () => new Promise((resolve, reject) => net.connect(7100, '127.0.0.1').once('connect', function () { this.destroy(); resolve() }).once('error', reject))
+    for (let i = 0; i < 200; i++) await one()
+    const start = process.hrtime.bigint()
+    for (let i = 0; i < Number(amount); i++) await one()
+    console.log(JSON.stringify({ us: Number(process.hrtime.bigint() - start) / 1e3 / Number(amount) }))
+    own.close()
+  })
+}
+function stream(socket) {
   const chunk = Buffer.alloc(1024 * 1024, 1)
   let left = Number(amount), reply = ''
   const start = process.hrtime.bigint()
@@ -272,7 +289,7 @@ function stream() {
   const pump = () => { while (left > 0) { left -= chunk.length; if (!socket.write(chunk)) return socket.once('drain', pump) } socket.end() }
   pump()
 }
-function trips() {
+function trips(socket) {
   const times = [], message = Buffer.alloc(64, 2)
   let n = Number(amount) + 500, start
   socket.write('e')
@@ -294,8 +311,9 @@ function trips() {
 if (parts.has('network')) {
   const server = spawn(process.execPath, ['-e', NET_SERVER], { stdio: ['ignore', 'pipe', 'inherit'] })
   const port = Number(await new Promise((resolve) => server.stdout.once('data', (d) => resolve(String(d)))))
-  const modes = { direct: ['--host-network'], forwarded: ['--forward', `${port}:${port}`] }
-  const ports = { direct: port, forwarded: port }
+  // with a pid namespace, as the pools run sandboxes (direct connects need one)
+  const modes = { direct: ['--host-network', '--pid-namespace'], forwarded: ['--forward', `${port}:${port}`, '--pid-namespace'], relay: ['--forward', `${port}:${port}`, '--pid-namespace', '--relay-only'] }
+  const ports = { direct: port, forwarded: port, relay: port }
   // for scale, where socat is installed: a classic user-space relay on the host (read/write)
   const socatBin = findExecutable('socat')
   let socat
@@ -308,7 +326,7 @@ if (parts.has('network')) {
     })
     socat = spawn(socatBin, [`TCP-LISTEN:${free},bind=127.0.0.1,reuseaddr,fork`, `TCP:127.0.0.1:${port}`], { stdio: 'ignore' })
     await new Promise((resolve) => setTimeout(resolve, 300))
-    modes.socat = ['--host-network']
+    modes.socat = ['--host-network', '--pid-namespace']
     ports.socat = free
   } else {
     results.notes.push('socat not installed (apt-get install socat): no user-space relay row for scale')
@@ -322,7 +340,7 @@ if (parts.has('network')) {
     if (r.status !== 0) throw new Error(`network bench client (${mode}, ${what}) failed: exit ${r.status}`)
     return JSON.parse(r.stdout)
   }
-  const runs = Object.fromEntries(Object.keys(modes).map((mode) => [mode, { ms: [], p50: [], p99: [] }]))
+  const runs = Object.fromEntries(Object.keys(modes).map((mode) => [mode, { ms: [], p50: [], p99: [], connectUs: [] }]))
   for (let i = 0; i < Math.max(3, vitestRuns); i++) {
     const order = Object.keys(modes)
     for (const mode of i % 2 ? order.reverse() : order) {
@@ -330,6 +348,7 @@ if (parts.has('network')) {
       const { p50, p99 } = runClient(mode, 'trips', NET_TRIPS)
       runs[mode].p50.push(p50)
       runs[mode].p99.push(p99)
+      if (mode === 'forwarded' || mode === 'relay') runs[mode].connectUs.push(runClient(mode, 'connects', NET_TRIPS / 5).us)
     }
   }
   server.kill()
@@ -345,6 +364,12 @@ if (parts.has('network')) {
     forwardedP50Us: round(median(runs.forwarded.p50)),
     directP99Us: round(median(runs.direct.p99)),
     forwardedP99Us: round(median(runs.forwarded.p99)),
+    relayMBps: mbps('relay'),
+    relayThroughputRatio: round(mbps('relay') / mbps('direct')),
+    relayP50Us: round(median(runs.relay.p50)),
+    // a connect(2) to anything else pays a round trip to the forwarder (direct connects)
+    ownConnectUs: round(median(runs.relay.connectUs)),
+    ownConnectAddedUs: round(median(runs.forwarded.connectUs) - median(runs.relay.connectUs)),
   }
   results.network.addedP50Us = round(results.network.forwardedP50Us - results.network.directP50Us)
   if (socat) {
@@ -439,11 +464,12 @@ if (results.network) {
   console.log(`Forwarded port vs direct (network: 'host'), median of alternating runs`)
   const relay = (value) => (n.socatMBps ? { 'socat relay (for scale)': value } : {})
   console.table({
-    [`${n.bytes / 1024 / 1024} MB stream, MB/s`]: { direct: n.directMBps, forwarded: n.forwardedMBps, 'forwarded / direct': n.throughputRatio, ...relay(n.socatMBps) },
-    [`${n.roundTrips} round trips, p50 µs`]: { direct: n.directP50Us, forwarded: n.forwardedP50Us, 'forwarded - direct': n.addedP50Us, ...relay(n.socatP50Us) },
+    [`${n.bytes / 1024 / 1024} MB stream, MB/s`]: { direct: n.directMBps, forwarded: n.forwardedMBps, 'forwarded / direct': n.throughputRatio, 'our relay only': n.relayMBps, ...relay(n.socatMBps) },
+    [`${n.roundTrips} round trips, p50 µs`]: { direct: n.directP50Us, forwarded: n.forwardedP50Us, 'forwarded - direct': n.addedP50Us, 'our relay only': n.relayP50Us, ...relay(n.socatP50Us) },
     [`${n.roundTrips} round trips, p99 µs`]: { direct: n.directP99Us, forwarded: n.forwardedP99Us, 'forwarded - direct': round(n.forwardedP99Us - n.directP99Us) },
   })
   console.log(`added p50 latency ${n.addedP50Us} µs (target <= 50 µs): ${n.addedP50Us <= 50 ? 'met' : 'NOT met'}`)
+  console.log(`a new connection to a server of the sandbox's own: ${n.ownConnectUs} µs, +${n.ownConnectAddedUs} µs where ports are forwarded (each TCP connect(2) asks the forwarder first)`)
 }
 console.log('Targets')
 console.table(Object.fromEntries(results.targets.map((t) => [t.what, { ratio: t.ratio, target: t.target == null ? 'none' : `${t.better === 'higher' ? '>=' : '<='} ${t.target}`, met: t.met ?? '-' }])))

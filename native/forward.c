@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -44,7 +45,8 @@
 /* What travels on the control socket, with a listener's fd alongside for 'L'. */
 struct control {
   char op;             /* 'L': relay this listener; 'R': drop every listener;
-                          'Q': is host_port served? (a one-byte answer, '1' or '0') */
+                          'Q': is host_port served? (a one-byte answer, '1' or '0');
+                          'S': the sandbox's seccomp listener, for direct connects (connect.c) */
   uint16_t host_port;  /* 'L': the host port its connections go to; 'Q': the port asked */
 };
 
@@ -189,6 +191,18 @@ int send_forwards(int ctl, const struct forward *forwards, int n, int replace) {
   return 0;
 }
 
+/*
+ * Makes this process's connects (and its children's) go straight to the host where they
+ * can (connect.c), and hands the seccomp listener to the forwarder. Best effort: where
+ * it fails, the relay serves every connection. Called last before exec.
+ */
+void send_connect_listener(int ctl) {
+  int listener = install_connect_filter();
+  if (listener < 0) return;
+  send_control(ctl, (struct control){.op = 'S'}, listener);
+  close(listener);
+}
+
 /* ---- the forwarder's side ---- */
 
 /* One direction of a relayed connection: src -> pipe -> dst. */
@@ -201,13 +215,15 @@ struct pump {
 };
 
 /* The kinds of things epoll watches, told apart by a tagged pointer. */
-enum kind { CONTROL, LISTENER, CONNECTION };
+enum kind { CONTROL, LISTENER, CONNECTION, CONNECTS };
 struct listener {
   enum kind kind;
   int dead;
   int fd;
   uint16_t host_port;
   int family;
+  uint16_t inside_port;
+  ino_t netns;             /* the sandbox network it listens in: connects from there redirect */
   struct listener *next;
 };
 struct connection {
@@ -230,6 +246,20 @@ static int n_dead;
 static const struct forward *allowed;
 static int n_allowed;
 static struct listener *listeners;
+
+static int connects = -1; /* the seccomp listener (connect.c), when the sandbox sent one */
+/* connect.c's thread reads the listeners: this thread changes the list under the lock */
+static pthread_mutex_t listeners_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* connect.c's question: where a connect to `inside` on a loopback of `netns` leads. */
+static int host_port_for(ino_t netns, int v6, uint16_t inside) {
+  int port = -1;
+  pthread_mutex_lock(&listeners_lock);
+  for (struct listener *l = listeners; l && port < 0; l = l->next)
+    if (l->inside_port == inside && (l->family == AF_INET6) == v6 && (netns == 0 || l->netns == netns)) port = l->host_port;
+  pthread_mutex_unlock(&listeners_lock);
+  return port;
+}
 
 static int allowed_port(uint16_t port) {
   for (int i = 0; i < n_allowed; i++)
@@ -426,6 +456,7 @@ static void control(int ctl) {
     ssize_t sent;
     do sent = send(ctl, &answer, 1, MSG_NOSIGNAL); while (sent < 0 && errno == EINTR);
   } else if (message.op == 'R') {
+    pthread_mutex_lock(&listeners_lock);
     while (listeners) {
       struct listener *l = listeners;
       listeners = l->next;
@@ -433,18 +464,32 @@ static void control(int ctl) {
       l->dead = 1;
       bury(l);
     }
+    pthread_mutex_unlock(&listeners_lock);
   } else if (message.op == 'L' && fd >= 0 && allowed_port(message.host_port)) {
     struct listener *l = calloc(1, sizeof *l);
     struct sockaddr_storage local;
     socklen_t len = sizeof local;
     if (l && getsockname(fd, (struct sockaddr *)&local, &len) == 0) {
-      *l = (struct listener){LISTENER, 0, fd, message.host_port, local.ss_family, listeners};
+      uint16_t inside = ntohs(local.ss_family == AF_INET ? ((struct sockaddr_in *)&local)->sin_port : ((struct sockaddr_in6 *)&local)->sin6_port);
+      ino_t netns = socket_netns(fd);
+      pthread_mutex_lock(&listeners_lock);
+      *l = (struct listener){LISTENER, 0, fd, message.host_port, local.ss_family, inside, netns, listeners};
       listeners = l;
+      pthread_mutex_unlock(&listeners_lock);
       fcntl(fd, F_SETFL, O_NONBLOCK);
       watch(fd, EPOLLIN, l, EPOLL_CTL_ADD);
       return;
     }
     free(l);
+  } else if (message.op == 'S' && fd >= 0 && connects < 0) {
+    /* once the filter is in place, each connect waits for an answer (ENOSYS if the
+       listener closes): where no thread can start, this loop answers them, more slowly */
+    connects = fd;
+    if (start_connects(fd, host_port_for) < 0) {
+      static enum kind connects_tag = CONNECTS;
+      watch(fd, EPOLLIN, &connects_tag, EPOLL_CTL_ADD);
+    }
+    return;
   }
   if (fd >= 0) close(fd);
 }
@@ -467,6 +512,10 @@ static void run_forwarder(int ctl, const struct forward *forwards, int n) {
     for (int i = 0; i < ready; i++) {
       enum kind *tag = events[i].data.ptr;
       if (*tag == CONTROL) control(ctl);
+      else if (*tag == CONNECTS) {
+        /* hung up (every process of the sandbox gone) or broken: a receive would block */
+        if (!(events[i].events & EPOLLIN) || answer_connect(connects, host_port_for) < 0) epoll_ctl(epfd, EPOLL_CTL_DEL, connects, NULL);
+      }
       else if (*tag == LISTENER) {
         if (!((struct listener *)tag)->dead) accept_from((struct listener *)tag);
       } else if (!((struct end *)tag)->c->dead) serve(((struct end *)tag)->c);

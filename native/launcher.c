@@ -692,6 +692,14 @@ int main(int argc, char **argv) {
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) die_step(STEP_PDEATHSIG, "can't set PR_SET_PDEATHSIG");
   if (getppid() != parent) { errno = 0; die_step(STEP_PDEATHSIG, "parent process exited before the sandbox started"); }
 
+  /*
+   * Last: from here on every connect(2) of CMD and its children asks the forwarder first,
+   * which connects the ones to forwarded ports straight to the host (connect.c). Only with
+   * a pid namespace: a connect(2) that finds the forwarder gone fails (ENOSYS), and only
+   * there does nothing of the sandbox outlive it; without one, the relay serves them all.
+   */
+  if (forwarder >= 0 && p.pid_namespace && !p.relay_only) send_connect_listener(forwarder);
+
   execvp(p.argv[0], p.argv);
   die_step(STEP_EXEC, "can't run %s", p.argv[0]);
 }

@@ -43,7 +43,7 @@ void usage_error(const char *fmt, const char *arg) {
   die_step(STEP_USAGE, "%s (usage: launcher [--uid-map I:O:N]... [--gid-map I:O:N]... "
                        "[--newuidmap PATH --newgidmap PATH] [--userns-fd FD] [--tmpfs PATH [--keep PATH]...]... "
                        "[--tmpfs-size SIZE] [--hosts-file PATH] [--nsswitch-file PATH] [--hostname NAME] "
-                       "[--forward INSIDE_PORT:HOST_PORT]... [--host-network] "
+                       "[--forward INSIDE_PORT:HOST_PORT]... [--relay-only] [--host-network] "
                        "[--new-session] [--pid-namespace] [--status-fd FD] -- CMD [ARGS...] | --hold | "
                        "--reset [--tmpfs PATH [--keep PATH]...]... [--tmpfs-size SIZE] [--hostname NAME] "
                        "[--new-network] [--kill-others] [--unmount PATH]... [--forward INSIDE_PORT:HOST_PORT]...)",
@@ -127,6 +127,7 @@ void parse_plan(int argc, char **argv, struct plan *p) {
     else if (strcmp(a, "--kill-others") == 0) p->kill_others = 1;
     else if (strcmp(a, "--unmount") == 0) { NEED_VALUE(); PUSH(p->unmount, p->n_unmount); }
     else if (strcmp(a, "--pid-namespace") == 0) p->pid_namespace = 1;
+    else if (strcmp(a, "--relay-only") == 0) p->relay_only = 1;
     else usage_error("unknown option '%s'", a);
 #undef NEED_VALUE
 #undef PUSH

@@ -54,6 +54,7 @@ struct plan {
   const char *hostname;
   struct forward forwards[MAX_LIST];
   int n_forwards;
+  int relay_only;        /* forwarded connections all go through the relay (no direct connects) */
   int host_network;
   int new_session;
   int hold;              /* create only the user namespace, report, wait for stdin EOF */
@@ -99,6 +100,22 @@ int start_forwarder(const struct forward *forwards, int n, pid_t *pid);
  * a port the host doesn't serve now (the forwarder checks) gets none.
  */
 int send_forwards(int ctl, const struct forward *forwards, int n, int replace);
+/* Sends connects to forwarded ports straight to the host, where it can (connect.c). */
+void send_connect_listener(int ctl);
+
+/* connect.c */
+/* Makes this process's connect(2) calls notify a listener (seccomp); its fd, or -1. */
+int install_connect_filter(void);
+/* The host port a forwarded inside port leads to, for sockets of network namespace
+   `netns` (0: any the forwarder serves) on 127.0.0.1 or ::1 (v6); -1 if none. */
+typedef int (*host_port_fn)(ino_t netns, int v6, uint16_t inside);
+/* Answers `notify_fd`'s connect(2) notifications on a thread of their own: redirected,
+   or let through. `host_port` is called on that thread. */
+int start_connects(int notify_fd, host_port_fn host_port);
+/* Answers one of them, here (where no thread could be started); -1 when it can't. */
+int answer_connect(int notify_fd, host_port_fn host_port);
+/* The inode of the network namespace of socket `fd`; 0 if it can't be told. */
+ino_t socket_netns(int fd);
 
 /* The environment variable that tells a sandboxed process the forwarder's control fd. */
 #define FORWARDER_ENV "VITEST_POOL_ROOTLESS_FORWARDER"

@@ -45,8 +45,8 @@ for (const target of targets) {
   // Static when the C library allows it: no dynamic loader at each sandbox start, and one
   // binary for every glibc/musl version of the platform. Dynamic otherwise. The addon is
   // loaded into node, so it uses node's C library.
-  build(target, 'launcher', [...flags, '-static'], [...flags], source('launcher.c', 'plan.c', 'layers.c', 'forward.c'))
-  build(target, 'rootless.node', [...flags, '-shared', '-fPIC'], null, source('addon.c', 'plan.c', 'layers.c', 'forward.c'))
+  build(target, 'launcher', [...flags, '-static'], [...flags], source('launcher.c', 'plan.c', 'layers.c', 'forward.c', 'connect.c'))
+  build(target, 'rootless.node', [...flags, '-shared', '-fPIC', '-DROOTLESS_ADDON'], null, source('addon.c', 'plan.c', 'layers.c', 'forward.c', 'connect.c'))
 }
 
 function found(cc) {

@@ -19,11 +19,12 @@ function lookup() { dns.lookup('doctor.probe.test', 4, (e, a) => { out.hosts = e
 function unknown() { dns.lookup('no-such-name.doctor.probe.invalid', 4, (e) => { out.dns = e ? e.code : 'resolved'; forward() }) }
 // the doctor's own port, forwarded in; a forwarded port the host doesn't serve
 function connect(port, then) {
-  const s = net.connect(Number(port), '127.0.0.1'); let got = ''
+  const s = net.connect(Number(port), '127.0.0.1'); let got = '', local
+  s.once('connect', () => (local = s.localPort))
   s.setTimeout(5000, () => { s.destroy(); then('timeout') })
-  s.on('data', (d) => (got += d)).on('end', () => then(got)).on('error', (e) => then(e.code))
+  s.on('data', (d) => (got += d)).on('end', () => then(got, local)).on('error', (e) => then(e.code))
 }
-function forward() { connect(process.argv[1], (r) => { out.forward = r; connect(process.argv[2], (d) => { out.down = d; console.log(JSON.stringify(out)) }) }) }
+function forward() { connect(process.argv[1], (r, local) => { out.forward = r; out.forwardFrom = local; connect(process.argv[2], (d) => { out.down = d; console.log(JSON.stringify(out)) }) }) }
 `
 
 interface ProbeResult {
@@ -34,6 +35,8 @@ interface ProbeResult {
   hosts?: string
   dns?: string
   forward?: string
+  /** the client's own port inside: the host server saw the same one when the connect went straight to it */
+  forwardFrom?: number
   down?: string
 }
 
@@ -41,7 +44,8 @@ interface ProbeResult {
 async function hostServers(): Promise<{ server: Server; port: number; downPort: number }> {
   const listen = (server: Server) => new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)))
   // a client that goes away first must not take the doctor down with an unhandled 'error'
-  const server = createServer((socket) => socket.on('error', () => {}).end(FORWARD_REPLY))
+  // it answers with the port the connection came from: the client's own, or the relay's
+  const server = createServer((socket) => socket.on('error', () => {}).end(`${FORWARD_REPLY} ${socket.remotePort}`))
   const down = createServer()
   const [port, downPort] = [await listen(server), await listen(down)]
   await new Promise((resolve) => down.close(resolve))
@@ -77,6 +81,11 @@ async function probeWith(host: { port: number; downPort: number }): Promise<Chec
     }
     const r = JSON.parse(stdout) as ProbeResult
     const subids = sandbox.idMap.mode !== 'self'
+    const reached = r.forward?.startsWith(FORWARD_REPLY) === true
+    const path =
+      r.forward === `${FORWARD_REPLY} ${r.forwardFrom}`
+        ? 'connected straight to the host'
+        : 'through the relay (direct connects need Linux 5.14+ with seccomp user notification, and a pid namespace)'
     return [
       { id: 'probe-uid', title: 'sandbox: uid 0', status: r.uid === 0 ? 'ok' : 'fail', detail: `uid ${r.uid}` },
       subids
@@ -87,8 +96,8 @@ async function probeWith(host: { port: number; downPort: number }): Promise<Chec
       {
         id: 'probe-forward',
         title: 'sandbox: reach a forwarded host port',
-        status: r.forward === FORWARD_REPLY && r.down === 'ECONNREFUSED' ? 'ok' : 'fail',
-        detail: r.forward === FORWARD_REPLY ? `127.0.0.1:${host.port} answered; a port the host doesn't serve: ${r.down}` : `127.0.0.1:${host.port}: ${r.forward ?? 'not run'}`,
+        status: reached && r.down === 'ECONNREFUSED' ? 'ok' : 'fail',
+        detail: reached ? `127.0.0.1:${host.port} answered, ${path}; a port the host doesn't serve: ${r.down}` : `127.0.0.1:${host.port}: ${r.forward ?? 'not run'}`,
         fix: "globalSetup servers and `hostPorts` won't be reachable from tests; `network: 'host'` reaches the host's ports without the forwarder",
       },
       { id: 'probe-dns', title: 'sandbox: unknown names', status: r.dns === 'ENOTFOUND' ? 'ok' : 'warn', detail: `${r.dns ?? 'not run'}${r.dns === 'ENOTFOUND' ? ' (no DNS inside: names come from `hosts`)' : ''}`, fix: 'expected ENOTFOUND: a test asserting it may see another code here' },

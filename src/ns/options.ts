@@ -69,8 +69,9 @@ export interface SandboxOptions {
    * (127.0.0.1 and ::1): a database or cache the CI job runs as a service. A port, or
    * `{ inside, host }` where they differ (a container's published port). Every other
    * host port stays out of reach, and the sandbox's other ports stay its own. A host
-   * port nothing listens on when a sandbox starts is refused inside. Needs
-   * `network: 'isolated'`.
+   * port nothing listens on when a sandbox starts is refused inside. A connect to one
+   * goes straight to the host's server (with `pidNamespace`, on Linux 5.14+), else
+   * through a relay. Needs `network: 'isolated'`.
    * @default []
    */
   hostPorts?: ReadonlyArray<number | { inside: number; host: number }>
@@ -82,7 +83,8 @@ export interface SandboxOptions {
    * uid), read another test file's private `/tmp` through `/proc/<pid>/root` (and enter
    * another running file's namespaces, the run's sandboxes sharing a user namespace),
    * and processes it starts and doesn't stop (a daemon, a server) outlive the file and
-   * even a passing run.
+   * even a passing run; connects to forwarded ports go through the relay, not straight
+   * to the host.
    * @default true
    */
   pidNamespace?: boolean

@@ -13,7 +13,11 @@ const stepCode = (name: string) => Number(Object.entries(LAUNCHER_STEPS).find(([
 
 /** Runs node `script` in a sandbox made with `flags`, asynchronously: host servers of this process keep serving. */
 function sandboxed(flags: string[], script: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  const child = spawn(LAUNCHER, [...SELF, ...flags, '--', process.execPath, '-e', script], { cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] })
+  return sandboxedCommand(flags, [process.execPath, '-e', script])
+}
+
+function sandboxedCommand(flags: string[], command: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const child = spawn(LAUNCHER, [...SELF, ...flags, '--', ...command], { cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
@@ -72,7 +76,11 @@ describeSandbox('launcher: --forward leads a port inside to the host', () => {
     other.close()
   })
 
-  it('carries 64 MB intact to the host port, from 127.0.0.1 and ::1, under another number inside', async () => {
+  // with a pid namespace, connects go straight to the host; without one, through the relay
+  it.each([
+    ['through the relay', []],
+    ['connected straight to the host', ['--pid-namespace']],
+  ])('carries 64 MB intact to the host port, from 127.0.0.1 and ::1, under another number inside, %s', async (_, mode) => {
     const script = `${TRY}
 const crypto = require('crypto');
 const send = (host) => new Promise((resolve, reject) => {
@@ -83,7 +91,7 @@ const send = (host) => new Promise((resolve, reject) => {
   s.setEncoding('utf8').on('data', (d) => (got += d)).on('end', () => resolve(got === want ? 'intact' : 'corrupt')).on('error', reject);
 });
 (async () => console.log(JSON.stringify([await send('127.0.0.1'), await send('::1')])))()`
-    const result = await sandboxed(['--forward', `7000:${echoPort}`], script)
+    const result = await sandboxed(['--forward', `7000:${echoPort}`, ...mode], script)
     expect(result.stderr).toBe('')
     expect(JSON.parse(result.stdout)).toEqual(['intact', 'intact'])
     expect(result.status).toBe(0)
@@ -135,6 +143,83 @@ const listen = (port) => new Promise((resolve) => net.createServer().once('error
       left = carrying(marker)
     }
     expect(left).toEqual([])
+  })
+})
+
+describeSandbox('launcher: connects to a forwarded port go straight to the host (with a pid namespace)', () => {
+  // answers each connection with the port it came from, as the host sees it, and keeps it open until the client ends it
+  let whoami: Server
+  let port: number
+  let v6only: Server
+  let v6Port: number
+  beforeAll(async () => {
+    whoami = createServer((socket) => socket.write(`${socket.remotePort}\n`))
+    port = await listen(whoami, '::')
+    v6only = createServer((socket) => socket.write(`${socket.remotePort}\n`))
+    v6Port = await listen(v6only, '::1')
+  })
+  afterAll(() => {
+    whoami.close()
+    v6only.close()
+  })
+
+  /** Established TCP connections on port 7000 in the sandbox's own network (a relayed one has two). */
+  const INSIDE = `const inside = () => ['/proc/net/tcp', '/proc/net/tcp6'].flatMap((f) => require('fs').readFileSync(f, 'utf8').split('\\n').slice(1))
+  .map((l) => l.trim().split(/\\s+/)).filter((c) => c[3] === '01' && (c[1].endsWith(':1B58') || c[2].endsWith(':1B58'))).length;
+const ask = (host, options = {}) => new Promise((resolve) => {
+  const s = require('net').connect({ port: 7000, host, ...options });
+  let got = '';
+  s.setEncoding('utf8').on('data', (d) => {
+    got += d;
+    if (got.endsWith('\\n')) { const answer = { direct: Number(got) === s.localPort, inside: inside() }; s.end(); resolve(answer) }
+  });
+  s.once('error', (e) => resolve(e.code));
+});`
+
+  it('from Node (non-blocking connects), on 127.0.0.1 and ::1: the host sees the client itself', async () => {
+    const script = `${INSIDE}
+(async () => console.log(JSON.stringify([await ask('127.0.0.1'), await ask('::1')])))()`
+    const result = await sandboxed(['--forward', `7000:${port}`, '--pid-namespace'], script)
+    expect(result.stderr).toBe('')
+    expect(JSON.parse(result.stdout)).toEqual([{ direct: true, inside: 0 }, { direct: true, inside: 0 }])
+  })
+
+  it('from a blocking connect (bash /dev/tcp)', async () => {
+    const script = 'exec 3<>/dev/tcp/127.0.0.1/7000 && read -r from <&3 && echo "$from" && awk \'FNR > 1 && $4 == "01" && ($2 ~ /:1B58$/ || $3 ~ /:1B58$/)\' /proc/net/tcp /proc/net/tcp6 | wc -l'
+    const result = await sandboxedCommand(['--forward', `7000:${port}`, '--pid-namespace'], ['bash', '-c', script])
+    expect(result.stderr).toBe('')
+    const [from, inside] = result.stdout.trim().split('\n')
+    expect(Number(from)).toBeGreaterThan(0)
+    expect(Number(inside)).toBe(0)
+  })
+
+  it('leaves to the relay what it should not redirect: a bound socket, --relay-only, a service on the other loopback', async () => {
+    const bound = await sandboxed(['--forward', `7000:${port}`, '--pid-namespace'], `${INSIDE} ask('127.0.0.1', { localAddress: '127.0.0.1', localPort: 40123 }).then((r) => console.log(JSON.stringify(r)))`)
+    expect(JSON.parse(bound.stdout)).toMatchObject({ inside: 2 })
+    const relayOnly = await sandboxed(['--forward', `7000:${port}`, '--pid-namespace', '--relay-only'], `${INSIDE} ask('127.0.0.1').then((r) => console.log(JSON.stringify(r)))`)
+    expect(JSON.parse(relayOnly.stdout)).toMatchObject({ inside: 2 })
+    // served on ::1 only: 127.0.0.1 is refused on the host, the relay tries ::1
+    const other = await sandboxed(['--forward', `7000:${v6Port}`, '--pid-namespace'], `${INSIDE} ask('127.0.0.1').then((r) => console.log(JSON.stringify(r)))`)
+    expect(JSON.parse(other.stdout)).toMatchObject({ inside: 2 })
+  })
+
+  it('leaves alone a connect from a network namespace the test made itself', async () => {
+    const result = await sandboxedCommand(['--forward', `7000:${port}`, '--pid-namespace'], ['unshare', '--net', process.execPath, '-e', `${TRY} tryConnect(7000).then((r) => console.log(r))`])
+    expect(result.stderr).toBe('')
+    expect(result.stdout.trim()).toBe('ENETUNREACH')
+  })
+
+  it('lets every other connect through: the sandbox reaches its own servers, a Unix socket, and is refused elsewhere', async () => {
+    const script = `${TRY}
+const unix = require('path').join(require('os').tmpdir(), 'vpr-fwd-' + process.pid + '.sock');
+const own = net.createServer((s) => s.on('error', () => {}).end('own')).listen(7100, '127.0.0.1', async () => {
+  const sock = await new Promise((resolve) => net.createServer((s) => s.end()).listen(unix, function () { resolve(this) }));
+  console.log(JSON.stringify([await tryConnect(7100), await tryConnect(unix), await tryConnect(${port + 1 === 7100 ? 7101 : port + 1})]));
+  own.close(); sock.close();
+});`
+    const result = await sandboxed(['--forward', `7000:${port}`, '--pid-namespace'], script)
+    expect(result.stderr).toBe('')
+    expect(JSON.parse(result.stdout)).toEqual(['connected', 'connected', 'ECONNREFUSED'])
   })
 })
 
