@@ -5,8 +5,8 @@
  * twice and through its own splice(2) loop: on 2 cores that is a third of a direct
  * connection's throughput. So a sandboxed process's connect(2) to a forwarded port goes
  * straight to the host instead: the launcher installs a seccomp filter that turns every
- * connect(2) into a notification for the forwarder (seccomp_unotify(2)), which lives in
- * the host's network namespace. For a TCP socket of the sandbox's network that connects to
+ * connect(2) to an IPv4 or IPv6 address into a notification for the forwarder
+ * (seccomp_unotify(2)), which lives in the host's network namespace. For a TCP socket of the sandbox's network that connects to
  * 127.0.0.1 or ::1 on a port the relay listens on, the forwarder makes a socket of its
  * own, connects it to the host's port, and puts it in the process's place, under the same
  * fd number (SECCOMP_IOCTL_NOTIF_ADDFD, SETFD) -- the way bypass4netns does it for
