@@ -87,6 +87,13 @@ int install_connect_filter(void) {
 #endif
 }
 
+/* The port of an IPv4 or IPv6 socket address; 0 for another family. */
+uint16_t sockaddr_port(const struct sockaddr_storage *a) {
+  if (a->ss_family == AF_INET) return ntohs(((const struct sockaddr_in *)a)->sin_port);
+  if (a->ss_family == AF_INET6) return ntohs(((const struct sockaddr_in6 *)a)->sin6_port);
+  return 0;
+}
+
 /* ---- the forwarder's side ---- */
 
 /* The addon links this file for the launcher's side alone: no threads there (glibc 2.34's
@@ -186,12 +193,6 @@ static void set_port(struct sockaddr_storage *a, uint16_t port) {
   else ((struct sockaddr_in6 *)a)->sin6_port = htons(port);
 }
 
-static uint16_t port_of(const struct sockaddr_storage *a) {
-  if (a->ss_family == AF_INET) return ntohs(((const struct sockaddr_in *)a)->sin_port);
-  if (a->ss_family == AF_INET6) return ntohs(((const struct sockaddr_in6 *)a)->sin6_port);
-  return 0;
-}
-
 enum verdict { CONTINUE, ANSWERED };
 
 static enum verdict respond(int notify_fd, __u64 id, int error) {
@@ -202,10 +203,11 @@ static enum verdict respond(int notify_fd, __u64 id, int error) {
 
 /*
  * Decides one connect(2). `theirs` is the caller's socket (a copy of its fd), `to` where it
- * connects. Returns CONTINUE for "let the kernel do it", ANSWERED once it was answered.
+ * connects: port `inside` of a loopback (`v6`: ::1). Returns CONTINUE for "let the kernel
+ * do it", ANSWERED once it was answered.
  */
-static enum verdict redirect(int notify_fd, const struct seccomp_notif *req, int theirs, struct sockaddr_storage *to,
-                             socklen_t to_len, host_port_fn host_port) {
+static enum verdict redirect(int notify_fd, const struct seccomp_notif *req, int theirs, const struct sockaddr_storage *to,
+                             socklen_t to_len, uint16_t inside, int v6_loopback, host_port_fn host_port) {
   int type = 0, protocol = 0, family = 0;
   socklen_t len = sizeof type;
   if (getsockopt(theirs, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM) return CONTINUE;
@@ -213,9 +215,6 @@ static enum verdict redirect(int notify_fd, const struct seccomp_notif *req, int
   if (getsockopt(theirs, SOL_SOCKET, SO_PROTOCOL, &protocol, &len) < 0 || protocol != IPPROTO_TCP) return CONTINUE;
   len = sizeof family;
   if (getsockopt(theirs, SOL_SOCKET, SO_DOMAIN, &family, &len) < 0 || family != to->ss_family) return CONTINUE;
-  int v6_loopback;
-  uint16_t inside = loopback_port(to, to_len, &v6_loopback);
-  if (inside == 0) return CONTINUE;
 
   ino_t netns = socket_netns(theirs);
   static ino_t own_netns; /* the host's: where the forwarder's sockets live */
@@ -234,7 +233,7 @@ static enum verdict redirect(int notify_fd, const struct seccomp_notif *req, int
     len = sizeof peer;
     int mapped = host_port(0, v6_loopback, inside);
     if (getpeername(theirs, (struct sockaddr *)&peer, &len) == 0) {
-      if (mapped > 0 && port_of(&peer) == mapped) return respond(notify_fd, req->id, 0);
+      if (mapped > 0 && sockaddr_port(&peer) == mapped) return respond(notify_fd, req->id, 0);
       return CONTINUE;
     }
     if (errno != ENOTCONN) return CONTINUE;
@@ -253,7 +252,7 @@ static enum verdict redirect(int notify_fd, const struct seccomp_notif *req, int
   /* a socket bound to a port of its own keeps it: the relay serves that one */
   struct sockaddr_storage local;
   len = sizeof local;
-  if (getsockname(theirs, (struct sockaddr *)&local, &len) == 0 && port_of(&local) != 0) return CONTINUE;
+  if (getsockname(theirs, (struct sockaddr *)&local, &len) == 0 && sockaddr_port(&local) != 0) return CONTINUE;
 
   int flags;
   if (fd_flags(req->pid, (int)req->data.args[0], &flags) < 0) return CONTINUE;
@@ -318,16 +317,16 @@ int answer_connect(int notify_fd, host_port_fn host_port) {
     memset(&to, 0, sizeof to);
     struct iovec local = {.iov_base = &to, .iov_len = to_len};
     struct iovec remote = {.iov_base = (void *)(uintptr_t)req.data.args[1], .iov_len = to_len};
-    /* a pid is only the caller's while its notification is pending: check after use */
     int v6_loopback;
     uint16_t inside;
-    /* the address first: most connects are not to a forwarded port, and cost no more */
+    /* the address first: most connects are not to a forwarded port, and cost no more; a
+       pid is only the caller's while its notification is pending: checked after use */
     if (syscall(SYS_process_vm_readv, req.pid, &local, 1UL, &remote, 1UL, 0UL) == (long)to_len &&
         (inside = loopback_port(&to, to_len, &v6_loopback)) != 0 && host_port(0, v6_loopback, inside) > 0 &&
         (pidfd = thread_pidfd(req.pid)) >= 0 &&
         still_waiting(notify_fd, req.id) &&
         (theirs = (int)syscall(SYS_pidfd_getfd, pidfd, (int)req.data.args[0], 0)) >= 0)
-      verdict = redirect(notify_fd, &req, theirs, &to, to_len, host_port);
+      verdict = redirect(notify_fd, &req, theirs, &to, to_len, inside, v6_loopback, host_port);
   }
   if (theirs >= 0) close(theirs);
   if (pidfd >= 0) close(pidfd);

@@ -470,10 +470,9 @@ static void control(int ctl) {
     struct sockaddr_storage local;
     socklen_t len = sizeof local;
     if (l && getsockname(fd, (struct sockaddr *)&local, &len) == 0) {
-      uint16_t inside = ntohs(local.ss_family == AF_INET ? ((struct sockaddr_in *)&local)->sin_port : ((struct sockaddr_in6 *)&local)->sin6_port);
       ino_t netns = socket_netns(fd);
       pthread_mutex_lock(&listeners_lock);
-      *l = (struct listener){LISTENER, 0, fd, message.host_port, local.ss_family, inside, netns, listeners};
+      *l = (struct listener){LISTENER, 0, fd, message.host_port, local.ss_family, sockaddr_port(&local), netns, listeners};
       listeners = l;
       pthread_mutex_unlock(&listeners_lock);
       fcntl(fd, F_SETFL, O_NONBLOCK);

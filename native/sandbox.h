@@ -116,6 +116,9 @@ int start_connects(int notify_fd, host_port_fn host_port);
 int answer_connect(int notify_fd, host_port_fn host_port);
 /* The inode of the network namespace of socket `fd`; 0 if it can't be told. */
 ino_t socket_netns(int fd);
+struct sockaddr_storage;
+/* The port of an IPv4 or IPv6 socket address; 0 for another family. */
+uint16_t sockaddr_port(const struct sockaddr_storage *a);
 
 /* The environment variable that tells a sandboxed process the forwarder's control fd. */
 #define FORWARDER_ENV "VITEST_POOL_ROOTLESS_FORWARDER"

@@ -24,14 +24,8 @@ export interface ViteServerView {
  */
 export function resetSetupFile(stateDir: string, nativeRunner: boolean, vite?: ViteServerView): string {
   if (nativeRunner) return fileURLToPath(new URL('../inside/reset-setup.js', import.meta.url))
-  // as Vite compares it: symlinks resolved
-  const file = join(realpathOrSelf(stateDir), 'reset-before-file.mjs')
-  if (!existsSync(file)) {
-    const hook = new URL('../inside/reset-hook.js', import.meta.url).href
-    writeFileSync(file, `import { resetBeforeFile } from ${JSON.stringify(hook)}\nresetBeforeFile()\n`)
-  }
-  if (vite) allowInVite(vite, file)
-  return file
+  const hook = new URL('../inside/reset-hook.js', import.meta.url).href
+  return generated(stateDir, 'reset-before-file.mjs', `import { resetBeforeFile } from ${JSON.stringify(hook)}\nresetBeforeFile()\n`, vite)
 }
 
 /**
@@ -42,12 +36,16 @@ export function resetSetupFile(stateDir: string, nativeRunner: boolean, vite?: V
  * and served by Vite the same way (so it works with the Vite module runner only).
  */
 export function resetRunnerFile(stateDir: string, distPath: string, vite?: ViteServerView): string {
-  const file = join(realpathOrSelf(stateDir), 'reset-runner.mjs')
-  if (!existsSync(file)) {
-    const vitest = pathToFileURL(join(distPath, 'index.js')).href
-    const hook = new URL('../inside/reset-runner.js', import.meta.url).href
-    writeFileSync(file, `import { TestRunner } from ${JSON.stringify(vitest)}\nimport { withSandboxReset } from ${JSON.stringify(hook)}\nexport default withSandboxReset(TestRunner)\n`)
-  }
+  const vitest = pathToFileURL(join(distPath, 'index.js')).href
+  const hook = new URL('../inside/reset-runner.js', import.meta.url).href
+  return generated(stateDir, 'reset-runner.mjs', `import { TestRunner } from ${JSON.stringify(vitest)}\nimport { withSandboxReset } from ${JSON.stringify(hook)}\nexport default withSandboxReset(TestRunner)\n`, vite)
+}
+
+/** `name` in the run's state dir, written once with `code`, and served by `vite`. */
+function generated(stateDir: string, name: string, code: string, vite?: ViteServerView): string {
+  // as Vite compares it: symlinks resolved
+  const file = join(realpathOrSelf(stateDir), name)
+  if (!existsSync(file)) writeFileSync(file, code)
   if (vite) allowInVite(vite, file)
   return file
 }
