@@ -10,7 +10,7 @@
 //                                   only some parts (setup, suites, vitest3, jest, network, loop), a longer start
 //                                   loop; partial runs print and don't write the results
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -41,15 +41,18 @@ function quantile(xs, q) {
 }
 
 // ---------------------------------------------------------------- 1. sandbox setup
-const warm = await createWarmUserNamespace(launcher, idMap)
+// as a pool runs them: the holder makes network namespaces ahead, handed out on a socket
+const stateDir = mkdtempSync(join(tmpdir(), 'vpr-bench-'))
+const warm = await createWarmUserNamespace(launcher, idMap, join(stateDir, 'networks'))
 const WARM_FD = 3
+const WARM = ['--userns-fd', String(WARM_FD), '--networks', warm.networks]
 const tmp = tmpdir()
 const setups = [
-  ['launcher, warm user namespace', [launcher, '--userns-fd', String(WARM_FD), '--tmpfs', tmp, '--', '/bin/true']],
+  ['launcher, warm user namespace', [launcher, ...WARM, '--tmpfs', tmp, '--', '/bin/true']],
   ['launcher, fresh namespaces', [launcher, ...idMapArgs(idMap), '--tmpfs', tmp, '--', '/bin/true']],
   ['bwrap (user+net+uts+ipc, one uid, tmpfs /tmp)', ['bwrap', '--unshare-user', '--unshare-net', '--unshare-uts', '--unshare-ipc', '--uid', '0', '--gid', '0', '--bind', '/', '/', '--tmpfs', tmp, '/bin/true']],
   // the pool's default adds a pid namespace with an init and its own /proc; compare like with like
-  ['launcher, warm + pid namespace (pool default)', [launcher, '--userns-fd', String(WARM_FD), '--tmpfs', tmp, '--pid-namespace', '--', '/bin/true']],
+  ['launcher, warm + pid namespace (pool default)', [launcher, ...WARM, '--tmpfs', tmp, '--pid-namespace', '--', '/bin/true']],
   ['bwrap + pid namespace and /proc', ['bwrap', '--unshare-user', '--unshare-net', '--unshare-uts', '--unshare-ipc', '--unshare-pid', '--uid', '0', '--gid', '0', '--bind', '/', '/', '--tmpfs', tmp, '--proc', '/proc', '/bin/true']],
   ['unshare -Umn --map-root-user --map-auto', ['unshare', '-Umn', '--map-root-user', '--map-auto', '/bin/true']],
   ['bare exec /bin/true', ['/bin/true']],
@@ -332,7 +335,7 @@ if (parts.has('network')) {
     results.notes.push('socat not installed (apt-get install socat): no user-space relay row for scale')
   }
   const runClient = (mode, what, amount) => {
-    const r = spawnSync(launcher, ['--userns-fd', String(WARM_FD), '--tmpfs', tmp, ...modes[mode], '--', process.execPath, '-e', NET_CLIENT, what, String(ports[mode]), String(amount)], {
+    const r = spawnSync(launcher, [...WARM, '--tmpfs', tmp, ...modes[mode], '--', process.execPath, '-e', NET_CLIENT, what, String(ports[mode]), String(amount)], {
       stdio: ['ignore', 'pipe', 'inherit', warm.fd],
       cwd: '/',
       encoding: 'utf8',
@@ -388,13 +391,14 @@ for (let block = 0; block < (parts.has('loop') ? loopRuns / 100 : 0); block++) {
   const times = []
   for (let i = 0; i < 100; i++) {
     const t = performance.now()
-    const r = spawnSync(launcher, ['--userns-fd', String(WARM_FD), '--tmpfs', tmp, '--pid-namespace', '--', '/bin/true'], { stdio: ['ignore', 'ignore', 'ignore', warm.fd], cwd: '/' })
+    const r = spawnSync(launcher, [...WARM, '--tmpfs', tmp, '--pid-namespace', '--', '/bin/true'], { stdio: ['ignore', 'ignore', 'ignore', warm.fd], cwd: '/' })
     times.push(performance.now() - t)
     if (r.status !== 0) failures++
   }
   perHundred.push(round(quantile(times, 0.95)))
 }
 warm.close()
+rmSync(stateDir, { recursive: true, force: true })
 await new Promise((r) => setTimeout(r, 500))
 results.loop = {
   starts: loopRuns,

@@ -465,10 +465,11 @@ static void enter_identity_user_namespace(int more, const char *what) {
  *
  * `inner_fd` >= 0 is that nested namespace, made and mapped once per run by the warm
  * holder: joining it costs a setns() instead of a helper process and two map writes.
- * Otherwise one is made here.
+ * Otherwise one is made here. `network_fd` >= 0 is a network namespace the holder made
+ * ahead in that namespace, lo up: joined instead of made. Returns 1 when it was.
  */
-static void lock_sandbox_mounts(const struct plan *p, int inner_fd) {
-  int flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (p->host_network ? 0 : CLONE_NEWNET);
+static int lock_sandbox_mounts(const struct plan *p, int inner_fd, int network_fd) {
+  int flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (p->host_network || network_fd >= 0 ? 0 : CLONE_NEWNET);
   if (inner_fd >= 0) {
     if (setns(inner_fd, CLONE_NEWUSER) < 0) die_step(STEP_SETNS, "can't join the warm nested user namespace (fd %d) that locks the mounts", inner_fd);
     close(inner_fd);
@@ -476,10 +477,18 @@ static void lock_sandbox_mounts(const struct plan *p, int inner_fd) {
   } else {
     enter_identity_user_namespace(flags, " that locks the mounts");
   }
+  int joined = 0;
+  if (network_fd >= 0) {
+    /* one the holder made ahead, lo up; if it can't be joined, one of our own after all */
+    joined = setns(network_fd, CLONE_NEWNET) == 0;
+    close(network_fd);
+    if (!joined && unshare(CLONE_NEWNET) < 0) die_step(STEP_UNSHARE, "can't create the network namespace");
+  }
   /* our ids are the same numbers again; take them explicitly, as in the outer namespace */
   if (setresgid(0, 0, 0) < 0) die_step(STEP_SETID, "can't become gid 0 in the nested namespace");
   if (setgroups(0, NULL) < 0 && errno != EPERM) die_step(STEP_SETID, "can't drop supplementary groups in the nested namespace");
   if (setresuid(0, 0, 0) < 0) die_step(STEP_SETID, "can't become uid 0 in the nested namespace");
+  return joined;
 }
 
 int main(int argc, char **argv) {
@@ -508,6 +517,13 @@ int main(int argc, char **argv) {
    * sethostname). Warm sandboxes of one run share both user namespaces, never a mount,
    * network, UTS, IPC or pid namespace.
    */
+  /*
+   * A network namespace the warm holder made ahead, taken first, while its socket in the
+   * run's state dir is in sight (a tmpfs may hide it later); joined when the mounts are
+   * locked. -1: none, and one is made there, as without the holder.
+   */
+  int network_fd = !p.hold && p.networks && !p.host_network ? take_network(p.networks) : -1;
+
   int inner_fd = -1;
   if (p.userns_fd >= 0) {
     /*
@@ -551,7 +567,11 @@ int main(int argc, char **argv) {
     enter_identity_user_namespace(0, " of the warm holder");
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(STEP_PDEATHSIG);
+    /* with --networks, it stays for the run, making network namespaces ahead (networks.c) */
+    int networks = p.networks ? listen_networks(p.networks) : -1;
+    if (p.networks && networks < 0) die_step(STEP_HOLD, "can't listen on %s", p.networks);
     if (write_all(1, "ready\n", 6) < 0) die_step(STEP_HOLD, "can't report readiness");
+    if (networks >= 0) serve_networks(networks);
     char sink[64];
     while (read_retry(0, sink, sizeof sink) > 0) {}
     _exit(0);
@@ -648,7 +668,7 @@ int main(int argc, char **argv) {
     if (forwarder < 0) die_step(STEP_FORWARD, "can't start the forwarder");
   }
 
-  lock_sandbox_mounts(&p, inner_fd);
+  int network_ready = lock_sandbox_mounts(&p, inner_fd, network_fd);
 
   /*
    * The writable layer, made in the locked namespace and so not locked itself: a reused
@@ -661,7 +681,7 @@ int main(int argc, char **argv) {
     die_step(STEP_HOSTNAME, "can't set hostname %s", p.hostname);
 
   /* a new network namespace starts with lo down: 127.0.0.1 would be unreachable */
-  if (!p.host_network && loopback_up() < 0) die_step(STEP_LOOPBACK, "can't bring up lo");
+  if (!p.host_network && !network_ready && loopback_up() < 0) die_step(STEP_LOOPBACK, "can't bring up lo");
 
   if (forwarder >= 0) {
     if (send_forwards(forwarder, p.forwards, p.n_forwards, 0) < 0) die_step(STEP_FORWARD, "can't listen on a forwarded port inside the sandbox");

@@ -41,10 +41,10 @@ void usage_error(const char *fmt, const char *arg) {
   snprintf(msg, sizeof msg, fmt, arg);
   errno = 0;
   die_step(STEP_USAGE, "%s (usage: launcher [--uid-map I:O:N]... [--gid-map I:O:N]... "
-                       "[--newuidmap PATH --newgidmap PATH] [--userns-fd FD] [--tmpfs PATH [--keep PATH]...]... "
+                       "[--newuidmap PATH --newgidmap PATH] [--userns-fd FD [--networks SOCKET]] [--tmpfs PATH [--keep PATH]...]... "
                        "[--tmpfs-size SIZE] [--hosts-file PATH] [--nsswitch-file PATH] [--hostname NAME] "
                        "[--forward INSIDE_PORT:HOST_PORT]... [--relay-only] [--host-network] "
-                       "[--new-session] [--pid-namespace] [--status-fd FD] -- CMD [ARGS...] | --hold | "
+                       "[--new-session] [--pid-namespace] [--status-fd FD] -- CMD [ARGS...] | --hold [--networks SOCKET] | "
                        "--reset [--tmpfs PATH [--keep PATH]...]... [--tmpfs-size SIZE] [--hostname NAME] "
                        "[--new-network] [--kill-others] [--unmount PATH]... [--forward INSIDE_PORT:HOST_PORT]...)",
            msg);
@@ -122,6 +122,7 @@ void parse_plan(int argc, char **argv, struct plan *p) {
     else if (strcmp(a, "--host-network") == 0) p->host_network = 1;
     else if (strcmp(a, "--new-session") == 0) p->new_session = 1;
     else if (strcmp(a, "--hold") == 0) p->hold = 1;
+    else if (strcmp(a, "--networks") == 0) { NEED_VALUE(); p->networks = v; }
     else if (strcmp(a, "--reset") == 0) p->reset = 1;
     else if (strcmp(a, "--new-network") == 0) p->new_network = 1;
     else if (strcmp(a, "--kill-others") == 0) p->kill_others = 1;
@@ -133,7 +134,7 @@ void parse_plan(int argc, char **argv, struct plan *p) {
 #undef PUSH
   }
   if (p->reset) {
-    if (i < argc || p->hold || p->userns_fd >= 0 || p->n_uid_map || p->n_gid_map || p->hosts_file || p->host_network || p->new_session || p->pid_namespace)
+    if (i < argc || p->hold || p->userns_fd >= 0 || p->n_uid_map || p->n_gid_map || p->hosts_file || p->host_network || p->new_session || p->pid_namespace || p->networks)
       usage_error("%s", "--reset takes only --tmpfs, --keep, --tmpfs-size, --hostname, --new-network, --kill-others, --unmount and --forward");
     return;
   }
@@ -147,6 +148,8 @@ void parse_plan(int argc, char **argv, struct plan *p) {
     return;
   }
   if (i >= argc) usage_error("%s", "missing '-- CMD'");
+  /* made ahead by the warm holder: they belong to the user namespace it hands out */
+  if (p->networks && p->userns_fd < 0) usage_error("%s", "--networks goes with --userns-fd (or --hold)");
   if ((p->newuidmap == NULL) != (p->newgidmap == NULL))
     usage_error("%s", "--newuidmap and --newgidmap go together");
   if (p->userns_fd < 0 && (p->n_uid_map == 0 || p->n_gid_map == 0))

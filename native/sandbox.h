@@ -58,6 +58,7 @@ struct plan {
   int host_network;
   int new_session;
   int hold;              /* create only the user namespace, report, wait for stdin EOF */
+  const char *networks;  /* --hold: serve network namespaces made ahead here; else take one */
   int pid_namespace;     /* run CMD as pid 2 under a small init in a new pid namespace */
   char **argv;
   /* --reset only */
@@ -119,6 +120,14 @@ ino_t socket_netns(int fd);
 struct sockaddr_storage;
 /* The port of an IPv4 or IPv6 socket address; 0 for another family. */
 uint16_t sockaddr_port(const struct sockaddr_storage *a);
+
+/* networks.c */
+/* The holder's socket for network namespaces made ahead; -1 with errno if it can't be made. */
+int listen_networks(const char *path);
+/* Makes network namespaces ahead and hands each out once, until stdin's EOF; never returns. */
+void serve_networks(int listener) __attribute__((noreturn));
+/* A network namespace made ahead, taken from the holder at `path`; -1 when there is none. */
+int take_network(const char *path);
 
 /* The environment variable that tells a sandboxed process the forwarder's control fd. */
 #define FORWARDER_ENV "VITEST_POOL_ROOTLESS_FORWARDER"

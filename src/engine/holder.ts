@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process'
 import { closeSync, openSync } from 'node:fs'
+import type { Socket } from 'node:net'
 import { SandboxError } from '../ns/errors.js'
 import type { IdMapPlan } from '../ns/idmap.js'
 import { idMapArgs } from '../ns/plan.js'
@@ -9,6 +10,8 @@ import { launcherStep } from '../ns/steps.js'
 export interface WarmUserNamespace {
   /** An fd of this process on `/proc/<holder>/ns/user`; pass it into each launcher. */
   readonly fd: number
+  /** The holder's socket for network namespaces made ahead (`--networks`), if it serves one. */
+  readonly networks?: string
   /** Releases the namespace (the kernel frees it when the last sandbox in it ends). */
   close(): void
 }
@@ -24,11 +27,17 @@ const READY = 'ready\n'
  * same ids that every sandbox of the run locks its mounts with, and says "ready"; we
  * open its `/proc/<pid>/ns/user` (the nested one: launchers find the mapped one as its
  * parent) while it provably still runs (it is our unreaped child, so its pid can't have
- * been reused) and then let it go. The fd alone keeps both namespaces alive, so no
- * holder process outlives this call, and none can be left behind.
+ * been reused). The fd alone keeps both namespaces alive.
+ *
+ * Without `networks`, the holder is let go at once: no holder process outlives this call.
+ * With it (a socket path in the run's private state dir), the holder stays until
+ * `close()`, making network namespaces ahead and handing each to one launcher that asks
+ * there (`--networks`): making one and bringing its lo up is the largest step of a
+ * sandbox's setup. It ends when its stdin does: at `close()`, or with this process
+ * (it also has PR_SET_PDEATHSIG), and it never holds the run open.
  */
-export async function createWarmUserNamespace(launcher: string, idMap: IdMapPlan): Promise<WarmUserNamespace> {
-  const holder = spawn(launcher, [...idMapArgs(idMap), '--hold'], { stdio: ['pipe', 'pipe', 'pipe'], cwd: '/' })
+export async function createWarmUserNamespace(launcher: string, idMap: IdMapPlan, networks?: string): Promise<WarmUserNamespace> {
+  const holder = spawn(launcher, [...idMapArgs(idMap), '--hold', ...(networks ? ['--networks', networks] : [])], { stdio: ['pipe', 'pipe', 'pipe'], cwd: '/' })
   let stderr = ''
   holder.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
   const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => holder.once('close', (c, s) => resolve([c, s])))
@@ -49,13 +58,22 @@ export async function createWarmUserNamespace(launcher: string, idMap: IdMapPlan
     }).finally(() => clearTimeout(timer))
     if (holder.exitCode !== null || holder.signalCode !== null) throw new Error('exited before its namespace was opened')
     const fd = openSync(`/proc/${holder.pid}/ns/user`, 'r')
-    holder.stdin.end()
-    await exited
+    if (networks) {
+      holder.unref()
+      for (const stream of [holder.stdin, holder.stdout, holder.stderr]) (stream as Socket).unref()
+    } else {
+      holder.stdin.end()
+      await exited
+    }
     let open = true
     return {
       fd,
+      ...(networks ? { networks } : {}),
       close() {
-        if (open) closeSync(fd)
+        if (open) {
+          closeSync(fd)
+          holder.stdin.end()
+        }
         open = false
       },
     }

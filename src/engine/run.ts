@@ -241,9 +241,9 @@ export class SandboxRun {
 const launcherDeps: RunDeps = {
   prepare: prepareSandbox,
   probe: probeSandbox,
-  createUserNamespace: (sandbox) => createWarmUserNamespace(sandbox.launcher, sandbox.idMap),
+  createUserNamespace: (sandbox) => createWarmUserNamespace(sandbox.launcher, sandbox.idMap, sandbox.networks),
   fork(sandbox, userns, spec, env) {
-    const args = sandbox.args({ needs: spec.needs, runnerPorts: spec.runnerPorts, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined, statusFd: STATUS_FD_INDEX })
+    const args = sandbox.args({ needs: spec.needs, runnerPorts: spec.runnerPorts, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined, networks: userns?.networks, statusFd: STATUS_FD_INDEX })
     const child = fork(spec.entrypoint, [], {
       execPath: sandbox.launcher,
       // fork() runs `execPath ...execArgv entrypoint`: the launcher's plan, then node

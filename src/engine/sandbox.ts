@@ -59,6 +59,9 @@ function isAlive(pid: number): boolean {
   }
 }
 
+/** sockaddr_un's sun_path: a Unix socket's path and its NUL. */
+const UNIX_PATH_MAX = 108
+
 /** A sandbox ready to start: the launcher and its flags, plus the state to clean up. */
 export interface PreparedSandbox {
   launcher: string
@@ -67,6 +70,12 @@ export interface PreparedSandbox {
   idMap: IdMapPlan
   /** Directory holding this run's generated files (the hosts file). */
   stateDir: string
+  /**
+   * Where the warm holder hands out network namespaces made ahead (a socket in the
+   * private state dir); undefined with the host's network, or where the path is too
+   * long for a Unix socket (each sandbox then makes its own).
+   */
+  networks?: string
   hostsFile: string
   /** What was written to `hostsFile`. */
   hosts: string
@@ -98,12 +107,14 @@ export function prepareSandbox(options: ResolvedSandboxOptions, facts: IdentityF
   writeFileSync(hostsFile, hosts, { mode: 0o644 })
   const nsswitchFile = options.network === 'isolated' ? writeNsswitch(state.name) : undefined
   const fixed = { options, idMap, hostsFile, nsswitchFile }
+  const networks = join(state.name, 'networks')
   let cleaned = false
   return {
     launcher,
     addon,
     idMap,
     stateDir: state.name,
+    ...(options.network === 'isolated' && Buffer.byteLength(networks) < UNIX_PATH_MAX ? { networks } : {}),
     hostsFile,
     hosts,
     plan: (extra = {}) => createSandboxPlan({ ...fixed, ...extra }),

@@ -241,15 +241,17 @@ describeSandbox('launcher: each failing step names itself', () => {
     ['hosts', 'mount:error=EACCES:when=2', "can't put a private copy of"],
     ['loopback', 'ioctl:error=EPERM', "can't bring up lo: Operation not permitted"],
     ['hostname', 'sethostname:error=EPERM', "can't set hostname box: Operation not permitted"],
-    ['session', 'setsid:error=EIO', "can't start a new session: Input/output error"],
+    // the reason is the C library's words for the errno: glibc's, or musl's (the launcher's when musl-gcc built it)
+    ['session', 'setsid:error=EIO', /can't start a new session: (Input\/output error|I\/O error)$/],
     ['pdeathsig', 'prctl:error=EINVAL', "can't set PR_SET_PDEATHSIG: Invalid argument"],
     ['setid', 'setresgid:error=EPERM', "can't become gid 0 in the sandbox: Operation not permitted"],
     // unshare in order: user+mount, the nested user+mount+net+uts+ipc that locks the mounts, pid
     ['pid-namespace', 'unshare:error=EINVAL:when=3', "can't create a pid namespace: Invalid argument"],
     ['unshare', 'unshare:error=ENOSPC:when=2', "can't create the nested user namespace that locks the mounts (limit in /proc/sys/user/max_user_namespaces): No space left on device"],
     ['unshare', 'unshare:error=EPERM:when=2', "can't create the nested user namespace that locks the mounts: Operation not permitted"],
-    ['map-helper', 'clone:error=EAGAIN:when=1', "can't start the id-map helper: Resource temporarily unavailable"],
-    ['map-helper', 'clone:error=EAGAIN:when=2', "can't start the id-map helper of the nested namespace that locks the mounts: Resource temporarily unavailable"],
+    // fork(2) is clone(2) in glibc, fork(2) itself in musl
+    ['map-helper', 'clone,fork:error=EAGAIN:when=1', "can't start the id-map helper: Resource temporarily unavailable"],
+    ['map-helper', 'clone,fork:error=EAGAIN:when=2', "can't start the id-map helper of the nested namespace that locks the mounts: Resource temporarily unavailable"],
     ['setid', 'setresuid:error=EPERM:when=2', "can't become uid 0 in the nested namespace: Operation not permitted"],
     // mounts in order: / rprivate, hosts scratch tmpfs, hosts bind, the tmpfs, the kept path,
     // the tmpfs made read-only; after the lock: the writable tmpfs, the kept path again
@@ -261,14 +263,14 @@ describeSandbox('launcher: each failing step names itself', () => {
     if (!findExecutable('strace')) throw new Error('strace is needed for this test: apt-get install strace')
     const hosts = join(dir, 'hosts-for-inject')
     writeFileSync(hosts, '127.0.0.1 localhost\n')
-    const syscall = inject.split(':')[0]!
+    const syscalls = inject.split(':')[0]!
     // strace follows only the launcher itself, so the pid namespace (whose steps after
     // the fork run in children) is on only for its own case
     const pidns = step === 'pid-namespace' ? ['--pid-namespace'] : []
     const kept = join(dir, 'kept')
     mkdirSync(kept, { recursive: true })
     const keep = step === 'keep' || step === 'tmpfs' ? ['--tmpfs', dir, '--keep', kept] : []
-    const result = spawnSync('strace', ['-qq', '-o', '/dev/null', '-e', `trace=${syscall}`, '-e', `inject=${inject}`, LAUNCHER, ...SELF, '--hosts-file', hosts, '--hostname', 'box', '--new-session', ...pidns, ...keep, '--', 'true'], { encoding: 'utf8', cwd: '/' })
+    const result = spawnSync('strace', ['-qq', '-o', '/dev/null', '-e', `trace=${syscalls}`, '-e', `inject=${inject}`, LAUNCHER, ...SELF, '--hosts-file', hosts, '--hostname', 'box', '--new-session', ...pidns, ...keep, '--', 'true'], { encoding: 'utf8', cwd: '/' })
     expectStepFailure(result, step, text)
   })
 

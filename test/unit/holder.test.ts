@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -21,6 +21,28 @@ describe('the warm user namespace holder', () => {
     const userns = await createWarmUserNamespace(fakeHolder("printf 'rea'; sleep 0.1; printf 'dy\\n'"), idMap)
     expect(userns.fd).toBeGreaterThan(2)
     userns.close()
+  })
+
+  it('with a networks socket, stays for the run and ends at close(); without one, is gone before it resolves', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vpr-holder-run-'))
+    // says what it was given, and when its stdin ended
+    const launcher = fakeHolder(`echo "$@" > ${dir}/args; printf 'ready\\n'; cat >/dev/null; echo ended > ${dir}/ended; exit 0`)
+    const ended = () => existsSync(join(dir, 'ended'))
+    const serving = await createWarmUserNamespace(launcher, idMap, join(dir, 'networks'))
+    expect(serving.networks).toBe(join(dir, 'networks'))
+    expect(readFileSync(join(dir, 'args'), 'utf8')).toMatch(/--hold --networks \S+\/networks\n$/)
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    expect(ended()).toBe(false)
+    serving.close()
+    for (let i = 0; i < 100 && !ended(); i++) await new Promise((resolve) => setTimeout(resolve, 20))
+    expect(ended()).toBe(true)
+
+    rmSync(join(dir, 'ended'))
+    const plain = await createWarmUserNamespace(launcher, idMap)
+    expect(plain.networks).toBeUndefined()
+    expect(readFileSync(join(dir, 'args'), 'utf8')).toMatch(/--hold\n$/)
+    expect(ended()).toBe(true)
+    plain.close()
   })
 
   it('refuses any other first output, with what it said', async () => {
