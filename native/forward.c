@@ -105,22 +105,7 @@ static int loopback_listener(int family, uint16_t port) {
 }
 
 static int send_control(int ctl, struct control message, int fd) {
-  struct iovec iov = {.iov_base = &message, .iov_len = sizeof message};
-  char buf[CMSG_SPACE(sizeof(int))];
-  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-  if (fd >= 0) {
-    memset(buf, 0, sizeof buf);
-    msg.msg_control = buf;
-    msg.msg_controllen = sizeof buf;
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  }
-  ssize_t n;
-  do n = sendmsg(ctl, &msg, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
-  return n < 0 ? -1 : 0;
+  return send_with_fd(ctl, &message, sizeof message, fd) < 0 ? -1 : 0;
 }
 
 /*
@@ -441,16 +426,11 @@ static void serve(struct connection *c) {
 
 static void control(int ctl) {
   struct control message;
-  char buf[CMSG_SPACE(sizeof(int))];
-  struct iovec iov = {.iov_base = &message, .iov_len = sizeof message};
-  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = buf, .msg_controllen = sizeof buf};
-  ssize_t n = recvmsg(ctl, &msg, MSG_CMSG_CLOEXEC);
+  int fd;
+  ssize_t n = recv_with_fd(ctl, &message, sizeof message, &fd);
   /* the launcher's process is gone (and with it the sandbox): so are we */
-  if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) _exit(0);
+  if (n == 0 || (n < 0 && errno != EAGAIN)) _exit(0);
   if (n != (ssize_t)sizeof message) return;
-  int fd = -1;
-  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-  if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(c), sizeof fd);
   if (message.op == 'Q') {
     char answer = allowed_port(message.host_port) && host_port_alive(message.host_port) ? '1' : '0';
     ssize_t sent;

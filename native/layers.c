@@ -41,6 +41,44 @@ ssize_t read_retry(int fd, void *buf, size_t len) {
   return n;
 }
 
+/* One message's control buffer for a single fd; the union aligns it for cmsghdr. */
+union one_fd {
+  struct cmsghdr h;
+  char buf[CMSG_SPACE(sizeof(int))];
+};
+
+ssize_t send_with_fd(int sock, const void *buf, size_t len, int fd) {
+  struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+  union one_fd control;
+  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+  if (fd >= 0) {
+    memset(&control, 0, sizeof control);
+    m.msg_control = control.buf;
+    m.msg_controllen = sizeof control.buf;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  }
+  ssize_t n;
+  do n = sendmsg(sock, &m, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
+  return n;
+}
+
+ssize_t recv_with_fd(int sock, void *buf, size_t len, int *fd) {
+  struct iovec iov = {.iov_base = buf, .iov_len = len};
+  union one_fd control;
+  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
+  ssize_t n;
+  do n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC); while (n < 0 && errno == EINTR);
+  *fd = -1;
+  struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&m) : NULL;
+  if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int)))
+    memcpy(fd, CMSG_DATA(c), sizeof *fd);
+  return n;
+}
+
 int write_file(const char *path, const char *content) {
   int fd = open(path, O_WRONLY | O_CLOEXEC);
   if (fd < 0) return -1;

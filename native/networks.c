@@ -61,23 +61,6 @@ static int make_network(int home) {
   return fd;
 }
 
-static void hand_out(int conn, int fd) {
-  char byte = 'n';
-  struct iovec iov = {&byte, 1};
-  union {
-    struct cmsghdr h;
-    char buf[CMSG_SPACE(sizeof(int))];
-  } control;
-  memset(&control, 0, sizeof control);
-  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
-  struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  while (sendmsg(conn, &m, MSG_NOSIGNAL) < 0 && errno == EINTR) {}
-}
-
 void serve_networks(int listener) {
   /* the holder's own namespace, to return to after making each one it hands out */
   if (unshare(CLONE_NEWNET) < 0) die_step(STEP_HOLD, "%s", "can't make the holder's own network namespace");
@@ -102,7 +85,7 @@ void serve_networks(int listener) {
       if (conn < 0) continue;
       /* none ready: closing without one says "make your own", never "wait" */
       if (n > 0) {
-        hand_out(conn, stock[--n]);
+        send_with_fd(conn, "n", 1, stock[--n]);
         close(stock[n]);
       }
       close(conn);
@@ -127,17 +110,10 @@ int take_network(const char *path) {
   int fd = -1;
   if (connect(s, (struct sockaddr *)&a, sizeof a) == 0) {
     char byte;
-    struct iovec iov = {&byte, 1};
-    union {
-      struct cmsghdr h;
-      char buf[CMSG_SPACE(sizeof(int))];
-    } control;
-    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
-    ssize_t got;
-    do got = recvmsg(s, &m, MSG_CMSG_CLOEXEC); while (got < 0 && errno == EINTR);
-    struct cmsghdr *c = got == 1 ? CMSG_FIRSTHDR(&m) : NULL;
-    if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int)))
-      memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    if (recv_with_fd(s, &byte, 1, &fd) != 1 && fd >= 0) {
+      close(fd);
+      fd = -1;
+    }
   }
   close(s);
   /* only a network namespace will do */

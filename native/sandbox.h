@@ -80,6 +80,10 @@ void parse_plan(int argc, char **argv, struct plan *p);
 /* layers.c */
 ssize_t write_all(int fd, const void *buf, size_t len);
 ssize_t read_retry(int fd, void *buf, size_t len);
+/* One message on a Unix socket, with `fd` (>= 0) passed along (SCM_RIGHTS); EINTR retried. */
+ssize_t send_with_fd(int sock, const void *buf, size_t len, int fd);
+/* One message, and in *fd the fd that came with it (close-on-exec), or -1; EINTR retried. */
+ssize_t recv_with_fd(int sock, void *buf, size_t len, int *fd);
 int write_file(const char *path, const char *content);
 int make_mountpoint(const char *path, int is_dir);
 int bind_fd(int fd, const char *target);
