@@ -3,7 +3,7 @@
  *
  *   launcher [OPTIONS] -- CMD [ARGS...]
  *
- * The TypeScript side (src/ns) validates options and decides every policy question;
+ * The TypeScript side (src/plan) validates options and decides every policy question;
  * this program only executes the plan it is handed, one step at a time, in one narrated
  * main(). It must stay single-threaded: unshare(CLONE_NEWUSER) and setns() into a user
  * namespace fail with EINVAL in a multithreaded process (user_namespaces(7)), which is

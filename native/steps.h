@@ -2,7 +2,7 @@
  * Exit statuses of the launcher, one per setup step. They sit in 230..252, far from
  * what a test process exits with (0..127 by convention, 128+N for "killed by signal N"
  * as reported by shells), so the pool can tell "the sandbox failed" from "the test
- * failed". src/ns/steps.ts holds the same table; a test keeps the two in line.
+ * failed". src/plan/steps.ts holds the same table; a test keeps the two in line.
  */
 #ifndef VPR_STEPS_H
 #define VPR_STEPS_H

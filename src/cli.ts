@@ -5,12 +5,12 @@
 import { accessSync, constants, realpathSync, statSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { RootlessEnvironmentError, RootlessOptionError, RootlessUsageError } from './ns/errors.js'
+import { RootlessEnvironmentError, RootlessOptionError, RootlessUsageError } from './plan/errors.js'
 import { packageVersion } from './engine/launcher-path.js'
-import { resolveTempDir, validateSandboxOptions, type ResolvedSandboxOptions } from './ns/options.js'
-import { cliInput, cliParseOptions, cliSpell, cliUsageLines } from './ns/option-specs.js'
-import { isInside } from './ns/paths.js'
-import { LAUNCHER_STEPS } from './ns/steps.js'
+import { resolveTempDir, validateSandboxOptions, type ResolvedSandboxOptions } from './plan/options.js'
+import { cliInput, cliParseOptions, cliSpell, cliUsageLines } from './plan/option-specs.js'
+import { isInside } from './plan/paths.js'
+import { LAUNCHER_STEPS } from './plan/steps.js'
 
 const EXEC_HELP = `  vitest-pool-rootless exec [OPTIONS] -- CMD [ARGS...]
       Run CMD as uid 0 in the same sandbox a test file gets: your own user, mount,
@@ -168,7 +168,7 @@ async function runExec(values: Values, command: string[]): Promise<Outcome> {
   const options = validateSandboxOptions(input, cliSpell)
   resolveTempDir() // even with --no-tmpfs: the engine keeps its state there
   for (const warning of options.warnings) process.stderr.write(`${warning}\n`)
-  const [{ spawn }, { prepareSandbox }, { scrubEnv }] = await Promise.all([import('node:child_process'), import('./engine/sandbox.js'), import('./ns/env.js')])
+  const [{ spawn }, { prepareSandbox }, { scrubEnv }] = await Promise.all([import('node:child_process'), import('./engine/sandbox.js'), import('./plan/env.js')])
   const sandbox = await prepareSandbox(options)
   if (sandbox.idMap.warning) process.stderr.write(`${sandbox.idMap.warning}\n`)
   try {

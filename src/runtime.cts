@@ -1,7 +1,7 @@
 // `vitest-pool-rootless/runtime`: what a test can ask about where it runs. CommonJS, so
 // Jest's require() and ES module imports (`import { sandboxed } from …`) both take it.
 
-/** Set to "1" by the engine in every sandboxed test process (src/ns/sandboxed-env.ts). */
+/** Set to "1" by the engine in every sandboxed test process (src/wire/wire.ts). */
 const SANDBOXED_ENV = 'VITEST_POOL_ROOTLESS_SANDBOXED'
 
 /**

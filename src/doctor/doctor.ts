@@ -1,7 +1,7 @@
 import { type Check, explainFailure, staticChecks } from './diagnose.js'
-import { validateSandboxOptions } from '../ns/options.js'
+import { validateSandboxOptions } from '../plan/options.js'
 import { prepareSandbox, runSandboxed } from '../engine/sandbox.js'
-import { launcherStep } from '../ns/steps.js'
+import { launcherStep } from '../plan/steps.js'
 import { createServer, type AddressInfo, type Server } from 'node:net'
 
 /** Runs inside the probe sandbox: everything a test file relies on, reported as JSON. */

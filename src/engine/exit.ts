@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process'
 import type { Readable } from 'node:stream'
-import { LAUNCHER_STEPS } from '../ns/steps.js'
+import { LAUNCHER_STEPS } from '../plan/steps.js'
 
 /** How a sandboxed process ended, and whether the sandbox or the command is to blame. */
 export interface ChildExit {

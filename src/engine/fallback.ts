@@ -1,4 +1,4 @@
-import { SandboxError } from '../ns/errors.js'
+import { SandboxError } from '../plan/errors.js'
 import { LauncherNotFoundError } from './launcher-path.js'
 import type { SandboxRun } from './run.js'
 

@@ -1,6 +1,6 @@
 import { lstatSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
-import type { IdMapLine } from '../ns/idmap.js'
+import type { IdMapLine } from '../plan/idmap.js'
 
 /** A path a test gave to an id only the sandbox maps. */
 export interface ForeignOwned {

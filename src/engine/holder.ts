@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process'
 import { closeSync, openSync } from 'node:fs'
 import type { Socket } from 'node:net'
-import { SandboxError } from '../ns/errors.js'
-import type { IdMapPlan } from '../ns/idmap.js'
-import { idMapArgs } from '../ns/plan.js'
-import { launcherStep } from '../ns/steps.js'
+import { SandboxError } from '../plan/errors.js'
+import type { IdMapPlan } from '../plan/idmap.js'
+import { idMapArgs } from '../plan/plan.js'
+import { launcherStep } from '../plan/steps.js'
 
 /** A mapped user namespace, held open by an fd, that launchers join with `--userns-fd`. */
 export interface WarmUserNamespace {

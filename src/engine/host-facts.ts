@@ -1,8 +1,8 @@
 import { accessSync, constants, readFileSync } from 'node:fs'
 import { userInfo } from 'node:os'
 import { delimiter, join } from 'node:path'
-import type { IdentityFacts, IdMapLine } from '../ns/idmap.js'
-import { parseSubidFile, usedSubidRanges, type SubidEntry } from '../ns/subid.js'
+import type { IdentityFacts, IdMapLine } from '../plan/idmap.js'
+import { parseSubidFile, usedSubidRanges, type SubidEntry } from '../plan/subid.js'
 
 /** Reads what the id-map decision needs from this machine. `root` prefixes /etc and /proc (tests). */
 export function readHostFacts(env: NodeJS.ProcessEnv = process.env, root = ''): IdentityFacts {

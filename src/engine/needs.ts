@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { basename, dirname, join, sep } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { realpathOrSelf } from '../ns/paths.js'
+import { realpathOrSelf } from '../plan/paths.js'
 
 /** This package's own directory (dist/engine/ is two levels down): sandboxed entries load from it. */
 export const OWN_PACKAGE = realpathOrSelf(fileURLToPath(new URL('../..', import.meta.url)))

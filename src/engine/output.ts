@@ -1,5 +1,5 @@
 import { Transform, type Writable } from 'node:stream'
-import { ONCE_PER_RUN_MARK } from '../ns/notices.js'
+import { ONCE_PER_RUN_MARK } from '../wire/wire.js'
 
 /** Notices already shown by some process of this run. */
 const said = new Set<string>()

@@ -3,12 +3,12 @@ import { readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSyn
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { dirSync as tmpDirSync, setGracefulCleanup } from 'tmp-promise'
-import { renderHostsFile, renderNsswitch } from '../ns/hosts.js'
+import { renderHostsFile, renderNsswitch } from '../plan/hosts.js'
 import { readHostFacts } from './host-facts.js'
-import { createIdMapPlan, type IdentityFacts, type IdMapPlan } from '../ns/idmap.js'
+import { createIdMapPlan, type IdentityFacts, type IdMapPlan } from '../plan/idmap.js'
 import { locateAddon, locateLauncher } from './launcher-path.js'
-import type { ResolvedSandboxOptions } from '../ns/options.js'
-import { createSandboxPlan, launcherArgs, type PlanInputs, type SandboxPlan } from '../ns/plan.js'
+import type { ResolvedSandboxOptions } from '../plan/options.js'
+import { createSandboxPlan, launcherArgs, type PlanInputs, type SandboxPlan } from '../plan/plan.js'
 
 const STATE_PREFIX = 'vitest-pool-rootless-'
 

@@ -1,7 +1,7 @@
 import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import type { Writable } from 'node:stream'
-import { WorkerExitError } from '../ns/errors.js'
+import { WorkerExitError } from '../plan/errors.js'
 import type { ChildExit } from './exit.js'
 import { pipeInto, unpipeFrom } from './output.js'
 import { exitOf } from './run.js'

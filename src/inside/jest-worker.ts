@@ -7,7 +7,7 @@
 // (SandboxReset): no process, mount, file in the temp dir or socket of an earlier file
 // is left when the next one starts, as if the process were new.
 import { createRequire } from 'node:module'
-import type { FromSandbox, RunMessage, SerializedError, SetupMessage, ToSandbox } from '../ns/jest-messages.js'
+import type { FromSandbox, RunMessage, SerializedError, SetupMessage, ToSandbox } from '../wire/wire.js'
 import { SandboxReset } from './sandbox-reset.js'
 
 type Worker = (data: unknown) => Promise<unknown>

@@ -12,8 +12,8 @@
 import dns from 'node:dns'
 import { syncBuiltinESMExports } from 'node:module'
 import net from 'node:net'
-import { ONCE_PER_RUN_MARK } from '../ns/notices.js'
-import { FORWARDED_PORTS_ENV } from '../ns/sandboxed-env.js'
+import { ONCE_PER_RUN_MARK } from '../wire/wire.js'
+import { FORWARDED_PORTS_ENV } from '../wire/wire.js'
 
 const forwarded = new Set((process.env[FORWARDED_PORTS_ENV] ?? '').split(',').filter(Boolean).map(Number))
 let noticed = false

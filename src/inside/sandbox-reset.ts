@@ -1,6 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { hostname } from 'node:os'
-import { RESET_ENV, type ResetPlan } from '../ns/reset-plan.js'
+import { RESET_ENV, type ResetPlan } from '../wire/wire.js'
 
 /** The addon's exports (native/addon.c). */
 interface ResetAddon {

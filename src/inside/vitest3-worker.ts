@@ -4,7 +4,7 @@
 // Vitest's own worker code (`worker.js`, what tinypool runs in Vitest 3's forks pool)
 // and answers `done`; under isolate: true it exits then, otherwise it waits for the next
 // file (whose sandbox the reset setup file rebuilds first).
-import { isOurs, marked, tinypoolState, type RunFileMessage } from '../ns/vitest3-messages.js'
+import { isOurs, marked, tinypoolState, type RunFileMessage } from '../wire/wire.js'
 
 interface WorkerModule {
   run(ctx: unknown): Promise<void>

@@ -8,7 +8,7 @@ import { sandboxNeeds } from '../engine/needs.js'
 import { crashOf, followChild } from '../engine/worker-process.js'
 import type { ChildExit } from '../engine/exit.js'
 import type { LaunchSpec, SandboxRun } from '../engine/run.js'
-import type { FromSandbox, RunMessage, SerializedError, SetupMessage } from '../ns/jest-messages.js'
+import type { FromSandbox, RunMessage, SerializedError, SetupMessage } from '../wire/wire.js'
 import { resolveTestWorker, testEventOf, workerColorEnv } from './jest-internals.js'
 import type { GlobalConfigView, ProjectConfigView, RunnerContextView, TestView, TestWatcherView } from './jest-types.js'
 

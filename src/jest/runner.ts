@@ -1,6 +1,6 @@
 import { openOrFallBack } from '../engine/fallback.js'
 import { runSettings, SandboxRun } from '../engine/run.js'
-import { validatePoolOptions, type PoolOnlyOptions, type ResolvedPoolOptions, type SandboxOptions } from '../ns/options.js'
+import { validatePoolOptions, type PoolOnlyOptions, type ResolvedPoolOptions, type SandboxOptions } from '../plan/options.js'
 import { loadDefaultRunner, resolveTestWorker, type JestRunnerInstance } from './jest-internals.js'
 import { runFiles } from './run-files.js'
 import type { GlobalConfigView, RunnerContextView, TestView, TestWatcherView } from './jest-types.js'

@@ -1,7 +1,7 @@
 import type { PoolRunnerInitializer, Vitest } from 'vitest/node'
 import { openOrFallBack } from '../engine/fallback.js'
 import { runSettings, SandboxRun } from '../engine/run.js'
-import { validatePoolOptions, type PoolOnlyOptions, type SandboxOptions } from '../ns/options.js'
+import { validatePoolOptions, type PoolOnlyOptions, type SandboxOptions } from '../plan/options.js'
 import { checkInspector } from './inspector.js'
 import { vitest3PoolModule } from './v3.js'
 import { installedVitestMajor } from './vitest-internals.js'

@@ -1,4 +1,4 @@
-import { RootlessOptionError } from '../ns/errors.js'
+import { RootlessOptionError } from '../plan/errors.js'
 
 const WAITING = /^--inspect-(brk|wait)(=|$)/
 const LISTENING = /^--inspect(-brk|-wait)?(=|$)/

@@ -1,7 +1,7 @@
 import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
-import { realpathOrSelf } from '../ns/paths.js'
+import { realpathOrSelf } from '../plan/paths.js'
 
 /** Loose view of a project's Vite dev server: only the field read here. */
 export interface ViteServerView {

@@ -1,6 +1,6 @@
 // Every reliance of the Vitest 3 adapter on something Vitest 3 does not document as
 // public API lives here (the sandbox's entry, src/inside/vitest3-worker.ts, speaks
-// tinypool's two, in ns/vitest3-messages); test/e2e/pool-v3.test.ts checks each
+// tinypool's two, in wire/wire.ts); test/e2e/pool-v3.test.ts checks each
 // against a real Vitest 3.2.
 // Mirrors Vitest 3.2 (packages/vitest/src/node/pools/forks.ts, pool.ts, runtime/worker.ts,
 // utils/config-helpers.ts) and the tinypool 1.x its forks pool runs on.

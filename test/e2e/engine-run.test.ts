@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, expect, it } from 'vitest'
 import { exitOf, SandboxRun } from '../../src/engine/run.js'
-import { validateSandboxOptions } from '../../src/ns/options.js'
+import { validateSandboxOptions } from '../../src/plan/options.js'
 import { describeSandbox, ROOT } from '../support/sandbox.js'
 
 // The engine on its own, with the real launcher: what a runner adapter gets from it.

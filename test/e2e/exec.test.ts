@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:net'
 import { homedir, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { isInside } from '../../src/ns/paths.js'
+import { isInside } from '../../src/plan/paths.js'
 import { CLI, LAUNCHER, ROOT, describeSandbox, exec, mountTable, subidRangesOf } from '../support/sandbox.js'
 
 const uid = process.geteuid!()

@@ -5,7 +5,7 @@ import { createServer, type AddressInfo, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { LAUNCHER_STEPS } from '../../src/ns/steps.js'
+import { LAUNCHER_STEPS } from '../../src/plan/steps.js'
 import { LAUNCHER, describeSandbox } from '../support/sandbox.js'
 
 const SELF = ['--uid-map', `0:${process.geteuid!()}:1`, '--gid-map', `0:${process.getegid!()}:1`]

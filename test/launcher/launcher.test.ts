@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { findExecutable } from '../../src/engine/host-facts.js'
-import { createSandboxPlan, launcherArgs } from '../../src/ns/plan.js'
-import { LAUNCHER_STEPS } from '../../src/ns/steps.js'
+import { createSandboxPlan, launcherArgs } from '../../src/plan/plan.js'
+import { LAUNCHER_STEPS } from '../../src/plan/steps.js'
 import { LAUNCHER, ROOT, describeSandbox, subidRangesOf } from '../support/sandbox.js'
 
 const uid = process.geteuid!()

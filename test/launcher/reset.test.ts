@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { locateAddon } from '../../src/engine/launcher-path.js'
-import { createResetPlan, type SandboxPlan } from '../../src/ns/plan.js'
-import { RESET_ENV } from '../../src/ns/reset-plan.js'
+import { createResetPlan, type SandboxPlan } from '../../src/plan/plan.js'
+import { RESET_ENV } from '../../src/wire/wire.js'
 import { LAUNCHER, ROOT, describeSandbox } from '../support/sandbox.js'
 
 // The in-process reset (native/addon.c through src/inside/sandbox-reset.ts), run where it

@@ -48,7 +48,7 @@ export function exec(flags: string[], command: string[], options: { cwd?: string
   })
 }
 
-/** The caller's ranges in a subid file, read independently of src/ns (owner by name or uid). */
+/** The caller's ranges in a subid file, read independently of src/plan (owner by name or uid). */
 export function subidRangesOf(file: string): Array<[number, number]> {
   let text = ''
   try {

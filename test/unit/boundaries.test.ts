@@ -23,7 +23,7 @@ const importsOf = (folders: string[]) =>
 
 describe('which side loads which runner', () => {
   it('only the Vitest adapter imports vitest (and only its types)', () => {
-    const vitest = importsOf(['engine', 'ns', 'inside', 'doctor', 'jest']).filter((line) => /: vitest(\/|$)/.test(line))
+    const vitest = importsOf(['engine', 'plan', 'wire', 'inside', 'doctor', 'jest']).filter((line) => /: vitest(\/|$)/.test(line))
     expect(vitest).toEqual([])
     for (const file of files(join(SRC, 'pool'))) {
       for (const match of readFileSync(file, 'utf8').matchAll(/^import (.*) from 'vitest(\/[^']*)?'/gm)) expect(match[1], file).toMatch(/^type /)
@@ -31,7 +31,7 @@ describe('which side loads which runner', () => {
   })
 
   it('nothing outside the Jest adapter names Jest, and the adapter imports no Jest package', () => {
-    const jest = importsOf(['engine', 'ns', 'inside', 'doctor', 'pool', 'jest']).filter((line) => /: (jest|@jest\/)/.test(line))
+    const jest = importsOf(['engine', 'plan', 'wire', 'inside', 'doctor', 'pool', 'jest']).filter((line) => /: (jest|@jest\/)/.test(line))
     expect(jest).toEqual([])
   })
 

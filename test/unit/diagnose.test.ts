@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { explainFailure, staticChecks, type Check } from '../../src/doctor/diagnose.js'
-import { createIdMapPlan } from '../../src/ns/idmap.js'
+import { createIdMapPlan } from '../../src/plan/idmap.js'
 
 const HEALTHY: Record<string, string> = {
   'proc/self/ns/user': '',

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { scrubEnv } from '../../src/ns/env.js'
+import { scrubEnv } from '../../src/plan/env.js'
 
 describe('scrubEnv', () => {
   const env = { PATH: '/bin', NPM_TOKEN: 'secret', AWS_KEY: 'k', AWS_SECRET: 's', AWSOME: 'keep' }

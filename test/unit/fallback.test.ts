@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { openOrFallBack } from '../../src/engine/fallback.js'
 import { LauncherNotFoundError } from '../../src/engine/launcher-path.js'
 import type { SandboxRun } from '../../src/engine/run.js'
-import { SandboxError } from '../../src/ns/errors.js'
+import { SandboxError } from '../../src/plan/errors.js'
 
 /** A run whose probe does what `probe` says. */
 function fakeRun(probe: () => void): () => SandboxRun {

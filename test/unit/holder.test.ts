@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { createWarmUserNamespace } from '../../src/engine/holder.js'
-import type { IdMapPlan } from '../../src/ns/idmap.js'
+import type { IdMapPlan } from '../../src/plan/idmap.js'
 
 const idMap: IdMapPlan = { uidMap: [{ inside: 0, outside: 0, count: 1 }], gidMap: [{ inside: 0, outside: 0, count: 1 }], helpers: null, mode: 'self' }
 

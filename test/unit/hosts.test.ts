@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { renderHostsFile, renderNsswitch } from '../../src/ns/hosts.js'
+import { renderHostsFile, renderNsswitch } from '../../src/plan/hosts.js'
 
 const HEADER = '# written by vitest-pool-rootless for this sandbox only'
 

@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest'
-import { createIdMapPlan } from '../../src/ns/idmap.js'
-import type { IdentityFacts } from '../../src/ns/idmap.js'
-import type { SubidEntry } from '../../src/ns/subid.js'
+import { createIdMapPlan } from '../../src/plan/idmap.js'
+import type { IdentityFacts } from '../../src/plan/idmap.js'
+import type { SubidEntry } from '../../src/plan/subid.js'
 
 const entry = (owner: string, start: number, count: number, line = 1): SubidEntry => ({ owner, start, count, line })
 

@@ -2,10 +2,10 @@ import { describe, it, expect, afterAll } from 'vitest'
 import { mkdtempSync, mkdirSync, writeFileSync, rmSync, symlinkSync, realpathSync } from 'node:fs'
 import { homedir, tmpdir } from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
-import { validateSandboxOptions, validatePoolOptions, SANDBOX_OPTION_KEYS, POOL_OPTION_KEYS, resolveTempDir } from '../../src/ns/options.js'
-import { OPTION_SPECS, SANDBOX_SPECS, CLI_OPTION_KEYS, cliInput, cliParseOptions, cliSpell as tableSpell, cliUsageLines } from '../../src/ns/option-specs.js'
-import { RootlessEnvironmentError, RootlessOptionError, RootlessUsageError, describe as describeValue } from '../../src/ns/errors.js'
-import { isInside } from '../../src/ns/paths.js'
+import { validateSandboxOptions, validatePoolOptions, SANDBOX_OPTION_KEYS, POOL_OPTION_KEYS, resolveTempDir } from '../../src/plan/options.js'
+import { OPTION_SPECS, SANDBOX_SPECS, CLI_OPTION_KEYS, cliInput, cliParseOptions, cliSpell as tableSpell, cliUsageLines } from '../../src/plan/option-specs.js'
+import { RootlessEnvironmentError, RootlessOptionError, RootlessUsageError, describe as describeValue } from '../../src/plan/errors.js'
+import { isInside } from '../../src/plan/paths.js'
 
 const temp = realpathSync(tmpdir())
 const nodeDir = dirname(realpathSync(process.execPath))

@@ -1,7 +1,7 @@
 import { PassThrough, Writable } from 'node:stream'
 import { describe, expect, it } from 'vitest'
 import { dropRepeatedNotices, pipeInto, unpipeFrom } from '../../src/engine/output.js'
-import { ONCE_PER_RUN_MARK } from '../../src/ns/notices.js'
+import { ONCE_PER_RUN_MARK } from '../../src/wire/wire.js'
 
 const notice = (name: string) => `vitest-pool-rootless: "${name}" ${ONCE_PER_RUN_MARK}: only the sandbox's hosts file is read. Said once per run.\n`
 

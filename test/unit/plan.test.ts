@@ -1,9 +1,9 @@
 import { describe, it, expect } from 'vitest'
-import { createResetPlan, createSandboxPlan, idMapArgs, launcherArgs, mountPlan } from '../../src/ns/plan.js'
-import type { PlanInputs, SandboxPlan } from '../../src/ns/plan.js'
-import { createIdMapPlan } from '../../src/ns/idmap.js'
-import type { IdMapPlan } from '../../src/ns/idmap.js'
-import type { ResolvedSandboxOptions } from '../../src/ns/options.js'
+import { createResetPlan, createSandboxPlan, idMapArgs, launcherArgs, mountPlan } from '../../src/plan/plan.js'
+import type { PlanInputs, SandboxPlan } from '../../src/plan/plan.js'
+import { createIdMapPlan } from '../../src/plan/idmap.js'
+import type { IdMapPlan } from '../../src/plan/idmap.js'
+import type { ResolvedSandboxOptions } from '../../src/plan/options.js'
 
 function options(overrides: Partial<ResolvedSandboxOptions> = {}): ResolvedSandboxOptions {
   const defaults: ResolvedSandboxOptions = { hosts: new Map(), hostsFile: undefined, hostsBase: undefined, hostname: undefined, tmpfs: [], tmpfsSize: undefined, keep: [], subids: 'auto', network: 'isolated', hostPorts: [], pidNamespace: false, dropEnv: [], warnings: [] }

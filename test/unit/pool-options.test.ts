@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest'
-import { RootlessOptionError } from '../../src/ns/errors.js'
+import { RootlessOptionError } from '../../src/plan/errors.js'
 import { rootless, type RootlessPool } from '../../src/pool/index.js'
 
 /** The pool runner `rootless()` gives on a machine that can build the sandbox. */

@@ -5,8 +5,8 @@ import { describe, expect, it, vi } from 'vitest'
 import type { WarmUserNamespace } from '../../src/engine/holder.js'
 import { SandboxRun, type LaunchSpec, type RunDeps } from '../../src/engine/run.js'
 import type { PreparedSandbox } from '../../src/engine/sandbox.js'
-import { SandboxError } from '../../src/ns/errors.js'
-import { validateSandboxOptions } from '../../src/ns/options.js'
+import { SandboxError } from '../../src/plan/errors.js'
+import { validateSandboxOptions } from '../../src/plan/options.js'
 
 /** A stand-in for a launched process: what SandboxRun and SparePool look at. */
 function fakeChild(): ChildProcess {

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { SANDBOXED_ENV } from '../../src/ns/sandboxed-env.js'
+import { SANDBOXED_ENV } from '../../src/wire/wire.js'
 import { ROOT } from '../support/sandbox.js'
 
 const require = createRequire(import.meta.url)

@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { LAUNCHER_STEPS, launcherStep } from '../../src/ns/steps.js'
+import { LAUNCHER_STEPS, launcherStep } from '../../src/plan/steps.js'
 
 const header = readFileSync(fileURLToPath(new URL('../../native/steps.h', import.meta.url)), 'utf8')
 
@@ -16,7 +16,7 @@ for (const m of header.matchAll(/case\s+(STEP_[A-Z0-9_]+)\s*:\s*return\s+"([^"]*
   names.set(m[1]!, m[2]!)
 }
 
-describe('launcher steps: native/steps.h vs src/ns/steps.ts', () => {
+describe('launcher steps: native/steps.h vs src/plan/steps.ts', () => {
   it('finds the enum and the switch in steps.h', () => {
     expect(codes.size).toBeGreaterThan(0)
     expect(names.size).toBeGreaterThan(0)

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest'
-import { parseSubidFile, findSubidRanges, freeSubidRange, SubidFileError, usedSubidRanges } from '../../src/ns/subid.js'
-import type { SubidEntry } from '../../src/ns/subid.js'
+import { parseSubidFile, findSubidRanges, freeSubidRange, SubidFileError, usedSubidRanges } from '../../src/plan/subid.js'
+import type { SubidEntry } from '../../src/plan/subid.js'
 
 /** Runs fn, expects a SubidFileError, returns it for further assertions. */
 function catchSubidError(fn: () => unknown): SubidFileError {

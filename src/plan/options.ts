@@ -7,7 +7,7 @@ export { resolveTempDir } from './option-specs.js'
 
 /**
  * Sandbox options shared by `rootless()` and `vitest-pool-rootless exec`. Every key here
- * has exactly one entry in the option table (`src/ns/option-specs.ts`): the table's type
+ * has exactly one entry in the option table (`src/plan/option-specs.ts`): the table's type
  * makes a key in one and not the other a compile error.
  */
 export interface SandboxOptions {

@@ -2,7 +2,7 @@ import type { IdMapLine, IdMapPlan } from './idmap.js'
 import { isInside } from './paths.js'
 import type { ResolvedSandboxOptions } from './options.js'
 import type { PortForward } from './option-specs.js'
-import type { ResetPlan } from './reset-plan.js'
+import type { ResetPlan } from '../wire/wire.js'
 
 /** One private tmpfs and the paths under it that are bound back (outermost only, sorted). */
 export interface MountPlan {
