@@ -28,6 +28,11 @@ import { fileURLToPath } from 'node:url'
 const root = resolve(fileURLToPath(new URL('..', import.meta.url)))
 const flags = ['-O2', '-std=c11', '-Wall', '-Wextra', '-Werror=shadow', '-Wmissing-prototypes', '-Werror=implicit-function-declaration']
 const source = (...files) => files.map((file) => join(root, 'native', file))
+// What each program is made of. The files the addon shares with the launcher run the same
+// steps in a worker's own process: the op loop (ops.c) and what a reset's ops call.
+const SHARED_SOURCES = ['plan.c', 'ops.c', 'fail.c', 'fdpass.c', 'mounts.c', 'loopback.c', 'reset.c', 'forward.c', 'connect.c']
+const LAUNCHER_SOURCES = ['launcher.c', 'userns.c', 'pidns.c', 'networks.c', 'relay.c', 'control.c', ...SHARED_SOURCES]
+const ADDON_SOURCES = ['addon.c', ...SHARED_SOURCES]
 const requireStatic = process.env.VITEST_POOL_ROOTLESS_STATIC === 'require'
 const requireTargets = process.env.VITEST_POOL_ROOTLESS_TARGETS === 'require'
 
@@ -58,7 +63,7 @@ const targets = outDir
 for (const target of targets) {
   if (target.cross && !requireTargets && !found(target.cc)) continue
   mkdirSync(target.out, { recursive: true })
-  const launcher = source('launcher.c', 'plan.c', 'layers.c', 'forward.c', 'connect.c', 'networks.c')
+  const launcher = source(...LAUNCHER_SOURCES)
   // Static when the C library allows it: no dynamic loader at each sandbox start, and one
   // binary for every glibc/musl version of the platform. Dynamic otherwise. The addon is
   // loaded into node, so it uses node's C library.
@@ -74,7 +79,7 @@ for (const target of targets) {
     }
     build(target, 'launcher', [...flags, '-static'], [...flags], launcher)
   }
-  build(target, 'rootless.node', [...flags, '-shared', '-fPIC', '-DROOTLESS_ADDON'], null, source('addon.c', 'plan.c', 'layers.c', 'forward.c', 'connect.c'))
+  build(target, 'rootless.node', [...flags, '-shared', '-fPIC', '-DROOTLESS_ADDON'], null, source(...ADDON_SOURCES))
 }
 
 function found(cc) {
