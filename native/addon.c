@@ -150,6 +150,8 @@ static int run_reset(int argc, char **argv) {
   /* a step that failed before the network's: the namespace made ahead waits for the next reset */
   if (r.network_fd >= 0) prepared = r.network_fd;
   else if (rc == 0 && p.new_network) start_preparing();
+  /* best effort: where the kernel can't, a module's server is out of the next file's reach */
+  if (rc == 0 && p.new_network) reach_earlier_networks();
   return rc;
 }
 

@@ -96,8 +96,10 @@ static int forward(struct plan *p, struct run *r, const struct op *op) {
    * connects the ones to forwarded ports straight to the host (connect.c). Only with a
    * pid namespace: a connect(2) that finds the forwarder gone fails (ENOSYS), and only
    * there does nothing of the sandbox outlive it; without one, the relay serves them all.
+   * A worker that resets in place needs the one seccomp listener a process may have for
+   * its own earlier networks (earlier-networks.c): the relay serves it too.
    */
-  if (p->pid_namespace && !p->relay_only) send_connect_listener(r->forwarder);
+  if (p->pid_namespace && !p->relay_only && !getenv(RESET_ENV)) send_connect_listener(r->forwarder);
   /*
    * Only a worker that resets its sandbox in place gets the control socket (its new
    * network's listeners go through it), and that worker's addon makes it close-on-exec
@@ -116,6 +118,10 @@ static int new_network(struct run *r) {
   /* one made ahead (on the addon's thread) costs only a setns(2); used up either way */
   int made = r->network_fd;
   r->network_fd = -1;
+#ifdef ROOTLESS_ADDON
+  /* after the processes are stopped: what still listens here is the worker's own */
+  remember_network();
+#endif
   if (made >= 0) {
     int entered = setns(made, CLONE_NEWNET) == 0;
     close(made);

@@ -182,8 +182,15 @@ int loopback_up(void);
 
 /* reset.c */
 int in_initial_user_namespace(void);
-/* SIGKILLs every process of the pid namespace but init and us, and waits; records its failure. */
+/* SIGKILLs what an earlier file let go in the pid namespace (not init, us or our session's children) and waits; records its failure. */
 int kill_others(void);
+
+/* earlier-networks.c, the addon's alone: module servers of a reused worker stay reachable */
+/* Before a reset leaves this thread's network namespace: kept if anything listens in it. */
+void remember_network(void);
+/* Once a kept network exists: the worker's connects to a port nobody listens on in its
+   own network reach the earlier one's listener; -1 with errno where they can't. */
+int reach_earlier_networks(void);
 
 /* forward.c: the sandbox's side of the forwarder */
 /*

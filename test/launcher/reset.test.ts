@@ -119,6 +119,62 @@ describeSandbox('a reused worker\'s sandbox, reset in place between files', () =
     expect(readdirSync(dir).sort()).toEqual(['host-only', 'kept'])
   })
 
+  it("keeps the worker's own children (its session's), stops what left the session or was orphaned", () => {
+    const dir = join(base, 'children')
+    mkdirSync(dir, { recursive: true })
+    const r = worker([], `
+      const sandbox = SandboxReset.fromEnv()
+      const live = (pid) => { try { return !/^\\d+ \\(.*\\) [ZX] /.test(fs.readFileSync('/proc/' + pid + '/stat', 'utf8')) } catch { return false } }
+      // a pool's child, kept between files; and its own child, still in the session
+      const pooled = spawn('sh', ['-c', 'sleep 300 & wait'], { stdio: 'ignore' })
+      const detached = spawn('sleep', ['301'], { detached: true, stdio: 'ignore' })
+      // a shell that starts a sleep in the background and exits: the sleep is init's now
+      const orphan = Number(sh('sleep 302 </dev/null >/dev/null 2>&1 & echo $!').stdout.trim())
+      await new Promise((r) => setTimeout(r, 100))
+      const grandchild = Number(sh('pgrep -P ' + pooled.pid).stdout.trim())
+      const before = [pooled.pid, grandchild, detached.pid, orphan].map(live)
+      sandbox.reset()
+      console.log(JSON.stringify({ before, after: [pooled.pid, grandchild, detached.pid, orphan].map(live) }))
+      pooled.kill('SIGKILL')
+      process.exit(0)
+    `, [], dir)
+    expect(r.stderr).toBe('')
+    expect(JSON.parse(r.stdout)).toEqual({ before: [true, true, true, true], after: [true, true, false, false] })
+  })
+
+  it("keeps a module's server reachable from later files, on a port each file may still listen on itself", () => {
+    const dir = join(base, 'module-server')
+    mkdirSync(dir, { recursive: true })
+    const r = worker([], `
+      const sandbox = SandboxReset.fromEnv()
+      const serve = (port, name) => new Promise((r) => { const s = net.createServer((c) => c.end(name)).listen(port, '127.0.0.1', () => r(s)) })
+      const read = (port, host = '127.0.0.1') => new Promise((resolve) => {
+        let got = ''
+        net.connect(port, host).on('data', (d) => (got += d)).on('end', () => resolve(got)).on('error', (e) => resolve(e.code))
+      })
+      // the first file imports a helper that serves on 4567, and leaves a server on 3000
+      await serve(4567, 'module')
+      ;(await serve(3000, 'left')).unref()
+      const files = []
+      for (let file = 2; file <= 3; file++) {
+        sandbox.reset()
+        const seen = { module: await read(4567), left: await read(3000), nobody: await read(4568) }
+        // the port the first file left taken is this file's to listen on
+        const own = await serve(3000, 'own ' + file)
+        seen.own = await read(3000)
+        own.close()
+        files.push(seen)
+      }
+      console.log(JSON.stringify(files))
+      process.exit(0)
+    `, [], dir)
+    expect(r.stderr).toBe('')
+    expect(JSON.parse(r.stdout)).toEqual([
+      { module: 'module', left: 'left', nobody: 'ECONNREFUSED', own: 'own 2' },
+      { module: 'module', left: 'left', nobody: 'ECONNREFUSED', own: 'own 3' },
+    ])
+  })
+
   it('enters a network namespace made ahead on a thread, a new one for every file, with lo up', () => {
     const dir = join(base, 'made-ahead')
     mkdirSync(dir, { recursive: true })
@@ -160,7 +216,7 @@ describeSandbox('a reused worker\'s sandbox, reset in place between files', () =
     expect(r.stdout.trim()).toBe('still running')
   })
 
-  it('forwards the same ports into the fresh network, straight to the host, refusing those the host stopped serving', async () => {
+  it('forwards the same ports into the fresh network through the relay, refusing those the host stopped serving', async () => {
     const dir = join(base, 'forwards')
     const kept = join(dir, 'kept')
     mkdirSync(kept, { recursive: true })
@@ -183,11 +239,12 @@ describeSandbox('a reused worker\'s sandbox, reset in place between files', () =
       const [stays, stops] = (await new Promise<string>((resolve) => servers.stdout!.once('data', (d) => resolve(String(d))))).trim().split(' ').map(Number)
       const r = worker([], `
         const sandbox = SandboxReset.fromEnv()
-        // 'direct': the host server saw the client's own port (no relay between them)
+        // 'relayed': the host server saw another port than the client's own -- a reused
+        // worker's one seccomp listener is its own (earlier-networks.c), not the forwarder's
         const read = (port) => new Promise((resolve) => {
           const s = net.connect(port, '127.0.0.1'); let got = '', from
           s.once('connect', () => (from = s.localPort))
-          s.on('data', (d) => (got += d)).on('end', () => resolve(got === 'up ' + from ? 'direct' : got)).on('error', (e) => resolve(e.code))
+          s.on('data', (d) => (got += d)).on('end', () => resolve(got === 'up ' + from ? 'direct' : /^up \\d+$/.test(got) ? 'relayed' : got)).on('error', (e) => resolve(e.code))
         })
         const first = [await read(7001), await read(7002)]
         fs.writeFileSync('${kept}/stop', '')
@@ -196,7 +253,7 @@ describeSandbox('a reused worker\'s sandbox, reset in place between files', () =
         console.log(JSON.stringify({ first, second: [await read(7001), await read(7002)] }))
       `, [kept], dir, { forwards: [{ inside: 7001, host: stays! }, { inside: 7002, host: stops! }] })
       expect(r.stderr).toBe('')
-      expect(JSON.parse(r.stdout)).toEqual({ first: ['direct', 'direct'], second: ['direct', 'ECONNREFUSED'] })
+      expect(JSON.parse(r.stdout)).toEqual({ first: ['relayed', 'relayed'], second: ['relayed', 'ECONNREFUSED'] })
     } finally {
       servers.kill()
     }
