@@ -18,9 +18,11 @@ interface MountEntry {
 /**
  * A reused worker's way back to a fresh sandbox before each test file after the first:
  * what the launcher built for the first file, rebuilt in place by the same C code (the
- * addon, `--reset`) -- no process an earlier file left, no mount it made, an empty
- * writable tmpfs over each target's locked floor with the kept paths bound again, a
- * fresh network namespace with lo up, the hostname and /etc/hosts as they were.
+ * addon, `--reset`) -- no process an earlier file let go (detached, daemons, orphans;
+ * the worker's own children in its session stay), no mount it made, an empty writable
+ * tmpfs over each target's locked floor with the kept paths bound again, a fresh network
+ * namespace with lo up (the worker's listeners in earlier ones stay reachable:
+ * native/earlier-networks.c), the hostname and /etc/hosts as they were.
  *
  * Made when the worker's first file starts: the addon is loaded then, while nothing a
  * test did can hide it, and the mounts that exist then are the sandbox's own.

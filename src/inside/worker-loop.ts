@@ -3,8 +3,9 @@
 // greets it with `setup` and sends one `run` per test file (src/wire/wire.ts). It hands
 // each file to the runner's inside driver -- which runs it with that runner's own worker
 // code -- and answers `done`. Before each file after the first it rebuilds its sandbox
-// in place (SandboxReset): no process, mount, temp file or socket of an earlier file is
-// left when the next one starts, as if the process were new.
+// in place (SandboxReset): no process an earlier file let go, no mount or temp file of
+// it, a fresh network -- while what the process holds (its modules, its children, its
+// listeners) stays, as Jest's own workers keep it.
 import { isWireMessage, marked, serializeError, type AnswerMessage, type LoopDriver, type RunMessage, type SetupMessage } from '../wire/wire.js'
 import { SandboxReset } from './sandbox-reset.js'
 

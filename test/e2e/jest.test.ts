@@ -67,6 +67,22 @@ for (const major of [30, 29] as const) {
       })
     })
 
+    it("keeps a helper's server and its pool of child processes between the files of a worker, as Jest's own runner does", async () => {
+      const before = snapshotLeftovers(consumer)
+      for (const runner of ['default', 'rootless']) {
+        const root = copyFixture(consumer, 'jest-module-state')
+        const run = await runJest(consumer, root, { env: runner === 'default' ? { E2E_RUNNER: 'default' } : {} })
+        expect(run.output, runner).toMatch(/Tests:\s+6 passed, 6 total/)
+        expect(run.output, runner).not.toMatch(/exited unexpectedly|SIGKILL/)
+        expect(run.code, run.output).toBe(0)
+        // the same two children served the three files
+        const children = [...run.output.matchAll(/pool children: (\d+ \d+)/g)].map((m) => m[1])
+        expect(children, runner).toHaveLength(3)
+        expect(new Set(children).size, runner).toBe(1)
+      }
+      await expectNoLeftovers(before, consumer)
+    })
+
     it("lets 10 files bind port 3000 at the same time, where Jest's own runner collides", async () => {
       const root = copyFixture(consumer, 'jest-same-port')
       const control = await runJest(consumer, root, { env: { E2E_RUNNER: 'default' } })

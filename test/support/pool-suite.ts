@@ -99,6 +99,22 @@ export function definePoolSuite(major: 3 | 4 | 5): void {
       await expectNoLeftovers(before, consumer)
     })
 
+    it("keeps a module's server and its pool of child processes between files under isolate: false, as forks does", async () => {
+      const before = snapshotLeftovers(consumer)
+      for (const pool of ['forks', 'rootless']) {
+        const root = copyFixture(consumer, 'module-state')
+        const run = await runVitest(consumer, root, { env: pool === 'forks' ? { E2E_POOL: 'forks' } : {} })
+        expect(run.output, pool).toMatch(/Test Files\s+3 passed \(3\)/)
+        expect(run.output, pool).not.toMatch(/Unhandled|exited unexpectedly/)
+        expect(run.code, run.output).toBe(0)
+        // the same two children served the three files
+        const children = [...run.output.matchAll(/pool children: (\d+ \d+)/g)].map((m) => m[1])
+        expect(children, pool).toHaveLength(3)
+        expect(new Set(children).size, pool).toBe(1)
+      }
+      await expectNoLeftovers(before, consumer)
+    })
+
     describe('isolate: false resets before every file, however Vitest loads it', () => {
       type Found = { name: string; port: string; tmp: string[]; runner: string }
       /** What each file found at its top, in the order they were collected. */
