@@ -1,5 +1,6 @@
 import { SandboxError } from '../plan/errors.js'
 import { validatePoolOptions, type ResolvedPoolOptions } from '../plan/options.js'
+import type { LeaksMode } from './leak-report.js'
 import { LauncherNotFoundError } from './launcher-path.js'
 import { runSettings, SandboxRun } from './run.js'
 
@@ -8,6 +9,8 @@ export interface OpenedRun {
   run: SandboxRun
   /** Booted spare workers wanted (`warm`); unset: the default for the worker count. */
   warm: number | undefined
+  /** What to do with what a test file left running (`leaks`). */
+  leaks: LeaksMode
 }
 
 /**
@@ -21,11 +24,11 @@ export interface OpenedRun {
 export function openRun(input: unknown, say: (message: string) => void, check?: (options: ResolvedPoolOptions) => void): OpenedRun | undefined {
   const options = validatePoolOptions(input)
   check?.(options)
-  const { warm, fallback, runnerPorts, ...sandbox } = options
+  const { warm, fallback, runnerPorts, leaks, ...sandbox } = options
   const run = openOrFallBack(() => new SandboxRun(sandbox, runSettings(runnerPorts)), fallback, say)
   if (!run) return undefined
   for (const warning of sandbox.warnings) say(warning)
-  return { run, warm }
+  return { run, warm, leaks }
 }
 
 /**

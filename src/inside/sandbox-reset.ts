@@ -81,7 +81,7 @@ export class SandboxReset {
 }
 
 /** This process's mounts, in mountinfo order; paths unescaped (`\040` is a space). */
-function readMounts(): MountEntry[] {
+export function readMounts(): MountEntry[] {
   return readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
     .filter(Boolean)

@@ -7,6 +7,7 @@
 // it, a fresh network -- while what the process holds (its modules, its children, its
 // listeners) stays, as Jest's own workers keep it.
 import { isWireMessage, marked, serializeError, type AnswerMessage, type LoopDriver, type RunMessage, type SetupMessage } from '../wire/wire.js'
+import { LeakWatch } from './leak-watch.js'
 import { SandboxReset } from './sandbox-reset.js'
 
 /** The runner's half inside the sandbox: sets itself up once, then runs one file at a time. */
@@ -23,6 +24,7 @@ const drivers: Record<LoopDriver, () => Promise<{ driver: InsideDriver }>> = {
 
 let ready: Promise<InsideDriver> | undefined
 let reset: SandboxReset | undefined
+let leaks: LeakWatch | undefined
 let files = 0
 // one file at a time, in the order they come
 let queue = Promise.resolve()
@@ -43,20 +45,27 @@ process.on('disconnect', () => process.exit(0))
 async function setUp(message: SetupMessage): Promise<InsideDriver> {
   // before any test runs: the sandbox as the launcher built it is the one to return to
   reset = SandboxReset.fromEnv()
+  leaks = LeakWatch.fromEnv(reset !== undefined)
   const { driver } = await drivers[message.driver]()
   await driver.setup(message.data)
   return driver
 }
 
 function run(message: RunMessage): Promise<void> {
-  const answer = (reply: Pick<AnswerMessage, 'result' | 'error' | 'fatal'>, exitAfter: boolean) =>
-    new Promise<void>((resolve) =>
-      process.send!(marked({ type: 'done', ...reply, heapUsed: process.memoryUsage().heapUsed }), () => (exitAfter ? process.exit(reply.fatal ? 1 : 0) : resolve())),
+  const answer = async (reply: Pick<AnswerMessage, 'result' | 'error' | 'fatal'>, exitAfter: boolean) => {
+    // what the file left is its own, named before the next file starts (or the process ends)
+    const left = reply.fatal ? [] : ((await leaks?.left()) ?? [])
+    return new Promise<void>((resolve) =>
+      process.send!(marked({ type: 'done', ...reply, heapUsed: process.memoryUsage().heapUsed, ...(left.length > 0 ? { leaks: left } : {}) }), () =>
+        exitAfter ? process.exit(reply.fatal ? 1 : 0) : resolve(),
+      ),
     )
+  }
   let driver: Promise<InsideDriver>
   try {
     if (!ready) throw new Error('vitest-pool-rootless: the worker got no setup message')
     if (files++ > 0) reset?.reset()
+    leaks?.start()
     driver = ready
   } catch (error) {
     // a sandbox that can't be reset can't serve another file: this one fails, and the

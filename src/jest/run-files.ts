@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { WorkerFarm, type FarmJob } from '../engine/farm.js'
+import { LeakTally, leakWatchEnv, type LeaksMode } from '../engine/leak-report.js'
 import { sandboxNeeds } from '../engine/needs.js'
 import type { LaunchSpec, SandboxRun } from '../engine/run.js'
 import type { JestSetup } from '../inside/jest-driver.js'
@@ -24,6 +25,8 @@ export interface FilesRun {
   globalConfig: GlobalConfigView
   context: RunnerContextView
   run: SandboxRun
+  /** What to do with what a file left running (`leaks`). */
+  leaks: LeaksMode
   /** Emits one of Jest's test events to the scheduler. */
   emit(eventName: string, eventData: unknown): Promise<void>
 }
@@ -46,7 +49,9 @@ class CancelRun extends Error {
 export async function runFiles(run: FilesRun): Promise<void> {
   const { tests, watcher, globalConfig } = run
   if (tests.length === 0) return
-  const spec = launchSpec(tests, globalConfig)
+  const base = launchSpec(tests, globalConfig)
+  const spec = { ...base, env: { ...base.env, ...leakWatchEnv(run.leaks, run.run.options) } }
+  const tally = new LeakTally(run.leaks)
   run.run.watchProjects(new Set(tests.map((test) => test.context.config.rootDir)))
   const farm = new WorkerFarm(run.run, {
     maxWorkers: Math.max(1, globalConfig.maxWorkers || 1),
@@ -81,6 +86,9 @@ export async function runFiles(run: FilesRun): Promise<void> {
         const answer = await farm.run(jobOf(test))
         // an error is what Jest's worker threw: the file could not run; a failing test is a result
         if (answer.error) throw deserializeError(answer.error)
+        const line = tally.add(test.path, answer.leaks, globalConfig.rootDir)
+        if (line && run.leaks === 'fail') failWith(answer.result as JestResultView, line)
+        else if (line) process.stderr.write(`${line}\n`)
         await run.emit('test-file-success', [test, answer.result])
       } catch (error) {
         if (!(error instanceof CancelRun) && !watcher.isInterrupted()) await run.emit('test-file-failure', [test, error])
@@ -97,7 +105,21 @@ export async function runFiles(run: FilesRun): Promise<void> {
   } finally {
     // done, or interrupted (watch mode): the processes go, sandboxes and all
     await farm.close()
+    const summary = tally.summary()
+    if (summary) process.stderr.write(`${summary}\n`)
   }
+}
+
+/** The part of Jest's TestResult a leak fails a file through: a suite-level error, its tests' results kept. */
+interface JestResultView {
+  testExecError?: { message: string; stack: string }
+  failureMessage?: string | null
+}
+
+/** Fails the file (`leaks: 'fail'`) as Jest fails a suite whose code threw outside a test. */
+function failWith(result: JestResultView, line: string): void {
+  result.testExecError = { message: line, stack: line }
+  result.failureMessage = [result.failureMessage, `  ● ${line}`].filter(Boolean).join('\n\n')
 }
 
 /** What every file's process is started with; equal for all files of this run, so spares fit any. */

@@ -1,3 +1,4 @@
+import type { LeaksMode } from '../engine/leak-report.js'
 import { openRun } from '../engine/open-run.js'
 import type { SandboxRun } from '../engine/run.js'
 import { validatePoolOptions, type PoolOnlyOptions, type SandboxOptions } from '../plan/options.js'
@@ -38,6 +39,7 @@ export class RootlessJestRunner {
 
   private readonly listeners = new Map<string, Set<Listener>>()
   private readonly run: SandboxRun | undefined
+  private readonly leaks: LeaksMode
   /** Jest's own runner, when the tests run unsandboxed (`fallback: 'unsandboxed'`). */
   private readonly unsandboxed: JestRunnerInstance | undefined
 
@@ -66,7 +68,9 @@ export class RootlessJestRunner {
     const given = options !== undefined && Object.keys(options).length > 0 ? options : (new.target as typeof RootlessJestRunner).presetOptions
     // the probe: a machine that can't build the sandbox fails here, before any file
     // (or, with fallback: 'unsandboxed', runs the files with Jest's own runner)
-    this.run = openRun(given, sayOnce)?.run
+    const opened = openRun(given, sayOnce)
+    this.run = opened?.run
+    this.leaks = opened?.leaks ?? 'ignore'
     if (!this.run) {
       this.unsandboxed = new (loadDefaultRunner(resolveTestWorker([globalConfig.rootDir])))(globalConfig, context)
       return
@@ -92,7 +96,7 @@ export class RootlessJestRunner {
   async runTests(tests: TestView[], watcher: TestWatcherView, options?: { serial?: boolean }): Promise<void> {
     if (!this.run) return this.unsandboxed!.runTests(tests, watcher, options)
     try {
-      await runFiles({ tests, watcher, globalConfig: this.globalConfig, context: this.context, run: this.run, emit: (name, data) => this.emit(name, data) })
+      await runFiles({ tests, watcher, globalConfig: this.globalConfig, context: this.context, run: this.run, leaks: this.leaks, emit: (name, data) => this.emit(name, data) })
     } finally {
       // the warm user namespace, spares and state dir go with the run (watch mode makes
       // a new runner for every run)

@@ -157,6 +157,11 @@ export const POOL_ONLY_SPECS = {
     surfaces: ['pool'],
     resolve: (value, { option }) => oneOf(value === undefined ? 'error' : value, option, ['error', 'unsandboxed'] as const),
   },
+  leaks: {
+    summary: "what a test file left running when it ended: 'report' (one line each), 'fail' (the file fails) or 'ignore'",
+    surfaces: ['pool'],
+    resolve: (value, { option }) => oneOf(value === undefined ? 'report' : value, option, ['report', 'fail', 'ignore'] as const),
+  },
 } satisfies SpecTable<PoolOnlyOptions>
 
 /** The whole table, in order: sandbox options first. */

@@ -123,6 +123,17 @@ export interface PoolOnlyOptions {
    * @default true
    */
   runnerPorts?: boolean
+  /**
+   * What a test file left running when it ended -- processes (pid inside, command line),
+   * listening TCP and bound UDP sockets (address and port), mounts it made -- is named,
+   * charged to that file: `'report'` prints one line per leaking file and a summary at
+   * the end of the run, whose result stays as it is; `'fail'` fails that file with the
+   * same list; `'ignore'` looks for nothing. Not leaks: the worker process itself, its
+   * children in its session on a worker that serves more files (what `isolate: false`
+   * keeps), and processes that end within 100 ms of the file.
+   * @default 'report'
+   */
+  leaks?: 'report' | 'fail' | 'ignore'
 }
 
 type ResolvedBy<Specs> = { [K in keyof Specs]: Specs[K] extends { resolve(...args: never[]): infer R } ? R : never }

@@ -47,7 +47,7 @@ export function rootless(options: RootlessPoolOptions = {}): RootlessPool {
   if (!opened) return 'forks' as RootlessPool
   const { run, warm } = opened
   // Vitest 3 takes a pool as a module path
-  if (installedVitestMajor() === 3) return vitest3PoolModule(run, warm) as RootlessPool
+  if (installedVitestMajor() === 3) return vitest3PoolModule(opened) as RootlessPool
   const closing = new WeakSet<Vitest>()
   const runner: RootlessPoolRunner & PoolRunnerInitializer = {
     name: 'rootless',

@@ -4,6 +4,8 @@ import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import v8 from 'node:v8'
 import { WorkerFarm, type FarmJob } from '../engine/farm.js'
+import { LeakTally, leakWatchEnv } from '../engine/leak-report.js'
+import type { OpenedRun } from '../engine/open-run.js'
 import type { LaunchSpec, SandboxRun } from '../engine/run.js'
 import { defaultSpareCount } from '../engine/spares.js'
 import type { WorkerProcess } from '../engine/worker-process.js'
@@ -53,10 +55,7 @@ export interface ProcessPool3 {
 type Methods = Record<string, (...args: unknown[]) => unknown>
 
 /** What `rootless()` made for a Vitest 3 config: the opened run, and the spares wanted. */
-interface Prepared {
-  run: SandboxRun
-  warm: number | undefined
-}
+type Prepared = OpenedRun
 const prepared = new Map<number, Prepared>()
 
 /**
@@ -64,9 +63,10 @@ const prepared = new Map<number, Prepared>()
  * run's state directory whose default export makes this run's pool. It imports this very
  * module by URL, so both share `prepared` (Node loads it once).
  */
-export function vitest3PoolModule(run: SandboxRun, warm: number | undefined): string {
+export function vitest3PoolModule(opened: OpenedRun): string {
+  const { run } = opened
   const id = prepared.size + 1
-  prepared.set(id, { run, warm })
+  prepared.set(id, opened)
   const file = join(run.stateDir, `vitest3-pool-${id}.mjs`)
   writeFileSync(file, `import { poolFor } from ${JSON.stringify(import.meta.url)}\nexport default poolFor(${id})\n`)
   return file
@@ -97,7 +97,7 @@ export default async function rootlessPool3(vitest: Vitest3, options: { execArgv
 /** Each sandboxed process's entry: the worker loop of ours, with Vitest 3's inside driver. */
 const ENTRY = fileURLToPath(new URL('../inside/worker-loop.js', import.meta.url))
 
-async function createPool(vitest: Vitest3, options: { execArgv: string[]; env: NodeJS.ProcessEnv }, { run, warm }: Prepared): Promise<ProcessPool3> {
+async function createPool(vitest: Vitest3, options: { execArgv: string[]; env: NodeJS.ProcessEnv }, { run, warm, leaks }: Prepared): Promise<ProcessPool3> {
   const { createMethodsRPC } = (await import('vitest/node')) as unknown as { createMethodsRPC(project: Project3, options: { cacheFs?: boolean; collect?: boolean }): Methods }
   const worker = vitest3Worker(vitest.distPath)
   const poolOptions = (vitest.config.poolOptions?.rootless ?? {}) as { singleFork?: boolean }
@@ -105,11 +105,14 @@ async function createPool(vitest: Vitest3, options: { execArgv: string[]; env: N
   const maxWorkers = poolOptions.singleFork || vitest.config.fileParallelism === false ? 1 : vitest.config.maxWorkers ?? (vitest.config.watch ? Math.max(Math.floor(cpus / 2), 1) : Math.max(cpus - 1, 1))
   const farm = new WorkerFarm(run, { maxWorkers, output: process })
   const spares = warm ?? defaultSpareCount(maxWorkers)
+  const tally = new LeakTally(leaks)
   let closing: Promise<void> | undefined
   const close = () =>
     (closing ??= (async () => {
       await farm.close()
       await run.close()
+      const summary = tally.summary()
+      if (summary) process.stderr.write(`${summary}\n`)
     })())
   // Vitest closes on exit and before each config reload (watch mode)
   vitest.onClose(close)
@@ -135,7 +138,7 @@ async function createPool(vitest: Vitest3, options: { execArgv: string[]; env: N
       spec = {
         entrypoint: ENTRY,
         execArgv: options.execArgv,
-        env: options.env,
+        env: { ...options.env, ...leakWatchEnv(leaks, run.options) },
         needs: workerPaths(project.config.root, vitest.config.root, vitest.distPath),
         reusable,
         greeting: { key: 'vitest3', message: marked({ type: 'setup', driver: 'vitest3', data: setup }) },
@@ -203,6 +206,8 @@ async function createPool(vitest: Vitest3, options: { execArgv: string[]; env: N
       try {
         const answer = await farm.run(job)
         if (answer.error) errors.push(deserializeError(answer.error))
+        const line = tally.add(spec.moduleId, answer.leaks, vitest.config.root)
+        if (line) process.stderr.write(`${line}\n`)
       } catch (error) {
         if (error instanceof Cancelled) vitest.state.cancelFiles([spec.moduleId], spec.project)
         // a crash costs this file alone, reported as its failure; one the sandbox caused

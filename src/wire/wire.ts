@@ -35,6 +35,19 @@ export interface ResetPlan {
 }
 
 /**
+ * Set where the runner's `leaks` option isn't 'ignore': what a worker whose loop is ours
+ * looks for after each file (`LeakChecks` as JSON; inside/leak-watch.ts), and removes.
+ */
+export const LEAKS_ENV = 'VITEST_POOL_ROOTLESS_LEAKS'
+
+export interface LeakChecks {
+  /** The worker has its own pid namespace: every process it sees is the sandbox's. */
+  processes: boolean
+  /** The network is the sandbox's own (isolated): every socket in it is the sandbox's. */
+  sockets: boolean
+}
+
+/**
  * Set by the launcher, not the engine: the fd of the forwarder's control socket in a
  * sandbox that forwards ports (native/sandbox.h). A reused worker's reset hands the
  * forwarder the listeners of its fresh network namespace there.
@@ -113,6 +126,8 @@ export interface AnswerMessage extends Marked {
   error?: SerializedError
   fatal?: true
   heapUsed: number
+  /** What the file left running, in words (inside/leak-watch.ts); absent: nothing, or not looked for. */
+  leaks?: string[]
 }
 
 /**

@@ -83,6 +83,31 @@ for (const major of [30, 29] as const) {
       await expectNoLeftovers(before, consumer)
     })
 
+    it.each([
+      ['2 workers', ['--maxWorkers=2']],
+      ['one worker (-i)', ['-i']],
+    ])("names what a file left running for that file alone; leaks: 'fail' fails just it, 'ignore' says nothing; %s", async (_, args) => {
+      const before = snapshotLeftovers(consumer)
+      const LEFT = /^vitest-pool-rootless: .* left: .*$/gm
+      const report = await runJest(consumer, copyFixture(consumer, 'jest-leaks'), { args })
+      expect(report.output).toMatch(/Test Suites:\s+3 passed, 3 total/)
+      expect(report.code, report.output).toBe(0)
+      expect(report.output.match(LEFT)).toEqual([expect.stringMatching(/^vitest-pool-rootless: b\.test\.js left: sleep 517 \(pid \d+\), a server on 127\.0\.0\.1:3000$/)])
+      expect(report.output).toContain('vitest-pool-rootless: 2 things left running by 1 test file, named above')
+
+      const failing = await runJest(consumer, copyFixture(consumer, 'jest-leaks'), { args, env: { E2E_OPTIONS: JSON.stringify({ leaks: 'fail' }) } })
+      expect(failing.output).toMatch(/Test Suites:\s+1 failed, 2 passed, 3 total/)
+      expect(failing.output).toMatch(/FAIL .*b\.test\.js/)
+      expect(failing.output).not.toMatch(/FAIL .*[ac]\.test\.js/)
+      expect(failing.output).toMatch(/● vitest-pool-rootless: b\.test\.js left: sleep 517 \(pid \d+\), a server on 127\.0\.0\.1:3000/)
+      expect(failing.code).toBe(1)
+
+      const quiet = await runJest(consumer, copyFixture(consumer, 'jest-leaks'), { args, env: { E2E_OPTIONS: JSON.stringify({ leaks: 'ignore' }) } })
+      expect(quiet.code, quiet.output).toBe(0)
+      expect(quiet.output).not.toMatch(/left: |left running/)
+      await expectNoLeftovers(before, consumer)
+    })
+
     it("lets 10 files bind port 3000 at the same time, where Jest's own runner collides", async () => {
       const root = copyFixture(consumer, 'jest-same-port')
       const control = await runJest(consumer, root, { env: { E2E_RUNNER: 'default' } })

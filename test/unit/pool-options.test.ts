@@ -27,6 +27,8 @@ describe('rootless(): options are checked when the config loads', () => {
     [{ tmpfs: ['/proc'] }, 'tmpfs', '"/proc"'],
     [{ tmpfsSize: '9999999999999999g' }, 'tmpfsSize', '"9999999999999999g"'],
     [{ fallback: 'skip' }, 'fallback', '"skip"'],
+    [{ leaks: 'warn' }, 'leaks', '"warn"'],
+    [{ leaks: true }, 'leaks', 'true'],
     // a mistake in the config is never a reason to run unsandboxed
     [{ tmpfs: ['/usr'], fallback: 'unsandboxed' }, 'tmpfs', '"/usr"'],
   ])('%j is refused, naming the option and the value', (options, option, shown) => {

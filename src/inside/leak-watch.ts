@@ -1,0 +1,193 @@
+import { readdirSync, readFileSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { LEAKS_ENV, type LeakChecks } from '../wire/wire.js'
+import { readMounts } from './sandbox-reset.js'
+
+/**
+ * How long what a file left gets to end by itself before it counts: a server closing,
+ * a child a test killed being reaped. Measured: what a test kills or closes in its last
+ * lines is gone within a few milliseconds here; 100 ms leaves room for a loaded machine.
+ */
+export const GRACE_MS = 100
+const POLL_MS = 10
+
+/** One line of /proc/PID/stat, the fields a leak check needs. */
+export interface ProcessEntry {
+  pid: number
+  ppid: number
+  session: number
+  zombie: boolean
+}
+
+/** A listening TCP or bound UDP socket of /proc/net/{tcp,tcp6,udp,udp6}. */
+export interface SocketEntry {
+  inode: string
+  protocol: 'tcp' | 'udp'
+  address: string
+  port: number
+}
+
+/**
+ * What one test file left running when it ended, charged to that file: processes, the
+ * sockets listening in its network, the mounts it made -- each as a few words for the
+ * report line (`sleep 517 (pid 14)`, `a server on 127.0.0.1:3000`, `a mount on /mnt`).
+ * `start()` before the file notes what was there already (the forwarder's listeners, the
+ * sandbox's mounts); `left()` after it finds what is new and still there after a grace
+ * period. Processes only where the worker has its pid namespace to itself, sockets only
+ * where the network is the sandbox's own (the engine says which: LEAKS_ENV).
+ */
+export class LeakWatch {
+  private sockets = new Set<string>()
+  private mounts = new Set<string>()
+
+  /** From LEAKS_ENV, which it removes; undefined when leaks are not looked for. */
+  static fromEnv(keepSession: boolean, env: NodeJS.ProcessEnv = process.env): LeakWatch | undefined {
+    const raw = env[LEAKS_ENV]
+    delete env[LEAKS_ENV]
+    return raw ? new LeakWatch(JSON.parse(raw) as LeakChecks, keepSession) : undefined
+  }
+
+  /**
+   * `keepSession`: the worker serves more files, and its children in its session are
+   * what it keeps between them (the reset keeps them too): not leaks.
+   */
+  constructor(
+    private readonly checks: LeakChecks,
+    private readonly keepSession: boolean,
+  ) {}
+
+  /** Notes what is there before the file runs. */
+  start(): void {
+    this.sockets = new Set(this.checks.sockets ? readSockets().map((s) => s.inode) : [])
+    this.mounts = new Set(readMountIds())
+  }
+
+  /** What the file left and is still there after the grace period, in words; [] for nothing. */
+  async left(): Promise<string[]> {
+    let found = this.find()
+    for (let waited = 0; found.length > 0 && waited < GRACE_MS; waited += POLL_MS) {
+      await sleep(POLL_MS)
+      found = this.find()
+    }
+    return found
+  }
+
+  private find(): string[] {
+    const processes = this.checks.processes ? leftProcesses(readProcesses(), process.pid, this.keepSession).map(describeProcess) : []
+    const sockets = this.checks.sockets ? readSockets().filter((s) => !this.sockets.has(s.inode)).map(describeSocket) : []
+    const mounts = readMounts().filter((m) => !this.mounts.has(m.id)).map((m) => `a mount on ${m.path}`)
+    return [...processes, ...[...new Set(sockets)], ...mounts]
+  }
+}
+
+/**
+ * The processes a file left: all but init (pid 1) and the worker, and -- on a worker
+ * that serves more files -- but the worker's descendants that stayed in its session (as
+ * native/reset.c keeps them). Zombies hold nothing.
+ */
+export function leftProcesses(all: ProcessEntry[], self: number, keepSession: boolean): ProcessEntry[] {
+  const kept = new Set([self])
+  const session = all.find((p) => p.pid === self)?.session
+  for (let changed = keepSession; changed; ) {
+    changed = false
+    for (const p of all) {
+      if (!kept.has(p.pid) && p.session === session && kept.has(p.ppid)) {
+        kept.add(p.pid)
+        changed = true
+      }
+    }
+  }
+  return all.filter((p) => p.pid > 1 && !kept.has(p.pid) && !p.zombie)
+}
+
+/** `pid (comm) S ppid pgrp session …`; comm may hold anything, so the fields follow its last ')'. */
+export function parseStat(text: string): ProcessEntry | undefined {
+  const close = text.lastIndexOf(')')
+  const fields = text.slice(close + 2).split(' ')
+  const pid = Number.parseInt(text, 10)
+  if (close < 0 || fields.length < 4 || !(pid > 0)) return undefined
+  return { pid, ppid: Number(fields[1]), session: Number(fields[3]), zombie: fields[0] === 'Z' || fields[0] === 'X' }
+}
+
+/**
+ * The listening TCP sockets (state 0A) and bound, unconnected UDP ones (07, with a port)
+ * of one /proc/net table: "sl local rem st … inode".
+ */
+export function parseSocketTable(text: string, protocol: 'tcp' | 'udp', v6: boolean): SocketEntry[] {
+  const wanted = protocol === 'tcp' ? '0A' : '07'
+  return text
+    .split('\n')
+    .slice(1)
+    .map((line) => line.trim().split(/\s+/))
+    .filter((fields) => fields.length >= 10 && fields[3] === wanted)
+    .map((fields) => {
+      const [hex, port] = fields[1]!.split(':') as [string, string]
+      return { inode: fields[9]!, protocol, address: v6 ? ipv6Of(hex) : ipv4Of(hex), port: Number.parseInt(port, 16) }
+    })
+    .filter((s) => s.port > 0)
+}
+
+function describeProcess(p: ProcessEntry): string {
+  let command = ''
+  try {
+    command = readFileSync(`/proc/${p.pid}/cmdline`, 'latin1').split('\0').filter(Boolean).join(' ')
+  } catch {
+    // gone meanwhile
+  }
+  if (command.length > 80) command = `${command.slice(0, 77)}...`
+  return `${command || '(unnamed)'} (pid ${p.pid})`
+}
+
+function describeSocket(s: SocketEntry): string {
+  const host = s.address.includes(':') ? `[${s.address}]` : s.address
+  return s.protocol === 'tcp' ? `a server on ${host}:${s.port}` : `a UDP socket on ${host}:${s.port}`
+}
+
+/** /proc/net's IPv4 address: the 32-bit number in host (little-endian) byte order. */
+function ipv4Of(hex: string): string {
+  const n = Number.parseInt(hex, 16)
+  return [n & 255, (n >>> 8) & 255, (n >>> 16) & 255, n >>> 24].join('.')
+}
+
+/** /proc/net's IPv6 address: four 32-bit words, each in host byte order. */
+function ipv6Of(hex: string): string {
+  const bytes: number[] = []
+  for (let w = 0; w < 4; w++) {
+    const word = hex.slice(w * 8, w * 8 + 8)
+    for (let b = 3; b >= 0; b--) bytes.push(Number.parseInt(word.slice(b * 2, b * 2 + 2), 16))
+  }
+  if (bytes.every((b) => b === 0)) return '::'
+  if (bytes.slice(0, 15).every((b) => b === 0) && bytes[15] === 1) return '::1'
+  const groups = []
+  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i]! << 8) | bytes[i + 1]!).toString(16))
+  return groups.join(':')
+}
+
+function readProcesses(): ProcessEntry[] {
+  const found: ProcessEntry[] = []
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      const entry = parseStat(readFileSync(`/proc/${name}/stat`, 'latin1'))
+      if (entry) found.push(entry)
+    } catch {
+      // ended while we looked
+    }
+  }
+  return found
+}
+
+function readSockets(): SocketEntry[] {
+  const tables = [['tcp', 'tcp', false], ['tcp6', 'tcp', true], ['udp', 'udp', false], ['udp6', 'udp', true]] as const
+  return tables.flatMap(([file, protocol, v6]) => {
+    try {
+      return parseSocketTable(readFileSync(`/proc/self/net/${file}`, 'latin1'), protocol, v6)
+    } catch {
+      return []
+    }
+  })
+}
+
+function readMountIds(): string[] {
+  return readMounts().map((m) => m.id)
+}
