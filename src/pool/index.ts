@@ -1,5 +1,6 @@
 import type { PoolRunnerInitializer, Vitest } from 'vitest/node'
 import type { PoolOnlyOptions, SandboxOptions } from '../plan/options.js'
+import { LeakTally } from '../engine/leak-report.js'
 import { openVitestRun } from './open.js'
 import { vitest3PoolModule } from './v3.js'
 import { installedVitestMajor } from './vitest-internals.js'
@@ -49,6 +50,7 @@ export function rootless(options: RootlessPoolOptions = {}): RootlessPool {
   // Vitest 3 takes a pool as a module path
   if (installedVitestMajor() === 3) return vitest3PoolModule(opened) as RootlessPool
   const closing = new WeakSet<Vitest>()
+  const leaks = new LeakTally(opened.leaks)
   const runner: RootlessPoolRunner & PoolRunnerInitializer = {
     name: 'rootless',
     createPoolWorker(poolOptions) {
@@ -56,9 +58,13 @@ export function rootless(options: RootlessPoolOptions = {}): RootlessPool {
       if (!closing.has(vitest)) {
         closing.add(vitest)
         // Vitest closes on exit and before each config reload (watch mode)
-        vitest.onClose(() => run.close())
+        vitest.onClose(async () => {
+          await run.close()
+          const summary = leaks.summary()
+          if (summary) vitest.logger.error(summary)
+        })
       }
-      return new RootlessPoolWorker(poolOptions, run, warm)
+      return new RootlessPoolWorker(poolOptions, run, warm, leaks)
     },
   }
   return runner as RootlessPool

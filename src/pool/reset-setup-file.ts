@@ -38,7 +38,21 @@ export function resetSetupFile(stateDir: string, nativeRunner: boolean, vite?: V
 export function resetRunnerFile(stateDir: string, distPath: string, vite?: ViteServerView): string {
   const vitest = pathToFileURL(join(distPath, 'index.js')).href
   const hook = new URL('../inside/reset-runner.js', import.meta.url).href
-  return generated(stateDir, 'reset-runner.mjs', `import { TestRunner } from ${JSON.stringify(vitest)}\nimport { withSandboxReset } from ${JSON.stringify(hook)}\nexport default withSandboxReset(TestRunner)\n`, vite)
+  const leaks = new URL('../inside/leak-runner.js', import.meta.url).href
+  // the leak watch inside the reset: its baseline is the sandbox as the reset left it
+  const code = `import { TestRunner } from ${JSON.stringify(vitest)}\nimport { withSandboxReset } from ${JSON.stringify(hook)}\nimport { withLeakWatch } from ${JSON.stringify(leaks)}\nexport default withSandboxReset(withLeakWatch(TestRunner))\n`
+  return generated(stateDir, 'reset-runner.mjs', code, vite)
+}
+
+/**
+ * A Vitest `runner` module for a worker that runs one file (isolate: true) with Vitest's
+ * own runner: it names what the file left running (inside/leak-runner.ts). Generated as
+ * the reset runner is.
+ */
+export function leakRunnerFile(stateDir: string, distPath: string, vite?: ViteServerView): string {
+  const vitest = pathToFileURL(join(distPath, 'index.js')).href
+  const leaks = new URL('../inside/leak-runner.js', import.meta.url).href
+  return generated(stateDir, 'leak-runner.mjs', `import { TestRunner } from ${JSON.stringify(vitest)}\nimport { withLeakWatch } from ${JSON.stringify(leaks)}\nexport default withLeakWatch(TestRunner)\n`, vite)
 }
 
 /**

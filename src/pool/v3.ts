@@ -207,7 +207,9 @@ async function createPool(vitest: Vitest3, options: { execArgv: string[]; env: N
         const answer = await farm.run(job)
         if (answer.error) errors.push(deserializeError(answer.error))
         const line = tally.add(spec.moduleId, answer.leaks, vitest.config.root)
-        if (line) process.stderr.write(`${line}\n`)
+        // Vitest 3's worker reported the file's result already: 'fail' fails the run, naming the file
+        if (line && leaks === 'fail') errors.push(new Error(line))
+        else if (line) process.stderr.write(`${line}\n`)
       } catch (error) {
         if (error instanceof Cancelled) vitest.state.cancelFiles([spec.moduleId], spec.project)
         // a crash costs this file alone, reported as its failure; one the sandbox caused

@@ -1,12 +1,13 @@
 import { EventEmitter } from 'node:events'
 import type { PoolOptions, PoolWorker, WorkerRequest } from 'vitest/node'
+import { LeakTally, leakWatchEnv } from '../engine/leak-report.js'
 import { defaultSpareCount } from '../engine/spares.js'
 import type { ChildExit } from '../engine/exit.js'
 import type { LaunchSpec, SandboxRun } from '../engine/run.js'
 import { crashOf, WorkerProcess, type Output } from '../engine/worker-process.js'
 import { RootlessOptionError, WorkerExitError } from '../plan/errors.js'
 import { CRASHED_FILE_ENV, isWireMessage, type CrashedFile } from '../wire/wire.js'
-import { allowInVite, failCrashedFile, resetRunnerFile, resetSetupFile } from './reset-setup-file.js'
+import { allowInVite, failCrashedFile, leakRunnerFile, resetRunnerFile, resetSetupFile } from './reset-setup-file.js'
 import { forksWorkerEntry, hasForksWorkerEntry, usesNativeModuleRunner } from './vitest-internals.js'
 import { workerPaths } from './worker-paths.js'
 
@@ -53,6 +54,8 @@ export class RootlessPoolWorker implements PoolWorker {
   private readonly nativeRunner: boolean
   /** A reused worker resets through Vitest's own runner (reset-runner.ts), not a setup file. */
   private readonly resetByRunner: boolean
+  /** A one-file worker names what its file left through Vitest's own runner (leak-runner.ts). */
+  private readonly leakRunner: boolean
   private readonly spares: number
   private readonly output: Output
   private resetFile?: string
@@ -70,12 +73,16 @@ export class RootlessPoolWorker implements PoolWorker {
     private readonly options: PoolOptions,
     private readonly run: SandboxRun,
     warm: number | undefined,
+    private readonly leaks: LeakTally = new LeakTally('ignore'),
   ) {
     const config = options.project.config
     // a worker reused across files (isolate: false) needs no spare behind it
     this.reusable = config.isolate === false
     this.nativeRunner = usesNativeModuleRunner(config)
-    this.resetByRunner = this.reusable && !this.nativeRunner && !config.runner && config.mode !== 'benchmark'
+    const ownRunner = !this.nativeRunner && !config.runner && config.mode !== 'benchmark'
+    this.resetByRunner = this.reusable && ownRunner
+    // leaks are looked for by Vitest's own runner, extended (a reused worker's reset runner does it too)
+    this.leakRunner = !this.reusable && ownRunner && leaks.mode !== 'ignore'
     if (this.reusable && !this.resetByRunner && config.sequence?.setupFiles === 'parallel') {
       // the reset is then a setup file of ours, which must finish before any of the user's touches /tmp
       const why = config.runner ? 'a custom `runner`' : config.mode === 'benchmark' ? 'benchmark mode' : 'the native module runner'
@@ -115,7 +122,7 @@ export class RootlessPoolWorker implements PoolWorker {
       // a reused worker runs our reset before each file's own setup files
       if (this.resetFile) {
         const config = message.context.config
-        const reset = this.resetByRunner ? { runner: this.resetFile } : { setupFiles: [this.resetFile, ...config.setupFiles] }
+        const reset = this.resetByRunner || this.leakRunner ? { runner: this.resetFile } : { setupFiles: [this.resetFile, ...config.setupFiles] }
         message = { ...message, context: { ...message.context, config: { ...config, ...reset } } }
       }
       this.startMessage = message
@@ -139,6 +146,7 @@ export class RootlessPoolWorker implements PoolWorker {
     const vite = this.options.project.vite
     if (this.resetByRunner) this.resetFile = resetRunnerFile(this.run.stateDir, this.options.distPath, vite)
     else if (this.reusable) this.resetFile = resetSetupFile(this.run.stateDir, this.nativeRunner, vite)
+    else if (this.leakRunner) this.resetFile = leakRunnerFile(this.run.stateDir, this.options.distPath, vite)
     this.run.watchProjects([this.options.project.config.root])
     this.exit = undefined
     const worker = await this.launch(this.spec(), this.spares)
@@ -170,7 +178,7 @@ export class RootlessPoolWorker implements PoolWorker {
     return {
       entrypoint: forksWorkerEntry(this.options.distPath),
       execArgv: this.options.execArgv,
-      env,
+      env: this.resetByRunner || this.leakRunner ? { ...env, ...leakWatchEnv(this.leaks.mode, this.run.options) } : env,
       needs: workerPaths(this.options.project.config.root, this.options.project.vitest.config.root, this.options.distPath),
       reusable: this.reusable,
     }
@@ -186,6 +194,10 @@ export class RootlessPoolWorker implements PoolWorker {
       // ours, from the reset before each file; Vitest never sees it
       if (isWireMessage(message)) {
         if (message.type === 'file-starts' && this.request) this.request.started++
+        if (message.type === 'file-leaks') {
+          const line = this.leaks.add(message.file, message.leaks, this.options.project.config.root)
+          if (line && this.leaks.mode === 'report') this.output.stderr.write(`${line}\n`)
+        }
         return
       }
       if ((message as { type?: string } | null)?.type === 'testfileFinished') this.request = undefined

@@ -41,6 +41,8 @@ export interface ResetPlan {
 export const LEAKS_ENV = 'VITEST_POOL_ROOTLESS_LEAKS'
 
 export interface LeakChecks {
+  /** `leaks: 'fail'`: where the runner inside reports results itself (Vitest 4/5), it fails the file. */
+  fail: boolean
   /** The worker has its own pid namespace: every process it sees is the sandbox's. */
   processes: boolean
   /** The network is the sandbox's own (isolated): every socket in it is the sandbox's. */
@@ -139,7 +141,17 @@ export interface FileStartsMessage extends Marked {
   type: 'file-starts'
 }
 
-export type WireMessage = SetupMessage | RunMessage | AnswerMessage | FileStartsMessage
+/**
+ * Sandbox → host, Vitest 4/5: what a test file left running (inside/leak-runner.ts),
+ * for the pool to name or count; under `leaks: 'fail'` the runner failed the file already.
+ */
+export interface FileLeaksMessage extends Marked {
+  type: 'file-leaks'
+  file: string
+  leaks: string[]
+}
+
+export type WireMessage = SetupMessage | RunMessage | AnswerMessage | FileStartsMessage | FileLeaksMessage
 
 type Unmarked<T> = T extends WireMessage ? Omit<T, keyof Marked> : never
 

@@ -115,6 +115,37 @@ export function definePoolSuite(major: 3 | 4 | 5): void {
       await expectNoLeftovers(before, consumer)
     })
 
+    it.each([
+      ['isolate: true', {}, []],
+      ['isolate: false, one worker', { E2E_ISOLATE: 'false' }, ['--maxWorkers=1']],
+    ])("names what a file left running for that file alone; leaks: 'fail' fails just it, 'ignore' says nothing; %s", async (_, env: Record<string, string>, args: string[]) => {
+      const before = snapshotLeftovers(consumer)
+      const LEFT = /^vitest-pool-rootless: .* left: .*$/gm
+      const LINE = /^vitest-pool-rootless: b\.test\.ts left: sleep 517 \(pid \d+\), a server on 127\.0\.0\.1:3000$/
+      const report = await runVitest(consumer, copyFixture(consumer, 'leaks'), { args, env })
+      expect(report.output).toMatch(/Test Files\s+3 passed \(3\)/)
+      expect(report.code, report.output).toBe(0)
+      expect(report.output.match(LEFT)).toEqual([expect.stringMatching(LINE)])
+      expect(report.output).toContain('vitest-pool-rootless: 2 things left running by 1 test file, named above')
+
+      const failing = await runVitest(consumer, copyFixture(consumer, 'leaks'), { args, env: { ...env, E2E_LEAKS: 'fail' } })
+      expect(failing.output).toMatch(/b\.test\.ts left: sleep 517 \(pid \d+\), a server on 127\.0\.0\.1:3000/)
+      expect(failing.output).not.toMatch(/[ac]\.test\.ts left:/)
+      if (major === 3) {
+        // Vitest 3's worker reported the file already: the run fails, naming it
+        expect(failing.output).toMatch(/Test Files\s+3 passed \(3\)/)
+      } else {
+        expect(failing.output).toMatch(/Test Files\s+1 failed \| 2 passed \(3\)/)
+        expect(failing.output).toMatch(/FAIL\s+b\.test\.ts/)
+      }
+      expect(failing.code).toBe(1)
+
+      const quiet = await runVitest(consumer, copyFixture(consumer, 'leaks'), { args, env: { ...env, E2E_LEAKS: 'ignore' } })
+      expect(quiet.code, quiet.output).toBe(0)
+      expect(quiet.output).not.toMatch(/left: |left running/)
+      await expectNoLeftovers(before, consumer)
+    })
+
     describe('isolate: false resets before every file, however Vitest loads it', () => {
       type Found = { name: string; port: string; tmp: string[]; runner: string }
       /** What each file found at its top, in the order they were collected. */

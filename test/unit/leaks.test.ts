@@ -70,7 +70,7 @@ describe('the leak report', () => {
 
   it("tells the worker to look only where the sandbox's pids and network are its own, and not at all for 'ignore'", () => {
     expect(leakWatchEnv('ignore', { pidNamespace: true, network: 'isolated' })).toEqual({})
-    expect(JSON.parse(leakWatchEnv('report', { pidNamespace: false, network: 'isolated' })[LEAKS_ENV]!)).toEqual({ processes: false, sockets: true })
-    expect(JSON.parse(leakWatchEnv('fail', { pidNamespace: true, network: 'host' })[LEAKS_ENV]!)).toEqual({ processes: true, sockets: false })
+    expect(JSON.parse(leakWatchEnv('report', { pidNamespace: false, network: 'isolated' })[LEAKS_ENV]!)).toEqual({ fail: false, processes: false, sockets: true })
+    expect(JSON.parse(leakWatchEnv('fail', { pidNamespace: true, network: 'host' })[LEAKS_ENV]!)).toEqual({ fail: true, processes: true, sockets: false })
   })
 })
