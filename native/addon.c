@@ -150,8 +150,10 @@ static int run_reset(int argc, char **argv) {
   /* a step that failed before the network's: the namespace made ahead waits for the next reset */
   if (r.network_fd >= 0) prepared = r.network_fd;
   else if (rc == 0 && p.new_network) start_preparing();
-  /* best effort: where the kernel can't, a module's server is out of the next file's reach */
-  if (rc == 0 && p.new_network) reach_earlier_networks();
+  /* best effort: where the kernel can't, a module's server is out of the next file's reach.
+     Only with a pid namespace (--kill-others): a child that outlived the worker would find
+     no one answering its connects, which then fail (ENOSYS) */
+  if (rc == 0 && p.new_network && p.kill_others) reach_earlier_networks();
   return rc;
 }
 
