@@ -130,7 +130,7 @@ export interface PoolOnlyOptions {
    * the end of the run, whose result stays as it is; `'fail'` fails that file with the
    * same list; `'ignore'` looks for nothing. Not leaks: the worker process itself, its
    * children in its session on a worker that serves more files (what `isolate: false`
-   * keeps), and processes that end within 100 ms of the file.
+   * keeps), and processes that end within 250 ms of the file.
    * @default 'report'
    */
   leaks?: 'report' | 'fail' | 'ignore'
