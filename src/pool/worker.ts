@@ -119,7 +119,8 @@ export class RootlessPoolWorker implements PoolWorker {
       this.files = files
     }
     if (message.type === 'start') {
-      // a reused worker runs our reset before each file's own setup files
+      // a reused worker runs our reset before each file's own setup files; a one-file
+      // worker, with leaks looked for, gets our runner that looks (resetFile names either)
       if (this.resetFile) {
         const config = message.context.config
         const reset = this.resetByRunner || this.leakRunner ? { runner: this.resetFile } : { setupFiles: [this.resetFile, ...config.setupFiles] }
