@@ -7,6 +7,8 @@
  *
  *   prepareNetwork(): void          makes the next reset's network namespace ahead
  *
+ *   boundSockets(): string          the listening sockets here, for the leak watch
+ *
  * It has to run in the worker's own process, not a child: a fresh network namespace can
  * only be entered by the thread that will use it. The mounts and the hostname would work
  * from a child too, but here they cost no fork of a large process.
@@ -41,6 +43,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include "sandbox.h"
@@ -74,6 +78,7 @@ napi_status napi_get_array_length(napi_env env, napi_value value, uint32_t *resu
 napi_status napi_get_element(napi_env env, napi_value object, uint32_t index, napi_value *result);
 napi_status napi_get_value_string_utf8(napi_env env, napi_value value, char *buf, size_t bufsize, size_t *result);
 napi_status napi_throw_error(napi_env env, const char *code, const char *msg);
+napi_status napi_create_string_utf8(napi_env env, const char *str, size_t length, napi_value *result);
 napi_value napi_register_module_v1(napi_env env, napi_value exports);
 
 /* ---- prepareNetwork(): the next network namespace, made by a thread while tests run ---- */
@@ -185,11 +190,38 @@ static napi_value reset(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* ---- boundSockets(): what listens in this thread's network, for the leak watch ---- */
+
+/*
+ * One line per listening TCP or bound UDP socket: "tcp|udp ADDRESS PORT INODE". The
+ * leak watch (src/inside/leak-watch.ts) compares them before and after a test file.
+ */
+static napi_value bound_sockets_text(napi_env env, napi_callback_info info) {
+  (void)info;
+  static struct bound_socket found[1024];
+  static char text[1024 * 72];
+  int n = bound_sockets(found, 1024, 1);
+  if (n < 0) {
+    napi_throw_error(env, "sock_diag", "vitest-pool-rootless: can't list the sandbox's listening sockets");
+    return NULL;
+  }
+  size_t used = 0;
+  for (int i = 0; i < n; i++) {
+    char address[INET6_ADDRSTRLEN] = "?";
+    inet_ntop(found[i].family, found[i].address, address, sizeof address);
+    used += (size_t)snprintf(text + used, sizeof text - used, "%s %s %u %u\n", found[i].protocol == IPPROTO_TCP ? "tcp" : "udp", address, (unsigned)found[i].port, (unsigned)found[i].inode);
+  }
+  napi_value result;
+  return napi_create_string_utf8(env, text, used, &result) == 0 ? result : NULL;
+}
+
 napi_value napi_register_module_v1(napi_env env, napi_value exports) {
-  napi_value fn, prep;
+  napi_value fn, prep, sockets;
   take_forwarder();
   if (napi_create_function(env, "reset", 5, reset, NULL, &fn) != 0 || napi_set_named_property(env, exports, "reset", fn) != 0) return NULL;
   if (napi_create_function(env, "prepareNetwork", 14, prepare_network, NULL, &prep) != 0 || napi_set_named_property(env, exports, "prepareNetwork", prep) != 0)
+    return NULL;
+  if (napi_create_function(env, "boundSockets", 12, bound_sockets_text, NULL, &sockets) != 0 || napi_set_named_property(env, exports, "boundSockets", sockets) != 0)
     return NULL;
   return exports;
 }

@@ -46,6 +46,13 @@
 #include "forwarder.h"
 #include "sandbox.h"
 
+/* no newer glibc than Node 20 asks for: as in addon.c */
+#if defined(__GLIBC__) && defined(__x86_64__)
+__asm__(".symver pthread_create, pthread_create@GLIBC_2.2.5");
+#elif defined(__GLIBC__) && defined(__aarch64__)
+__asm__(".symver pthread_create, pthread_create@GLIBC_2.17");
+#endif
+
 #if defined(SECCOMP_IOCTL_NOTIF_ADDFD) && defined(SECCOMP_ADDFD_FLAG_SETFD)
 
 /* Networks kept: a worker that leaves listeners behind in every file keeps the newest. */
@@ -63,31 +70,22 @@ static int n_earlier;
 static pthread_mutex_t earlier_lock = PTHREAD_MUTEX_INITIALIZER;
 static int notify_fd = -1;
 
-/* The TCP ports something listens on in the network `dir` (a /proc/.../net) shows. */
-static int listening_ports(const char *dir, uint16_t *ports, int max) {
-  static const char *const tables[] = {"tcp", "tcp6"};
-  int n = 0;
-  for (int t = 0; t < 2; t++) {
-    char path[96], line[256];
-    snprintf(path, sizeof path, "%s/%s", dir, tables[t]);
-    FILE *f = fopen(path, "re");
-    if (!f) continue;
-    while (fgets(line, sizeof line, f)) {
-      unsigned port, state;
-      /* "  0: 0100007F:0BB8 00000000:0000 0A ...": local port, then state; 0A is LISTEN */
-      if (sscanf(line, " %*u: %*[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x", &port, &state) != 2 || state != 0x0A) continue;
-      int seen = 0;
-      for (int i = 0; i < n && !seen; i++) seen = ports[i] == port;
-      if (!seen && n < max) ports[n++] = (uint16_t)port;
-    }
-    fclose(f);
+/* The TCP ports something listens on in this thread's network namespace. */
+static int listening_ports(uint16_t *ports, int max) {
+  /* on the stack: the reset (Node's main thread) and the connect thread both ask */
+  struct bound_socket found[512];
+  int n = bound_sockets(found, 512, 0), count = 0;
+  for (int i = 0; i < n; i++) {
+    int seen = 0;
+    for (int j = 0; j < count && !seen; j++) seen = ports[j] == found[i].port;
+    if (!seen && count < max) ports[count++] = found[i].port;
   }
-  return n;
+  return count;
 }
 
 void remember_network(void) {
   struct earlier e = {.ns = -1};
-  e.n_ports = listening_ports("/proc/thread-self/net", e.ports, MAX_PORTS);
+  e.n_ports = listening_ports(e.ports, MAX_PORTS);
   if (e.n_ports == 0) return;
   if ((e.ns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) < 0) return;
   pthread_mutex_lock(&earlier_lock);
@@ -118,8 +116,8 @@ static int listened_on_in_network_of(int fd, uint16_t port) {
   int joined = setns(ns, CLONE_NEWNET) == 0;
   close(ns);
   if (!joined) return 1;
-  uint16_t ports[1024];
-  int n = listening_ports("/proc/thread-self/net", ports, 1024);
+  uint16_t ports[512];
+  int n = listening_ports(ports, 512);
   for (int i = 0; i < n; i++)
     if (ports[i] == port) return 1;
   return 0;
@@ -255,15 +253,12 @@ int reach_earlier_networks(void) {
   if (pipe2(ready, O_CLOEXEC) < 0) return -1;
   sigset_t all, old;
   sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  pthread_attr_setstacksize(&attr, 256 * 1024);
+  /* the calling thread's mask (glibc's sigprocmask is pthread_sigmask), which the new one
+     inherits; it runs for the worker's life, never joined */
+  sigprocmask(SIG_SETMASK, &all, &old);
   pthread_t thread;
-  int rc = pthread_create(&thread, &attr, answer_connects, (void *)(intptr_t)ready[0]);
-  pthread_attr_destroy(&attr);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  int rc = pthread_create(&thread, NULL, answer_connects, (void *)(intptr_t)ready[0]);
+  sigprocmask(SIG_SETMASK, &old, NULL);
   if (rc != 0) {
     close(ready[0]), close(ready[1]);
     errno = rc;

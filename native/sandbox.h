@@ -185,6 +185,17 @@ int in_initial_user_namespace(void);
 /* SIGKILLs what an earlier file let go in the pid namespace (not init, us or our session's children) and waits; records its failure. */
 int kill_others(void);
 
+/* listeners.c, the addon's alone: the listening TCP (and bound UDP) sockets of this thread's network */
+struct bound_socket {
+  int protocol; /* IPPROTO_TCP or IPPROTO_UDP */
+  int family;
+  uint16_t port;
+  uint32_t inode;
+  uint32_t address[4]; /* network order, as sock_diag gives it */
+};
+/* Up to `max` of them into `out`; their count, or -1 with errno. */
+int bound_sockets(struct bound_socket *out, int max, int with_udp);
+
 /* earlier-networks.c, the addon's alone: module servers of a reused worker stay reachable */
 /* Before a reset leaves this thread's network namespace: kept if anything listens in it. */
 void remember_network(void);

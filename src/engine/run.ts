@@ -2,7 +2,7 @@ import { fork, spawnSync, type ChildProcess, type Serializable } from 'node:chil
 import type { Readable } from 'node:stream'
 import { join } from 'node:path'
 import { explainFailure } from './machine-checks.js'
-import { FORWARDED_PORTS_ENV, RESET_ENV, SANDBOXED_ENV } from '../wire/wire.js'
+import { FORWARDED_PORTS_ENV, LEAKS_ENV, RESET_ENV, SANDBOXED_ENV, type LeakChecks } from '../wire/wire.js'
 import { scrubEnv } from '../plan/env.js'
 import { SandboxError } from '../plan/errors.js'
 import type { ResolvedSandboxOptions } from '../plan/options.js'
@@ -227,6 +227,12 @@ export class SandboxRun {
       env[FORWARDED_PORTS_ENV] = forwards.map((f) => f.inside).join(',')
     }
     spec = { ...spec, needs: [...spec.needs, DIST] }
+    const leaks = env[LEAKS_ENV]
+    if (leaks) {
+      // the leak watch lists sockets through the addon
+      spec = { ...spec, needs: [...spec.needs, sandbox.addon] }
+      env = { ...env, [LEAKS_ENV]: JSON.stringify({ ...(JSON.parse(leaks) as LeakChecks), addon: sandbox.addon }) }
+    }
     if (spec.reusable) {
       // read by inside/reset.ts, before each file after the first: the same mounts the
       // launcher builds, from the same plan, by the same C code (the addon)

@@ -47,6 +47,8 @@ export interface LeakChecks {
   processes: boolean
   /** The network is the sandbox's own (isolated): every socket in it is the sandbox's. */
   sockets: boolean
+  /** The addon that lists them (native/listeners.c), kept visible; the engine adds it. */
+  addon?: string
 }
 
 /**

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { LeakTally, leakLine, leakWatchEnv } from '../../src/engine/leak-report.js'
-import { leftProcesses, parseSocketTable, parseStat, type ProcessEntry } from '../../src/inside/leak-watch.js'
+import { leftProcesses, parseBoundSockets, parseStat, type ProcessEntry } from '../../src/inside/leak-watch.js'
 import { LEAKS_ENV } from '../../src/wire/wire.js'
 
 describe('what a test file left', () => {
@@ -10,21 +10,13 @@ describe('what a test file left', () => {
     expect(parseStat('garbage')).toBeUndefined()
   })
 
-  it('reads listening TCP and bound UDP sockets with their address and port', () => {
-    const tcp = [
-      '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode',
-      '   0: 0100007F:0BB8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0 100 0 0 10 0',
-      '   1: 0100007F:0BB8 0100007F:A1B2 01 00000000:00000000 00:00000000 00000000     0        0 4343 1 0 100 0 0 10 0',
-    ].join('\n')
-    expect(parseSocketTable(tcp, 'tcp', false)).toEqual([{ inode: '4242', protocol: 'tcp', address: '127.0.0.1', port: 3000 }])
-    const tcp6 = [
-      '  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode',
-      '   0: 00000000000000000000000001000000:11D7 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 5151 1 0',
-      '   1: 00000000000000000000000000000000:0050 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 5252 1 0',
-    ].join('\n')
-    expect(parseSocketTable(tcp6, 'tcp', true).map((s) => `${s.address} ${s.port}`)).toEqual(['::1 4567', ':: 80'])
-    const udp = ['  sl  local_address rem_address   st', '   7: 00000000:14E9 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 6161 2 0'].join('\n')
-    expect(parseSocketTable(udp, 'udp', false)).toEqual([{ inode: '6161', protocol: 'udp', address: '0.0.0.0', port: 5353 }])
+  it("reads the addon's list of listening TCP and bound UDP sockets", () => {
+    expect(parseBoundSockets('tcp 127.0.0.1 3000 4242\ntcp ::1 4567 5151\nudp 0.0.0.0 5353 6161\n')).toEqual([
+      { protocol: 'tcp', address: '127.0.0.1', port: 3000, inode: '4242' },
+      { protocol: 'tcp', address: '::1', port: 4567, inode: '5151' },
+      { protocol: 'udp', address: '0.0.0.0', port: 5353, inode: '6161' },
+    ])
+    expect(parseBoundSockets('')).toEqual([])
   })
 
   // init 1, the worker 2 (session 0: its leader is outside the namespace), a pool child
