@@ -75,7 +75,7 @@ export interface PreparedSandbox {
    * private state dir); undefined with the host's network, or where the path is too
    * long for a Unix socket (each sandbox then makes its own).
    */
-  networks?: string
+  networksSocket?: string
   hostsFile: string
   /** What was written to `hostsFile`. */
   hosts: string
@@ -107,14 +107,14 @@ export function prepareSandbox(options: ResolvedSandboxOptions, facts: IdentityF
   writeFileSync(hostsFile, hosts, { mode: 0o644 })
   const nsswitchFile = options.network === 'isolated' ? writeNsswitch(state.name) : undefined
   const fixed = { options, idMap, hostsFile, nsswitchFile }
-  const networks = join(state.name, 'networks')
+  const networksSocket = join(state.name, 'networks')
   let cleaned = false
   return {
     launcher,
     addon,
     idMap,
     stateDir: state.name,
-    ...(options.network === 'isolated' && Buffer.byteLength(networks) < UNIX_PATH_MAX ? { networks } : {}),
+    ...(options.network === 'isolated' && Buffer.byteLength(networksSocket) < UNIX_PATH_MAX ? { networksSocket } : {}),
     hostsFile,
     hosts,
     plan: (extra = {}) => createSandboxPlan({ ...fixed, ...extra }),
@@ -144,19 +144,16 @@ function writeNsswitch(stateDir: string): string | undefined {
 }
 
 /** How a command run in a sandbox ended, with what it printed. */
-export interface SandboxedRun {
+export interface CommandResult {
   code: number | null
   signal: NodeJS.Signals | null
   stdout: string
   stderr: string
 }
 
-/**
- * Runs `command` through the launcher with `args`, from `/`, collecting its output;
- * `fds` are passed on from fd 4 (after stdio and an unused IPC slot), as for workers.
- */
-export function runSandboxed(launcher: string, args: string[], command: string[], fds: number[] = []): Promise<SandboxedRun> {
-  const child = spawn(launcher, [...args, '--', ...command], { cwd: '/', stdio: ['ignore', 'pipe', 'pipe', 'ignore', ...fds] })
+/** Runs `command` through the launcher with `args`, from `/`, collecting its output. */
+export function runSandboxed(launcher: string, args: string[], command: string[]): Promise<CommandResult> {
+  const child = spawn(launcher, [...args, '--', ...command], { cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d))
