@@ -149,7 +149,7 @@ tryConnect(7000).then((r) => console.log(r + ' ' + siblings.join(',')))`
     expect(existsSync(`/proc/${forwarder}`)).toBe(false)
   })
 
-  it('starts 64 forwards in a few milliseconds: the host\'s socket tables are read once, not per port', () => {
+  it('starts 64 forwards without reading the host\'s socket tables once per port', () => {
     const forwards = Array.from({ length: 64 }, (_, i) => ['--forward', `${7100 + i}:${echoPort}`]).flat()
     const time = (args: string[]) => {
       const runs = Array.from({ length: 7 }, () => {
@@ -162,9 +162,9 @@ tryConnect(7000).then((r) => console.log(r + ' ' + siblings.join(',')))`
     }
     const none = time([])
     const many = time(forwards)
-    // 64 reads of /proc/net/tcp{,6} took 1.2-1.4 s here; one sock_diag dump takes 0.1 ms, and
-    // 128 listeners made and handed over a few more: 40 ms leaves room for a busy machine
-    expect(many - none).toBeLessThan(40)
+    // a read of the tables per port took 1.2-1.4 s here; one sock_diag dump and 128 listeners
+    // made and handed over take about 7 ms: 150 ms leaves room for a busy machine (or ASan)
+    expect(many - none).toBeLessThan(150)
   })
 })
 
