@@ -1,10 +1,11 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs'
+import { mkdtempSync, readlinkSync, rmSync } from 'node:fs'
 import { createServer, type AddressInfo, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { LAUNCHER_STEPS } from '../../src/plan/steps.js'
+import { cpuTicks, fdCount, MAX_FDS, MAX_TICKS_IN_2S, processTree as tree } from '../support/procs.js'
 import { LAUNCHER, describeSandbox } from '../support/sandbox.js'
 
 // What a test can shape and the launcher or its forwarder reads (issue 26): argv built
@@ -62,39 +63,6 @@ describe('launcher: argv that a plan could carry but the kernel should never see
     expectUsage(launch([...SELF, '--hostname', 'a', '--hostname', 'b', '--', 'true']), '--hostname is given twice')
   })
 })
-
-/** The pids of `root` and every process under it. */
-function tree(root: number): number[] {
-  const children = new Map<number, number[]>()
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)])
-    } catch {}
-  }
-  const all = [root]
-  for (let i = 0; i < all.length; i++) all.push(...(children.get(all[i]!) ?? []))
-  return all
-}
-
-const fdCount = (pid: number) => {
-  try {
-    return readdirSync(`/proc/${pid}/fd`).length
-  } catch {
-    return 0
-  }
-}
-/** utime + stime, in clock ticks (USER_HZ, 100 a second). */
-const cpuTicks = (pid: number) => {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-    return Number(fields[11]) + Number(fields[12])
-  } catch {
-    return 0
-  }
-}
 
 describeSandbox('the forwarder, handed junk by a sandboxed process that holds its control fd', () => {
   const dir = mkdtempSync(join(tmpdir(), 'vpr-hostile-'))
@@ -168,8 +136,7 @@ setTimeout(() => {
     clearTimeout(timer)
     expect(stderr).toBe('')
     expect(stdout.trim().split('\n').pop()).toBe('still here')
-    for (const [pid, count] of Object.entries(fds)) expect(count, `fds of pid ${pid}`).toBeLessThanOrEqual(64)
-    // 10 % of a core over 2 s: 20 ticks of 10 ms
-    expect(used).toBeLessThanOrEqual(20)
+    for (const [pid, count] of Object.entries(fds)) expect(count, `fds of pid ${pid}`).toBeLessThanOrEqual(MAX_FDS)
+    expect(used).toBeLessThanOrEqual(MAX_TICKS_IN_2S)
   })
 })
