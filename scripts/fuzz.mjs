@@ -9,8 +9,8 @@
 // the target) fails the run; its input is kept in native/build/fuzz/findings/ and the
 // line says how to replay it. Each target starts from its regression inputs in
 // native/fuzz/corpus/<target> (never written to) and keeps what it learns in
-// native/build/fuzz/corpus/<target> for the next run. Needs clang (Debian/Ubuntu:
-// apt-get install clang).
+// native/build/fuzz/corpus/<target> for the next run. Needs clang and its compiler-rt
+// (Debian/Ubuntu: apt-get install clang libclang-rt-dev).
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdirSync, readFileSync, readdirSync, renameSync } from 'node:fs'
 import { join, relative, resolve } from 'node:path'
@@ -39,7 +39,7 @@ function usage(problem) {
 
 const cc = process.env.FUZZ_CC || 'clang'
 if (spawnSync(cc, ['--version'], { stdio: 'ignore' }).status !== 0) {
-  console.error(`fuzz: ${cc} not found: the fuzz targets need clang with libFuzzer (Debian/Ubuntu: apt-get install clang; or point FUZZ_CC at one).`)
+  console.error(`fuzz: ${cc} not found: the fuzz targets need clang with libFuzzer (Debian/Ubuntu: apt-get install clang libclang-rt-dev; or point FUZZ_CC at one).`)
   process.exit(2)
 }
 
@@ -53,7 +53,7 @@ for (const target of targets) {
   const sources = [join(fuzzDir, `${target}.c`), ...TARGETS[target].map((file) => join(root, 'native', file))]
   const built = spawnSync(cc, [...flags, '-o', `${binary}.tmp`, ...sources, '-lpthread'], { stdio: ['ignore', 'inherit', 'inherit'] })
   if (built.status !== 0) {
-    console.error(`fuzz: can't build the ${target} target with ${cc} (its messages are above).`)
+    console.error(`fuzz: can't build the ${target} target with ${cc} (its messages are above). libFuzzer and the sanitizers' runtimes come with clang's compiler-rt (Debian/Ubuntu: apt-get install libclang-rt-dev).`)
     process.exit(2)
   }
   renameSync(`${binary}.tmp`, binary)
