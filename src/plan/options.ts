@@ -1,7 +1,7 @@
 import { tmpdir } from 'node:os'
 import { RootlessOptionError } from './errors.js'
 import { isInside } from './paths.js'
-import { OPTION_SPECS, POOL_ONLY_SPECS, SANDBOX_SPECS, isPlainObject, type OptionKey, type ResolveContext } from './option-specs.js'
+import { OPTION_SPECS, POOL_ONLY_SPECS, SANDBOX_SPECS, closestName, isPlainObject, spellSetting, type OptionKey, type ResolveContext } from './option-specs.js'
 
 export { resolveTempDir } from './option-specs.js'
 
@@ -185,9 +185,7 @@ function resolveOptions(
   if (input === undefined) input = {}
   if (!isPlainObject(input)) throw new RootlessOptionError('options', input, 'expects an object of options')
   for (const key of Object.keys(input)) {
-    if (!known.includes(key)) {
-      throw new RootlessOptionError(key, input[key], `is not an option; known options are ${known.map(spell).join(', ')}`)
-    }
+    if (!known.includes(key)) throw RootlessOptionError.unknown(key, input[key], known.map(spell), closestName(key, known))
   }
   const warnings: string[] = []
   const derived: { hostsBase?: string } = {}
@@ -221,9 +219,11 @@ function crossChecks(options: ResolvedSandboxOptions, input: Record<string, unkn
     }
   }
   if (options.hostPorts.length > 0 && options.network === 'host') {
-    throw new RootlessOptionError(spell('hostPorts'), input.hostPorts, "can't be used with network: 'host', where every host port is reachable already; use network: 'isolated'")
+    throw new RootlessOptionError(spell('hostPorts'), input.hostPorts, `can't be used with ${spellSetting(spell, 'network', 'host')}, where every host port is reachable already; use ${spellSetting(spell, 'network', 'isolated')}`)
   }
-  if (input.tmpfs === false) {
-    options.warnings.push(`vitest-pool-rootless: no private temp dir (tmpfs is off): the temp dir ${tmpdir()} is shared with the host -- what tests write there is visible outside and stays after the run`)
+  // on the command line, --no-tmpfs is asked for by name (often to remove what a test left
+  // in the project, as the runner suggests): only a test run gets the warning
+  if (input.tmpfs === false && !spell('tmpfs').startsWith('--')) {
+    options.warnings.push(`vitest-pool-rootless: no private temp dir (tmpfs: false): the temp dir ${tmpdir()} is shared with the host -- what tests write there is visible outside and stays after the run`)
   }
 }

@@ -223,8 +223,8 @@ for (const major of [30, 29] as const) {
 
     it.each([
       [{ hostname: 'not/a/hostname' }, 'option `hostname` expects 1 to 64 letters'],
-      [{ tmpfs: ['/usr'] }, "option `tmpfs` expects directories that don't hide the node binary's directory"],
-      [{ bogus: 1 }, 'option `bogus` is not an option; known options are hosts, hostsFile'],
+      [{ tmpfs: ['/usr'] }, "option `tmpfs` expects directories that don't hide /usr"],
+      [{ hostport: [5432] }, '`hostport` is not an option; did you mean `hostPorts`? The options are hosts, hostsFile'],
     ])('refuses bad runner options %j before any file runs, in the words rootless() uses', async (options, text) => {
       const root = copyFixture(consumer, 'jest-options')
       const run = await runJest(consumer, root, { env: { E2E_OPTIONS: JSON.stringify(options) } })
