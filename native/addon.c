@@ -17,7 +17,13 @@
  * it. The thread blocks every signal: they stay Node's.
  *
  * A failed step raises an Error whose message is the launcher's one line for it
- * ("vitest-pool-rootless: <step>: <reason>") and whose `code` is the step's name.
+ * ("vitest-pool-rootless: <step>: <reason>") and whose `code` is the step's name. The
+ * reset is the launcher's own op loop (ops.c), which returns its failure like the
+ * launcher's: nothing jumps past the code that closes what the ops opened.
+ *
+ * The forwarder's control socket (a reset sends the fresh network's listeners through
+ * it) is taken when the addon loads: made close-on-exec, and its variable removed from
+ * the environment, so that no child process a test starts holds it.
  *
  * Node-API is a stable C ABI: the few functions used here are declared below, as
  * node_api.h declares them, so the addon builds without Node's headers, for any
@@ -28,8 +34,7 @@
 #include <linux/sockios.h>
 #include <pthread.h>
 #include <signal.h>
-#include <setjmp.h>
-#include <stdarg.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,27 +76,6 @@ napi_status napi_get_value_string_utf8(napi_env env, napi_value value, char *buf
 napi_status napi_throw_error(napi_env env, const char *code, const char *msg);
 napi_value napi_register_module_v1(napi_env env, napi_value exports);
 
-/* ---- failures: die_step() returns to reset() with the message, instead of exiting ---- */
-
-static jmp_buf failed;
-static char failure[1024];
-static const char *failed_step;
-
-void die_step(int step, const char *fmt, ...) {
-  int saved = errno;
-  char msg[768];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  if (saved)
-    snprintf(failure, sizeof failure, "vitest-pool-rootless: %s: %s: %s", step_name(step), msg, strerror(saved));
-  else
-    snprintf(failure, sizeof failure, "vitest-pool-rootless: %s: %s", step_name(step), msg);
-  failed_step = step_name(step);
-  longjmp(failed, 1);
-}
-
 /* ---- prepareNetwork(): the next network namespace, made by a thread while tests run ---- */
 
 static pthread_t preparer;
@@ -109,9 +93,6 @@ static void *prepare(void *unused) {
   close(s);
   return NULL;
 }
-
-/* One taken for the reset under way: not a local, so a failed step's longjmp can't lose it. */
-static int ready_network = -1;
 
 /* The namespace made ahead, or -1: waits for a preparer still at work (it is quick). */
 static int take_prepared(void) {
@@ -144,6 +125,34 @@ static napi_value prepare_network(napi_env env, napi_callback_info info) {
 
 #define MAX_ARGS (4 * MAX_LIST + 16)
 
+/* The forwarder's control socket, taken from the environment when the addon loads; -1: none. */
+static int forwarder = -1;
+
+static void take_forwarder(void) {
+  const char *env = getenv(FORWARDER_ENV);
+  int fd = env ? parse_fd(env) : -1;
+  if (fd >= 0 && fcntl(fd, F_SETFD, FD_CLOEXEC) == 0) forwarder = fd;
+  unsetenv(FORWARDER_ENV);
+}
+
+/* Runs `--reset ARGS...`: 0, or -1 with `failure` set. */
+static int run_reset(int argc, char **argv) {
+  static struct plan p; /* large: off the stack of Node's main thread */
+  if (parse_plan(argc, argv, &p) < 0) return -1;
+  errno = 0;
+  if (!p.reset) return fail(STEP_USAGE, "reset() takes --reset and its flags");
+  struct run r;
+  run_init(&r);
+  r.forwarder = forwarder;
+  r.network_fd = p.new_network ? take_prepared() : -1;
+  int rc = run_ops(&p, &r);
+  close_ops(&p, &r);
+  /* a step that failed before the network's: the namespace made ahead waits for the next reset */
+  if (r.network_fd >= 0) prepared = r.network_fd;
+  else if (rc == 0 && p.new_network) start_preparing();
+  return rc;
+}
+
 static napi_value reset(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value list;
@@ -158,47 +167,23 @@ static napi_value reset(napi_env env, napi_callback_info info) {
   }
   /* argv[0] is the program name, as for the launcher's parser */
   char *argv[MAX_ARGS] = {"reset"};
-  int count = 1;
-  /* volatile: read again after longjmp, which may undo what registers held */
-  volatile int ok = 0;
-  for (uint32_t i = 0; i < n; i++) {
+  int count = 1, bad = 0;
+  for (uint32_t i = 0; i < n && !bad; i++) {
     napi_value item;
     size_t len = 0;
-    if (napi_get_element(env, list, i, &item) != 0 || napi_get_value_string_utf8(env, item, NULL, 0, &len) != 0) goto bad_argument;
-    argv[count] = malloc(len + 1);
-    if (!argv[count]) goto bad_argument;
-    if (napi_get_value_string_utf8(env, item, argv[count], len + 1, &len) != 0) {
-      free(argv[count]);
-      goto bad_argument;
-    }
-    count++;
+    bad = napi_get_element(env, list, i, &item) != 0 || napi_get_value_string_utf8(env, item, NULL, 0, &len) != 0 || !(argv[count] = malloc(len + 1));
+    if (!bad && napi_get_value_string_utf8(env, item, argv[count++], len + 1, &len) != 0) bad = 1;
   }
-  if (setjmp(failed) == 0) {
-    struct plan p;
-    parse_plan(count, argv, &p);
-    if (!p.reset) usage_error("%s", "reset() takes --reset and its flags");
-    ready_network = p.new_network ? take_prepared() : -1;
-    reset_sandbox(&p, &ready_network);
-    ok = 1;
-    if (p.new_network) start_preparing();
-  }
-  /* a step that failed before the network's: the namespace made ahead waits for the next reset */
-  if (ready_network >= 0) {
-    prepared = ready_network;
-    ready_network = -1;
-  }
+  int rc = bad ? 0 : run_reset(count, argv);
   for (int i = 1; i < count; i++) free(argv[i]);
-  if (!ok) napi_throw_error(env, failed_step, failure);
-  return NULL;
-
-bad_argument:
-  for (int i = 1; i < count; i++) free(argv[i]);
-  napi_throw_error(env, "usage", "vitest-pool-rootless: reset() takes an array of strings");
+  if (bad) napi_throw_error(env, "usage", "vitest-pool-rootless: reset() takes an array of strings");
+  else if (rc < 0) napi_throw_error(env, step_name(failure.step), failure.line);
   return NULL;
 }
 
 napi_value napi_register_module_v1(napi_env env, napi_value exports) {
   napi_value fn, prep;
+  take_forwarder();
   if (napi_create_function(env, "reset", 5, reset, NULL, &fn) != 0 || napi_set_named_property(env, exports, "reset", fn) != 0) return NULL;
   if (napi_create_function(env, "prepareNetwork", 14, prepare_network, NULL, &prep) != 0 || napi_set_named_property(env, exports, "prepareNetwork", prep) != 0)
     return NULL;

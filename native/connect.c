@@ -43,7 +43,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "sandbox.h"
+#include "forwarder.h"
 
 #if defined(__x86_64__)
 #define NATIVE_ARCH AUDIT_ARCH_X86_64
@@ -91,6 +91,25 @@ int install_connect_filter(void) {
 uint16_t sockaddr_port(const struct sockaddr_storage *a) {
   if (a->ss_family == AF_INET) return ntohs(((const struct sockaddr_in *)a)->sin_port);
   if (a->ss_family == AF_INET6) return ntohs(((const struct sockaddr_in6 *)a)->sin6_port);
+  return 0;
+}
+
+uint16_t connect_target(const struct sockaddr_storage *to, uint64_t to_len, int *v6_loopback) {
+  /* the length is the caller's word: only what it names was read into `to` */
+  if (to_len > sizeof *to) return 0;
+  if (to->ss_family == AF_INET && to_len >= sizeof(struct sockaddr_in)) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)to;
+    *v6_loopback = 0;
+    return in->sin_addr.s_addr == htonl(INADDR_LOOPBACK) ? ntohs(in->sin_port) : 0;
+  }
+  if (to->ss_family == AF_INET6 && to_len >= sizeof(struct sockaddr_in6)) {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)to;
+    static const unsigned char mapped[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1};
+    if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr)) *v6_loopback = 1;
+    else if (memcmp(&in6->sin6_addr, mapped, 16) == 0) *v6_loopback = 0;
+    else return 0;
+    return ntohs(in6->sin6_port);
+  }
   return 0;
 }
 
@@ -168,24 +187,6 @@ static void copy_options(int from, int to, int family) {
     len = sizeof tv;
     if (getsockopt(from, SOL_SOCKET, timeouts[i], &tv, &len) == 0) setsockopt(to, SOL_SOCKET, timeouts[i], &tv, len);
   }
-}
-
-/* The port of a loopback address (127.0.0.1, ::1, ::ffff:127.0.0.1); 0 for any other. */
-static uint16_t loopback_port(const struct sockaddr_storage *a, socklen_t len, int *v6_loopback) {
-  if (a->ss_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
-    const struct sockaddr_in *in = (const struct sockaddr_in *)a;
-    *v6_loopback = 0;
-    return in->sin_addr.s_addr == htonl(INADDR_LOOPBACK) ? ntohs(in->sin_port) : 0;
-  }
-  if (a->ss_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
-    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)a;
-    static const unsigned char mapped[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1};
-    if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr)) *v6_loopback = 1;
-    else if (memcmp(&in6->sin6_addr, mapped, 16) == 0) *v6_loopback = 0;
-    else return 0;
-    return ntohs(in6->sin6_port);
-  }
-  return 0;
 }
 
 static void set_port(struct sockaddr_storage *a, uint16_t port) {
@@ -322,7 +323,7 @@ int answer_connect(int notify_fd, host_port_fn host_port) {
     /* the address first: most connects are not to a forwarded port, and cost no more; a
        pid is only the caller's while its notification is pending: checked after use */
     if (syscall(SYS_process_vm_readv, req.pid, &local, 1UL, &remote, 1UL, 0UL) == (long)to_len &&
-        (inside = loopback_port(&to, to_len, &v6_loopback)) != 0 && host_port(0, v6_loopback, inside) > 0 &&
+        (inside = connect_target(&to, to_len, &v6_loopback)) != 0 && host_port(0, v6_loopback, inside) > 0 &&
         (pidfd = thread_pidfd(req.pid)) >= 0 &&
         still_waiting(notify_fd, req.id) &&
         (theirs = (int)syscall(SYS_pidfd_getfd, pidfd, (int)req.data.args[0], 0)) >= 0)

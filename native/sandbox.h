@@ -1,12 +1,18 @@
 /*
  * What the launcher (launcher.c) and the in-process reset (addon.c) share: the plan they
- * are handed, its parser (plan.c), and the steps that build a sandbox's writable layers
- * and reset one (layers.c). Each program supplies die_step(): the launcher exits with the
- * step's status, the addon turns it into a JavaScript exception.
+ * are handed -- its options and the ordered list of setup operations made from them
+ * (plan.c) -- and the one loop that runs that list (ops.c).
+ *
+ * One error rule: helpers return -1 with errno set; a step that fails records its one
+ * line with fail() (fail.c) and returns -1 up to the owner of the policy: the launcher
+ * prints it and exits with the step's status, the addon throws it to JavaScript. Only
+ * code that runs in the launcher's processes alone (launcher.c, userns.c, pidns.c,
+ * networks.c) may die on the spot, with die_step().
  */
 #ifndef VPR_SANDBOX_H
 #define VPR_SANDBOX_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -14,24 +20,13 @@
 #include "steps.h"
 
 #define MAX_LIST 64
+/* Every op a plan can hold: a fixed few, three per tmpfs, two per kept path, one per unmount. */
+#define MAX_OPS (32 + 3 * MAX_LIST + 2 * MAX_LIST + MAX_LIST)
+/* The longest --tmpfs-size taken: "50%", "512m", "1073741824k" all fit. */
+#define MAX_TMPFS_SIZE 32
 
 struct id_range {
   unsigned long inside, outside, count;
-};
-
-/* One private tmpfs and the kept paths bound back onto it: keep[first_keep..+n_keep). */
-struct tmpfs_mount {
-  const char *path;
-  int first_keep, n_keep;
-};
-
-/* The tmpfs targets with their kept paths, in argv order (mount order), and their size. */
-struct layers {
-  struct tmpfs_mount tmpfs[MAX_LIST];
-  int n_tmpfs;
-  const char *keep[MAX_LIST]; /* grouped by tmpfs: each --keep follows its --tmpfs */
-  int n_keep;
-  const char *tmpfs_size;     /* NULL: kernel default */
 };
 
 /* A port of the sandbox's loopback whose connections go to a port of the host's (forward.c). */
@@ -39,7 +34,51 @@ struct forward {
   uint16_t inside, host;
 };
 
-/* A sandbox to build (launcher), or a sandbox to reset in place (--reset, addon). */
+/*
+ * The setup operations, each one thing the sandbox gets, run in list order by run_ops()
+ * (ops.c), where each case says why it is there and on which side it runs. plan.c makes
+ * the list: for a launch, for --hold, or for --reset.
+ */
+enum op_kind {
+  OP_TAKE_NETWORK,  /* a network namespace the warm holder made ahead (--networks) */
+  OP_NEW_USER,      /* a user namespace mapped by a helper outside (--uid-map, --gid-map) */
+  OP_JOIN_USER,     /* the warm holder's user namespaces (--userns-fd) */
+  OP_HOLD,          /* --hold: keep the user namespace for the run; never returns */
+  OP_PREPARE,       /* what later ops take from outside: files opened, the forwarder started */
+  OP_SETID,         /* uid and gid 0 */
+  OP_MOUNT_PRIVATE, /* nothing propagates to the host */
+  OP_HOSTS,         /* a private copy of `arg` on /etc/hosts (--hosts-file) */
+  OP_NSSWITCH,      /* a private copy of `arg` on /etc/nsswitch.conf (--nsswitch-file) */
+  OP_TMPFS,         /* a tmpfs on `arg` (--tmpfs, --tmpfs-size) */
+  OP_KEEP,          /* `arg` bound back onto the tmpfs below it (--keep) */
+  OP_READ_ONLY,     /* the tmpfs on `arg`, the floor, made read-only */
+  OP_LOCK,          /* the nested user namespace that locks every mount so far */
+  OP_OPEN_FLOOR,    /* the kept paths, opened as the locked floor shows them */
+  OP_HOSTNAME,      /* --hostname */
+  OP_LOOPBACK,      /* lo up */
+  OP_FORWARD,       /* the forwarded ports' listeners (--forward) */
+  OP_CHDIR,         /* the caller's cwd, resolved again in the new tree */
+  OP_SESSION,       /* --new-session */
+  OP_PID_NAMESPACE, /* --pid-namespace */
+  OP_PDEATHSIG,     /* die with the caller */
+  OP_EXEC,          /* -- CMD */
+  OP_IN_SANDBOX,    /* --reset: refuse to run on the host */
+  OP_KILL_OTHERS,   /* --kill-others */
+  OP_UNMOUNT,       /* --unmount `arg` */
+  OP_UNCOVER,       /* unmount what covers `arg`, down to the locked floor */
+  OP_NEW_NETWORK,   /* --new-network */
+};
+
+struct op {
+  enum op_kind kind;
+  const char *arg; /* the path or name it acts on */
+  int fd;          /* OP_HOSTS, OP_NSSWITCH, OP_KEEP: its source, opened ahead; -1 until then */
+  int flag;        /* OP_KEEP: 1 when opened from the locked floor (OP_OPEN_FLOOR), where it may
+                      be missing; OP_NEW_USER: also a mount namespace; OP_FORWARD: a reset's */
+  int is_dir;      /* OP_KEEP: the source is a directory */
+};
+
+/* A sandbox to build (launcher), a user namespace to hold (--hold), or a reset (--reset, addon). */
 struct plan {
   struct id_range uid_map[MAX_LIST];
   int n_uid_map;
@@ -48,9 +87,15 @@ struct plan {
   const char *newuidmap; /* NULL: write maps directly */
   const char *newgidmap;
   int userns_fd;         /* >= 0: join this user namespace instead of creating one */
-  struct layers layers;
+  int status_fd;         /* --status-fd, or -1 (launcher.c takes it before parsing) */
+  struct { const char *path; int first_keep, n_keep; } tmpfs[MAX_LIST]; /* in mount order */
+  int n_tmpfs;
+  const char *keep[MAX_LIST]; /* grouped by tmpfs: each --keep follows its --tmpfs */
+  int n_keep;
+  const char *tmpfs_size;
+  char tmpfs_options[32 + MAX_TMPFS_SIZE]; /* mount options of every tmpfs target */
   const char *hosts_file;
-  const char *nsswitch_file; /* a private copy goes on /etc/nsswitch.conf */
+  const char *nsswitch_file;
   const char *hostname;
   struct forward forwards[MAX_LIST];
   int n_forwards;
@@ -61,71 +106,117 @@ struct plan {
   const char *networks;  /* --hold: serve network namespaces made ahead here; else take one */
   int pid_namespace;     /* run CMD as pid 2 under a small init in a new pid namespace */
   char **argv;
-  /* --reset only */
   int reset;
-  int new_network;       /* a fresh network namespace, lo up */
-  int kill_others;       /* every other process of the pid namespace but init goes */
-  const char *unmount[MAX_LIST]; /* mounts a test made, detached first */
+  int new_network;
+  int kill_others;
+  const char *unmount[MAX_LIST];
   int n_unmount;
+  /* what to do, in order */
+  struct op ops[MAX_OPS];
+  int n_ops;
 };
 
-/* Ends a failed step: prints (or raises) "vitest-pool-rootless: <step>: <msg>[: strerror]". */
+/* What run_ops() carries from one op to the next. */
+struct run {
+  pid_t parent;        /* the process we must die with */
+  int inner_fd;        /* the warm nested user namespace OP_LOCK joins; -1: made there */
+  int network_fd;      /* a network namespace made ahead, used up by OP_LOCK or OP_NEW_NETWORK */
+  int network_ready;   /* OP_LOCK joined it: lo is up already */
+  int forwarder;       /* the forwarder's control socket, or -1 */
+  pid_t forwarder_pid; /* reaped by the process that outlives the command */
+  int have_cwd;
+  char cwd[PATH_MAX];
+};
+
+/* fail.c: the last failed step and its one line, "vitest-pool-rootless: <step>: <msg>[: strerror]" */
+struct failure {
+  int step;
+  char line[1024];
+};
+extern struct failure failure;
+/* Records a failed step (with strerror(errno) unless errno is 0); returns -1. Control
+   characters in the message become '?': an argv can't split or forge the line. */
+int fail(int step, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Launcher processes only (launcher.c): prints the failure and exits with its step. */
+void die_failure(void) __attribute__((noreturn));
+/* Launcher processes only: the step's status on the status fd and as exit status, no line. */
+void exit_step(int step) __attribute__((noreturn));
 void die_step(int step, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
 
 /* plan.c */
-void usage_error(const char *fmt, const char *arg) __attribute__((noreturn));
 int parse_fd(const char *s);
-void parse_plan(int argc, char **argv, struct plan *p);
+/* Parses argv into `p` and makes its op list; -1 (failure: usage) when argv can't be carried out. */
+int parse_plan(int argc, char **argv, struct plan *p);
 
-/* layers.c */
+/* ops.c */
+void run_init(struct run *r);
+/* Runs the plan's ops in order: 0, or -1 with `failure` set. OP_EXEC and OP_HOLD don't return. */
+int run_ops(struct plan *p, struct run *r);
+/* Closes what the ops opened and did not use up (after a failure, say). */
+void close_ops(struct plan *p, struct run *r);
+
+/* fdpass.c */
 ssize_t write_all(int fd, const void *buf, size_t len);
 ssize_t read_retry(int fd, void *buf, size_t len);
+int write_file(const char *path, const char *content);
 /* One message on a Unix socket, with `fd` (>= 0) passed along (SCM_RIGHTS); EINTR retried. */
 ssize_t send_with_fd(int sock, const void *buf, size_t len, int fd);
-/* One message, and in *fd the fd that came with it (close-on-exec), or -1; EINTR retried. */
+/*
+ * One message, and in *fd the one fd that came with it (close-on-exec), or -1. A message
+ * that came with more than one fd, or didn't fit `len`, is refused whole: every fd that
+ * came with it is closed, and the result is -1 with errno EBADMSG. EINTR retried.
+ */
 ssize_t recv_with_fd(int sock, void *buf, size_t len, int *fd);
-int write_file(const char *path, const char *content);
+
+/* mounts.c */
+/* Opens `path` as a bind source (O_PATH) and tells whether it is a directory. */
+int open_source(const char *path, int *is_dir);
 int make_mountpoint(const char *path, int is_dir);
 int bind_fd(int fd, const char *target);
 int private_copy_bind(int src_fd, const char *src_path, const char *target);
-int loopback_up(void);
-void tmpfs_options(const struct layers *l, char *buf, size_t len);
-void mount_writable_layers(const struct layers *l, const char *opts);
-/* The reset between files; `*ready_network`, if >= 0, is a network namespace made ahead (used up). */
-void reset_sandbox(const struct plan *p, int *ready_network);
+/* Unmounts what covers `path` down to the first locked mount; -1 with errno (E2BIG: too many). */
+int uncover(const char *path);
 
-/* forward.c */
-/*
- * Forks the forwarder (call it in the host's network namespace); its control socket, or
- * -1. Its pid goes to *pid: the process that outlives the command reaps it.
- */
-int start_forwarder(const struct forward *forwards, int n, pid_t *pid);
+/* loopback.c */
+int loopback_up(void);
+
+/* reset.c */
+int in_initial_user_namespace(void);
+/* SIGKILLs every process of the pid namespace but init and us, and waits; records its failure. */
+int kill_others(void);
+
+/* forward.c: the sandbox's side of the forwarder */
 /*
  * Listens on each forward's inside port here and hands the listeners to the forwarder;
- * a port the host doesn't serve now (the forwarder checks) gets none.
+ * a port the host doesn't serve now (the forwarder checks) gets none. With `replace`,
+ * the forwarder first drops the listeners it has (a reset's fresh network).
  */
 int send_forwards(int ctl, const struct forward *forwards, int n, int replace);
 /* Sends connects to forwarded ports straight to the host, where it can (connect.c). */
 void send_connect_listener(int ctl);
 
+/* relay.c: the forwarder's process */
+/*
+ * Forks the forwarder (call it in the host's network namespace); its control socket, or
+ * -1. Its pid goes to *pid: the process that outlives the command reaps it.
+ */
+int start_forwarder(const struct forward *forwards, int n, pid_t *pid);
+
 /* connect.c */
 /* Makes this process's connect(2) calls notify a listener (seccomp); its fd, or -1. */
 int install_connect_filter(void);
-/* The host port a forwarded inside port leads to, for sockets of network namespace
-   `netns` (0: any the forwarder serves) on 127.0.0.1 or ::1 (v6); -1 if none. */
-typedef int (*host_port_fn)(ino_t netns, int v6, uint16_t inside);
-/* Answers `notify_fd`'s connect(2) notifications on a thread of their own: redirected,
-   or let through. `host_port` is called on that thread. */
-int start_connects(int notify_fd, host_port_fn host_port);
-/* Answers one of them, here (where no thread could be started); -1 when it can't. */
-int answer_connect(int notify_fd, host_port_fn host_port);
 /* The inode of the network namespace of socket `fd`; 0 if it can't be told. */
 ino_t socket_netns(int fd);
 struct sockaddr_storage;
 /* The port of an IPv4 or IPv6 socket address; 0 for another family. */
 uint16_t sockaddr_port(const struct sockaddr_storage *a);
 
-/* networks.c */
+/* userns.c, pidns.c, networks.c: the launcher's alone */
+int new_user_namespace(const struct plan *p, int with_mounts);
+int join_user_namespace(int userns_fd, int *inner_fd);
+int lock_mounts(const struct plan *p, struct run *r);
+void hold(const struct plan *p, struct run *r) __attribute__((noreturn));
+int enter_pid_namespace(pid_t forwarder);
 /* The holder's socket for network namespaces made ahead; -1 with errno if it can't be made. */
 int listen_networks(const char *path);
 /* Makes network namespaces ahead and hands each out once, until stdin's EOF; never returns. */
@@ -133,7 +224,9 @@ void serve_networks(int listener) __attribute__((noreturn));
 /* A network namespace made ahead, taken from the holder at `path`; -1 when there is none. */
 int take_network(const char *path);
 
-/* The environment variable that tells a sandboxed process the forwarder's control fd. */
+/* The environment variable that tells a reused worker the forwarder's control fd. */
 #define FORWARDER_ENV "VITEST_POOL_ROOTLESS_FORWARDER"
+/* Set (src/wire/wire.ts) when the worker will reset its sandbox: only then does it get that fd. */
+#define RESET_ENV "VITEST_POOL_ROOTLESS_RESET"
 
 #endif

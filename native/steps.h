@@ -1,63 +1,54 @@
 /*
- * Exit statuses of the launcher, one per setup step. They sit in 230..252, far from
- * what a test process exits with (0..127 by convention, 128+N for "killed by signal N"
- * as reported by shells), so the pool can tell "the sandbox failed" from "the test
- * failed". src/plan/steps.ts holds the same table; a test keeps the two in line.
+ * Exit statuses of the launcher, one per setup step: the one list of them. They sit in
+ * 230..252, far from what a test process exits with (0..127 by convention, 128+N for
+ * "killed by signal N" as reported by shells), so the pool can tell "the sandbox failed"
+ * from "the test failed".
+ *
+ * The list is an X-macro: this header makes the enum and step_name() from it, and
+ * scripts/build-native.mjs makes src/plan/steps.ts from it at every build. C is the
+ * source because the C is what ships and builds on its own (a package's first-use build
+ * has native/ but no TypeScript sources); the TypeScript table is a build product.
+ * Each name is its symbol in kebab case (a unit test holds that).
  */
 #ifndef VPR_STEPS_H
 #define VPR_STEPS_H
 
+#define STEPS(X)                    \
+  X(USAGE, 230, "usage")            \
+  X(OPEN_HOSTS, 231, "open-hosts")  \
+  X(OPEN_KEEP, 232, "open-keep")    \
+  X(MAP_HELPER, 233, "map-helper")  \
+  X(UNSHARE, 234, "unshare")        \
+  X(SETNS, 235, "setns")            \
+  X(UID_MAP, 236, "uid-map")        \
+  X(GID_MAP, 237, "gid-map")        \
+  X(SETID, 238, "setid")            \
+  X(MOUNT_PRIVATE, 239, "mount-private") \
+  X(TMPFS, 240, "tmpfs")            \
+  X(KEEP, 241, "keep")              \
+  X(HOSTS, 242, "hosts")            \
+  X(HOSTNAME, 243, "hostname")      \
+  X(LOOPBACK, 244, "loopback")      \
+  X(CHDIR, 245, "chdir")            \
+  X(SESSION, 246, "session")        \
+  X(PDEATHSIG, 247, "pdeathsig")    \
+  X(EXEC, 248, "exec")              \
+  X(HOLD, 249, "hold")              \
+  X(PID_NAMESPACE, 250, "pid-namespace") \
+  X(FORWARD, 251, "forward")        \
+  X(NSSWITCH, 252, "nsswitch")
+
 enum step {
-  STEP_USAGE = 230,
-  STEP_OPEN_HOSTS = 231,
-  STEP_OPEN_KEEP = 232,
-  STEP_MAP_HELPER = 233,
-  STEP_UNSHARE = 234,
-  STEP_SETNS = 235,
-  STEP_UID_MAP = 236,
-  STEP_GID_MAP = 237,
-  STEP_SETID = 238,
-  STEP_MOUNT_PRIVATE = 239,
-  STEP_TMPFS = 240,
-  STEP_KEEP = 241,
-  STEP_HOSTS = 242,
-  STEP_HOSTNAME = 243,
-  STEP_LOOPBACK = 244,
-  STEP_CHDIR = 245,
-  STEP_SESSION = 246,
-  STEP_PDEATHSIG = 247,
-  STEP_EXEC = 248,
-  STEP_HOLD = 249,
-  STEP_PID_NAMESPACE = 250,
-  STEP_FORWARD = 251,
-  STEP_NSSWITCH = 252,
+#define STEP_ENUM(symbol, code, name) STEP_##symbol = code,
+  STEPS(STEP_ENUM)
+#undef STEP_ENUM
 };
 
 static inline const char *step_name(int step) {
   switch (step) {
-  case STEP_USAGE: return "usage";
-  case STEP_OPEN_HOSTS: return "open-hosts";
-  case STEP_OPEN_KEEP: return "open-keep";
-  case STEP_MAP_HELPER: return "map-helper";
-  case STEP_UNSHARE: return "unshare";
-  case STEP_SETNS: return "setns";
-  case STEP_UID_MAP: return "uid-map";
-  case STEP_GID_MAP: return "gid-map";
-  case STEP_SETID: return "setid";
-  case STEP_MOUNT_PRIVATE: return "mount-private";
-  case STEP_TMPFS: return "tmpfs";
-  case STEP_KEEP: return "keep";
-  case STEP_HOSTS: return "hosts";
-  case STEP_HOSTNAME: return "hostname";
-  case STEP_LOOPBACK: return "loopback";
-  case STEP_CHDIR: return "chdir";
-  case STEP_SESSION: return "session";
-  case STEP_PDEATHSIG: return "pdeathsig";
-  case STEP_EXEC: return "exec";
-  case STEP_HOLD: return "hold";
-  case STEP_PID_NAMESPACE: return "pid-namespace";
-  case STEP_FORWARD: return "forward";
-  case STEP_NSSWITCH: return "nsswitch";
+#define STEP_CASE(symbol, code, name) case STEP_##symbol: return name;
+  STEPS(STEP_CASE)
+#undef STEP_CASE
   default: return "unknown";
   }
 }

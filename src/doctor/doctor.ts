@@ -1,4 +1,4 @@
-import { type Check, probeFailureFix, staticChecks } from './diagnose.js'
+import { type Check, probeFailureFix, staticChecks } from '../engine/machine-checks.js'
 import { validateSandboxOptions } from '../plan/options.js'
 import { prepareSandbox, runSandboxed } from '../engine/sandbox.js'
 import { launcherStep } from '../plan/steps.js'

@@ -7,11 +7,11 @@ import { idMapArgs } from '../plan/plan.js'
 import { launcherStep } from '../plan/steps.js'
 
 /** A mapped user namespace, held open by an fd, that launchers join with `--userns-fd`. */
-export interface WarmUserNamespace {
+export interface HeldUserNamespace {
   /** An fd of this process on `/proc/<holder>/ns/user`; pass it into each launcher. */
   readonly fd: number
   /** The holder's socket for network namespaces made ahead (`--networks`), if it serves one. */
-  readonly networks?: string
+  readonly networksSocket?: string
   /** Releases the namespace (the kernel frees it when the last sandbox in it ends). */
   close(): void
 }
@@ -29,15 +29,15 @@ const READY = 'ready\n'
  * parent) while it provably still runs (it is our unreaped child, so its pid can't have
  * been reused). The fd alone keeps both namespaces alive.
  *
- * Without `networks`, the holder is let go at once: no holder process outlives this call.
+ * Without `networksSocket`, the holder is let go at once: no holder process outlives this call.
  * With it (a socket path in the run's private state dir), the holder stays until
  * `close()`, making network namespaces ahead and handing each to one launcher that asks
  * there (`--networks`): making one and bringing its lo up is the largest step of a
  * sandbox's setup. It ends when its stdin does: at `close()`, or with this process
  * (it also has PR_SET_PDEATHSIG), and it never holds the run open.
  */
-export async function createWarmUserNamespace(launcher: string, idMap: IdMapPlan, networks?: string): Promise<WarmUserNamespace> {
-  const holder = spawn(launcher, [...idMapArgs(idMap), '--hold', ...(networks ? ['--networks', networks] : [])], { stdio: ['pipe', 'pipe', 'pipe'], cwd: '/' })
+export async function holdUserNamespace(launcher: string, idMap: IdMapPlan, networksSocket?: string): Promise<HeldUserNamespace> {
+  const holder = spawn(launcher, [...idMapArgs(idMap), '--hold', ...(networksSocket ? ['--networks', networksSocket] : [])], { stdio: ['pipe', 'pipe', 'pipe'], cwd: '/' })
   let stderr = ''
   holder.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
   const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => holder.once('close', (c, s) => resolve([c, s])))
@@ -58,7 +58,7 @@ export async function createWarmUserNamespace(launcher: string, idMap: IdMapPlan
     }).finally(() => clearTimeout(timer))
     if (holder.exitCode !== null || holder.signalCode !== null) throw new Error('exited before its namespace was opened')
     const fd = openSync(`/proc/${holder.pid}/ns/user`, 'r')
-    if (networks) {
+    if (networksSocket) {
       holder.unref()
       for (const stream of [holder.stdin, holder.stdout, holder.stderr]) (stream as Socket).unref()
     } else {
@@ -68,7 +68,7 @@ export async function createWarmUserNamespace(launcher: string, idMap: IdMapPlan
     let open = true
     return {
       fd,
-      ...(networks ? { networks } : {}),
+      ...(networksSocket ? { networksSocket } : {}),
       close() {
         if (open) {
           closeSync(fd)

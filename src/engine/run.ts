@@ -1,20 +1,18 @@
 import { fork, spawnSync, type ChildProcess, type Serializable } from 'node:child_process'
 import type { Readable } from 'node:stream'
-import { dirname, join } from 'node:path'
-import { pathToFileURL } from 'node:url'
-import { explainFailure } from '../doctor/diagnose.js'
-import { FORWARDED_PORTS_ENV, SANDBOXED_ENV } from '../wire/wire.js'
+import { join } from 'node:path'
+import { explainFailure } from './machine-checks.js'
+import { FORWARDED_PORTS_ENV, RESET_ENV, SANDBOXED_ENV } from '../wire/wire.js'
 import { scrubEnv } from '../plan/env.js'
 import { SandboxError } from '../plan/errors.js'
 import type { ResolvedSandboxOptions } from '../plan/options.js'
 import { realpathOrSelf } from '../plan/paths.js'
 import { createResetPlan } from '../plan/plan.js'
-import { RESET_ENV } from '../wire/wire.js'
 import { launcherStep } from '../plan/steps.js'
 import { watchExit, type ChildExit } from './exit.js'
 import { ownListeningPorts } from './listening-ports.js'
 import { findForeignOwned, foreignIds, foreignOwnedReport } from './foreign-files.js'
-import { createWarmUserNamespace, type WarmUserNamespace } from './holder.js'
+import { holdUserNamespace, type HeldUserNamespace } from './holder.js'
 import { PACKAGE_ROOT } from './launcher-path.js'
 import { prepareSandbox, type PreparedSandbox } from './sandbox.js'
 import { SparePool } from './spares.js'
@@ -27,16 +25,16 @@ const STATUS_FD_INDEX = 4
 const USERNS_FD_INDEX = 5
 
 /**
- * Preloaded where the network is isolated: src/inside/network-notices.ts as built (also
- * when this module runs from the TypeScript sources, as in this repo's own tests). It
- * imports from dist/ns, so the whole dist directory is kept visible.
+ * What every sandboxed process starts with, before the runner's entry: src/inside/entry.ts
+ * as built (also when this module runs from the TypeScript sources, as in this repo's own
+ * tests). It imports from dist/wire, so the whole dist directory is kept visible.
  */
-const NETWORK_NOTICES = join(PACKAGE_ROOT, 'dist', 'inside', 'network-notices.js')
-const NETWORK_NOTICES_URL = pathToFileURL(NETWORK_NOTICES).href
+const DIST = join(PACKAGE_ROOT, 'dist')
+const SANDBOX_ENTRY = join(DIST, 'inside', 'entry.js')
 
 /** What one sandboxed process runs; equal specs can share spares. */
 export interface LaunchSpec {
-  /** A Node entry point, forked with an IPC channel. */
+  /** A Node entry point, forked with an IPC channel (after inside/entry.ts). */
   entrypoint: string
   execArgv: string[]
   env: Partial<NodeJS.ProcessEnv>
@@ -61,8 +59,11 @@ export interface LaunchSpec {
 
 /** Run-wide settings beyond the sandbox itself. */
 export interface RunSettings {
-  /** Join one pre-mapped user namespace instead of mapping ids per sandbox. */
-  warmUserNamespace: boolean
+  /**
+   * Every sandbox of the run joins one user namespace, mapped once, that a holder
+   * process makes and keeps (engine/holder.ts), instead of mapping ids itself.
+   */
+  heldUserNamespace: boolean
   /** Forward the ports this process listens on when a sandbox starts (`runnerPorts`). */
   runnerPorts: boolean
 }
@@ -70,7 +71,7 @@ export interface RunSettings {
 /** The settings every adapter uses: `runnerPorts` as configured, the rest from the env. */
 export function runSettings(runnerPorts: boolean): RunSettings {
   // an escape hatch for debugging and for the benchmark's side-by-side runs
-  return { warmUserNamespace: process.env.VITEST_POOL_ROOTLESS_WARM_USERNS !== '0', runnerPorts }
+  return { heldUserNamespace: process.env.VITEST_POOL_ROOTLESS_WARM_USERNS !== '0', runnerPorts }
 }
 
 /** What a run does to the machine; tests inject fakes (see test/unit/run.test.ts). */
@@ -78,9 +79,9 @@ export interface RunDeps {
   prepare(options: ResolvedSandboxOptions): PreparedSandbox
   /** Builds one sandbox and throws a SandboxError if it can't. */
   probe(sandbox: PreparedSandbox): void
-  createUserNamespace(sandbox: PreparedSandbox): Promise<WarmUserNamespace>
+  holdUserNamespace(sandbox: PreparedSandbox): Promise<HeldUserNamespace>
   /** Starts one sandboxed process. */
-  fork(sandbox: PreparedSandbox, userns: WarmUserNamespace | undefined, spec: LaunchSpec, env: NodeJS.ProcessEnv): ChildProcess
+  fork(sandbox: PreparedSandbox, userns: HeldUserNamespace | undefined, spec: LaunchSpec, env: NodeJS.ProcessEnv): ChildProcess
 }
 
 /** Statuses a run goes through; `closed` runs reopen on the next launch. */
@@ -88,8 +89,8 @@ interface OpenRun {
   kind: 'open'
   sandbox: PreparedSandbox
   /** Set once the warm user namespace exists; forks made before that map ids themselves. */
-  userns?: WarmUserNamespace
-  warming?: Promise<void>
+  userns?: HeldUserNamespace
+  holding?: Promise<void>
 }
 type RunPhase = OpenRun | { kind: 'closed' }
 
@@ -158,8 +159,8 @@ export class SandboxRun {
    */
   async launch(spec: LaunchSpec, spares: number): Promise<ChildProcess> {
     const phase = this.openPhase()
-    if (this.settings.warmUserNamespace) phase.warming ??= this.createUserNamespace(phase.sandbox).then((userns) => void (phase.userns = userns))
-    await phase.warming
+    if (this.settings.heldUserNamespace) phase.holding ??= this.holdUserNamespace(phase.sandbox).then((userns) => void (phase.userns = userns))
+    await phase.holding
     // a globalSetup server started since the spares booted makes them no match: they
     // would not reach it
     if (this.settings.runnerPorts && this.options.network === 'isolated') spec = { ...spec, runnerPorts: ownListeningPorts() }
@@ -183,7 +184,7 @@ export class SandboxRun {
     if (phase.kind === 'closed') return
     this.phase = { kind: 'closed' }
     this.spares.killAll()
-    await phase.warming
+    await phase.holding
     phase.userns?.close()
     phase.sandbox.cleanup()
     this.reportForeignOwned(phase.sandbox)
@@ -203,9 +204,9 @@ export class SandboxRun {
     return this.phase as OpenRun
   }
 
-  private async createUserNamespace(sandbox: PreparedSandbox): Promise<WarmUserNamespace | undefined> {
+  private async holdUserNamespace(sandbox: PreparedSandbox): Promise<HeldUserNamespace | undefined> {
     try {
-      return await this.deps.createUserNamespace(sandbox)
+      return await this.deps.holdUserNamespace(sandbox)
     } catch (error) {
       // fresh namespaces work (the probe built one): say why this run is slower, once
       process.stderr.write(`${(error as Error).message}\nvitest-pool-rootless: mapping ids per worker instead (slower, same sandbox).\n`)
@@ -224,8 +225,8 @@ export class SandboxRun {
       // words for what the isolated network causes: an unknown name, a forwarded port taken
       const forwards = sandbox.plan({ runnerPorts: spec.runnerPorts }).forwards
       env[FORWARDED_PORTS_ENV] = forwards.map((f) => f.inside).join(',')
-      spec = { ...spec, execArgv: ['--import', NETWORK_NOTICES_URL, ...spec.execArgv], needs: [...spec.needs, dirname(dirname(NETWORK_NOTICES))] }
     }
+    spec = { ...spec, needs: [...spec.needs, DIST] }
     if (spec.reusable) {
       // read by inside/reset.ts, before each file after the first: the same mounts the
       // launcher builds, from the same plan, by the same C code (the addon)
@@ -241,12 +242,12 @@ export class SandboxRun {
 const launcherDeps: RunDeps = {
   prepare: prepareSandbox,
   probe: probeSandbox,
-  createUserNamespace: (sandbox) => createWarmUserNamespace(sandbox.launcher, sandbox.idMap, sandbox.networks),
+  holdUserNamespace: (sandbox) => holdUserNamespace(sandbox.launcher, sandbox.idMap, sandbox.networksSocket),
   fork(sandbox, userns, spec, env) {
-    const args = sandbox.args({ needs: spec.needs, runnerPorts: spec.runnerPorts, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined, networks: userns?.networks, statusFd: STATUS_FD_INDEX })
-    const child = fork(spec.entrypoint, [], {
+    const args = sandbox.args({ needs: spec.needs, runnerPorts: spec.runnerPorts, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined, networksSocket: userns?.networksSocket, statusFd: STATUS_FD_INDEX })
+    const child = fork(SANDBOX_ENTRY, [spec.entrypoint], {
       execPath: sandbox.launcher,
-      // fork() runs `execPath ...execArgv entrypoint`: the launcher's plan, then node
+      // fork() runs `execPath ...execArgv SANDBOX_ENTRY entrypoint`: the launcher's plan, then node
       execArgv: [...args, '--', process.execPath, ...spec.execArgv],
       env,
       stdio: ['pipe', 'pipe', 'pipe', 'ipc', 'pipe', ...(userns ? [userns.fd] : [])],

@@ -102,7 +102,7 @@ export interface PreparedSandbox {
    * private state dir); undefined with the host's network, or where the path is too
    * long for a Unix socket (each sandbox then makes its own).
    */
-  networks?: string
+  networksSocket?: string
   hostsFile: string
   /** What was written to `hostsFile`. */
   hosts: string
@@ -137,14 +137,14 @@ export function prepareSandbox(options: ResolvedSandboxOptions, facts: IdentityF
   writeFileSync(hostsFile, hosts, { mode: 0o644 })
   const nsswitchFile = options.network === 'isolated' ? writeNsswitch(stateDir) : undefined
   const fixed = { options, idMap, hostsFile, nsswitchFile }
-  const networks = join(stateDir, 'networks')
+  const networksSocket = join(stateDir, 'networks')
   let cleaned = false
   return {
     launcher,
     addon,
     idMap,
-    stateDir,
-    ...(options.network === 'isolated' && Buffer.byteLength(networks) < UNIX_PATH_MAX ? { networks } : {}),
+    stateDir: stateDir,
+    ...(options.network === 'isolated' && Buffer.byteLength(networksSocket) < UNIX_PATH_MAX ? { networksSocket } : {}),
     hostsFile,
     hosts,
     plan: (extra = {}) => createSandboxPlan({ ...fixed, ...extra }),

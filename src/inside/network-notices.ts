@@ -1,5 +1,5 @@
 /**
- * Loaded first (`--import`) in every sandboxed process with an isolated network: two
+ * Loaded first (by inside/entry.ts) in every sandboxed process with an isolated network: two
  * failures that the sandbox causes get words that say so, instead of reading like a
  * flaky network or a port clash with some unknown process.
  *
@@ -12,8 +12,7 @@
 import dns from 'node:dns'
 import { syncBuiltinESMExports } from 'node:module'
 import net from 'node:net'
-import { ONCE_PER_RUN_MARK } from '../wire/wire.js'
-import { FORWARDED_PORTS_ENV } from '../wire/wire.js'
+import { FORWARDED_PORTS_ENV, ONCE_PER_RUN_MARK } from '../wire/wire.js'
 
 const forwarded = new Set((process.env[FORWARDED_PORTS_ENV] ?? '').split(',').filter(Boolean).map(Number))
 let noticed = false

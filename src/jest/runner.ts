@@ -1,6 +1,6 @@
-import { openOrFallBack } from '../engine/fallback.js'
-import { runSettings, SandboxRun } from '../engine/run.js'
-import { validatePoolOptions, type PoolOnlyOptions, type ResolvedPoolOptions, type SandboxOptions } from '../plan/options.js'
+import { openRun } from '../engine/open-run.js'
+import type { SandboxRun } from '../engine/run.js'
+import { validatePoolOptions, type PoolOnlyOptions, type SandboxOptions } from '../plan/options.js'
 import { loadDefaultRunner, resolveTestWorker, type JestRunnerInstance } from './jest-internals.js'
 import { runFiles } from './run-files.js'
 import type { GlobalConfigView, RunnerContextView, TestView, TestWatcherView } from './jest-types.js'
@@ -37,7 +37,6 @@ export class RootlessJestRunner {
   protected static presetOptions: RootlessJestOptions | undefined
 
   private readonly listeners = new Map<string, Set<Listener>>()
-  private readonly options: ResolvedPoolOptions
   private readonly run: SandboxRun | undefined
   /** Jest's own runner, when the tests run unsandboxed (`fallback: 'unsandboxed'`). */
   private readonly unsandboxed: JestRunnerInstance | undefined
@@ -65,16 +64,13 @@ export class RootlessJestRunner {
     options?: Record<string, unknown>,
   ) {
     const given = options !== undefined && Object.keys(options).length > 0 ? options : (new.target as typeof RootlessJestRunner).presetOptions
-    this.options = validatePoolOptions(given)
-    const { warm: _, fallback, runnerPorts, ...sandbox } = this.options
     // the probe: a machine that can't build the sandbox fails here, before any file
     // (or, with fallback: 'unsandboxed', runs the files with Jest's own runner)
-    this.run = openOrFallBack(() => new SandboxRun(sandbox, runSettings(runnerPorts)), fallback, sayOnce)
+    this.run = openRun(given, sayOnce)?.run
     if (!this.run) {
       this.unsandboxed = new (loadDefaultRunner(resolveTestWorker([globalConfig.rootDir])))(globalConfig, context)
       return
     }
-    for (const warning of this.options.warnings) sayOnce(warning)
     if (globalConfig.detectOpenHandles) {
       sayOnce('vitest-pool-rootless/jest: --detectOpenHandles looks for open handles in the Jest process, and each test file runs in a sandboxed process of its own: it will find none there. To hunt a leak, run that file with Jest\'s default runner.')
     }

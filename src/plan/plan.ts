@@ -14,10 +14,10 @@ export interface MountPlan {
 export interface SandboxPlan {
   /**
    * Join an already-mapped user namespace passed at this fd (taking a network namespace
-   * made ahead from the holder's `networks` socket, when there is one), or create one
+   * made ahead from the holder's `networksSocket`, when there is one), or create one
    * with these maps.
    */
-  user: { joinFd: number; networks?: string } | { idMap: IdMapPlan }
+  user: { joinFd: number; networksSocket?: string } | { idMap: IdMapPlan }
   mounts: MountPlan[]
   tmpfsSize?: string
   hostsFile?: string
@@ -47,7 +47,7 @@ export interface PlanInputs {
   /** Join this already-mapped user namespace (warm holder) instead of creating one. */
   usernsFd?: number
   /** With `usernsFd`: the warm holder's socket for network namespaces made ahead. */
-  networks?: string
+  networksSocket?: string
   /** Detach from the controlling terminal (workers); the CLI keeps it for interactive use. */
   newSession?: boolean
   /** Have the launcher write a failed step's status as one byte to this fd (not 0-2). */
@@ -62,7 +62,7 @@ export interface PlanInputs {
 export function createSandboxPlan(inputs: PlanInputs): SandboxPlan {
   const { options } = inputs
   const plan: SandboxPlan = {
-    user: inputs.usernsFd === undefined ? { idMap: inputs.idMap } : inputs.networks && options.network === 'isolated' ? { joinFd: inputs.usernsFd, networks: inputs.networks } : { joinFd: inputs.usernsFd },
+    user: inputs.usernsFd === undefined ? { idMap: inputs.idMap } : inputs.networksSocket && options.network === 'isolated' ? { joinFd: inputs.usernsFd, networksSocket: inputs.networksSocket } : { joinFd: inputs.usernsFd },
     mounts: mountPlan(options.tmpfs, [...options.keep, ...(inputs.needs ?? [])]),
     network: options.network,
     forwards: options.network === 'isolated' ? forwardsOf(options.hostPorts, inputs.runnerPorts ?? []) : [],
@@ -86,7 +86,7 @@ export function createSandboxPlan(inputs: PlanInputs): SandboxPlan {
 export function launcherArgs(plan: SandboxPlan): string[] {
   const args: string[] = []
   if (plan.statusFd !== undefined) args.push('--status-fd', String(plan.statusFd))
-  if ('joinFd' in plan.user) args.push('--userns-fd', String(plan.user.joinFd), ...(plan.user.networks ? ['--networks', plan.user.networks] : []))
+  if ('joinFd' in plan.user) args.push('--userns-fd', String(plan.user.joinFd), ...(plan.user.networksSocket ? ['--networks', plan.user.networksSocket] : []))
   else args.push(...idMapArgs(plan.user.idMap))
   args.push(...mountArgs(plan))
   if (plan.hostsFile) args.push('--hosts-file', plan.hostsFile)

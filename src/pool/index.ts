@@ -1,8 +1,6 @@
 import type { PoolRunnerInitializer, Vitest } from 'vitest/node'
-import { openOrFallBack } from '../engine/fallback.js'
-import { runSettings, SandboxRun } from '../engine/run.js'
-import { validatePoolOptions, type PoolOnlyOptions, type SandboxOptions } from '../plan/options.js'
-import { checkInspector } from './inspector.js'
+import type { PoolOnlyOptions, SandboxOptions } from '../plan/options.js'
+import { openVitestRun } from './open.js'
 import { vitest3PoolModule } from './v3.js'
 import { installedVitestMajor } from './vitest-internals.js'
 import { RootlessPoolWorker } from './worker.js'
@@ -44,14 +42,10 @@ export type RootlessPool = typeof import('vitest/node') extends { ForksPoolWorke
  * watch mode. `globalSetup` still runs on the host, outside the sandbox.
  */
 export function rootless(options: RootlessPoolOptions = {}): RootlessPool {
-  // `warm` and `fallback` are the pool's own; everything else describes the sandbox
-  const { warm, fallback, runnerPorts, ...sandbox } = validatePoolOptions(options)
-  checkInspector(process.argv, sandbox.network, (message) => process.stderr.write(message))
-  const run = openOrFallBack(() => new SandboxRun(sandbox, runSettings(runnerPorts)), fallback, (message) => process.stderr.write(message))
+  const opened = openVitestRun(options)
   // the machine can't build the sandbox, and the config says to run the ordinary way
-  if (!run) return 'forks' as RootlessPool
-  // after the probe: a run that can't start shows only its one error
-  for (const warning of sandbox.warnings) process.stderr.write(`${warning}\n`)
+  if (!opened) return 'forks' as RootlessPool
+  const { run, warm } = opened
   // Vitest 3 takes a pool as a module path
   if (installedVitestMajor() === 3) return vitest3PoolModule(run, warm) as RootlessPool
   const closing = new WeakSet<Vitest>()

@@ -17,5 +17,5 @@ export function checkInspector(argv: readonly string[], network: 'isolated' | 'h
     throw new RootlessOptionError('network', network, `can't be used with ${waiting}: the debugger would listen on the sandbox's private 127.0.0.1, unreachable from the host, and the worker would wait for it forever; ${fix}`)
   }
   const listening = argv.find((arg) => LISTENING.test(arg))
-  if (listening) warn(`vitest-pool-rootless: ${listening} opens the inspector on the sandbox's private 127.0.0.1 (network: 'isolated'): a debugger on the host can't connect; ${fix}.\n`)
+  if (listening) warn(`vitest-pool-rootless: ${listening} opens the inspector on the sandbox's private 127.0.0.1 (network: 'isolated'): a debugger on the host can't connect; ${fix}.`)
 }

@@ -41,6 +41,15 @@ export function resetRunnerFile(stateDir: string, distPath: string, vite?: ViteS
   return generated(stateDir, 'reset-runner.mjs', `import { TestRunner } from ${JSON.stringify(vitest)}\nimport { withSandboxReset } from ${JSON.stringify(hook)}\nexport default withSandboxReset(TestRunner)\n`, vite)
 }
 
+/**
+ * The setup file that fails, at once, a file whose worker crashed, in the worker that
+ * runs it next (inside/fail-crashed-file.ts). It runs for one file only, so it needs no
+ * generated copy: Node may cache it.
+ */
+export function failCrashedFile(): string {
+  return fileURLToPath(new URL('../inside/fail-crashed-file.js', import.meta.url))
+}
+
 /** `name` in the run's state dir, written once with `code`, and served by `vite`. */
 function generated(stateDir: string, name: string, code: string, vite?: ViteServerView): string {
   // as Vite compares it: symlinks resolved

@@ -1,7 +1,7 @@
 // Every reliance of the Vitest 3 adapter on something Vitest 3 does not document as
-// public API lives here (the sandbox's entry, src/inside/vitest3-worker.ts, speaks
-// tinypool's two, in wire/wire.ts); test/e2e/pool-v3.test.ts checks each
-// against a real Vitest 3.2.
+// public API lives here (inside the sandbox, src/inside/vitest3-driver.ts sets tinypool's
+// state, and wire/wire.ts uses tinypool's message mark); test/e2e/pool-v3.test.ts checks
+// each against a real Vitest 3.2.
 // Mirrors Vitest 3.2 (packages/vitest/src/node/pools/forks.ts, pool.ts, runtime/worker.ts,
 // utils/config-helpers.ts) and the tinypool 1.x its forks pool runs on.
 import { existsSync, readFileSync } from 'node:fs'

@@ -1,28 +1,40 @@
-import type { ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
-import type { Writable } from 'node:stream'
 import type { PoolOptions, PoolWorker, WorkerRequest } from 'vitest/node'
-import { exitOf, type SandboxRun } from '../engine/run.js'
+import { defaultSpareCount } from '../engine/spares.js'
 import type { ChildExit } from '../engine/exit.js'
+import type { LaunchSpec, SandboxRun } from '../engine/run.js'
+import { crashOf, WorkerProcess, type Output } from '../engine/worker-process.js'
 import { RootlessOptionError, WorkerExitError } from '../plan/errors.js'
-import { resetRunnerFile, resetSetupFile } from './reset-setup-file.js'
+import { CRASHED_FILE_ENV, isWireMessage, type CrashedFile } from '../wire/wire.js'
+import { allowInVite, failCrashedFile, resetRunnerFile, resetSetupFile } from './reset-setup-file.js'
 import { forksWorkerEntry, hasForksWorkerEntry, usesNativeModuleRunner } from './vitest-internals.js'
 import { workerPaths } from './worker-paths.js'
-import { pipeInto, unpipeFrom } from '../engine/output.js'
-import { stopChild } from '../engine/worker-process.js'
-import { defaultSpareCount } from '../engine/spares.js'
 
 /** How long a write error waits for the worker's exit before it is reported itself. */
 const PIPE_ERROR_GRACE_MS = 200
 
 type Listener = (...args: any[]) => void
 
+/** A `run` or `collect` request under way: its files, and how many of them have started. */
+interface Request {
+  message: Extract<WorkerRequest, { type: 'run' | 'collect' }>
+  files: string[]
+  started: number
+}
+
 /**
  * Vitest's `PoolWorker` transport for one sandboxed child: the engine starts Vitest's own
- * forks worker entry through the launcher, and this passes messages, pipes its output
- * into Vitest's logger, stops it (SIGTERM, then SIGKILL) and reports how it crashed.
- * Only Vitest's public pool API is used; what it reads of Vitest's layout is in
+ * forks worker entry through the launcher, and this passes messages, follows its output
+ * into Vitest's logger, stops it and reports how it crashed. Vitest schedules; this only
+ * carries. Only Vitest's public pool API is used; what it reads of Vitest's layout is in
  * vitest-internals.ts.
+ *
+ * A crash costs one file. A reused worker (isolate: false) says when each file of a
+ * request starts (inside/reset-hook.ts); a request of one file needs no word. When a
+ * worker dies in the middle of a request, the crash is charged to the file that was
+ * running, and a new sandboxed worker takes over the rest of the request -- it fails
+ * that file at once, with the exit code or signal, through Vitest's own reporting, and
+ * runs the files the old one had not reached.
  */
 export class RootlessPoolWorker implements PoolWorker {
   readonly name = 'rootless'
@@ -32,10 +44,9 @@ export class RootlessPoolWorker implements PoolWorker {
    */
   readonly cacheFs = false
 
-  private child?: ChildProcess
+  private worker?: WorkerProcess
+  /** How the worker ended, once it did (and no other took over). */
   private exit?: ChildExit
-  /** The process is gone (its exit may still be being classified). */
-  private gone = false
   private readonly events = new EventEmitter()
   private readonly wrapped = new Map<Listener, Listener>()
   private readonly reusable: boolean
@@ -43,10 +54,17 @@ export class RootlessPoolWorker implements PoolWorker {
   /** A reused worker resets through Vitest's own runner (reset-runner.ts), not a setup file. */
   private readonly resetByRunner: boolean
   private readonly spares: number
-  private readonly stdout: Writable
-  private readonly stderr: Writable
+  private readonly output: Output
   private resetFile?: string
+  /** Vitest's `start` message as the worker got it, for a worker that takes over. */
+  private startMessage?: WorkerRequest
+  private request?: Request
+  /** The files of the last request, named when a worker dies where no file can be told. */
   private files: string[] = []
+  /** Messages for a worker still taking over, sent once it has. */
+  private held?: WorkerRequest[]
+  /** The file the current worker was started to fail (it took over from one that crashed there). */
+  private failing?: string
 
   constructor(
     private readonly options: PoolOptions,
@@ -68,8 +86,7 @@ export class RootlessPoolWorker implements PoolWorker {
       )
     }
     this.spares = this.reusable ? 0 : (warm ?? defaultSpareCount(config.maxWorkers))
-    this.stdout = options.project.vitest.logger.outputStream
-    this.stderr = options.project.vitest.logger.errorStream
+    this.output = { stdout: options.project.vitest.logger.outputStream, stderr: options.project.vitest.logger.errorStream }
   }
 
   on(event: string, callback: Listener): void {
@@ -90,79 +107,155 @@ export class RootlessPoolWorker implements PoolWorker {
 
   send(message: WorkerRequest): void {
     if (message.type === 'run' || message.type === 'collect') {
-      this.files = message.context.files.map((f) => (typeof f === 'string' ? f : f.filepath))
+      const files = message.context.files.map((f) => (typeof f === 'string' ? f : f.filepath))
+      this.request = { message, files, started: 0 }
+      this.files = files
     }
-    if (message.type === 'start' && this.resetFile) {
+    if (message.type === 'start') {
       // a reused worker runs our reset before each file's own setup files
-      const config = message.context.config
-      const reset = this.resetByRunner ? { runner: this.resetFile } : { setupFiles: [this.resetFile, ...config.setupFiles] }
-      message = { ...message, context: { ...message.context, config: { ...config, ...reset } } }
+      if (this.resetFile) {
+        const config = message.context.config
+        const reset = this.resetByRunner ? { runner: this.resetFile } : { setupFiles: [this.resetFile, ...config.setupFiles] }
+        message = { ...message, context: { ...message.context, config: { ...config, ...reset } } }
+      }
+      this.startMessage = message
     }
-    const child = this.child
+    if (this.held) return void this.held.push(message)
+    const child = this.worker?.child
     if (!child || !child.connected) {
       this.events.emit('error', Object.assign(new Error('vitest-pool-rootless: the sandboxed worker is gone'), { code: 'ERR_IPC_CHANNEL_CLOSED' }))
       return
     }
     child.send(message, (error) => {
-      if (error) this.events.emit('error', error)
+      if (error && this.worker?.child === child) this.events.emit('error', error)
     })
   }
 
   async start(): Promise<void> {
-    if (this.child) return
+    if (this.worker) return
     if (!hasForksWorkerEntry(this.options.distPath)) {
       throw new Error(`vitest-pool-rootless: this Vitest has no worker entry at ${forksWorkerEntry(this.options.distPath)}; it supports Vitest ^4.1 || ^5 (see vitest-internals.ts)`)
     }
     const vite = this.options.project.vite
     if (this.resetByRunner) this.resetFile = resetRunnerFile(this.run.stateDir, this.options.distPath, vite)
     else if (this.reusable) this.resetFile = resetSetupFile(this.run.stateDir, this.nativeRunner, vite)
-    const spec = {
-      entrypoint: forksWorkerEntry(this.options.distPath),
-      execArgv: this.options.execArgv,
-      env: this.options.env,
-      needs: workerPaths(this.options.project.config.root, this.options.project.vitest.config.root, this.options.distPath),
-      reusable: this.reusable,
-    }
     this.run.watchProjects([this.options.project.config.root])
-    const child = await this.run.launch(spec, this.spares)
-    this.child = child
     this.exit = undefined
-    this.gone = false
-    child.once('exit', () => (this.gone = true))
+    const worker = await this.launch(this.spec(), this.spares)
     // Vitest 4.1 waits up to 60 s for a 'started' reply and not for an exit: for a worker
     // that died before answering (it could not even load), answer with how it died
     let started = false
-    child.on('message', (message: { type?: string }) => {
-      started ||= message?.type === 'started'
-      this.events.emit('message', message)
-    })
-    void exitOf(child).then(({ code, signal, step }) => {
-      if (started) return
+    worker.child.on('message', (message: { type?: string }) => (started ||= message?.type === 'started'))
+    void worker.ended.then(({ code, signal, step }) => {
+      if (started || this.worker !== worker) return
       const error = new WorkerExitError({ exitCode: code, signal, files: this.files, step })
       this.events.emit('message', { __vitest_worker_response__: true, type: 'started', error })
     })
-    child.on('error', (error) => this.events.emit('error', error))
-    void exitOf(child).then((exit) => {
-      this.exit = exit
-      this.events.emit('exit', exit.code, exit.signal)
-    })
-    pipeInto(child.stdout, this.stdout)
-    pipeInto(child.stderr, this.stderr)
   }
 
   async stop(): Promise<void> {
-    const child = this.child
+    const worker = this.worker
     // start() failed before a child existed: nothing to stop
-    if (!child) return
-    // SIGTERM, then SIGKILL, as Vitest's forks pool
-    if (!this.exit) await stopChild(child)
-    unpipeFrom(child.stdout, this.stdout)
-    unpipeFrom(child.stderr, this.stderr)
-    this.child = undefined
+    if (!worker) return
+    // SIGTERM, then SIGKILL, as Vitest's forks pool; resolves once its output is all in
+    await worker.stop()
+    this.worker = undefined
   }
 
   deserialize(data: unknown): unknown {
     return data
+  }
+
+  private spec(env: NodeJS.ProcessEnv = this.options.env): LaunchSpec {
+    return {
+      entrypoint: forksWorkerEntry(this.options.distPath),
+      execArgv: this.options.execArgv,
+      env,
+      needs: workerPaths(this.options.project.config.root, this.options.project.vitest.config.root, this.options.distPath),
+      reusable: this.reusable,
+    }
+  }
+
+  /** Starts a sandboxed worker for `spec` and makes it the one this transport carries for. */
+  private async launch(spec: LaunchSpec, spares: number): Promise<WorkerProcess> {
+    const worker = new WorkerProcess(await this.run.launch(spec, spares), this.output)
+    this.worker = worker
+    const { child } = worker
+    child.on('message', (message: unknown) => {
+      if (this.worker !== worker) return
+      // ours, from the reset before each file; Vitest never sees it
+      if (isWireMessage(message)) {
+        if (message.type === 'file-starts' && this.request) this.request.started++
+        return
+      }
+      if ((message as { type?: string } | null)?.type === 'testfileFinished') this.request = undefined
+      this.events.emit('message', message)
+    })
+    child.on('error', (error) => this.worker === worker && this.events.emit('error', error))
+    void worker.ended.then((exit) => this.ended(worker, exit))
+    return worker
+  }
+
+  /** The worker is gone: a new one takes over the rest of the request where it can, else Vitest is told. */
+  private ended(worker: WorkerProcess, exit: ChildExit): void {
+    if (this.worker !== worker) return
+    const request = this.request
+    // which file was running is known only where the worker said so (isolate: false); a
+    // sandbox that could not be built is the run's problem, not one file's
+    const running = request && (request.files.length === 1 ? request.files[0] : request.files[request.started - 1])
+    if (request && running !== undefined && running !== this.failing && exit.step === undefined && this.startMessage) {
+      void this.takeOver(request, exit).catch(() => this.tell(exit))
+      return
+    }
+    this.tell(exit)
+  }
+
+  private tell(exit: ChildExit): void {
+    this.exit = exit
+    this.held = undefined
+    this.events.emit('exit', exit.code, exit.signal)
+  }
+
+  /**
+   * A new worker for the files the crashed one had not finished: it gets Vitest's `start`
+   * again, then the request with those files; it fails the first -- the one that was
+   * running -- at once, with how the old worker ended, and runs the others.
+   */
+  private async takeOver(request: Request, exit: ChildExit): Promise<void> {
+    this.held = []
+    const first = request.files.length === 1 ? 0 : request.started - 1
+    const crashed = request.files[first]!
+    const rest = request.message.context.files.slice(first)
+    const crash: CrashedFile = { file: crashed, message: crashOf(exit, [crashed]).message }
+    this.failing = crashed
+    const worker = await this.launch(this.spec({ ...this.options.env, [CRASHED_FILE_ENV]: JSON.stringify(crash) }), 0)
+    await new Promise<void>((resolve, reject) => {
+      const onStarted = (message: { type?: string; error?: unknown } | null) => {
+        if (message?.type !== 'started') return
+        worker.child.off('message', onStarted)
+        message.error ? reject(message.error) : resolve()
+      }
+      // before the transport's own listener: this 'started' is ours, not Vitest's
+      worker.child.prependListener('message', onStarted)
+      void worker.ended.then(() => reject(new Error('the worker that took over ended before it started')))
+      worker.send(this.reusable ? this.startMessage : this.failingFirst(this.startMessage!))
+    })
+    const held = this.held
+    this.held = undefined
+    this.send({ ...request.message, context: { ...request.message.context, files: rest } })
+    for (const message of held) this.send(message)
+  }
+
+  /**
+   * `start` for a worker that fails the file its crashed predecessor ran: a reused one
+   * does that in its reset hook, one that runs a single file gets a setup file for it.
+   */
+  private failingFirst(start: WorkerRequest): WorkerRequest {
+    if (start.type !== 'start') return start
+    const file = failCrashedFile()
+    allowInVite(this.options.project.vite, file)
+    const config = start.context.config
+    return { ...start, context: { ...start.context, config: { ...config, setupFiles: [file, ...config.setupFiles] } } }
   }
 
   private wrap(event: string, callback: Listener): Listener {
@@ -173,8 +266,9 @@ export class RootlessPoolWorker implements PoolWorker {
       // file, code and signal -- is the one that counts.
       listener = (error: NodeJS.ErrnoException) => {
         if (!isPipeError(error)) return callback(error)
+        const worker = this.worker
         setTimeout(() => {
-          if (!this.gone) callback(error)
+          if (worker?.child.exitCode === null && worker.child.signalCode === null && this.worker === worker) callback(error)
         }, PIPE_ERROR_GRACE_MS).unref()
       }
     } else if (event === 'exit') {

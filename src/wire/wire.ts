@@ -1,30 +1,30 @@
-// Everything that crosses the boundary between the host (the engine, the runner
-// adapters) and a sandboxed process: environment handoffs, and the messages on a
-// worker's IPC channel. Sequence diagram of a run: README.md beside this file.
-// No imports: the sandbox's preload (inside/network-notices.ts) loads this too.
+// Everything that crosses the boundary between the host (the engine and the runner
+// adapters) and a sandboxed process: what the engine hands over in the environment when
+// it starts one, and the messages on a worker's IPC channel. README.md beside this file
+// draws a run as a sequence diagram, the launcher's own protocols (status byte, the
+// holder's "ready" line, the forwarder's control messages) included.
+// No imports: every sandboxed process loads this (inside/entry.ts).
+
+// ---- the environment a sandboxed process starts with (engine/run.ts sets it) ----
 
 /**
- * The variable the engine sets to "1" in every sandboxed test process; read by
- * `vitest-pool-rootless/runtime` (src/runtime.cts, which spells it out itself: a
- * CommonJS entry loads nothing else; test/unit/runtime.test.ts keeps the two equal).
+ * "1" in every sandboxed test process; read by `vitest-pool-rootless/runtime`
+ * (src/runtime.cts, which spells it out itself: a CommonJS entry loads nothing else;
+ * test/unit/runtime.test.ts keeps the two equal).
  */
 export const SANDBOXED_ENV = 'VITEST_POOL_ROOTLESS_SANDBOXED'
 
-/** The ports inside the sandbox that lead to the host, comma-separated (inside/network-notices.ts). */
+/**
+ * Set where the network is isolated: the ports inside that lead to the host,
+ * comma-separated (maybe none). The process's words for what the isolated network
+ * causes (inside/network-notices.ts) are loaded where it is set.
+ */
 export const FORWARDED_PORTS_ENV = 'VITEST_POOL_ROOTLESS_FORWARDED_PORTS'
 
-/**
- * The text that marks a notice a sandboxed process prints about the sandbox itself (not
- * about the test): every process may say it, the runner shows it once per run
- * (engine/output.ts), so a suite of 500 files looking up one unknown name gets one
- * notice, not 500.
- */
-export const ONCE_PER_RUN_MARK = "can't be resolved in the sandbox (ENOTFOUND)"
-
-/** Environment variable that carries a reusable worker's reset plan. */
+/** A reused worker's reset plan, as JSON (`ResetPlan`); the worker removes it before any test runs. */
 export const RESET_ENV = 'VITEST_POOL_ROOTLESS_RESET'
 
-/** What a reused worker restores between test files (see inside/reset.ts); from `createResetPlan`. */
+/** What a reused worker restores between test files (inside/sandbox-reset.ts); from `createResetPlan`. */
 export interface ResetPlan {
   /** The Node-API addon that resets in process (native/addon.c), kept visible inside the sandbox. */
   addon: string
@@ -34,48 +34,40 @@ export interface ResetPlan {
   hosts: string
 }
 
-// ---- Jest: the adapter (src/jest) and its entry inside (src/inside/jest-worker.ts) ----
-
-/** Host → sandbox, first (the greeting): load jest-runner's worker and set it up. */
-export interface SetupMessage {
-  type: 'setup'
-  /** jest-runner's worker module (build/testWorker.js), as the host resolved it. */
-  testWorker: string
-  /** Its `setup()` argument: each project's config and serialized module map. */
-  setupData: unknown
-  /** Modules to load ahead of the first test file (environments, transformers). */
-  preload: string[]
-}
-
-/** Host → sandbox: run one test file through jest-runner's `worker()`; one at a time, in order. */
-export interface RunMessage {
-  type: 'run'
-  /** This file's concurrency slot, 1-based, for `JEST_WORKER_ID`. */
-  workerId: string
-  /** `worker()`'s argument: `{ config, globalConfig, path, context }`. */
-  data: unknown
-}
-
-export type ToSandbox = SetupMessage | RunMessage
-
-/** An error as it crosses the channel: what Jest reads of a failed test file. */
-export interface SerializedError {
-  type: string
-  message: string
-  stack?: string
-  code?: unknown
-}
+/**
+ * Set by the launcher, not the engine: the fd of the forwarder's control socket in a
+ * sandbox that forwards ports (native/sandbox.h). A reused worker's reset hands the
+ * forwarder the listeners of its fresh network namespace there.
+ */
+export const FORWARDER_ENV = 'VITEST_POOL_ROOTLESS_FORWARDER'
 
 /**
- * Sandbox → host: how the file went; with a result, the heap the process holds after it
- * (for `workerIdleMemoryLimit`). After a `fatal` error of its own (its sandbox couldn't
- * be reset), the process exits.
+ * Vitest 4/5, `isolate: false`: the test file whose worker crashed, for the worker that
+ * takes over the files it had not reached (`CrashedFile` as JSON). That worker fails the
+ * file at once with `message`, through Vitest's own reporting, then runs the rest.
  */
-export type FromSandbox = { type: 'result'; result: unknown; heapUsed: number } | { type: 'error'; error: SerializedError; fatal?: true }
+export const CRASHED_FILE_ENV = 'VITEST_POOL_ROOTLESS_CRASHED_FILE'
 
-// ---- Vitest 3: the adapter (src/pool/v3.ts) and its entry inside (src/inside/vitest3-worker.ts) ----
-// Each carries tinypool's mark, so Vitest's own worker RPC, which shares the channel,
-// passes them by (see pool/v3-internals).
+export interface CrashedFile {
+  file: string
+  /** The crash, in words: which file, and the exit code or signal. */
+  message: string
+}
+
+// ---- what a sandboxed process prints ----
+
+/**
+ * The text that marks a notice a sandboxed process prints about the sandbox itself (not
+ * about the test): every process may say it, the runner shows it once per run
+ * (engine/output.ts), so a suite of 500 files looking up one unknown name gets one
+ * notice, not 500.
+ */
+export const ONCE_PER_RUN_MARK = "can't be resolved in the sandbox (ENOTFOUND)"
+
+// ---- messages on the IPC channel ----
+// Ours carry tinypool's mark: Vitest 3's worker RPC, which shares the channel with the
+// worker loop's messages, passes by every message that has it (see pool/v3-internals.ts),
+// and Vitest 4/5's channel gets our one message stripped by the adapter before Vitest sees it.
 
 /** Tinypool's mark: Vitest 3's worker RPC ignores messages that carry it. */
 export const TINYPOOL_MESSAGE = '__tinypool_worker_message__'
@@ -85,47 +77,97 @@ interface Marked {
   source: 'vitest-pool-rootless'
 }
 
-/** Host → sandbox, first (the greeting): load Vitest's test runner while waiting. */
-export interface LoadMessage extends Marked {
-  type: 'load'
-  /** `<dist>/workers/forks.js`: most of what a run loads. */
-  runner: string
+/** The runners whose worker loop we own (inside/worker-loop.ts), by their inside driver. */
+export type LoopDriver = 'jest' | 'vitest3'
+
+/**
+ * Host → sandbox, first (the greeting, sent as the process starts, so a spare does it
+ * while it waits): load the runner's inside driver and set it up with `data`.
+ */
+export interface SetupMessage extends Marked {
+  type: 'setup'
+  driver: LoopDriver
+  data: unknown
 }
 
-/** Host → sandbox: run (or collect) one file through Vitest's `worker.js`. */
-export interface RunFileMessage extends Marked {
+/** Host → sandbox: run one test file; one at a time, in the order they come. */
+export interface RunMessage extends Marked {
   type: 'run'
-  /** `<dist>/worker.js` */
-  entry: string
-  method: 'run' | 'collect'
-  /** The pool slot: Vitest's VITEST_POOL_ID. */
-  poolId: number
-  /** The context `worker.js` takes: pool, worker, config, files, environment… */
-  ctx: unknown
-  /** Exit after this file (isolate: true); else wait for the next. */
+  /** The concurrency slot, 1..maxWorkers: `JEST_WORKER_ID`, Vitest's `VITEST_POOL_ID`. */
+  slot: number
+  /** No file follows: the worker exits after answering (isolate: true). */
   last: boolean
-}
-
-/** Sandbox → host: the file is done (`error` set when Vitest's worker threw). */
-export interface DoneMessage extends Marked {
-  type: 'done'
-  error?: { name: string; message: string; stack?: string }
-}
-
-export function marked<T extends object>(message: T): T & Marked {
-  return { ...message, [TINYPOOL_MESSAGE]: true, source: 'vitest-pool-rootless' }
-}
-
-export function isOurs(message: unknown): message is LoadMessage | RunFileMessage | DoneMessage {
-  const m = message as Partial<Marked> | null
-  return !!m && m[TINYPOOL_MESSAGE] === true && m.source === 'vitest-pool-rootless'
+  /** The driver's part: what runs the file. */
+  job: unknown
 }
 
 /**
- * What tinypool's child-process entry sets before Vitest 3's worker loads: Vitest reads
- * its pool id (`VITEST_POOL_ID`) from tinypool's `workerId`, taken from here when
- * `worker.js` first loads (mirrored: tinypool 1.x, src/entry/process.ts).
+ * Sandbox → host: the file is done. `error` when the runner's own worker threw (a test
+ * failing is a result, not an error); `fatal` when the process can't serve another file
+ * (its sandbox couldn't be reset): it exits after this. `heapUsed` is for
+ * `workerIdleMemoryLimit`.
  */
-export function tinypoolState(workerId: number): Record<string, unknown> {
-  return { isChildProcess: true, isTinypoolWorker: true, workerData: null, workerId }
+export interface AnswerMessage extends Marked {
+  type: 'done'
+  result?: unknown
+  error?: SerializedError
+  fatal?: true
+  heapUsed: number
+}
+
+/**
+ * Sandbox → host, Vitest 4/5 with `isolate: false`: the next test file of the current
+ * request starts now (from the reset before each file, inside/reset-hook.ts). The n-th
+ * of these since a request is its n-th file, so a crash is charged to that file alone.
+ */
+export interface FileStartsMessage extends Marked {
+  type: 'file-starts'
+}
+
+export type WireMessage = SetupMessage | RunMessage | AnswerMessage | FileStartsMessage
+
+type Unmarked<T> = T extends WireMessage ? Omit<T, keyof Marked> : never
+
+export function marked<T extends Unmarked<WireMessage>>(message: T): T & Marked {
+  return { ...message, [TINYPOOL_MESSAGE]: true, source: 'vitest-pool-rootless' }
+}
+
+export function isWireMessage(message: unknown): message is WireMessage {
+  const m = message as Partial<Marked> | null
+  return typeof m === 'object' && m !== null && m[TINYPOOL_MESSAGE] === true && m.source === 'vitest-pool-rootless'
+}
+
+// ---- errors, both ways ----
+
+/** An error as it crosses the channel. */
+export interface SerializedError {
+  name: string
+  message: string
+  stack?: string
+  code?: unknown
+}
+
+/** What a runner reads of an error thrown inside: name, message, stack, code. */
+export function serializeError(error: unknown): SerializedError {
+  if (error !== null && typeof error === 'object') {
+    const e = error as { type?: unknown; name?: unknown; message?: unknown; stack?: unknown; code?: unknown }
+    const name = typeof e.name === 'string' ? e.name : typeof e.type === 'string' ? e.type : 'Error'
+    const serialized: SerializedError = { name, message: String(e.message ?? '') }
+    if (typeof e.stack === 'string') serialized.stack = e.stack
+    if (e.code !== undefined) serialized.code = e.code
+    return serialized
+  }
+  return { name: 'Error', message: String(error), stack: String(error) }
+}
+
+/**
+ * The error again, on the host: an instance of `Kind` with the message, stack and code
+ * it had, and its name also as `type` (how Jest's worker farm hands errors to Jest).
+ */
+export function deserializeError(serialized: SerializedError, Kind: new (message: string) => Error = Error): Error {
+  const error = Object.assign(new Kind(serialized.message), { type: serialized.name })
+  if (serialized.name !== error.name) Object.defineProperty(error, 'name', { value: serialized.name, configurable: true, writable: true })
+  error.stack = serialized.stack ?? serialized.message
+  if (serialized.code !== undefined) Object.assign(error, { code: serialized.code })
+  return error
 }

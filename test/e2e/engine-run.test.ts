@@ -19,7 +19,7 @@ describeSandbox('the engine: SandboxRun with the real launcher', () => {
   }
 
   async function launchAndRead(needs: string[], probe: string): Promise<{ uid: number; text: string }> {
-    const run = new SandboxRun(validateSandboxOptions({}), { warmUserNamespace: true, runnerPorts: false })
+    const run = new SandboxRun(validateSandboxOptions({}), { heldUserNamespace: true, runnerPorts: false })
     try {
       // the entry's own directory is needed too, as an adapter's package is (this checkout
       // may itself live under the temp dir)

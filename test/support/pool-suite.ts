@@ -57,6 +57,20 @@ export function definePoolSuite(major: 3 | 4 | 5): void {
       expect(run.output).toMatch(/sigkill\.test\.ts/)
       expect(run.output).toMatch(/killed by SIGKILL[^\n]*sigkill\.test\.ts/)
       expect(run.output).toContain('thrown at import time')
+      // each crash is charged to its file, which counts as failed, as one that throws at import does
+      expect(run.output).toMatch(/Test Files\s+3 failed \| 1 passed \(4\)/)
+      await expectNoLeftovers(before, consumer)
+    })
+
+    it('charges a crash under isolate: false to the file that ran, and runs the files it had not reached', async () => {
+      const root = copyFixture(consumer, 'crash-one-file')
+      const before = snapshotLeftovers(consumer)
+      const run = await runVitest(consumer, root)
+      expect(run.code).not.toBe(0)
+      expect(run.output).toMatch(/Test Files\s+1 failed \| 3 passed \(4\)/)
+      expect(run.output).toMatch(/FAIL\s+b\.test\.ts/)
+      expect(run.output).toMatch(/killed by SIGSEGV while running \S*b\.test\.ts\n/)
+      for (const file of ['a', 'c', 'd']) expect(run.output).toMatch(new RegExp(`✓ ${file}\\.test\\.ts`))
       await expectNoLeftovers(before, consumer)
     })
 
@@ -115,16 +129,7 @@ export function definePoolSuite(major: 3 | 4 | 5): void {
         await expectNoLeftovers(before, consumer)
       })
 
-      it.runIf(major === 3)('refuses parallel setup files, naming the option (Vitest 3 resets with a setup file)', async () => {
-        const root = copyFixture(consumer, 'reset-paths')
-        const refused = await runVitest(consumer, root, { env: { E2E_SETUP: 'ok', E2E_PARALLEL: '1' } })
-        expect(refused.code).not.toBe(0)
-        expect(refused.output).toContain("option `sequence.setupFiles` expects 'list' with isolate: false on Vitest 3 under rootless()")
-        expect(refused.output.match(/expects 'list'/g)).toHaveLength(1)
-        expect(refused.output).not.toContain('finds port 3000 free')
-      })
-
-      it.runIf(major >= 4)('with parallel setup files (Vitest 4 and 5 reset in their runner); refused naming the option with a custom runner', async () => {
+      it('with parallel setup files (Vitest 3 resets in our worker loop, 4 and 5 in their runner); with a custom runner too on Vitest 3, refused naming the option on 4 and 5', async () => {
         let root = copyFixture(consumer, 'reset-paths')
         const parallel = await runVitest(consumer, root, { env: { E2E_SETUP: 'ok', E2E_PARALLEL: '1' } })
         expect(parallel.output).toMatch(/Test Files\s+3 passed \(3\)/)
@@ -132,10 +137,16 @@ export function definePoolSuite(major: 3 | 4 | 5): void {
         expect(found(root).map((f) => f.runner)).toEqual(['vitest', 'vitest', 'vitest'])
 
         root = copyFixture(consumer, 'reset-paths')
-        const refused = await runVitest(consumer, root, { env: { E2E_SETUP: 'ok', E2E_PARALLEL: '1', E2E_RUNNER: '1' } })
-        expect(refused.code).not.toBe(0)
-        expect(refused.output).toContain("option `sequence.setupFiles` expects 'list' with isolate: false and a custom `runner` under rootless()")
-        expect(refused.output).not.toContain('finds port 3000 free')
+        const custom = await runVitest(consumer, root, { env: { E2E_SETUP: 'ok', E2E_PARALLEL: '1', E2E_RUNNER: '1' } })
+        if (major === 3) {
+          expect(custom.output).toMatch(/Test Files\s+3 passed \(3\)/)
+          expect(custom.code, custom.output).toBe(0)
+          expect(found(root).map((f) => f.runner)).toEqual(['custom', 'custom', 'custom'])
+        } else {
+          expect(custom.code).not.toBe(0)
+          expect(custom.output).toContain("option `sequence.setupFiles` expects 'list' with isolate: false and a custom `runner` under rootless()")
+          expect(custom.output).not.toContain('finds port 3000 free')
+        }
       })
     })
 

@@ -2,7 +2,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { createWarmUserNamespace } from '../../src/engine/holder.js'
+import { holdUserNamespace } from '../../src/engine/holder.js'
 import type { IdMapPlan } from '../../src/plan/idmap.js'
 
 const idMap: IdMapPlan = { uidMap: [{ inside: 0, outside: 0, count: 1 }], gidMap: [{ inside: 0, outside: 0, count: 1 }], helpers: null, mode: 'self' }
@@ -18,7 +18,7 @@ function fakeHolder(script: string): string {
 
 describe('the warm user namespace holder', () => {
   it('is ready only when the launcher says exactly "ready"', async () => {
-    const userns = await createWarmUserNamespace(fakeHolder("printf 'rea'; sleep 0.1; printf 'dy\\n'"), idMap)
+    const userns = await holdUserNamespace(fakeHolder("printf 'rea'; sleep 0.1; printf 'dy\\n'"), idMap)
     expect(userns.fd).toBeGreaterThan(2)
     userns.close()
   })
@@ -28,8 +28,8 @@ describe('the warm user namespace holder', () => {
     // says what it was given, and when its stdin ended
     const launcher = fakeHolder(`echo "$@" > ${dir}/args; printf 'ready\\n'; cat >/dev/null; echo ended > ${dir}/ended; exit 0`)
     const ended = () => existsSync(join(dir, 'ended'))
-    const serving = await createWarmUserNamespace(launcher, idMap, join(dir, 'networks'))
-    expect(serving.networks).toBe(join(dir, 'networks'))
+    const serving = await holdUserNamespace(launcher, idMap, join(dir, 'networks'))
+    expect(serving.networksSocket).toBe(join(dir, 'networks'))
     expect(readFileSync(join(dir, 'args'), 'utf8')).toMatch(/--hold --networks \S+\/networks\n$/)
     await new Promise((resolve) => setTimeout(resolve, 200))
     expect(ended()).toBe(false)
@@ -38,14 +38,14 @@ describe('the warm user namespace holder', () => {
     expect(ended()).toBe(true)
 
     rmSync(join(dir, 'ended'))
-    const plain = await createWarmUserNamespace(launcher, idMap)
-    expect(plain.networks).toBeUndefined()
+    const plain = await holdUserNamespace(launcher, idMap)
+    expect(plain.networksSocket).toBeUndefined()
     expect(readFileSync(join(dir, 'args'), 'utf8')).toMatch(/--hold\n$/)
     expect(ended()).toBe(true)
     plain.close()
   })
 
   it('refuses any other first output, with what it said', async () => {
-    await expect(createWarmUserNamespace(fakeHolder("echo 'something else'"), idMap)).rejects.toThrow(/can't create the warm user namespace.*said "something else\\n" instead of "ready"/s)
+    await expect(holdUserNamespace(fakeHolder("echo 'something else'"), idMap)).rejects.toThrow(/can't create the warm user namespace.*said "something else\\n" instead of "ready"/s)
   })
 })

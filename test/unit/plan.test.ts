@@ -193,9 +193,9 @@ describe('createSandboxPlan: mounts and flags', () => {
   })
 
   it('takes a network namespace made ahead from the warm holder\'s socket, where the sandbox has its own network', () => {
-    const warm = { idMap: selfMap, usernsFd: 3, networks: '/run/state/networks' }
+    const warm = { idMap: selfMap, usernsFd: 3, networksSocket: '/run/state/networks' }
     const isolated = createSandboxPlan({ options: options(), ...warm })
-    expect(isolated.user).toStrictEqual({ joinFd: 3, networks: '/run/state/networks' })
+    expect(isolated.user).toStrictEqual({ joinFd: 3, networksSocket: '/run/state/networks' })
     expect(launcherArgs(isolated).slice(0, 4)).toEqual(['--userns-fd', '3', '--networks', '/run/state/networks'])
     // the host's network: nothing to take
     const host = createSandboxPlan({ options: options({ network: 'host' }), ...warm })

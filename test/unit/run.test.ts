@@ -2,7 +2,7 @@ import type { ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import { createServer, type AddressInfo } from 'node:net'
 import { describe, expect, it, vi } from 'vitest'
-import type { WarmUserNamespace } from '../../src/engine/holder.js'
+import type { HeldUserNamespace } from '../../src/engine/holder.js'
 import { SandboxRun, type LaunchSpec, type RunDeps } from '../../src/engine/run.js'
 import type { PreparedSandbox } from '../../src/engine/sandbox.js'
 import { SandboxError } from '../../src/plan/errors.js'
@@ -32,9 +32,9 @@ function fakeDeps(overrides: Partial<RunDeps> = {}) {
       return { stateDir: `/state/${n}`, hosts: '', launcher: '/launcher', idMap: { mode: 'subids' }, plan: () => ({ mounts: [], forwards: [{ inside: 5432, host: 5432 }] }), cleanup: () => log.push(`cleanup ${n}`) } as unknown as PreparedSandbox
     },
     probe: (sandbox) => void log.push(`probe ${sandbox.stateDir}`),
-    async createUserNamespace() {
+    async holdUserNamespace() {
       log.push('userns')
-      return { fd: 99, close: () => log.push('userns closed') } satisfies WarmUserNamespace
+      return { fd: 99, close: () => log.push('userns closed') } satisfies HeldUserNamespace
     },
     fork(sandbox, userns, spec, env) {
       log.push(`fork ${sandbox.stateDir} userns=${userns?.fd ?? '-'} reset=${'VITEST_POOL_ROOTLESS_RESET' in env}`)
@@ -53,7 +53,7 @@ const options = validateSandboxOptions({})
 describe('SandboxRun: the lifecycle of one sandbox configuration', () => {
   it('open() prepares and probes once; a failed probe cleans up and throws', () => {
     const ok = fakeDeps()
-    const run = new SandboxRun(options, { warmUserNamespace: false, runnerPorts: false }, ok.deps)
+    const run = new SandboxRun(options, { heldUserNamespace: false, runnerPorts: false }, ok.deps)
     run.open()
     run.open()
     expect(ok.log).toEqual(['prepare 1', 'probe /state/1'])
@@ -63,14 +63,14 @@ describe('SandboxRun: the lifecycle of one sandbox configuration', () => {
         throw new SandboxError('no namespaces here', { step: 'unshare', exitCode: 234 })
       },
     })
-    const failing = new SandboxRun(options, { warmUserNamespace: false, runnerPorts: false }, bad.deps)
+    const failing = new SandboxRun(options, { heldUserNamespace: false, runnerPorts: false }, bad.deps)
     expect(() => failing.open()).toThrow('no namespaces here')
     expect(bad.log).toEqual(['prepare 1', 'cleanup 1'])
   })
 
   it('launch() joins the warm user namespace, hands out a booted spare, and keeps spares topped up', async () => {
     const { deps, log } = fakeDeps()
-    const run = new SandboxRun(options, { warmUserNamespace: true, runnerPorts: false }, deps)
+    const run = new SandboxRun(options, { heldUserNamespace: true, runnerPorts: false }, deps)
     const first = await run.launch(spec, 1)
     expect(log).toEqual(['prepare 1', 'probe /state/1', 'userns', 'fork /state/1 userns=99 reset=false', 'fork /state/1 userns=99 reset=false'])
     const second = await run.launch(spec, 1)
@@ -82,7 +82,7 @@ describe('SandboxRun: the lifecycle of one sandbox configuration', () => {
 
   it('close() stops the spares and releases the namespace and the state dir, once; the next launch reopens', async () => {
     const { deps, log, children } = fakeDeps()
-    const run = new SandboxRun(options, { warmUserNamespace: true, runnerPorts: false }, deps)
+    const run = new SandboxRun(options, { heldUserNamespace: true, runnerPorts: false }, deps)
     await run.launch(spec, 2)
     const spares = children.slice(1)
     expect(spares).toHaveLength(2)
@@ -99,11 +99,11 @@ describe('SandboxRun: the lifecycle of one sandbox configuration', () => {
     const write = vi.spyOn(process.stderr, 'write').mockImplementation(() => true)
     try {
       const { deps, log } = fakeDeps({
-        async createUserNamespace() {
+        async holdUserNamespace() {
           throw new Error('vitest-pool-rootless: no holder today')
         },
       })
-      const run = new SandboxRun(options, { warmUserNamespace: true, runnerPorts: false }, deps)
+      const run = new SandboxRun(options, { heldUserNamespace: true, runnerPorts: false }, deps)
       await run.launch(spec, 0)
       await run.launch(spec, 0)
       expect(log.filter((l) => l.startsWith('fork'))).toEqual(['fork /state/1 userns=- reset=false', 'fork /state/1 userns=- reset=false'])
@@ -118,13 +118,13 @@ describe('SandboxRun: the lifecycle of one sandbox configuration', () => {
 
   it('a reusable worker gets the reset plan in its environment; others do not', async () => {
     const { deps, log } = fakeDeps()
-    const run = new SandboxRun(options, { warmUserNamespace: false, runnerPorts: false }, deps)
+    const run = new SandboxRun(options, { heldUserNamespace: false, runnerPorts: false }, deps)
     await run.launch({ ...spec, reusable: true }, 0)
     expect(log.at(-1)).toBe('fork /state/1 userns=- reset=true')
     await run.close()
   })
 
-  it('forwards the ports this process listens on at launch (runnerPorts), preloads the network notices', async () => {
+  it('forwards the ports this process listens on at launch (runnerPorts), and says which where the network is isolated', async () => {
     const server = createServer()
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     const port = (server.address() as AddressInfo).port
@@ -136,24 +136,24 @@ describe('SandboxRun: the lifecycle of one sandbox configuration', () => {
           return fakeChild()
         },
       })
-      const run = new SandboxRun(options, { warmUserNamespace: false, runnerPorts: true }, deps)
+      const run = new SandboxRun(options, { heldUserNamespace: false, runnerPorts: true }, deps)
       await run.launch(spec, 0)
       expect(seen[0]!.spec.runnerPorts).toContain(port)
       // the forwarded ports the sandbox will have (the fake plan's), for the EADDRINUSE hint
       expect(seen[0]!.env.VITEST_POOL_ROOTLESS_FORWARDED_PORTS).toBe('5432')
-      expect(seen[0]!.spec.execArgv[0]).toBe('--import')
-      expect(seen[0]!.spec.execArgv[1]).toMatch(/^file:.*\/inside\/network-notices\.js$/)
+      // the notices load from the sandbox's entry, not from execArgv, which worker threads inherit
+      expect(seen[0]!.spec.execArgv).toEqual([])
       await run.close()
 
-      const off = new SandboxRun(options, { warmUserNamespace: false, runnerPorts: false }, deps)
+      const off = new SandboxRun(options, { heldUserNamespace: false, runnerPorts: false }, deps)
       await off.launch(spec, 0)
       expect(seen[1]!.spec.runnerPorts).toBeUndefined()
       await off.close()
 
-      const host = new SandboxRun(validateSandboxOptions({ network: 'host' }), { warmUserNamespace: false, runnerPorts: true }, deps)
+      const host = new SandboxRun(validateSandboxOptions({ network: 'host' }), { heldUserNamespace: false, runnerPorts: true }, deps)
       await host.launch(spec, 0)
       expect(seen[2]!.spec.runnerPorts).toBeUndefined()
-      expect(seen[2]!.spec.execArgv).toEqual([])
+      expect(seen[2]!.env.VITEST_POOL_ROOTLESS_FORWARDED_PORTS).toBeUndefined()
       await host.close()
     } finally {
       server.close()

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { openOrFallBack } from '../../src/engine/fallback.js'
+import { openOrFallBack } from '../../src/engine/open-run.js'
 import { LauncherNotFoundError } from '../../src/engine/launcher-path.js'
 import type { SandboxRun } from '../../src/engine/run.js'
 import { RootlessEnvironmentError, SandboxError } from '../../src/plan/errors.js'

@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync, statSync } from 'node:fs'
-import { findExecutable, readHostFacts } from '../engine/host-facts.js'
+import { findExecutable, readHostFacts } from './host-facts.js'
 import type { IdentityFacts } from '../plan/idmap.js'
-import { LauncherNotFoundError, locateLauncher } from '../engine/launcher-path.js'
+import { LauncherNotFoundError, locateLauncher } from './launcher-path.js'
 import { addSubidsAdvice, findSubidRanges, freeSubidRange, SubidFileError } from '../plan/subid.js'
 
 /** One row of `vitest-pool-rootless doctor`. */

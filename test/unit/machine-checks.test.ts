@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { explainFailure, probeFailureFix, staticChecks, type Check } from '../../src/doctor/diagnose.js'
+import { explainFailure, probeFailureFix, staticChecks, type Check } from '../../src/engine/machine-checks.js'
 import { createIdMapPlan } from '../../src/plan/idmap.js'
 
 const HEALTHY: Record<string, string> = {

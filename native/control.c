@@ -1,0 +1,211 @@
+/*
+ * The forwarder's control socket, its side (the protocol is in forwarder.h). Its other
+ * end is the launcher's, and a reused worker's for its resets -- a process a test can
+ * reach: so every message is checked for exactly what its op defines (size, op, number
+ * and kind of fds), and anything else is dropped without exiting, leaking or spinning.
+ * Whatever it is sent, the forwarder only ever connects to the host ports of its plan.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "forwarder.h"
+
+static const struct forward *allowed;
+static int n_allowed;
+static struct listener *listeners;
+static int n_listeners;
+int connects = -1;
+/* connect.c's thread reads the listeners: this thread changes the list under the lock */
+static pthread_mutex_t listeners_lock = PTHREAD_MUTEX_INITIALIZER;
+/* the host's network namespace, where the forwarder lives: no listener of the sandbox's is in it */
+static ino_t own_netns;
+
+void control_init(const struct forward *forwards, int n) {
+  allowed = forwards;
+  n_allowed = n;
+  int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (probe >= 0) own_netns = socket_netns(probe), close(probe);
+}
+
+int listener_count(void) {
+  return n_listeners;
+}
+
+int host_port_for(ino_t netns, int v6, uint16_t inside) {
+  int port = -1;
+  pthread_mutex_lock(&listeners_lock);
+  for (struct listener *l = listeners; l && port < 0; l = l->next)
+    if (l->inside_port == inside && (l->family == AF_INET6) == v6 && (netns == 0 || l->netns == netns)) port = l->host_port;
+  pthread_mutex_unlock(&listeners_lock);
+  return port;
+}
+
+static int allowed_port(uint16_t host_port) {
+  for (int i = 0; i < n_allowed; i++)
+    if (allowed[i].host == host_port) return 1;
+  return 0;
+}
+
+static int allowed_pair(uint16_t inside, uint16_t host_port) {
+  for (int i = 0; i < n_allowed; i++)
+    if (allowed[i].inside == inside && allowed[i].host == host_port) return 1;
+  return 0;
+}
+
+/*
+ * Which ports something listens on in the host's network, by the kernel's socket tables
+ * (/proc/self/net/tcp{,6}), not by connecting: a test connection would reach the service
+ * (a server that greets first gets reset), and a busy machine can make a connect look like
+ * no answer. Read once per round of questions (a start or a reset asks about every port
+ * before anything else), not once per port: on a busy host the tables are long.
+ */
+static uint8_t served[65536 / 8];
+static int served_known;  /* the tables were read for this round */
+static int tables_read;   /* ...and could be: where they can't, every port counts as served */
+
+static void read_served(void) {
+  memset(served, 0, sizeof served);
+  tables_read = 0;
+  const char *tables[] = {"/proc/self/net/tcp", "/proc/self/net/tcp6"};
+  for (int t = 0; t < 2; t++) {
+    FILE *f = fopen(tables[t], "re");
+    if (!f) continue;
+    tables_read = 1;
+    char line[512];
+    if (fgets(line, sizeof line, f)) /* the header */
+      while (fgets(line, sizeof line, f)) {
+        /* "  sl: ADDRESS:PORT REMOTE:PORT ST ..." with hex PORT and ST 0A for LISTEN */
+        char local[64];
+        unsigned state;
+        if (sscanf(line, " %*s %63s %*s %x", local, &state) != 2 || state != 0x0A) continue;
+        const char *colon = strrchr(local, ':');
+        unsigned long port = colon ? strtoul(colon + 1, NULL, 16) : 0;
+        if (port > 0 && port < 65536) served[port / 8] |= (uint8_t)(1u << (port % 8));
+      }
+    fclose(f);
+  }
+  served_known = 1;
+}
+
+/* Wrongly refused would cut a sandbox off its database; wrongly served only resets a
+   connection to a dead port: a table that can't be read counts every port as served. */
+static int host_port_alive(uint16_t port) {
+  if (!served_known) read_served();
+  return !tables_read || (served[port / 8] & (1u << (port % 8)));
+}
+
+static void answer(int ctl, char yes) {
+  ssize_t sent;
+  /* never blocking: a sender that doesn't read its answers can't stall the relay */
+  do sent = send(ctl, &yes, 1, MSG_NOSIGNAL | MSG_DONTWAIT); while (sent < 0 && errno == EINTR);
+}
+
+void drop_listener(struct listener *l) {
+  pthread_mutex_lock(&listeners_lock);
+  for (struct listener **at = &listeners; *at; at = &(*at)->next)
+    if (*at == l) {
+      *at = l->next;
+      n_listeners--;
+      break;
+    }
+  pthread_mutex_unlock(&listeners_lock);
+  relay_unwatch(l->fd);
+  close(l->fd);
+  l->dead = 1;
+  bury(l);
+}
+
+static void drop_listeners(void) {
+  while (listeners) drop_listener(listeners);
+}
+
+static int int_option(int fd, int level, int name) {
+  int value = -1;
+  socklen_t len = sizeof value;
+  return getsockopt(fd, level, name, &value, &len) == 0 ? value : -1;
+}
+
+/*
+ * 'L': takes `fd` if it is a listening TCP socket of the sandbox's network on the inside
+ * port the plan pairs with `host_port`. Anything else -- a UDP socket, a TCP socket never
+ * bound or not listening (readable forever: the relay would spin), one of the host's own
+ * network, a pipe -- is refused. At most two per forward (127.0.0.1 and ::1).
+ */
+static int add_listener(int fd, uint16_t host_port) {
+  if (n_listeners >= 2 * n_allowed) return -1;
+  if (int_option(fd, SOL_SOCKET, SO_TYPE) != SOCK_STREAM || int_option(fd, SOL_SOCKET, SO_PROTOCOL) != IPPROTO_TCP ||
+      int_option(fd, SOL_SOCKET, SO_ACCEPTCONN) != 1)
+    return -1;
+  struct sockaddr_storage local;
+  socklen_t len = sizeof local;
+  if (getsockname(fd, (struct sockaddr *)&local, &len) < 0 || (local.ss_family != AF_INET && local.ss_family != AF_INET6)) return -1;
+  uint16_t inside = sockaddr_port(&local);
+  if (!allowed_pair(inside, host_port)) return -1;
+  ino_t netns = socket_netns(fd);
+  if (netns != 0 && netns == own_netns) return -1;
+  struct listener *l = calloc(1, sizeof *l);
+  if (!l) return -1;
+  *l = (struct listener){LISTENER, 0, fd, host_port, local.ss_family, inside, netns, NULL};
+  if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0) {
+    free(l);
+    return -1;
+  }
+  pthread_mutex_lock(&listeners_lock);
+  l->next = listeners;
+  listeners = l;
+  n_listeners++;
+  pthread_mutex_unlock(&listeners_lock);
+  relay_watch(fd, EPOLLIN, l);
+  return 0;
+}
+
+/* 'S': the seccomp listener connect.c answers, taken once; a seccomp notify fd alone. */
+static int add_connects(int fd) {
+  char path[64], target[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  ssize_t n = readlink(path, target, sizeof target - 1);
+  if (connects >= 0 || n < 0) return -1;
+  target[n] = 0;
+  if (strcmp(target, "anon_inode:seccomp notify") != 0) return -1;
+  connects = fd;
+  /* once the filter is in place, each connect waits for an answer (ENOSYS if the
+     listener closes): where no thread can start, the relay's loop answers them, more slowly */
+  if (start_connects(fd, host_port_for) < 0) {
+    static enum kind connects_tag = CONNECTS;
+    relay_watch(fd, EPOLLIN, &connects_tag);
+  }
+  return 0;
+}
+
+int control_message(int ctl) {
+  struct control m;
+  int fd;
+  ssize_t n = recv_with_fd(ctl, &m, sizeof m, &fd);
+  if (n < 0) return errno == EAGAIN || errno == EBADMSG ? 0 : -1; /* EBADMSG: dropped, its fds closed */
+  if (n == 0) {
+    /* an empty message, or every sender gone: only a hang-up says which */
+    struct pollfd p = {.fd = ctl, .events = POLLRDHUP};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLRDHUP)) ? -1 : 0;
+  }
+  int taken = 0;
+  if (n == (ssize_t)sizeof m && m.zero == 0) {
+    /* a round of questions ends with anything that is not one */
+    if (m.op != 'Q') served_known = 0;
+    if (m.op == 'Q' && fd < 0) answer(ctl, allowed_port(m.host_port) && host_port_alive(m.host_port) ? '1' : '0');
+    else if (m.op == 'R' && fd < 0) drop_listeners();
+    else if (m.op == 'L' && fd >= 0) taken = add_listener(fd, m.host_port) == 0;
+    else if (m.op == 'S' && fd >= 0) taken = add_connects(fd) == 0;
+  }
+  if (fd >= 0 && !taken) close(fd);
+  return 0;
+}

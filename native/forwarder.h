@@ -1,0 +1,79 @@
+/*
+ * The forwarder's control protocol and its insides, shared by the sandbox's side
+ * (forward.c), the forwarder's process (relay.c, control.c) and the fuzz target of the
+ * protocol (fuzz/control.c).
+ *
+ * One message is exactly one struct control on a SOCK_SEQPACKET socket, with exactly the
+ * fds its op defines; anything else is dropped, with every fd that came with it:
+ *   'Q' host_port, no fd       is host_port served on the host now? one byte back, '1'/'0'
+ *   'L' host_port, one fd      relay this listening TCP socket of the sandbox's network
+ *                              (the plan's inside port for host_port) to host_port
+ *   'R' no fd                  drop every listener (a reset's fresh network follows)
+ *   'S' one fd                 the sandbox's seccomp listener, for direct connects (connect.c)
+ */
+#ifndef VPR_FORWARDER_H
+#define VPR_FORWARDER_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "sandbox.h"
+
+struct control {
+  uint8_t op;
+  uint8_t zero;       /* no padding left undefined on the wire */
+  uint16_t host_port; /* 'Q': the port asked; 'L': where its connections go */
+};
+
+/* The kinds of things the forwarder's epoll watches, told apart by a tagged pointer. */
+enum kind { CONTROL, LISTENER, CONNECTION, CONNECTS };
+
+struct listener {
+  enum kind kind;
+  int dead;
+  int fd;
+  uint16_t host_port;
+  int family;
+  uint16_t inside_port;
+  ino_t netns;          /* the sandbox network it listens in: connects from there redirect */
+  struct listener *next;
+};
+
+/* relay.c */
+/* The forwarder's epoll set, made once; -1 with errno if it can't be. */
+int relay_init(void);
+void relay_watch(int fd, uint32_t events, void *tag);
+void relay_unwatch(int fd);
+/* Frees `thing` once the epoll batch that may still point at it is done. */
+void bury(void *thing);
+void free_buried(void);
+
+/* control.c */
+void control_init(const struct forward *allowed, int n);
+/* Reads and handles one message: 0, or -1 when the socket is gone (every sender closed it). */
+int control_message(int ctl);
+/* The listener list, for relay.c's accepts: stop relaying one that broke. */
+void drop_listener(struct listener *l);
+/* connect.c's question: where a connect to `inside` on a loopback of `netns` (0: any) leads. */
+int host_port_for(ino_t netns, int v6, uint16_t inside);
+/* How many listeners the forwarder holds (the fuzz target checks it). */
+int listener_count(void);
+/* The seccomp listener the sandbox sent, or -1. */
+extern int connects;
+
+/* connect.c: direct connects, answered in the forwarder */
+typedef int (*host_port_fn)(ino_t netns, int v6, uint16_t inside);
+/* Answers `notify_fd`'s connect(2) notifications on a thread of their own: redirected,
+   or let through. `host_port` is called on that thread. */
+int start_connects(int notify_fd, host_port_fn host_port);
+/* Answers one of them, here (where no thread could be started); -1 when it can't. */
+int answer_connect(int notify_fd, host_port_fn host_port);
+struct sockaddr_storage;
+/*
+ * The address check of a connect(2) a sandboxed process makes (its fuzz target is
+ * native/fuzz/connect.c): `to_len` is the length it passed, `to` what was read of it.
+ * The loopback port it names (127.0.0.1, ::1, ::ffff:127.0.0.1; *v6_loopback: ::1), or 0.
+ */
+uint16_t connect_target(const struct sockaddr_storage *to, uint64_t to_len, int *v6_loopback);
+
+#endif

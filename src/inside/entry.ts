@@ -1,0 +1,15 @@
+// The first module of every sandboxed process the engine starts: it loads what the
+// sandbox itself adds to the process, then the runner's entry (the argument after this
+// file's path, which it takes out of argv). Not a `--import` preload: worker threads
+// inherit the process's execArgv, and a test's threads must look as under the default
+// pool, with nothing of ours loaded in them.
+import { pathToFileURL } from 'node:url'
+import { FORWARDED_PORTS_ENV } from '../wire/wire.js'
+
+const [entry] = process.argv.splice(2, 1)
+if (!entry) throw new Error('vitest-pool-rootless: the sandbox entry needs the runner entry to load after it')
+// as if the runner's entry had been started itself
+process.argv[1] = entry
+// words for what the isolated network causes, where it is isolated
+if (process.env[FORWARDED_PORTS_ENV] !== undefined) await import('./network-notices.js')
+await import(pathToFileURL(entry).href)
