@@ -135,10 +135,4 @@ describe('vitest-pool-rootless exec: bad input', () => {
     expect(r.stderr.split('\n')[0]).toBe(`vitest-pool-rootless exec: ${message}`)
     expect(r.stderr).not.toContain('put the command after')
   })
-
-  it('exec --no-tmpfs (the clean-up command the runner suggests) runs without a warning about what tests write', () => {
-    const r = cli('exec', '--no-tmpfs', '--', 'true')
-    expect(r.status).toBe(0)
-    expect(r.stderr).not.toMatch(/tests write|no private temp dir/)
-  })
 })
