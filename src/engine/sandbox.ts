@@ -174,19 +174,16 @@ function writeNsswitch(stateDir: string): string | undefined {
 }
 
 /** How a command run in a sandbox ended, with what it printed. */
-export interface SandboxedRun {
+export interface CommandResult {
   code: number | null
   signal: NodeJS.Signals | null
   stdout: string
   stderr: string
 }
 
-/**
- * Runs `command` through the launcher with `args`, from `/`, collecting its output;
- * `fds` are passed on from fd 4 (after stdio and an unused IPC slot), as for workers.
- */
-export function runSandboxed(launcher: string, args: string[], command: string[], fds: number[] = []): Promise<SandboxedRun> {
-  const child = spawn(launcher, [...args, '--', ...command], { cwd: '/', stdio: ['ignore', 'pipe', 'pipe', 'ignore', ...fds] })
+/** Runs `command` through the launcher with `args`, from `/`, collecting its output. */
+export function runSandboxed(launcher: string, args: string[], command: string[]): Promise<CommandResult> {
+  const child = spawn(launcher, [...args, '--', ...command], { cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d))

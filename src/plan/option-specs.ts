@@ -17,7 +17,6 @@ import type { PoolOnlyOptions, SandboxOptions } from './options.js'
  */
 
 /** Where an option can be given: `rootless({...})` and/or `vitest-pool-rootless exec`. */
-export type Surface = 'pool' | 'cli'
 
 /** One command-line flag of an option. */
 export type CliFlag<In> =

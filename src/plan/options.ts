@@ -168,24 +168,19 @@ export function validatePoolOptions(input: unknown): ResolvedPoolOptions {
  * `hostsFile` for the pool, `--hosts-file` for the CLI), the value received, and what
  * was expected.
  */
-export function validateSandboxOptions(
-  input: unknown,
-  spell: (key: string) => string = (key) => key,
-  allowedKeys: readonly string[] = SANDBOX_OPTION_KEYS,
-): ResolvedSandboxOptions {
-  return resolveOptions(input, allowedKeys.filter((key): key is keyof SandboxOptions => key in SANDBOX_SPECS), spell, allowedKeys)
+export function validateSandboxOptions(input: unknown, spell: (key: string) => string = (key) => key): ResolvedSandboxOptions {
+  return resolveOptions(input, SANDBOX_OPTION_KEYS, spell)
 }
 
 function resolveOptions(
   input: unknown,
   keys: readonly OptionKey[],
   spell: (key: string) => string,
-  known: readonly string[] = keys,
 ): ResolvedSandboxOptions {
   if (input === undefined) input = {}
   if (!isPlainObject(input)) throw new RootlessOptionError('options', input, 'expects an object of options')
   for (const key of Object.keys(input)) {
-    if (!known.includes(key)) throw RootlessOptionError.unknown(key, input[key], known.map(spell), closestName(key, known))
+    if (!(keys as readonly string[]).includes(key)) throw RootlessOptionError.unknown(key, input[key], keys.map(spell), closestName(key, keys))
   }
   const warnings: string[] = []
   const derived: { hostsBase?: string } = {}

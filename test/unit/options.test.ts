@@ -354,7 +354,7 @@ describe('validateSandboxOptions: invalid values', () => {
   })
 })
 
-describe('validateSandboxOptions: spell and allowedKeys', () => {
+describe('validateSandboxOptions: spell', () => {
   it('names hostsFile as the CLI spells it', () => {
     const error = catchOptionError(() => validateSandboxOptions({ hostsFile: 'relative' }, cliSpell))
     expect(error.option).toBe('--hosts-file')
@@ -385,12 +385,6 @@ describe('validateSandboxOptions: spell and allowedKeys', () => {
     expect(error.message).not.toContain('hostsFile')
   })
 
-  it('rejects keys outside allowedKeys, listing only the allowed ones', () => {
-    const error = catchOptionError(() => validateSandboxOptions({ hostname: 'box' }, undefined, ['hosts', 'network']))
-    expect(error.option).toBe('hostname')
-    expect(error.message).toContain('hosts, network')
-    expect(validateSandboxOptions({ network: 'host' }, undefined, ['hosts', 'network']).network).toBe('host')
-  })
 })
 
 describe('validateSandboxOptions: tmpfs adds to the temp dir', () => {
