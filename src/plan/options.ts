@@ -19,8 +19,9 @@ export interface SandboxOptions {
    */
   hosts?: Record<string, string | readonly string[]>
   /**
-   * An absolute path to a hosts file whose entries are added after the defaults; `hosts`
-   * entries and `localhost` still take precedence. Read (and checked) when the options
+   * An absolute path to a hosts file used instead of the defaults: the names it maps
+   * (`localhost` and the hostname too) resolve as it says; the defaults fill in only what
+   * it leaves out, and `hosts` entries win over both. Read (and checked) when the options
    * are validated; lines that are not `IP name...` are dropped with a warning.
    */
   hostsFile?: string
@@ -34,8 +35,9 @@ export interface SandboxOptions {
    * Absolute paths of existing directories that get a private, empty tmpfs, in addition
    * to the temp dir (`os.tmpdir()`), which always gets one. `false` for none at all (the
    * temp dir is then shared with the host, and a warning says so). Paths the worker
-   * needs under them (project, node, cwd) stay visible. `/`, `/dev`, `/proc`, `/sys`,
-   * `/etc` and the node binary's directory (or anything containing them) are refused.
+   * needs under them (project, node_modules, the node binary's directory, cwd) stay
+   * visible, so a home directory holding nvm's node can be one. `/`, `/dev`, `/proc`,
+   * `/sys`, `/usr` and `/etc/hosts` (or anything containing them) are refused.
    * @default []
    */
   tmpfs?: readonly string[] | false
