@@ -122,7 +122,7 @@ for (const major of [4, 5] as const) {
       }
     })
 
-    it("a TMPDIR that doesn't exist: the config loads, the run stops with the one TMPDIR message; with fallback: 'unsandboxed' it runs unsandboxed, and --pool=forks as plain Vitest", async () => {
+    it("a TMPDIR that doesn't exist: the config loads, the run stops with the one TMPDIR message; with fallback: 'unsandboxed' it runs unsandboxed", async () => {
       const root = copyFixture(consumer, 'fallback')
       const tmp = join(root, 'no-such-tmp')
       const message = `TMPDIR=${tmp}: the temp dir can't be used (ENOENT: no such file or directory); set TMPDIR to an existing directory`
@@ -135,11 +135,6 @@ for (const major of [4, 5] as const) {
       expect(unsandboxed.output).toMatch(/Tests\s+1 passed \| 1 skipped/)
       expect(unsandboxed.output.split(message).length - 1, unsandboxed.output).toBe(1)
       expect(unsandboxed.output).toContain("running the tests unsandboxed instead (fallback: 'unsandboxed')")
-      // the config loads: --pool=forks runs the files as plain Vitest would, with no word from us
-      const forks = await runVitest(consumer, root, { args: ['--pool=forks'], env: { TMPDIR: tmp, E2E_EXPECT_SANDBOXED: '0' } })
-      expect(forks.code, forks.output).toBe(0)
-      expect(forks.output).toMatch(/Tests\s+1 passed \| 1 skipped/)
-      expect(forks.output).not.toContain('vitest-pool-rootless:')
     })
 
     it('with user namespaces switched off: exactly one error block with the cause and the fix, nothing blaming Vitest', async () => {
