@@ -122,7 +122,7 @@ for (const major of [4, 5] as const) {
       }
     })
 
-    it("a TMPDIR that doesn't exist: the config loads, the run stops with the one TMPDIR message; with fallback: 'unsandboxed' it runs unsandboxed", async () => {
+    it("a TMPDIR that doesn't exist: the package imports, the run stops with the one TMPDIR message; with fallback: 'unsandboxed' it runs unsandboxed", async () => {
       const root = copyFixture(consumer, 'fallback')
       const tmp = join(root, 'no-such-tmp')
       const message = `TMPDIR=${tmp}: the temp dir can't be used (ENOENT: no such file or directory); set TMPDIR to an existing directory`
