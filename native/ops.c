@@ -60,6 +60,8 @@ static int prepare(struct plan *p, struct run *r, int from) {
      */
     if (op->kind == OP_FORWARD && !op->flag && (r->forwarder = start_forwarder(p->forwards, p->n_forwards, &r->forwarder_pid)) < 0)
       return fail(STEP_FORWARD, "can't start the forwarder");
+    /* the host's way in to a port of the sandbox: a Unix socket in the host's tree */
+    if (op->kind == OP_PUBLISH && (op->fd = listen_unix(op->arg)) < 0) return fail(STEP_FORWARD, "can't listen on %s", op->arg);
 #else
     (void)r;
 #endif
@@ -155,6 +157,15 @@ static int run_op(struct plan *p, struct run *r, int i) {
     if (getppid() != r->parent) return fail(STEP_PDEATHSIG, "parent process exited before the sandbox started");
     if (enter_pid_namespace(r->forwarder_pid) < 0) return -1;
     r->parent = 1; /* from here on, our parent is the namespace's init */
+    return 0;
+  case OP_DROP_CAPS:
+    /* launcher, after its last mount and open: root that still sees permission bits */
+    if (drop_permission_caps() < 0) return fail(STEP_SETID, "can't drop the capabilities that bypass file permissions");
+    return 0;
+  case OP_PUBLISH:
+    /* launcher, in the sandbox's network with lo up: the publisher connects here */
+    if (start_publisher(op->fd, p->publish_port, getpid()) < 0) return fail(STEP_FORWARD, "can't start the process that publishes port %u", (unsigned)p->publish_port);
+    op->fd = -1;
     return 0;
   case OP_EXEC:
     execvp(p->argv[0], p->argv);

@@ -59,6 +59,8 @@ enum op_kind {
   OP_FORWARD,       /* the forwarded ports' listeners (--forward) */
   OP_CHDIR,         /* the caller's cwd, resolved again in the new tree */
   OP_SESSION,       /* --new-session */
+  OP_PUBLISH,       /* the sandbox's port reached from the host through a Unix socket (--publish) */
+  OP_DROP_CAPS,     /* root that still sees permission bits (--enforce-permissions) */
   OP_PID_NAMESPACE, /* --pid-namespace */
   OP_PDEATHSIG,     /* die with the caller */
   OP_EXEC,          /* -- CMD */
@@ -100,6 +102,9 @@ struct plan {
   struct forward forwards[MAX_LIST];
   int n_forwards;
   int relay_only;        /* forwarded connections all go through the relay (no direct connects) */
+  uint16_t publish_port; /* --publish: the sandbox's port the host reaches... */
+  const char *publish_path; /* ...through this Unix socket, made before any mount */
+  int enforce_permissions;
   int host_network;
   int new_session;
   int hold;              /* create only the user namespace, report, wait for stdin EOF */
@@ -210,6 +215,15 @@ ino_t socket_netns(int fd);
 struct sockaddr_storage;
 /* The port of an IPv4 or IPv6 socket address; 0 for another family. */
 uint16_t sockaddr_port(const struct sockaddr_storage *a);
+
+/* caps.c: drops the capabilities that bypass file permissions (bounding set included) */
+int drop_permission_caps(void);
+
+/* publish.c: the launcher's alone */
+/* A listening Unix socket at `path` (close-on-exec); -1 with errno. */
+int listen_unix(const char *path);
+/* Forks the process that connects each client of `listener` to this network's `port`. */
+int start_publisher(int listener, uint16_t port, pid_t parent);
 
 /* userns.c, pidns.c, networks.c: the launcher's alone */
 int new_user_namespace(const struct plan *p, int with_mounts);

@@ -127,6 +127,12 @@ export const SANDBOX_SPECS = {
     cli: [{ name: 'no-pid-namespace', sets: false, help: "share the host's pid namespace (no init, no /proc of its own)" }],
     resolve: (value, { option }) => oneOf(value === undefined ? true : value, option, [true, false] as const),
   },
+  permissions: {
+    summary: "bypass (default): uid 0 ignores file permissions; enforce: it sees them, as an ordinary owner",
+    surfaces: ['pool', 'cli'],
+    cli: [{ name: 'permissions', takes: 'MODE' }],
+    resolve: (value, { option }) => oneOf(value === undefined ? 'bypass' : value, option, ['bypass', 'enforce'] as const),
+  },
   dropEnv: {
     summary: "don't pass NAME (or a prefix: AWS_*) to CMD",
     surfaces: ['pool', 'cli'],

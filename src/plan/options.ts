@@ -89,6 +89,15 @@ export interface SandboxOptions {
    */
   pidNamespace?: boolean
   /**
+   * `'bypass'`: uid 0 in the sandbox reads and writes any file it can reach, whatever its
+   * mode, as root does. `'enforce'`: uid 0 keeps chown, mount and ports below 1024, but
+   * file permission checks apply as for an ordinary owner (no `CAP_DAC_OVERRIDE`,
+   * `CAP_DAC_READ_SEARCH`, `CAP_FOWNER`): `chmod 000 f`, then reading `f` throws
+   * `EACCES` -- for tests written for a normal user, which skip that under root.
+   * @default 'bypass'
+   */
+  permissions?: 'bypass' | 'enforce'
+  /**
    * Environment variables the sandboxed processes don't get: names, or prefixes ending
    * in `*` (`['AWS_*', 'NPM_TOKEN']`). For secrets a test has no business seeing.
    * @default []

@@ -29,6 +29,8 @@ export interface SandboxPlan {
   forwards: PortForward[]
   newSession: boolean
   pidNamespace: boolean
+  /** uid 0 without the capabilities that bypass file permissions (`permissions: 'enforce'`). */
+  enforcePermissions?: boolean
   /** The launcher reports a failed setup step on this fd (see launcherArgs). */
   statusFd?: number
 }
@@ -69,6 +71,7 @@ export function createSandboxPlan(inputs: PlanInputs): SandboxPlan {
     newSession: inputs.newSession ?? false,
     pidNamespace: options.pidNamespace,
   }
+  if (options.permissions === 'enforce') plan.enforcePermissions = true
   if (options.tmpfsSize) plan.tmpfsSize = options.tmpfsSize
   if (inputs.hostsFile) plan.hostsFile = inputs.hostsFile
   if (inputs.nsswitchFile && options.network === 'isolated') plan.nsswitchFile = inputs.nsswitchFile
@@ -95,6 +98,7 @@ export function launcherArgs(plan: SandboxPlan): string[] {
   if (plan.hostname) args.push('--hostname', plan.hostname)
   if (plan.network === 'host') args.push('--host-network')
   if (plan.newSession) args.push('--new-session')
+  if (plan.enforcePermissions) args.push('--enforce-permissions')
   if (plan.pidNamespace) args.push('--pid-namespace')
   return args
 }

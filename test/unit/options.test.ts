@@ -63,6 +63,7 @@ describe('validateSandboxOptions: defaults', () => {
     expect(resolved.hostname).toBeUndefined()
     expect(resolved.tmpfsSize).toBeUndefined()
     expect(resolved.pidNamespace).toBe(true)
+    expect(resolved.permissions).toBe('bypass')
   })
 
   it('gives the same result for {} as for undefined', () => {
@@ -168,6 +169,7 @@ describe('validateSandboxOptions: valid values', () => {
       network: 'isolated',
       hostPorts: [5432, { inside: 6379, host: 32768 }],
       pidNamespace: false,
+      permissions: 'enforce',
       dropEnv: ['NPM_TOKEN', 'AWS_*'],
     })
     expect(resolved).toEqual({
@@ -182,6 +184,7 @@ describe('validateSandboxOptions: valid values', () => {
       network: 'isolated',
       hostPorts: [{ inside: 5432, host: 5432 }, { inside: 6379, host: 32768 }],
       pidNamespace: false,
+      permissions: 'enforce',
       dropEnv: ['NPM_TOKEN', 'AWS_*'],
       warnings: [],
     })
@@ -300,6 +303,8 @@ describe('validateSandboxOptions: invalid values', () => {
     ['hostPorts a mapping with an unknown key', { hostPorts: [{ inside: 5432, host: 5433, tls: true }] }, 'hostPorts', { inside: 5432, host: 5433, tls: true }],
     ['hostPorts one inside port twice', { hostPorts: [5432, { inside: 5432, host: 15432 }] }, 'hostPorts', [5432, { inside: 5432, host: 15432 }]],
     ['hostPorts with network host', { hostPorts: [5432], network: 'host' }, 'hostPorts', [5432]],
+    ['permissions a word of its own', { permissions: 'strict' }, 'permissions', 'strict'],
+    ['permissions a boolean', { permissions: true }, 'permissions', true],
   ]
 
   it('covers at least 30 invalid inputs', () => {
@@ -326,6 +331,11 @@ describe('validateSandboxOptions: invalid values', () => {
     // (the opposite of "off") would be surprising
     const error = catchOptionError(() => validateSandboxOptions({ subids: null }))
     expect(error.option).toBe('subids')
+  })
+
+  it('says which two words permissions takes', () => {
+    const error = catchOptionError(() => validateSandboxOptions({ permissions: 'enforced' }))
+    expect(error.message).toBe('vitest-pool-rootless: option `permissions` expects one of "bypass", "enforce", got "enforced"')
   })
 
   it('rejects null for network rather than treating it as the default', () => {

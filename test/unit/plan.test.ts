@@ -6,7 +6,7 @@ import type { IdMapPlan } from '../../src/plan/idmap.js'
 import type { ResolvedSandboxOptions } from '../../src/plan/options.js'
 
 function options(overrides: Partial<ResolvedSandboxOptions> = {}): ResolvedSandboxOptions {
-  const defaults: ResolvedSandboxOptions = { hosts: new Map(), hostsFile: undefined, hostsBase: undefined, hostname: undefined, tmpfs: [], tmpfsSize: undefined, keep: [], subids: 'auto', network: 'isolated', hostPorts: [], pidNamespace: false, dropEnv: [], warnings: [] }
+  const defaults: ResolvedSandboxOptions = { hosts: new Map(), hostsFile: undefined, hostsBase: undefined, hostname: undefined, tmpfs: [], tmpfsSize: undefined, keep: [], subids: 'auto', network: 'isolated', hostPorts: [], pidNamespace: false, permissions: 'bypass', dropEnv: [], warnings: [] }
   return { ...defaults, ...overrides } as ResolvedSandboxOptions
 }
 
@@ -358,6 +358,18 @@ describe('createResetPlan', () => {
     const mounts = launcherArgs(plan).filter((_, i, all) => mountFlags.includes(all[i]!) || mountFlags.includes(all[i - 1]!))
     expect(reset.args.filter((_, i, all) => mountFlags.includes(all[i]!) || mountFlags.includes(all[i - 1]!))).toEqual(mounts)
     expect(JSON.parse(JSON.stringify(reset))).toStrictEqual(reset)
+  })
+})
+
+describe('createSandboxPlan: permissions', () => {
+  it("drops the permission-bypassing capabilities only for 'enforce', before the pid namespace", () => {
+    const args = argv({ options: options({ permissions: 'enforce', pidNamespace: true }), idMap: selfMap })
+    expect(args).toContain('--enforce-permissions')
+    expect(args.indexOf('--enforce-permissions')).toBeLessThan(args.indexOf('--pid-namespace'))
+    expect(argv({ options: options({ permissions: 'bypass' }), idMap: selfMap })).not.toContain('--enforce-permissions')
+    // a reset keeps what the launcher dropped: it has no flag for it
+    const reset = createResetPlan(createSandboxPlan({ options: options({ permissions: 'enforce' }), idMap: selfMap }), '', '/addon')
+    expect(reset.args).not.toContain('--enforce-permissions')
   })
 })
 
