@@ -29,6 +29,11 @@ export interface SandboxPlan {
   forwards: PortForward[]
   newSession: boolean
   pidNamespace: boolean
+  /**
+   * A port of the sandbox's loopback reached from the host through the Unix socket
+   * `socket` (a debugger's way to the worker's inspector; engine/published-port.ts).
+   */
+  publish?: { port: number; socket: string }
   /** uid 0 without the capabilities that bypass file permissions (`permissions: 'enforce'`). */
   enforcePermissions?: boolean
   /** The launcher reports a failed setup step on this fd (see launcherArgs). */
@@ -54,6 +59,8 @@ export interface PlanInputs {
   newSession?: boolean
   /** Have the launcher write a failed step's status as one byte to this fd (not 0-2). */
   statusFd?: number
+  /** Reach this port of the sandbox's loopback from the host, through this Unix socket. */
+  publish?: { port: number; socket: string }
 }
 
 /**
@@ -77,6 +84,7 @@ export function createSandboxPlan(inputs: PlanInputs): SandboxPlan {
   if (inputs.nsswitchFile && options.network === 'isolated') plan.nsswitchFile = inputs.nsswitchFile
   if (options.hostname) plan.hostname = options.hostname
   if (inputs.statusFd !== undefined) plan.statusFd = inputs.statusFd
+  if (inputs.publish && options.network === 'isolated') plan.publish = inputs.publish
   return plan
 }
 
@@ -95,6 +103,7 @@ export function launcherArgs(plan: SandboxPlan): string[] {
   if (plan.hostsFile) args.push('--hosts-file', plan.hostsFile)
   if (plan.nsswitchFile) args.push('--nsswitch-file', plan.nsswitchFile)
   args.push(...forwardArgs(plan))
+  if (plan.publish) args.push('--publish', `${plan.publish.port}=${plan.publish.socket}`)
   if (plan.hostname) args.push('--hostname', plan.hostname)
   if (plan.network === 'host') args.push('--host-network')
   if (plan.newSession) args.push('--new-session')
@@ -135,8 +144,9 @@ export function createResetPlan(plan: SandboxPlan, hosts: string, addon: string)
   const args = ['--reset', ...mountArgs(plan)]
   // only in a pid namespace of its own does the worker see just the sandbox's processes
   if (plan.pidNamespace) args.push('--kill-others')
-  // a fresh network namespace, with the same ports forwarded into it
-  if (plan.network === 'isolated') args.push('--new-network', ...forwardArgs(plan))
+  // a fresh network namespace, with the same ports forwarded into it -- but where a
+  // debugger is published, the one its publisher (made with the sandbox) connects in
+  if (plan.network === 'isolated' && !plan.publish) args.push('--new-network', ...forwardArgs(plan))
   return { addon, args, hosts }
 }
 
