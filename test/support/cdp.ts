@@ -5,8 +5,11 @@ import WebSocket from 'ws'
 export interface DebugSessions {
   /** Targets attached to, in order (`/json/list`'s `url`: the process's entry). */
   attached: string[]
-  /** Each `Debugger.paused`: the top frame's script URL and the pause's reason. */
-  pauses: Array<{ url: string; reason: string }>
+  /**
+   * Each `Debugger.paused`: the top frame's script URL and 0-based line, the reason, and
+   * whether a breakpoint of this client's did it.
+   */
+  pauses: Array<{ url: string; line: number; reason: string; breakpoint: boolean }>
 }
 
 /**
@@ -18,7 +21,12 @@ export interface DebugSessions {
 export async function driveDebugger(host: string, port: number, done: Promise<unknown>): Promise<DebugSessions> {
   const seen: DebugSessions = { attached: [], pauses: [] }
   let finished = false
-  void done.finally(() => (finished = true))
+  const sessions = new Set<WebSocket>()
+  void done.finally(() => {
+    finished = true
+    // a process that waits for its debugger to go (node --inspect-brk, at its end)
+    for (const ws of sessions) ws.close()
+  })
   while (!finished) {
     const target = await listTarget(host, port)
     if (!target) {
@@ -28,7 +36,7 @@ export async function driveDebugger(host: string, port: number, done: Promise<un
     // the address we reached, whatever host the inspector names in its own URL
     const url = `ws://${host}:${port}${new URL(target.webSocketDebuggerUrl).pathname}`
     try {
-      await attach(url, seen)
+      await attach(url, seen, sessions)
       seen.attached.push(target.url)
     } catch {
       // the worker went while we attached: the next one
@@ -62,9 +70,12 @@ function listTarget(host: string, port: number): Promise<Target | undefined> {
 }
 
 /** One session: resolves when the target closes it (its process ended, or the inspector closed). */
-function attach(url: string, seen: DebugSessions): Promise<void> {
+function attach(url: string, seen: DebugSessions, sessions: Set<WebSocket>): Promise<void> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url)
+    sessions.add(ws)
+    /** Each script's URL by id, as the target announces them (a paused frame names only the id). */
+    const scripts = new Map<string, string>()
     let id = 0
     const send = (method: string, params: object = {}) => ws.send(JSON.stringify({ id: ++id, method, params }))
     ws.on('open', () => {
@@ -73,12 +84,15 @@ function attach(url: string, seen: DebugSessions): Promise<void> {
       send('Runtime.runIfWaitingForDebugger')
     })
     ws.on('message', (data) => {
-      const message = JSON.parse(String(data)) as { method?: string; params?: { reason: string; callFrames: Array<{ url: string }> } }
+      const message = JSON.parse(String(data)) as { method?: string; params?: { reason: string; hitBreakpoints?: string[]; callFrames: Array<{ location: { scriptId: string; lineNumber: number } }>; scriptId?: string; url?: string } }
+      if (message.method === 'Debugger.scriptParsed') scripts.set(message.params!.scriptId!, message.params!.url!)
       if (message.method !== 'Debugger.paused') return
-      seen.pauses.push({ url: message.params!.callFrames[0]?.url ?? '', reason: message.params!.reason })
+      const { reason, hitBreakpoints = [], callFrames } = message.params!
+      const top = callFrames[0]?.location
+      seen.pauses.push({ url: (top && scripts.get(top.scriptId)) ?? '', line: top?.lineNumber ?? -1, reason, breakpoint: hitBreakpoints.length > 0 })
       send('Debugger.resume')
     })
-    ws.on('close', () => resolve())
-    ws.on('error', reject)
+    ws.on('close', () => (sessions.delete(ws), resolve()))
+    ws.on('error', (error) => (sessions.delete(ws), reject(error)))
   })
 }
