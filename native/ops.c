@@ -264,6 +264,11 @@ static int run_op(struct plan *p, struct run *r, int i) {
       return fail(STEP_TMPFS, "more than 64 mounts stacked on %s", op->arg);
     }
     return fail(STEP_TMPFS, "can't unmount what covers %s", op->arg);
+  case OP_MKDIR:
+    /* a temp dir inside another tmpfs target (TMPDIR=/tmp/user/1000 under /tmp): private as
+       the tmpfs, world-writable and sticky like it */
+    if (make_mountpoint(op->arg, 1) < 0 || chmod(op->arg, 01777) < 0) return fail(STEP_TMPFS, "can't make the temp dir %s", op->arg);
+    return 0;
   case OP_NEW_NETWORK:
     /* the worker's main thread, where every socket of the test's code is made (libuv's
        pool threads resolve names and touch files, which the network namespace doesn't

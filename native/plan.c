@@ -82,11 +82,11 @@ static int usage_error(const char *fmt, const char *arg) {
   snprintf(msg, sizeof msg, fmt, arg);
   errno = 0;
   return fail(STEP_USAGE, "%s (usage: launcher [--uid-map I:O:N]... [--gid-map I:O:N]... "
-                          "[--newuidmap PATH --newgidmap PATH] [--userns-fd FD [--networks SOCKET]] [--tmpfs PATH [--keep PATH]...]... "
+                          "[--newuidmap PATH --newgidmap PATH] [--userns-fd FD [--networks SOCKET]] [--tmpfs PATH [--keep PATH]...]... [--tmpfs-dir PATH]... "
                           "[--tmpfs-size SIZE] [--hosts-file PATH] [--nsswitch-file PATH] [--hostname NAME] "
                           "[--forward INSIDE_PORT:HOST_PORT]... [--relay-only] [--publish PORT=PATH] [--enforce-permissions] [--host-network] "
                           "[--new-session] [--pid-namespace] [--status-fd FD] -- CMD [ARGS...] | --hold [--networks SOCKET] | "
-                          "--reset [--tmpfs PATH [--keep PATH]...]... [--tmpfs-size SIZE] [--hostname NAME] "
+                          "--reset [--tmpfs PATH [--keep PATH]...]... [--tmpfs-dir PATH]... [--tmpfs-size SIZE] [--hostname NAME] "
                           "[--new-network] [--kill-others] [--unmount PATH]... [--forward INSIDE_PORT:HOST_PORT]...)",
               msg);
 }
@@ -115,6 +115,11 @@ static void add_layers(struct plan *p, int floor) {
  * the inner one (OP_LOCK) gets a copy of that tree in which the kernel locks every mount,
  * and owns the network, UTS and IPC namespaces, where the test's uid 0 has its capabilities.
  */
+/* The temp dirs that lie in a tmpfs of the plan (TMPDIR=/tmp/user/1000): empty, made anew. */
+static void add_dirs(struct plan *p) {
+  for (int i = 0; i < p->n_dirs; i++) add(p, OP_MKDIR, p->dirs[i], 0);
+}
+
 static void plan_launch(struct plan *p) {
   if (p->networks && !p->host_network) add(p, OP_TAKE_NETWORK, p->networks, 0);
   if (p->userns_fd >= 0) add(p, OP_JOIN_USER, NULL, 0);
@@ -131,6 +136,7 @@ static void plan_launch(struct plan *p) {
   add_layers(p, 1);
   add(p, OP_LOCK, NULL, 0);
   add_layers(p, 0);
+  add_dirs(p);
   if (p->hostname) add(p, OP_HOSTNAME, p->hostname, 0);
   if (!p->host_network) add(p, OP_LOOPBACK, NULL, 0);
   /* before the forwarder's connect filter: the publisher's own connects need no asking */
@@ -159,6 +165,7 @@ static void plan_reset(struct plan *p) {
   for (int t = 0; t < p->n_tmpfs; t++) add(p, OP_UNCOVER, p->tmpfs[t].path, 0);
   add(p, OP_UNCOVER, "/etc/hosts", 0);
   add_layers(p, 0);
+  add_dirs(p);
   if (p->hostname) add(p, OP_HOSTNAME, p->hostname, 0);
   if (p->new_network) {
     add(p, OP_NEW_NETWORK, NULL, 0);
@@ -176,7 +183,7 @@ static int check_plan(struct plan *p, int has_command) {
   if (p->reset) {
     if (has_command || p->hold || p->userns_fd >= 0 || p->n_uid_map || p->n_gid_map || p->newuidmap || p->newgidmap || p->hosts_file || p->nsswitch_file ||
         p->host_network || p->new_session || p->pid_namespace || p->networks || p->relay_only || p->status_fd >= 0 || p->publish_path || p->enforce_permissions)
-      return usage_error("%s", "--reset takes only --tmpfs, --keep, --tmpfs-size, --hostname, --new-network, --kill-others, --unmount and --forward");
+      return usage_error("%s", "--reset takes only --tmpfs, --keep, --tmpfs-dir, --tmpfs-size, --hostname, --new-network, --kill-others, --unmount and --forward");
     return 0;
   }
   if (p->new_network || p->kill_others || p->n_unmount)
@@ -237,6 +244,11 @@ int parse_plan(int argc, char **argv, struct plan *p) {
       p->tmpfs[p->n_tmpfs].path = v;
       p->tmpfs[p->n_tmpfs].first_keep = p->n_keep;
       p->tmpfs[p->n_tmpfs++].n_keep = 0;
+    }
+    else if (strcmp(a, "--tmpfs-dir") == 0) {
+      /* a directory made on the writable layer of the --tmpfs it lies in (a temp dir there) */
+      PUSH(p->dirs, p->n_dirs);
+      if (v[0] != '/') return usage_error("--tmpfs-dir %s is not an absolute path", v);
     }
     else if (strcmp(a, "--tmpfs-size") == 0) {
       ONCE(p->tmpfs_size);

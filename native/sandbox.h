@@ -20,8 +20,8 @@
 #include "steps.h"
 
 #define MAX_LIST 64
-/* Every op a plan can hold: a fixed few, three per tmpfs, two per kept path, one per unmount. */
-#define MAX_OPS (32 + 3 * MAX_LIST + 2 * MAX_LIST + MAX_LIST)
+/* Every op a plan can hold: a fixed few, three per tmpfs, two per kept path, one per unmount and per dir. */
+#define MAX_OPS (32 + 3 * MAX_LIST + 2 * MAX_LIST + MAX_LIST + MAX_LIST)
 /* The longest --tmpfs-size taken: "50%", "512m", "1073741824k" all fit. */
 #define MAX_TMPFS_SIZE 32
 
@@ -68,6 +68,7 @@ enum op_kind {
   OP_KILL_OTHERS,   /* --kill-others */
   OP_UNMOUNT,       /* --unmount `arg` */
   OP_UNCOVER,       /* unmount what covers `arg`, down to the locked floor */
+  OP_MKDIR,         /* `arg`, an empty temp dir on a tmpfs's writable layer (--tmpfs-dir) */
   OP_NEW_NETWORK,   /* --new-network */
 };
 
@@ -94,6 +95,8 @@ struct plan {
   int n_tmpfs;
   const char *keep[MAX_LIST]; /* grouped by tmpfs: each --keep follows its --tmpfs */
   int n_keep;
+  const char *dirs[MAX_LIST]; /* --tmpfs-dir: made anew on a tmpfs's writable layer */
+  int n_dirs;
   const char *tmpfs_size;
   char tmpfs_options[32 + MAX_TMPFS_SIZE]; /* mount options of every tmpfs target */
   const char *hosts_file;

@@ -37,7 +37,7 @@ export interface ResolveContext {
   /** Records a one-line warning for the caller to print once. */
   warn(message: string): void
   /** Values validation derives for the engine besides the options themselves. */
-  derived: { hostsBase?: string }
+  derived: { hostsBase?: string; tmpfsDirs?: string[] }
 }
 
 interface SpecBase {
@@ -380,7 +380,17 @@ export function resolveTempDir(): string {
   return real
 }
 
-function validateTmpfs(value: unknown, { option }: ResolveContext): string[] {
+/** /tmp as mount(2) sees it, where there is one. */
+function slashTmp(): string[] {
+  try {
+    return [realpathSync('/tmp')]
+  } catch {
+    return []
+  }
+}
+
+function validateTmpfs(value: unknown, context: ResolveContext): string[] {
+  const { option } = context
   if (value === false) return []
   if (Array.isArray(value) && value.length > MAX_TMPFS) throw new RootlessOptionError(option, value, `expects at most ${MAX_TMPFS} directories`)
   const nodeDir = dirname(realpathSync(process.execPath))
@@ -397,13 +407,19 @@ function validateTmpfs(value: unknown, { option }: ResolveContext): string[] {
     }
     return path
   })
-  // the temp dir always gets a tmpfs (resolved last: a bad entry is the first thing to report)
+  // /tmp and the temp dir always get a tmpfs, whatever TMPDIR says (resolved last: a bad
+  // entry is the first thing to report); one inside another target (TMPDIR=/tmp/user/1000,
+  // Debian's libpam-tmpdir) is made anew, empty, in that target's tmpfs instead
   const temp = resolveTempDir()
-  const unique = [...new Set([temp, ...paths])]
+  const temps = [...new Set([...slashTmp(), temp])]
+  const all = [...new Set([...temps, ...paths])]
+  const dirs = temps.filter((t) => all.some((other) => other !== t && isInside(t, other)))
+  const unique = all.filter((p) => !dirs.includes(p))
+  if (dirs.length > 0) context.derived.tmpfsDirs = dirs
   for (const a of unique) {
     const outer = unique.find((b) => b !== a && isInside(a, b))
     if (!outer) continue
-    const note = a === temp || outer === temp ? `; ${temp} is the temp dir, which always gets a tmpfs unless tmpfs is off` : ''
+    const note = temps.includes(a) || temps.includes(outer) ? temps.length === 1 ? `; ${temp} is the temp dir, which always gets a tmpfs unless tmpfs is off` : `; /tmp and the temp dir ${temp} always get a tmpfs unless tmpfs is off` : ''
     throw new RootlessOptionError(option, value, `expects directories that don't contain each other (${a} is inside ${outer}: one tmpfs would hide the other${note})`)
   }
   return unique

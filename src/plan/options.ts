@@ -152,6 +152,11 @@ export interface ResolvedSandboxOptions extends ResolvedBy<typeof SANDBOX_SPECS>
    * hosts file from this, never by reading `hostsFile` again.
    */
   hostsBase?: string
+  /**
+   * /tmp or the temp dir where one lies in another tmpfs target (TMPDIR=/tmp/user/1000):
+   * made anew, empty, on that tmpfs instead of getting one of its own.
+   */
+  tmpfsDirs?: string[]
 }
 
 /** `rootless()`'s options after validation: the sandbox's, plus the pool's own. */
@@ -199,7 +204,7 @@ function resolveOptions(
     }
   }
   const warnings: string[] = []
-  const derived: { hostsBase?: string } = {}
+  const derived: { hostsBase?: string; tmpfsDirs?: string[] } = {}
   const resolved: Record<string, unknown> = {}
   const context = (key: OptionKey): ResolveContext => ({ option: spell(key), spell, warn: (message) => warnings.push(message), derived })
   // every sandbox option is resolved (an absent one to its default); keys left out of
@@ -214,6 +219,7 @@ function resolveOptions(
   }
   const options = { ...resolved, hostsBase: derived.hostsBase, warnings } as ResolvedSandboxOptions
   if (options.hostsBase === undefined) delete options.hostsBase
+  if (derived.tmpfsDirs) options.tmpfsDirs = derived.tmpfsDirs
   crossChecks(options, input, spell)
   return options
 }
@@ -233,6 +239,6 @@ function crossChecks(options: ResolvedSandboxOptions, input: Record<string, unkn
     throw new RootlessOptionError(spell('hostPorts'), input.hostPorts, "can't be used with network: 'host', where every host port is reachable already; use network: 'isolated'")
   }
   if (input.tmpfs === false) {
-    options.warnings.push(`vitest-pool-rootless: no private temp dir (tmpfs is off): the temp dir ${tmpdir()} is shared with the host -- what tests write there is visible outside and stays after the run`)
+    options.warnings.push(`vitest-pool-rootless: no private temp dir (tmpfs is off): /tmp and the temp dir ${tmpdir()} are shared with the host -- what tests write there is visible outside and stays after the run`)
   }
 }

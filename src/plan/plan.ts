@@ -19,6 +19,8 @@ export interface SandboxPlan {
    */
   user: { joinFd: number; networksSocket?: string } | { idMap: IdMapPlan }
   mounts: MountPlan[]
+  /** Temp dirs that lie in a tmpfs target: made anew, empty, on it (`--tmpfs-dir`). */
+  tmpfsDirs?: string[]
   tmpfsSize?: string
   hostsFile?: string
   /** A private copy goes on /etc/nsswitch.conf: names resolve from the hosts file alone. */
@@ -79,6 +81,7 @@ export function createSandboxPlan(inputs: PlanInputs): SandboxPlan {
     pidNamespace: options.pidNamespace,
   }
   if (options.permissions === 'enforce') plan.enforcePermissions = true
+  if (options.tmpfsDirs?.length) plan.tmpfsDirs = options.tmpfsDirs
   if (options.tmpfsSize) plan.tmpfsSize = options.tmpfsSize
   if (inputs.hostsFile) plan.hostsFile = inputs.hostsFile
   if (inputs.nsswitchFile && options.network === 'isolated') plan.nsswitchFile = inputs.nsswitchFile
@@ -167,6 +170,7 @@ function mountArgs(plan: SandboxPlan): string[] {
     args.push('--tmpfs', mount.tmpfs)
     for (const path of mount.keep) args.push('--keep', path)
   }
+  for (const dir of plan.tmpfsDirs ?? []) args.push('--tmpfs-dir', dir)
   if (plan.tmpfsSize) args.push('--tmpfs-size', plan.tmpfsSize)
   return args
 }

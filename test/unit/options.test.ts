@@ -410,7 +410,38 @@ describe('validateSandboxOptions: tmpfs adds to the temp dir', () => {
     const { warnings } = validateSandboxOptions({ tmpfs: false })
     expect(warnings).toHaveLength(1)
     expect(warnings[0]).toMatch(/^vitest-pool-rootless: no private temp dir/)
-    expect(warnings[0]).toContain(`${tmpdir()} is shared with the host`)
+    expect(warnings[0]).toContain(`/tmp and the temp dir ${tmpdir()} are shared with the host`)
+  })
+
+  /** Validates with TMPDIR set to `dir`. */
+  const withTmpdir = <T>(dir: string, body: () => T): T => {
+    const saved = process.env.TMPDIR
+    process.env.TMPDIR = dir
+    try {
+      return body()
+    } finally {
+      if (saved === undefined) delete process.env.TMPDIR
+      else process.env.TMPDIR = saved
+    }
+  }
+
+  it('makes /tmp private as well when TMPDIR is elsewhere (a CI\'s own, $HOME/t)', () => {
+    const resolved = withTmpdir(dir, () => validateSandboxOptions({}))
+    expect(resolved.tmpfs).toEqual([realpathSync('/tmp'), dir])
+    expect(resolved.tmpfsDirs).toBeUndefined()
+  })
+
+  it('gives /tmp one tmpfs and makes TMPDIR anew in it when TMPDIR lies inside (libpam-tmpdir), also with tmpfs: [\'/tmp\']', () => {
+    const inner = mkdtempSync(join(realpathSync('/tmp'), 'vpr-user-'))
+    try {
+      for (const input of [{}, { tmpfs: ['/tmp'] }]) {
+        const resolved = withTmpdir(inner, () => validateSandboxOptions(input))
+        expect(resolved.tmpfs).toEqual([realpathSync('/tmp')])
+        expect(resolved.tmpfsDirs).toEqual([inner])
+      }
+    } finally {
+      rmSync(inner, { recursive: true, force: true })
+    }
   })
 
   it.each([

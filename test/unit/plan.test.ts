@@ -361,6 +361,18 @@ describe('createResetPlan', () => {
   })
 })
 
+describe('createSandboxPlan: a temp dir inside a tmpfs target', () => {
+  it('is made anew after the mounts, by the launch and by every reset', () => {
+    const plan = createSandboxPlan({ options: options({ tmpfs: ['/tmp'], tmpfsDirs: ['/tmp/user/1000'] }), idMap: selfMap, needs: ['/tmp/user/1000/proj'] })
+    const args = launcherArgs(plan)
+    expect(values(args, '--tmpfs')).toEqual(['/tmp'])
+    expect(values(args, '--keep')).toEqual(['/tmp/user/1000/proj'])
+    expect(values(args, '--tmpfs-dir')).toEqual(['/tmp/user/1000'])
+    expect(values(createResetPlan(plan, '', '/addon').args, '--tmpfs-dir')).toEqual(['/tmp/user/1000'])
+    expect(launcherArgs(createSandboxPlan({ options: options({ tmpfs: ['/tmp'] }), idMap: selfMap }))).not.toContain('--tmpfs-dir')
+  })
+})
+
 describe('createSandboxPlan: permissions', () => {
   it("drops the permission-bypassing capabilities only for 'enforce', before the pid namespace", () => {
     const args = argv({ options: options({ permissions: 'enforce', pidNamespace: true }), idMap: selfMap })

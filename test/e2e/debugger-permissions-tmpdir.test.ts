@@ -1,4 +1,7 @@
+import { mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
+import { homedir } from 'node:os'
+import { join } from 'node:path'
 import { afterEach, beforeAll, describe, expect, inject, it } from 'vitest'
 import { driveDebugger } from '../support/cdp.js'
 import { copyFixture, prepareConsumer, prepareJestConsumer, type Consumer, type JestConsumer } from '../support/consumer.js'
@@ -7,10 +10,21 @@ import { releaseNamespaces } from '../support/leftovers.js'
 import { describeSandbox } from '../support/sandbox.js'
 import { runVitest, startVitest } from '../support/vitest-run.js'
 
-// Two ways a suite crosses the sandbox on purpose, end to end on Vitest 5 and Jest 30:
-// a debugger on the host attached to the sandboxed worker (its inspector published at
-// the address the user gave), and `permissions: 'enforce'` (uid 0 that sees permission
-// bits). CI runs this as an unprivileged user too.
+// What real suites do on purpose, end to end on Vitest 5 and Jest 30: a debugger on the
+// host attached to the sandboxed worker (its inspector published at the address the user
+// gave), `permissions: 'enforce'` (uid 0 that sees permission bits), and a TMPDIR other
+// than /tmp (both stay private). CI runs this as an unprivileged user too.
+
+/** TMPDIR elsewhere: $HOME/t (a CI's own), and inside /tmp (Debian's libpam-tmpdir). */
+const TMPDIRS: Array<[string, () => string]> = [
+  ['$HOME/t', () => (mkdirSync(join(homedir(), 't'), { recursive: true }), realpathSync(join(homedir(), 't')))],
+  ['/tmp/user/<id>-like, inside /tmp', () => mkdtempSync(join(realpathSync('/tmp'), 'vpr-user-'))],
+]
+
+/** Files of this run's marker left in the host's /tmp or `tmp` (none may be: all stayed private). */
+function markersLeft(marker: string, tmp: string): string[] {
+  return ['/tmp', tmp].flatMap((dir) => readdirSync(dir).filter((f) => f.startsWith(marker)).map((f) => join(dir, f)))
+}
 
 /** A port nothing listens on, and the one after it free too (a moment ago). */
 async function freePorts(): Promise<number> {
@@ -30,7 +44,7 @@ function listenOnce(port: number): Promise<number> {
   })
 }
 
-describeSandbox('a debugger and permissions on Vitest 5', () => {
+describeSandbox('a debugger, permissions and TMPDIR on Vitest 5', () => {
   let consumer: Consumer
   beforeAll(() => {
     consumer = prepareConsumer(5, inject('tarball'))
@@ -76,9 +90,23 @@ describeSandbox('a debugger and permissions on Vitest 5', () => {
     expect(run.output).toMatch(/Tests\s+5 passed \(5\)/)
     expect(run.code, run.output).toBe(0)
   })
+
+  it.each(TMPDIRS)('keeps /tmp and TMPDIR both private with TMPDIR=%s', async (_, makeTmp) => {
+    const tmp = makeTmp()
+    const root = copyFixture(consumer, 'tmpdir')
+    const marker = `vpr-tmpdir-${process.pid}-${Date.now()}`
+    try {
+      const run = await runVitest(consumer, root, { env: { TMPDIR: tmp, E2E_TMPDIR: tmp, E2E_MARKER: marker } })
+      expect(run.output).toMatch(/Test Files\s+2 passed \(2\)/)
+      expect(run.code, run.output).toBe(0)
+      expect(markersLeft(marker, tmp)).toEqual([])
+    } finally {
+      if (tmp.startsWith('/tmp/')) rmSync(tmp, { recursive: true, force: true })
+    }
+  })
 })
 
-describeSandbox('a debugger and permissions on Jest 30', () => {
+describeSandbox('a debugger, permissions and TMPDIR on Jest 30', () => {
   let consumer: JestConsumer
   beforeAll(() => {
     consumer = prepareJestConsumer(30, inject('tarball'))
@@ -108,6 +136,20 @@ describeSandbox('a debugger and permissions on Jest 30', () => {
     const run = await runJest(consumer, root, { env: { E2E_PERMISSIONS: permissions } })
     expect(run.code, run.output).toBe(0)
     expect(run.output).toMatch(/Tests:\s+5 passed, 5 total/)
+  })
+
+  it.each(TMPDIRS)('keeps /tmp and TMPDIR both private with TMPDIR=%s, in one worker reset between files (-i)', async (_, makeTmp) => {
+    const tmp = makeTmp()
+    const root = copyFixture(consumer, 'jest-tmpdir')
+    const marker = `vpr-tmpdir-${process.pid}-${Date.now()}`
+    try {
+      const run = await runJest(consumer, root, { args: ['-i'], env: { TMPDIR: tmp, E2E_TMPDIR: tmp, E2E_MARKER: marker } })
+      expect(run.code, run.output).toBe(0)
+      expect(run.output).toMatch(/Tests:\s+2 passed, 2 total/)
+      expect(markersLeft(marker, tmp)).toEqual([])
+    } finally {
+      if (tmp.startsWith('/tmp/')) rmSync(tmp, { recursive: true, force: true })
+    }
   })
 
   it('refuses a permissions value other than the two words, naming the option', async () => {
