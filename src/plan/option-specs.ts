@@ -83,7 +83,7 @@ export const SANDBOX_SPECS = {
     resolve: (value, { option }) => (value === undefined ? undefined : validateHostname(value, option)),
   },
   tmpfs: {
-    summary: 'private tmpfs on PATH, as well as on the temp dir',
+    summary: 'private tmpfs on PATH, as well as on /tmp and the temp dir',
     surfaces: ['pool', 'cli'],
     cli: [
       { name: 'tmpfs', takes: 'PATH', multiple: true },

@@ -32,8 +32,9 @@ export interface SandboxOptions {
   hostname?: string
   /**
    * Absolute paths of existing directories that get a private, empty tmpfs, in addition
-   * to the temp dir (`os.tmpdir()`), which always gets one. `false` for none at all (the
-   * temp dir is then shared with the host, and a warning says so). Paths the worker
+   * to `/tmp` and the temp dir (`os.tmpdir()`), which always get one whatever `TMPDIR`
+   * says (one, when the temp dir lies in `/tmp`: it is made anew, empty, there). `false`
+   * for none at all (both are then shared with the host, and a warning says so). Paths the worker
    * needs under them (project, node, cwd) stay visible. `/`, `/dev`, `/proc`, `/sys`,
    * `/etc` and the node binary's directory (or anything containing them) are refused.
    * @default []
@@ -60,7 +61,8 @@ export interface SandboxOptions {
   subids?: 'auto' | false
   /**
    * `'isolated'`: a private network with only loopback. `'host'`: keep the host's
-   * network (for debugging, e.g. `--inspect`).
+   * network. A debugger (`--inspect-brk`) needs no `'host'`: the worker's inspector is
+   * published to the host at the address given.
    * @default 'isolated'
    */
   network?: 'isolated' | 'host'
