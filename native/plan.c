@@ -147,6 +147,7 @@ static void plan_launch(struct plan *p) {
   /* after every mount and file this launcher opens; before init and CMD exist */
   if (p->enforce_permissions) add(p, OP_DROP_CAPS, NULL, 0);
   if (p->pid_namespace) add(p, OP_PID_NAMESPACE, NULL, 0);
+  else if (p->n_forwards > 0) add(p, OP_STAY, NULL, 0);
   add(p, OP_PDEATHSIG, NULL, 0);
   add(p, OP_EXEC, p->argv[0], 0);
 }
