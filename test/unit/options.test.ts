@@ -485,7 +485,7 @@ describe('validateSandboxOptions: tmpfs adds to the temp dir', () => {
       expect(() => resolveTempDir()).toThrow(RootlessEnvironmentError)
       expect(() => resolveTempDir()).toThrow(/^vitest-pool-rootless: TMPDIR=.*no-such-tmp: the temp dir can't be used \(ENOENT/)
       // the run reports it when it opens, where `fallback: 'unsandboxed'` can still act
-      expect(validateSandboxOptions({}).tmpfs).toEqual([join(root, 'no-such-tmp')])
+      expect(validateSandboxOptions({}).tmpfs).toEqual([realpathSync('/tmp'), join(root, 'no-such-tmp')])
       expect(validateSandboxOptions({ tmpfs: false }).tmpfs).toEqual([])
     } finally {
       if (saved === undefined) delete process.env.TMPDIR
