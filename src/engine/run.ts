@@ -10,7 +10,10 @@ import { realpathOrSelf } from '../plan/paths.js'
 import { createResetPlan } from '../plan/plan.js'
 import { launcherStep } from '../plan/steps.js'
 import { watchExit, type ChildExit } from './exit.js'
-import { ownListeningPorts } from './listening-ports.js'
+import { hostListeningPorts, ownListeningPorts } from './listening-ports.js'
+import { registeredForwards } from './forwarded-at-run-time.js'
+import { isRange, isService, rangeForwards, type PortForward } from '../plan/host-ports.js'
+import { resolveServices, ServiceRelays, type LookUp } from './services.js'
 import { findForeignOwned, foreignIds, foreignOwnedReport } from './foreign-files.js'
 import { holdUserNamespace, type HeldUserNamespace } from './holder.js'
 import { PACKAGE_ROOT } from './launcher-path.js'
@@ -22,6 +25,8 @@ import { SparePool } from './spares.js'
  * status pipe (a byte there = a setup step failed), then the warm user namespace.
  */
 const STATUS_FD_INDEX = 4
+/** The launcher's limit of `--forward`s (MAX_LIST in native/sandbox.h). */
+const MAX_FORWARDS = 64
 const USERNS_FD_INDEX = 5
 
 /**
@@ -51,10 +56,15 @@ export interface LaunchSpec {
    */
   greeting?: { key: string; message: unknown }
   /**
-   * The runner's own listening ports, forwarded into the sandbox: `SandboxRun.launch`
-   * sets it when `runnerPorts` is on. Adapters leave it out.
+   * The runner's own listening ports (and its children's), forwarded into the sandbox:
+   * `SandboxRun.launch` sets it when `runnerPorts` is on. Adapters leave it out.
    */
   runnerPorts?: number[]
+  /**
+   * Forwards decided when the sandbox starts: named services, `forwardHostPort()`'s,
+   * the served ports of `hostPorts` ranges. `SandboxRun.launch` sets it.
+   */
+  hostForwards?: PortForward[]
 }
 
 /** Run-wide settings beyond the sandbox itself. */
@@ -82,6 +92,8 @@ export interface RunDeps {
   holdUserNamespace(sandbox: PreparedSandbox): Promise<HeldUserNamespace>
   /** Starts one sandboxed process. */
   fork(sandbox: PreparedSandbox, userns: HeldUserNamespace | undefined, spec: LaunchSpec, env: NodeJS.ProcessEnv): ChildProcess
+  /** Resolves `hostPorts` service names on the host (default: `dns.lookup`, in a child). */
+  lookUp?: LookUp
 }
 
 /** Statuses a run goes through; `closed` runs reopen on the next launch. */
@@ -91,6 +103,8 @@ interface OpenRun {
   /** Set once the warm user namespace exists; forks made before that map ids themselves. */
   userns?: HeldUserNamespace
   holding?: Promise<void>
+  /** How the sandboxes reach `hostPorts`' named services. */
+  services: ServiceRelays
 }
 type RunPhase = OpenRun | { kind: 'closed' }
 
@@ -122,6 +136,7 @@ export class SandboxRun {
   private readonly spares = new SparePool((spec) => this.forkNow(spec))
   /** The projects whose files tests may have chowned: looked through when the run closes. */
   private readonly projects = new Set<string>()
+  private saidRangeLimit = false
 
   constructor(
     readonly options: ResolvedSandboxOptions,
@@ -136,6 +151,8 @@ export class SandboxRun {
    */
   open(): void {
     if (this.phase.kind === 'open') return
+    // a name the host can't resolve stops the run here, before anything is built
+    const services = new ServiceRelays(resolveServices(this.options.hostPorts.filter(isService), 'hostPorts', this.deps.lookUp))
     const sandbox = this.deps.prepare(this.options)
     try {
       this.deps.probe(sandbox)
@@ -145,7 +162,7 @@ export class SandboxRun {
     }
     // said only once the sandbox is known to work: a failed probe's message says it all
     if (sandbox.idMap.warning) process.stderr.write(`${sandbox.idMap.warning}\n`)
-    this.phase = { kind: 'open', sandbox }
+    this.phase = { kind: 'open', sandbox, services }
   }
 
   /** The run's private state directory (hosts file, generated files). */
@@ -163,10 +180,33 @@ export class SandboxRun {
     await phase.holding
     // a globalSetup server started since the spares booted makes them no match: they
     // would not reach it
-    if (this.settings.runnerPorts && this.options.network === 'isolated') spec = { ...spec, runnerPorts: ownListeningPorts() }
+    if (this.options.network === 'isolated') spec = { ...spec, ...(await this.forwardsNow(phase)) }
     const child = this.spares.take(spec) ?? this.forkNow(spec)
     this.spares.fill(spec, spares)
     return child
+  }
+
+  /**
+   * What a sandbox starting now reaches of the host beyond the fixed `hostPorts`: the
+   * named services, the ports `forwardHostPort()` registered, the served ports of the
+   * ranges, and (`runnerPorts`) the ports the runner and its children listen on -- not
+   * the services' relays, which are reached by the services' own ports. The launcher
+   * takes at most MAX_FORWARDS: a range's ports beyond that are left out, said once.
+   */
+  private async forwardsNow(phase: OpenRun): Promise<Pick<LaunchSpec, 'hostForwards' | 'runnerPorts'>> {
+    const relays = new Set(phase.services.ports())
+    const services = await phase.services.forwards()
+    const ranges = this.options.hostPorts.filter(isRange)
+    const inRanges = ranges.length > 0 ? rangeForwards(ranges, hostListeningPorts().filter((port) => !relays.has(port))) : []
+    const fixed = this.options.hostPorts.length - ranges.length
+    const room = Math.max(0, MAX_FORWARDS - fixed - services.length - registeredForwards().length)
+    if (inRanges.length > room && !this.saidRangeLimit) {
+      this.saidRangeLimit = true
+      process.stderr.write(`vitest-pool-rootless: \`hostPorts\` ranges: ${inRanges.length} host ports in them are served, a sandbox forwards at most ${MAX_FORWARDS} ports in all; ports from ${inRanges[room]?.inside} up are left out. Narrow the range.\n`)
+    }
+    const hostForwards = [...services, ...registeredForwards(), ...inRanges.slice(0, room)]
+    const runnerPorts = this.settings.runnerPorts ? ownListeningPorts().filter((port) => !relays.has(port)) : []
+    return { hostForwards, runnerPorts }
   }
 
   /**
@@ -184,6 +224,7 @@ export class SandboxRun {
     if (phase.kind === 'closed') return
     this.phase = { kind: 'closed' }
     this.spares.killAll()
+    phase.services.close()
     await phase.holding
     phase.userns?.close()
     phase.sandbox.cleanup()
@@ -223,7 +264,7 @@ export class SandboxRun {
     let env: Partial<NodeJS.ProcessEnv> = { ...scrubEnv(spec.env, this.options.dropEnv), [SANDBOXED_ENV]: '1' }
     if (this.options.network === 'isolated') {
       // words for what the isolated network causes: an unknown name, a forwarded port taken
-      const forwards = sandbox.plan({ runnerPorts: spec.runnerPorts }).forwards
+      const forwards = sandbox.plan({ runnerPorts: spec.runnerPorts, hostForwards: spec.hostForwards }).forwards
       env[FORWARDED_PORTS_ENV] = forwards.map((f) => f.inside).join(',')
     }
     spec = { ...spec, needs: [...spec.needs, DIST] }
@@ -231,7 +272,7 @@ export class SandboxRun {
       // read by inside/reset.ts, before each file after the first: the same mounts the
       // launcher builds, from the same plan, by the same C code (the addon)
       spec = { ...spec, needs: [...spec.needs, sandbox.addon] }
-      const plan = createResetPlan(sandbox.plan({ needs: spec.needs, runnerPorts: spec.runnerPorts }), sandbox.hosts, sandbox.addon)
+      const plan = createResetPlan(sandbox.plan({ needs: spec.needs, runnerPorts: spec.runnerPorts, hostForwards: spec.hostForwards }), sandbox.hosts, sandbox.addon)
       env = { ...env, [RESET_ENV]: JSON.stringify(plan) }
     }
     return this.deps.fork(sandbox, userns, spec, env)
@@ -244,7 +285,7 @@ const launcherDeps: RunDeps = {
   probe: probeSandbox,
   holdUserNamespace: (sandbox) => holdUserNamespace(sandbox.launcher, sandbox.idMap, sandbox.networksSocket),
   fork(sandbox, userns, spec, env) {
-    const args = sandbox.args({ needs: spec.needs, runnerPorts: spec.runnerPorts, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined, networksSocket: userns?.networksSocket, statusFd: STATUS_FD_INDEX })
+    const args = sandbox.args({ needs: spec.needs, runnerPorts: spec.runnerPorts, hostForwards: spec.hostForwards, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined, networksSocket: userns?.networksSocket, statusFd: STATUS_FD_INDEX })
     const child = fork(SANDBOX_ENTRY, [spec.entrypoint], {
       execPath: sandbox.launcher,
       // fork() runs `execPath ...execArgv SANDBOX_ENTRY entrypoint`: the launcher's plan, then node
