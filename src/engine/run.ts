@@ -280,7 +280,7 @@ export class SandboxRun {
 }
 
 /** The real thing: the launcher binary, forking Node entry points through it. */
-const launcherDeps: RunDeps = {
+export const launcherDeps: RunDeps = {
   prepare: prepareSandbox,
   probe: probeSandbox,
   holdUserNamespace: (sandbox) => holdUserNamespace(sandbox.launcher, sandbox.idMap, sandbox.networksSocket),
