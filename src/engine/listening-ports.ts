@@ -1,4 +1,4 @@
-import { readdirSync, readlinkSync } from 'node:fs'
+import { existsSync, readdirSync, readlinkSync } from 'node:fs'
 import { readOptional } from './host-facts.js'
 
 const LISTEN = '0A'
@@ -36,18 +36,44 @@ export function hostListeningPorts(): number[] {
 const TABLES = ['/proc/self/net/tcp', '/proc/self/net/tcp6']
 
 /**
- * The pids of `pid`'s descendants, from each process's parent in /proc/PID/stat (the
- * per-thread `children` lists need a kernel option not every distribution sets). A
- * process reparented away (double-forked daemons) has left the tree and is not in it;
- * processes that end during the walk are simply missing.
+ * The pids of `pid`'s descendants. A process reparented away (a double-forked daemon)
+ * has left the tree and is not in it; processes that end during the walk are missing.
  */
 export function descendants(pid: number): number[] {
+  const children = hasChildLists() ? childrenFromLists : childrenByParent()
+  const found: number[] = []
+  for (let queue = [pid]; queue.length > 0; ) {
+    for (const child of children(queue.shift()!)) found.push(child), queue.push(child)
+  }
+  return found
+}
+
+let childLists: boolean | undefined
+
+/** The kernel keeps each thread's children in /proc (CONFIG_PROC_CHILDREN: most distributions). */
+function hasChildLists(): boolean {
+  return (childLists ??= existsSync(`/proc/self/task/${process.pid}/children`))
+}
+
+/** Each thread's list: a read per thread of the tree, not one per process of the machine. */
+function childrenFromLists(parent: number): number[] {
+  let tasks: string[] = []
+  try {
+    tasks = readdirSync(`/proc/${parent}/task`)
+  } catch {
+    return []
+  }
+  return tasks.flatMap((task) => readOptional(`/proc/${parent}/task/${task}/children`).split(' ').filter(Boolean).map(Number))
+}
+
+/** Without the lists: every process's parent, from /proc/PID/stat. */
+function childrenByParent(): (parent: number) => number[] {
   const children = new Map<number, number[]>()
   let entries: string[] = []
   try {
     entries = readdirSync('/proc')
   } catch {
-    return []
+    return () => []
   }
   for (const entry of entries) {
     if (!/^\d+$/.test(entry)) continue
@@ -56,11 +82,7 @@ export function descendants(pid: number): number[] {
     const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
     if (ppid > 0) children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)])
   }
-  const found: number[] = []
-  for (let queue = [pid]; queue.length > 0; ) {
-    for (const child of children.get(queue.shift()!) ?? []) found.push(child), queue.push(child)
-  }
-  return found
+  return (parent) => children.get(parent) ?? []
 }
 
 /** The LISTEN rows of a /proc/net/tcp{,6} table: local port and socket inode. */

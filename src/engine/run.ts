@@ -12,7 +12,7 @@ import { launcherStep } from '../plan/steps.js'
 import { watchExit, type ChildExit } from './exit.js'
 import { hostListeningPorts, ownListeningPorts } from './listening-ports.js'
 import { registeredForwards } from './forwarded-at-run-time.js'
-import { isRange, isService, rangeForwards, type PortForward } from '../plan/host-ports.js'
+import { isForward, isRange, isService, rangeForwards, type PortForward } from '../plan/host-ports.js'
 import { resolveServices, ServiceRelays, type LookUp } from './services.js'
 import { findForeignOwned, foreignIds, foreignOwnedReport } from './foreign-files.js'
 import { holdUserNamespace, type HeldUserNamespace } from './holder.js'
@@ -194,18 +194,18 @@ export class SandboxRun {
    * takes at most MAX_FORWARDS: a range's ports beyond that are left out, said once.
    */
   private async forwardsNow(phase: OpenRun): Promise<Pick<LaunchSpec, 'hostForwards' | 'runnerPorts'>> {
-    const relays = new Set(phase.services.ports())
     const services = await phase.services.forwards()
+    const relays = new Set(phase.services.ports())
     const ranges = this.options.hostPorts.filter(isRange)
     const inRanges = ranges.length > 0 ? rangeForwards(ranges, hostListeningPorts().filter((port) => !relays.has(port))) : []
-    const fixed = this.options.hostPorts.length - ranges.length
+    const fixed = this.options.hostPorts.filter(isForward).length
     const room = Math.max(0, MAX_FORWARDS - fixed - services.length - registeredForwards().length)
     if (inRanges.length > room && !this.saidRangeLimit) {
       this.saidRangeLimit = true
       process.stderr.write(`vitest-pool-rootless: \`hostPorts\` ranges: ${inRanges.length} host ports in them are served, a sandbox forwards at most ${MAX_FORWARDS} ports in all; ports from ${inRanges[room]?.inside} up are left out. Narrow the range.\n`)
     }
     const hostForwards = [...services, ...registeredForwards(), ...inRanges.slice(0, room)]
-    const runnerPorts = this.settings.runnerPorts ? ownListeningPorts().filter((port) => !relays.has(port)) : []
+    const runnerPorts = this.settings.runnerPorts ? ownListeningPorts().filter((port) => !relays.has(port)) : undefined
     return { hostForwards, runnerPorts }
   }
 
