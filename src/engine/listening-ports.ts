@@ -12,14 +12,12 @@ const LISTEN = '0A'
  * point: the runner's servers are forwarded into sandboxes, the machine's other services
  * are not. Sorted, each port once. Empty where /proc can't be read.
  */
-export function ownListeningPorts(): number[] {
+export function ownListeningPorts(listening?: ListeningSocket[]): number[] {
   const inodes = new Set<string>()
   for (const pid of ['self' as const, ...descendants(process.pid)]) for (const inode of socketInodes(pid)) inodes.add(inode)
   if (inodes.size === 0) return []
   const ports = new Set<number>()
-  for (const table of TABLES) {
-    for (const { port, inode } of listeningSockets(readOptional(table))) if (inodes.has(inode)) ports.add(port)
-  }
+  for (const { port, inode } of listening ?? listeningNow()) if (inodes.has(inode)) ports.add(port)
   return [...ports].sort((a, b) => a - b)
 }
 
@@ -27,13 +25,23 @@ export function ownListeningPorts(): number[] {
  * Every TCP port something listens on in this network namespace (the host's), whoever
  * owns it: what a `hostPorts` range may lead to when a sandbox starts. Sorted, each once.
  */
-export function hostListeningPorts(): number[] {
-  const ports = new Set<number>()
-  for (const table of TABLES) for (const { port } of listeningSockets(readOptional(table))) ports.add(port)
-  return [...ports].sort((a, b) => a - b)
+export function hostListeningPorts(listening: ListeningSocket[] = listeningNow()): number[] {
+  return [...new Set(listening.map((s) => s.port))].sort((a, b) => a - b)
 }
 
-const TABLES = ['/proc/self/net/tcp', '/proc/self/net/tcp6']
+/** A listening TCP socket of this network namespace: its port and its inode. */
+export interface ListeningSocket {
+  port: number
+  inode: string
+}
+
+/**
+ * Every listening socket of this network namespace, from the kernel's tables: read once
+ * where both questions above are asked (a long read on a busy host).
+ */
+export function listeningNow(): ListeningSocket[] {
+  return ['/proc/self/net/tcp', '/proc/self/net/tcp6'].flatMap((table) => listeningSockets(readOptional(table)))
+}
 
 /**
  * The pids of `pid`'s descendants. A process reparented away (a double-forked daemon)

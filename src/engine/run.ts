@@ -10,7 +10,7 @@ import { realpathOrSelf } from '../plan/paths.js'
 import { createResetPlan } from '../plan/plan.js'
 import { launcherStep } from '../plan/steps.js'
 import { watchExit, type ChildExit } from './exit.js'
-import { hostListeningPorts, ownListeningPorts } from './listening-ports.js'
+import { hostListeningPorts, listeningNow, ownListeningPorts } from './listening-ports.js'
 import { registeredForwards } from './forwarded-at-run-time.js'
 import { isForward, isRange, isService, rangeForwards, type PortForward } from '../plan/host-ports.js'
 import { resolveServices, ServiceRelays, type LookUp } from './services.js'
@@ -197,7 +197,8 @@ export class SandboxRun {
     const services = await phase.services.forwards()
     const relays = new Set(phase.services.ports())
     const ranges = this.options.hostPorts.filter(isRange)
-    const inRanges = ranges.length > 0 ? rangeForwards(ranges, hostListeningPorts().filter((port) => !relays.has(port))) : []
+    const listening = ranges.length > 0 || this.settings.runnerPorts ? listeningNow() : []
+    const inRanges = ranges.length > 0 ? rangeForwards(ranges, hostListeningPorts(listening).filter((port) => !relays.has(port))) : []
     const fixed = this.options.hostPorts.filter(isForward).length
     const room = Math.max(0, MAX_FORWARDS - fixed - services.length - registeredForwards().length)
     if (inRanges.length > room && !this.saidRangeLimit) {
@@ -205,7 +206,7 @@ export class SandboxRun {
       process.stderr.write(`vitest-pool-rootless: \`hostPorts\` ranges: ${inRanges.length} host ports in them are served, a sandbox forwards at most ${MAX_FORWARDS} ports in all; ports from ${inRanges[room]?.inside} up are left out. Narrow the range.\n`)
     }
     const hostForwards = [...services, ...registeredForwards(), ...inRanges.slice(0, room)]
-    const runnerPorts = this.settings.runnerPorts ? ownListeningPorts().filter((port) => !relays.has(port)) : undefined
+    const runnerPorts = this.settings.runnerPorts ? ownListeningPorts(listening).filter((port) => !relays.has(port)) : undefined
     return { hostForwards, runnerPorts }
   }
 
