@@ -52,7 +52,10 @@ export function validateHostPorts(value: unknown, option: string): HostPort[] {
   for (let i = 0; i < entries.length; i++) {
     for (let j = 0; j < i; j++) {
       const overlap = overlapOf(entries[j]!, entries[i]!)
-      if (overlap !== undefined) throw new RootlessOptionError(option, value, `expects each port inside the sandbox once, but port ${overlap} is in both ${describeEntry(value[j])} and ${describeEntry(value[i])}`)
+      if (overlap === undefined) continue
+      const [first, second] = [describeEntry(value[j]), describeEntry(value[i])]
+      const why = first === second ? `${overlap} is given twice` : `${overlap} is in both ${first} and ${second}`
+      throw new RootlessOptionError(option, value, `expects each port inside the sandbox once (${why})`)
     }
   }
   return entries
@@ -107,12 +110,20 @@ function describeEntry(entry: unknown): string {
  * them (numbers for the first, an object for the second, the text for the others).
  */
 export function parsePortFlags(flags: string[], option: string): Array<number | { inside: number; host: number } | `${number}-${number}` | `${string}:${number}`> {
+  const inRange = (text: string | undefined) => text === undefined || (Number(text) >= 1 && Number(text) <= 65535)
+  const seen = new Map<number, string>()
   return flags.map((flag) => {
     const pair = /^(\d+)(?::(\d+))?$/.exec(flag)
-    if (pair) return pair[2] === undefined ? Number(pair[1]) : { inside: Number(pair[1]), host: Number(pair[2]) }
     // ranges and names are checked with the option's own words
-    if (!/^\d*(:\d*)?$/.test(flag)) return flag as `${number}-${number}` | `${string}:${number}`
-    throw new RootlessOptionError(option, flag, 'expects PORT, INSIDE:HOST, FROM-TO or NAME:PORT, ports from 1 to 65535')
+    if (!pair && !/^\d*(:\d*)?$/.test(flag)) return flag as `${number}-${number}` | `${string}:${number}`
+    if (!pair) throw new RootlessOptionError(option, flag, 'expects PORT, INSIDE:HOST, FROM-TO or NAME:PORT, ports from 1 to 65535')
+    // in the command line's terms: nothing about `{ inside, host }`
+    if (!inRange(pair[1]) || !inRange(pair[2])) throw new RootlessOptionError(option, flag, 'expects PORT or INSIDE:HOST, ports from 1 to 65535')
+    const inside = Number(pair[1])
+    const earlier = seen.get(inside)
+    if (earlier !== undefined) throw new RootlessOptionError(option, flag, `expects each port inside the sandbox once (${inside} is given already, by ${option} ${earlier})`)
+    seen.set(inside, flag)
+    return pair[2] === undefined ? inside : { inside, host: Number(pair[2]) }
   })
 }
 
