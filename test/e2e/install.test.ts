@@ -34,10 +34,13 @@ describe('the packed package', () => {
     expect(manifest.os).toBeUndefined()
     expect(Object.keys((manifest.scripts ?? {}) as object).filter((name) => /^(pre|post)?(install|prepare)$/.test(name))).toEqual([])
     expect(Object.keys((manifest.dependencies ?? {}) as object)).toEqual([])
-    for (const file of ['native/launcher.c', 'native/addon.c', 'native/plan.c', 'native/mounts.c', 'native/sandbox.h', 'native/steps.h', 'scripts/build-native.mjs', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js', 'dist/jest/index.cjs', 'dist/runtime.cjs']) {
+    for (const file of ['native/launcher.c', 'native/addon.c', 'native/plan.c', 'native/mounts.c', 'native/ops.c', 'native/served.c', 'native/sandbox.h', 'native/steps.h', 'scripts/build-native.mjs', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js', 'dist/jest/index.cjs', 'dist/runtime.cjs']) {
       expect(existsSync(join(pkg, file)), file).toBe(true)
     }
     expect(existsSync(join(pkg, 'test'))).toBe(false)
+    // the fuzz targets and what they and the sanitizer build leave in native/build stay home
+    expect(readdirSync(join(pkg, 'native', 'build')).filter((entry) => !entry.startsWith('linux-'))).toEqual([])
+    expect(existsSync(join(pkg, 'native', 'fuzz'))).toBe(false)
     // no source maps pointing stack traces into src/, which is not shipped
     expect(readdirSync(join(pkg, 'dist'), { recursive: true }).filter((f) => String(f).endsWith('.map'))).toEqual([])
   })
