@@ -1,5 +1,6 @@
 import { fork, spawnSync, type ChildProcess, type Serializable } from 'node:child_process'
 import type { Readable } from 'node:stream'
+import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { explainFailure } from './machine-checks.js'
 import { FORWARDED_PORTS_ENV, RESET_ENV, SANDBOXED_ENV } from '../wire/wire.js'
@@ -14,6 +15,8 @@ import { hostListeningPorts, listeningNow, ownListeningPorts } from './listening
 import { registeredForwards } from './forwarded-at-run-time.js'
 import { isForward, isRange, isService, rangeForwards, type PortForward } from '../plan/host-ports.js'
 import { resolveServices, ServiceRelays, type LookUp } from './services.js'
+import { ideDebuggerPaths } from './ide-debugger.js'
+import { PublishedPort, type PublishAddress } from './published-port.js'
 import { findForeignOwned, foreignIds, foreignOwnedReport } from './foreign-files.js'
 import { holdUserNamespace, type HeldUserNamespace } from './holder.js'
 import { PACKAGE_ROOT } from './launcher-path.js'
@@ -65,6 +68,12 @@ export interface LaunchSpec {
    * the served ports of `hostPorts` ranges. `SandboxRun.launch` sets it.
    */
   hostForwards?: PortForward[]
+  /**
+   * A port of the process's own loopback reached from the host at the run's published
+   * address (`SandboxRun.publish`): where its inspector listens. Such a process gets no
+   * spares (a debugger must find the one that runs the next file).
+   */
+  publish?: number
 }
 
 /** Run-wide settings beyond the sandbox itself. */
@@ -91,7 +100,7 @@ export interface RunDeps {
   probe(sandbox: PreparedSandbox): void
   holdUserNamespace(sandbox: PreparedSandbox): Promise<HeldUserNamespace>
   /** Starts one sandboxed process. */
-  fork(sandbox: PreparedSandbox, userns: HeldUserNamespace | undefined, spec: LaunchSpec, env: NodeJS.ProcessEnv): ChildProcess
+  fork(sandbox: PreparedSandbox, userns: HeldUserNamespace | undefined, spec: LaunchSpec, env: NodeJS.ProcessEnv, publish?: { port: number; socket: string }): ChildProcess
   /** Resolves `hostPorts` service names on the host (default: `dns.lookup`, in a child). */
   lookUp?: LookUp
 }
@@ -137,6 +146,9 @@ export class SandboxRun {
   /** The projects whose files tests may have chowned: looked through when the run closes. */
   private readonly projects = new Set<string>()
   private saidRangeLimit = false
+  /** Where the host reaches the workers' debugger, once a runner asked (`publish`). */
+  private published?: PublishedPort
+  private publishedSockets = 0
 
   constructor(
     readonly options: ResolvedSandboxOptions,
@@ -176,12 +188,18 @@ export class SandboxRun {
    */
   async launch(spec: LaunchSpec, spares: number): Promise<ChildProcess> {
     const phase = this.openPhase()
+    if (spec.publish !== undefined) {
+      if (!this.published) throw new Error('vitest-pool-rootless: LaunchSpec.publish needs SandboxRun.publish() first')
+      await this.published.listen()
+      // a spare would take the debugger's connections from the worker that runs the file
+      spares = 0
+    }
     if (this.settings.heldUserNamespace) phase.holding ??= this.holdUserNamespace(phase.sandbox).then((userns) => void (phase.userns = userns))
     await phase.holding
     // a globalSetup server started since the spares booted makes them no match: they
     // would not reach it
     if (this.options.network === 'isolated') spec = { ...spec, ...(await this.forwardsNow(phase)) }
-    const child = this.spares.take(spec) ?? this.forkNow(spec)
+    const child = (spec.publish === undefined ? this.spares.take(spec) : undefined) ?? this.forkNow(spec)
     this.spares.fill(spec, spares)
     return child
   }
@@ -206,7 +224,8 @@ export class SandboxRun {
       process.stderr.write(`vitest-pool-rootless: \`hostPorts\` ranges: ${inRanges.length} host ports in them are served, a sandbox forwards at most ${MAX_FORWARDS} ports in all; ports from ${inRanges[room]?.inside} up are left out. Narrow the range.\n`)
     }
     const hostForwards = [...services, ...registeredForwards(), ...inRanges.slice(0, room)]
-    const runnerPorts = this.settings.runnerPorts ? ownListeningPorts(listening).filter((port) => !relays.has(port)) : undefined
+    // (not the debugger's port this process listens on for the sandbox: inside, the worker's own)
+    const runnerPorts = this.settings.runnerPorts ? ownListeningPorts(listening).filter((port) => !relays.has(port) && port !== this.published?.address.port) : undefined
     return { hostForwards, runnerPorts }
   }
 
@@ -219,6 +238,16 @@ export class SandboxRun {
     for (const root of roots) this.projects.add(root)
   }
 
+  /**
+   * Makes `address` on the host lead to the port `LaunchSpec.publish` names inside each
+   * worker that asks (a debugger's way in: engine/published-port.ts). Listens at the
+   * first such launch; `option` names what asked, for the error when the port is taken.
+   * One address per run: a second call keeps the first.
+   */
+  publish(address: PublishAddress, option: string): void {
+    this.published ??= new PublishedPort(address, option)
+  }
+
   /** Stops the spares and releases the user namespace and the state dir. Idempotent. */
   async close(): Promise<void> {
     const phase = this.phase
@@ -226,6 +255,8 @@ export class SandboxRun {
     this.phase = { kind: 'closed' }
     this.spares.killAll()
     phase.services.close()
+    this.published?.close()
+    this.published = undefined
     await phase.holding
     phase.userns?.close()
     phase.sandbox.cleanup()
@@ -268,15 +299,29 @@ export class SandboxRun {
       const forwards = sandbox.plan({ runnerPorts: spec.runnerPorts, hostForwards: spec.hostForwards }).forwards
       env[FORWARDED_PORTS_ENV] = forwards.map((f) => f.inside).join(',')
     }
-    spec = { ...spec, needs: [...spec.needs, DIST] }
+    spec = { ...spec, needs: [...spec.needs, DIST, ...ideDebuggerPaths(spec.env)] }
+    let publish: { port: number; socket: string } | undefined
+    let forget: (() => void) | undefined
+    if (spec.publish !== undefined && this.published && this.options.network === 'isolated') {
+      publish = { port: spec.publish, socket: join(sandbox.stateDir, `publish-${++this.publishedSockets}.sock`) }
+      forget = this.published.add(publish.socket)
+    }
     if (spec.reusable) {
       // read by inside/reset.ts, before each file after the first: the same mounts the
       // launcher builds, from the same plan, by the same C code (the addon)
       spec = { ...spec, needs: [...spec.needs, sandbox.addon] }
-      const plan = createResetPlan(sandbox.plan({ needs: spec.needs, runnerPorts: spec.runnerPorts, hostForwards: spec.hostForwards }), sandbox.hosts, sandbox.addon)
+      const plan = createResetPlan(sandbox.plan({ needs: spec.needs, runnerPorts: spec.runnerPorts, hostForwards: spec.hostForwards, publish }), sandbox.hosts, sandbox.addon)
       env = { ...env, [RESET_ENV]: JSON.stringify(plan) }
     }
-    return this.deps.fork(sandbox, userns, spec, env)
+    const child = this.deps.fork(sandbox, userns, spec, env, publish)
+    if (publish) {
+      const socket = publish.socket
+      child.once('exit', () => {
+        forget?.()
+        rmSync(socket, { force: true })
+      })
+    }
+    return child
   }
 }
 
@@ -285,8 +330,8 @@ export const launcherDeps: RunDeps = {
   prepare: prepareSandbox,
   probe: probeSandbox,
   holdUserNamespace: (sandbox) => holdUserNamespace(sandbox.launcher, sandbox.idMap, sandbox.networksSocket),
-  fork(sandbox, userns, spec, env) {
-    const args = sandbox.args({ needs: spec.needs, runnerPorts: spec.runnerPorts, hostForwards: spec.hostForwards, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined, networksSocket: userns?.networksSocket, statusFd: STATUS_FD_INDEX })
+  fork(sandbox, userns, spec, env, publish) {
+    const args = sandbox.args({ needs: spec.needs, runnerPorts: spec.runnerPorts, hostForwards: spec.hostForwards, publish, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined, networksSocket: userns?.networksSocket, statusFd: STATUS_FD_INDEX })
     const child = fork(SANDBOX_ENTRY, [spec.entrypoint], {
       execPath: sandbox.launcher,
       // fork() runs `execPath ...execArgv SANDBOX_ENTRY entrypoint`: the launcher's plan, then node
