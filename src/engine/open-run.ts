@@ -2,6 +2,7 @@ import { RootlessEnvironmentError, SandboxError } from '../plan/errors.js'
 import { validatePoolOptions, type ResolvedPoolOptions } from '../plan/options.js'
 import type { LeaksMode } from './leak-report.js'
 import { LauncherNotFoundError } from './launcher-path.js'
+import { markRunConfigured } from './forwarded-at-run-time.js'
 import { runSettings, SandboxRun } from './run.js'
 
 /** A run a runner's entry point opened: the sandbox's, and the options that are the runner's own. */
@@ -22,6 +23,8 @@ export interface OpenedRun {
  * 'unsandboxed'` says to run the tests the ordinary way (said once, through `say`).
  */
 export function openRun(input: unknown, say: (message: string) => void, check?: (options: ResolvedPoolOptions) => void): OpenedRun | undefined {
+  // forwardHostPort() in globalSetup is part of this run from here on
+  markRunConfigured()
   const options = validatePoolOptions(input)
   check?.(options)
   const { warm, fallback, runnerPorts, leaks, ...sandbox } = options

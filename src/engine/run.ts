@@ -11,7 +11,10 @@ import { realpathOrSelf } from '../plan/paths.js'
 import { createResetPlan } from '../plan/plan.js'
 import { launcherStep } from '../plan/steps.js'
 import { watchExit, type ChildExit } from './exit.js'
-import { ownListeningPorts } from './listening-ports.js'
+import { hostListeningPorts, listeningNow, ownListeningPorts } from './listening-ports.js'
+import { registeredForwards } from './forwarded-at-run-time.js'
+import { isForward, isRange, isService, rangeForwards, type PortForward } from '../plan/host-ports.js'
+import { resolveServices, ServiceRelays, type LookUp } from './services.js'
 import { ideDebuggerPaths } from './ide-debugger.js'
 import { PublishedPort, type PublishAddress } from './published-port.js'
 import { findForeignOwned, foreignIds, foreignOwnedReport } from './foreign-files.js'
@@ -25,6 +28,8 @@ import { SparePool } from './spares.js'
  * status pipe (a byte there = a setup step failed), then the warm user namespace.
  */
 const STATUS_FD_INDEX = 4
+/** The launcher's limit of `--forward`s (MAX_LIST in native/sandbox.h). */
+const MAX_FORWARDS = 64
 const USERNS_FD_INDEX = 5
 
 /**
@@ -54,10 +59,15 @@ export interface LaunchSpec {
    */
   greeting?: { key: string; message: unknown }
   /**
-   * The runner's own listening ports, forwarded into the sandbox: `SandboxRun.launch`
-   * sets it when `runnerPorts` is on. Adapters leave it out.
+   * The runner's own listening ports (and its children's), forwarded into the sandbox:
+   * `SandboxRun.launch` sets it when `runnerPorts` is on. Adapters leave it out.
    */
   runnerPorts?: number[]
+  /**
+   * Forwards decided when the sandbox starts: named services, `forwardHostPort()`'s,
+   * the served ports of `hostPorts` ranges. `SandboxRun.launch` sets it.
+   */
+  hostForwards?: PortForward[]
   /**
    * A port of the process's own loopback reached from the host at the run's published
    * address (`SandboxRun.publish`): where its inspector listens. Such a process gets no
@@ -91,6 +101,8 @@ export interface RunDeps {
   holdUserNamespace(sandbox: PreparedSandbox): Promise<HeldUserNamespace>
   /** Starts one sandboxed process. */
   fork(sandbox: PreparedSandbox, userns: HeldUserNamespace | undefined, spec: LaunchSpec, env: NodeJS.ProcessEnv, publish?: { port: number; socket: string }): ChildProcess
+  /** Resolves `hostPorts` service names on the host (default: `dns.lookup`, in a child). */
+  lookUp?: LookUp
 }
 
 /** Statuses a run goes through; `closed` runs reopen on the next launch. */
@@ -100,6 +112,8 @@ interface OpenRun {
   /** Set once the warm user namespace exists; forks made before that map ids themselves. */
   userns?: HeldUserNamespace
   holding?: Promise<void>
+  /** How the sandboxes reach `hostPorts`' named services. */
+  services: ServiceRelays
 }
 type RunPhase = OpenRun | { kind: 'closed' }
 
@@ -131,6 +145,7 @@ export class SandboxRun {
   private readonly spares = new SparePool((spec) => this.forkNow(spec))
   /** The projects whose files tests may have chowned: looked through when the run closes. */
   private readonly projects = new Set<string>()
+  private saidRangeLimit = false
   /** Where the host reaches the workers' debugger, once a runner asked (`publish`). */
   private published?: PublishedPort
   private publishedSockets = 0
@@ -148,6 +163,8 @@ export class SandboxRun {
    */
   open(): void {
     if (this.phase.kind === 'open') return
+    // a name the host can't resolve stops the run here, before anything is built
+    const services = new ServiceRelays(resolveServices(this.options.hostPorts.filter(isService), 'hostPorts', this.deps.lookUp))
     const sandbox = this.deps.prepare(this.options)
     try {
       this.deps.probe(sandbox)
@@ -157,7 +174,7 @@ export class SandboxRun {
     }
     // said only once the sandbox is known to work: a failed probe's message says it all
     if (sandbox.idMap.warning) process.stderr.write(`${sandbox.idMap.warning}\n`)
-    this.phase = { kind: 'open', sandbox }
+    this.phase = { kind: 'open', sandbox, services }
   }
 
   /** The run's private state directory (hosts file, generated files). */
@@ -181,11 +198,35 @@ export class SandboxRun {
     await phase.holding
     // a globalSetup server started since the spares booted makes them no match: they
     // would not reach it
-    // (not the debugger's port this process listens on for the sandbox: inside, the worker's own)
-    if (this.settings.runnerPorts && this.options.network === 'isolated') spec = { ...spec, runnerPorts: ownListeningPorts().filter((port) => port !== this.published?.address.port) }
+    if (this.options.network === 'isolated') spec = { ...spec, ...(await this.forwardsNow(phase)) }
     const child = (spec.publish === undefined ? this.spares.take(spec) : undefined) ?? this.forkNow(spec)
     this.spares.fill(spec, spares)
     return child
+  }
+
+  /**
+   * What a sandbox starting now reaches of the host beyond the fixed `hostPorts`: the
+   * named services, the ports `forwardHostPort()` registered, the served ports of the
+   * ranges, and (`runnerPorts`) the ports the runner and its children listen on -- not
+   * the services' relays, which are reached by the services' own ports. The launcher
+   * takes at most MAX_FORWARDS: a range's ports beyond that are left out, said once.
+   */
+  private async forwardsNow(phase: OpenRun): Promise<Pick<LaunchSpec, 'hostForwards' | 'runnerPorts'>> {
+    const services = await phase.services.forwards()
+    const relays = new Set(phase.services.ports())
+    const ranges = this.options.hostPorts.filter(isRange)
+    const listening = ranges.length > 0 || this.settings.runnerPorts ? listeningNow() : []
+    const inRanges = ranges.length > 0 ? rangeForwards(ranges, hostListeningPorts(listening).filter((port) => !relays.has(port))) : []
+    const fixed = this.options.hostPorts.filter(isForward).length
+    const room = Math.max(0, MAX_FORWARDS - fixed - services.length - registeredForwards().length)
+    if (inRanges.length > room && !this.saidRangeLimit) {
+      this.saidRangeLimit = true
+      process.stderr.write(`vitest-pool-rootless: \`hostPorts\` ranges: ${inRanges.length} host ports in them are served, a sandbox forwards at most ${MAX_FORWARDS} ports in all; ports from ${inRanges[room]?.inside} up are left out. Narrow the range.\n`)
+    }
+    const hostForwards = [...services, ...registeredForwards(), ...inRanges.slice(0, room)]
+    // (not the debugger's port this process listens on for the sandbox: inside, the worker's own)
+    const runnerPorts = this.settings.runnerPorts ? ownListeningPorts(listening).filter((port) => !relays.has(port) && port !== this.published?.address.port) : undefined
+    return { hostForwards, runnerPorts }
   }
 
   /**
@@ -213,6 +254,7 @@ export class SandboxRun {
     if (phase.kind === 'closed') return
     this.phase = { kind: 'closed' }
     this.spares.killAll()
+    phase.services.close()
     this.published?.close()
     this.published = undefined
     await phase.holding
@@ -254,7 +296,7 @@ export class SandboxRun {
     let env: Partial<NodeJS.ProcessEnv> = { ...scrubEnv(spec.env, this.options.dropEnv), [SANDBOXED_ENV]: '1' }
     if (this.options.network === 'isolated') {
       // words for what the isolated network causes: an unknown name, a forwarded port taken
-      const forwards = sandbox.plan({ runnerPorts: spec.runnerPorts }).forwards
+      const forwards = sandbox.plan({ runnerPorts: spec.runnerPorts, hostForwards: spec.hostForwards }).forwards
       env[FORWARDED_PORTS_ENV] = forwards.map((f) => f.inside).join(',')
     }
     spec = { ...spec, needs: [...spec.needs, DIST, ...ideDebuggerPaths(spec.env)] }
@@ -274,7 +316,7 @@ export class SandboxRun {
       // read by inside/reset.ts, before each file after the first: the same mounts the
       // launcher builds, from the same plan, by the same C code (the addon)
       spec = { ...spec, needs: [...spec.needs, sandbox.addon] }
-      const plan = createResetPlan(sandbox.plan({ needs: spec.needs, runnerPorts: spec.runnerPorts, publish }), sandbox.hosts, sandbox.addon)
+      const plan = createResetPlan(sandbox.plan({ needs: spec.needs, runnerPorts: spec.runnerPorts, hostForwards: spec.hostForwards, publish }), sandbox.hosts, sandbox.addon)
       env = { ...env, [RESET_ENV]: JSON.stringify(plan) }
     }
     const child = this.deps.fork(sandbox, userns, spec, env, publish)
@@ -290,12 +332,12 @@ export class SandboxRun {
 }
 
 /** The real thing: the launcher binary, forking Node entry points through it. */
-const launcherDeps: RunDeps = {
+export const launcherDeps: RunDeps = {
   prepare: prepareSandbox,
   probe: probeSandbox,
   holdUserNamespace: (sandbox) => holdUserNamespace(sandbox.launcher, sandbox.idMap, sandbox.networksSocket),
   fork(sandbox, userns, spec, env, publish) {
-    const args = sandbox.args({ needs: spec.needs, runnerPorts: spec.runnerPorts, publish, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined, networksSocket: userns?.networksSocket, statusFd: STATUS_FD_INDEX })
+    const args = sandbox.args({ needs: spec.needs, runnerPorts: spec.runnerPorts, hostForwards: spec.hostForwards, publish, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined, networksSocket: userns?.networksSocket, statusFd: STATUS_FD_INDEX })
     const child = fork(SANDBOX_ENTRY, [spec.entrypoint], {
       execPath: sandbox.launcher,
       // fork() runs `execPath ...execArgv SANDBOX_ENTRY entrypoint`: the launcher's plan, then node

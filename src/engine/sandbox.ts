@@ -3,6 +3,8 @@ import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync,
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { renderHostsFile, renderNsswitch } from '../plan/hosts.js'
+import { isService } from '../plan/host-ports.js'
+import { withServiceNames } from './services.js'
 import { resolveTempDir } from '../plan/option-specs.js'
 import { readHostFacts } from './host-facts.js'
 import { createIdMapPlan, type IdentityFacts, type IdMapPlan } from '../plan/idmap.js'
@@ -133,7 +135,9 @@ export function prepareSandbox(options: ResolvedSandboxOptions, facts: IdentityF
   const base = options.hostsBase
   // the sandbox's hostname, configured or inherited, resolves to loopback: with no
   // network, nothing else would answer for it
-  const hosts = renderHostsFile(options.hosts, { hostname: options.hostname ?? hostname(), base })
+  // a named service of `hostPorts` (`'postgres:5432'`) is reached inside by its name
+  const names = options.network === 'isolated' ? withServiceNames(options.hosts, options.hostPorts.filter(isService)) : options.hosts
+  const hosts = renderHostsFile(names, { hostname: options.hostname ?? hostname(), base })
   writeFileSync(hostsFile, hosts, { mode: 0o644 })
   const nsswitchFile = options.network === 'isolated' ? writeNsswitch(stateDir) : undefined
   const fixed = { options, idMap, hostsFile, nsswitchFile }

@@ -76,3 +76,11 @@ export function loadDefaultRunner(testWorker: string): new (globalConfig: unknow
   if (typeof module.default !== 'function') throw new JestInstallError(`vitest-pool-rootless/jest: jest-runner at ${dirname(testWorker)} has no default runner class`)
   return module.default as new (globalConfig: unknown, context: unknown) => JestRunnerInstance
 }
+
+/**
+ * Whether Jest runs tests from this process: its core is loaded. `globalSetup` runs
+ * before Jest creates its runner, so there is no runner of ours yet to ask.
+ */
+export function jestRunsHere(cache: Record<string, unknown> = createRequire(import.meta.url).cache): boolean {
+  return Object.keys(cache).some((path) => /[\\/]@jest[\\/]core[\\/]/.test(path))
+}

@@ -1,5 +1,6 @@
 import type { LeaksMode } from '../engine/leak-report.js'
 import { openRun } from '../engine/open-run.js'
+import { forwardHostPort } from '../forward-host-port.js'
 import type { SandboxRun } from '../engine/run.js'
 import { validatePoolOptions, type PoolOnlyOptions, type SandboxOptions } from '../plan/options.js'
 import { loadDefaultRunner, resolveTestWorker, type JestRunnerInstance } from './jest-internals.js'
@@ -33,6 +34,12 @@ export class RootlessJestRunner {
   readonly supportsEventEmitters = true
   /** Files run in sandboxed processes, `maxWorkers` at once. */
   readonly isSerial = false
+
+  /**
+   * `require('vitest-pool-rootless/jest').forwardHostPort(port)` in `globalSetup`: the
+   * host port is reachable from the test files' sandboxes (see the main entry's).
+   */
+  static readonly forwardHostPort: typeof forwardHostPort = forwardHostPort
 
   /** Options for runners made by `withOptions` (Jest before 30.4.1 passes none). */
   protected static presetOptions: RootlessJestOptions | undefined

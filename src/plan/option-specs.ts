@@ -3,8 +3,11 @@ import { isIP } from 'node:net'
 import { tmpdir } from 'node:os'
 import { isAbsolute, normalize } from 'node:path'
 import { RootlessEnvironmentError, RootlessOptionError, RootlessUsageError } from './errors.js'
+import { parsePortFlags, validateHostPorts } from './host-ports.js'
 import { isInside } from './paths.js'
 import type { PoolOnlyOptions, SandboxOptions } from './options.js'
+
+export type { PortForward } from './host-ports.js'
 
 /**
  * The option table: every option of `rootless()` and `vitest-pool-rootless exec`,
@@ -115,10 +118,10 @@ export const SANDBOX_SPECS = {
     resolve: (value, { option }) => oneOf(value === undefined ? 'isolated' : value, option, ['isolated', 'host'] as const),
   },
   hostPorts: {
-    summary: "reach the host's loopback PORT inside, at PORT (or INSIDE:HOST)",
+    summary: "reach the host's loopback PORT inside, at PORT (or INSIDE:HOST, FROM-TO, or the service NAME:PORT)",
     surfaces: ['pool', 'cli'],
     cli: [{ name: 'host-port', takes: 'PORT', multiple: true, toInput: parsePortFlags }],
-    resolve: validateHostPorts,
+    resolve: (value, { option }) => validateHostPorts(value, option),
   },
   pidNamespace: {
     summary: 'run under a small init in a pid namespace of its own',
@@ -287,21 +290,6 @@ export function cliInput(values: Record<string, string | boolean | Array<string 
   return input
 }
 
-/** `--host-port` values, checked in the command line's own terms (`INSIDE:HOST`, not `{ inside, host }`). */
-function parsePortFlags(flags: string[], option: string): Array<number | { inside: number; host: number }> {
-  const isPort = (text: string | undefined) => text === undefined || (Number(text) >= 1 && Number(text) <= 65535)
-  const seen = new Map<number, string>()
-  return flags.map((flag) => {
-    const match = /^(\d+)(?::(\d+))?$/.exec(flag)
-    if (!match || !isPort(match[1]) || !isPort(match[2])) throw new RootlessOptionError(option, flag, 'expects PORT or INSIDE:HOST, ports from 1 to 65535')
-    const inside = Number(match[1])
-    const earlier = seen.get(inside)
-    if (earlier !== undefined) throw new RootlessOptionError(option, flag, `expects each port inside the sandbox once (${inside} is given already, by ${option} ${earlier})`)
-    seen.set(inside, flag)
-    return match[2] === undefined ? inside : { inside, host: Number(match[2]) }
-  })
-}
-
 function parseHostFlags(flags: string[], option: string): Record<string, string[]> {
   const hosts: Record<string, string[]> = {}
   for (const flag of flags) {
@@ -373,31 +361,6 @@ function validateHostsFile(value: unknown, { option, warn, derived }: ResolveCon
   if (dropped.length > MAX_LINE_WARNINGS) warn(`vitest-pool-rootless: \`${option}\`: ${dropped.length - MAX_LINE_WARNINGS} more lines of ${path} dropped, not "IP name..."`)
   derived.hostsBase = kept.join('\n').trimEnd()
   return path
-}
-
-/** A port forwarded into the sandbox: the port inside and the host's it leads to. */
-export interface PortForward {
-  inside: number
-  host: number
-}
-
-function validateHostPorts(value: unknown, { option }: ResolveContext): PortForward[] {
-  if (value === undefined) return []
-  if (!Array.isArray(value)) throw new RootlessOptionError(option, value, 'expects an array of ports, or of { inside, host } ports')
-  const isPort = (port: unknown): port is number => typeof port === 'number' && Number.isInteger(port) && port >= 1 && port <= 65535
-  const forwards = value.map((entry: unknown): PortForward => {
-    if (isPort(entry)) return { inside: entry, host: entry }
-    if (isPlainObject(entry) && Object.keys(entry).every((key) => key === 'inside' || key === 'host') && isPort(entry.inside) && isPort(entry.host)) {
-      return { inside: entry.inside, host: entry.host }
-    }
-    throw new RootlessOptionError(option, entry, 'expects ports from 1 to 65535, or { inside, host } with two such ports')
-  })
-  const seen = new Set<number>()
-  for (const { inside } of forwards) {
-    if (seen.has(inside)) throw new RootlessOptionError(option, value, `expects each port inside the sandbox once (${inside} is given twice)`)
-    seen.add(inside)
-  }
-  return forwards
 }
 
 function validateHostname(value: unknown, option: string): string {

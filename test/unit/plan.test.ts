@@ -231,6 +231,23 @@ describe('createSandboxPlan: mounts and flags', () => {
     expect(host.nsswitchFile).toBeUndefined()
   })
 
+  it("forwards fixed hostPorts, then those of this start (services, forwardHostPort's, ranges' served ports), then runner ports; ranges and names themselves are no forwards", () => {
+    const hostPorts = [{ inside: 5432, host: 5432 }, { from: 40000, to: 40010 }, { name: 'redis', port: 6379 }]
+    const plan = createSandboxPlan({
+      options: options({ hostPorts }),
+      idMap: selfMap,
+      hostForwards: [{ inside: 6379, host: 38001 }, { inside: 5432, host: 9999 }, { inside: 40003, host: 40003 }],
+      runnerPorts: [40003, 41000],
+    })
+    // each port inside once: the first meaning wins
+    expect(plan.forwards).toEqual([
+      { inside: 5432, host: 5432 },
+      { inside: 6379, host: 38001 },
+      { inside: 40003, host: 40003 },
+      { inside: 41000, host: 41000 },
+    ])
+  })
+
   it('passes --status-fd only when asked, fd 0 not mistaken for none', () => {
     expect(argv({ options: options(), idMap: selfMap })).not.toContain('--status-fd')
     expect(values(argv({ options: options(), idMap: selfMap, statusFd: 6 }), '--status-fd')).toEqual(['6'])

