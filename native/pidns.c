@@ -87,7 +87,7 @@ static void mirror_status(int status) {
  * drops CMD's) but write only when they fail themselves; the outer launcher mirrors
  * CMD's end and writes nothing, so EOF without a byte still means "CMD ran".
  */
-int enter_pid_namespace(pid_t forwarder) {
+int enter_pid_namespace(pid_t forwarder, pid_t spawner) {
   pid_t host_pid = getpid();
   if (unshare(CLONE_NEWPID) < 0) return fail(STEP_PID_NAMESPACE, "can't create a pid namespace");
   int report[2];
@@ -105,10 +105,12 @@ int enter_pid_namespace(pid_t forwarder) {
     while (waitpid(init, &init_status, 0) < 0 && errno == EINTR) {}
     /* PDEATHSIG would end the forwarder only after we are gone: whoever waits for us
        would find it still there */
-    if (forwarder > 0) {
-      kill(forwarder, SIGKILL);
-      while (waitpid(forwarder, NULL, 0) < 0 && errno == EINTR) {}
-    }
+    pid_t helpers[] = {forwarder, spawner};
+    for (int i = 0; i < 2; i++)
+      if (helpers[i] > 0) {
+        kill(helpers[i], SIGKILL);
+        while (waitpid(helpers[i], NULL, 0) < 0 && errno == EINTR) {}
+      }
     mirror_status(n == (ssize_t)sizeof status ? status : init_status);
   }
 

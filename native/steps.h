@@ -36,7 +36,8 @@
   X(HOLD, 249, "hold")              \
   X(PID_NAMESPACE, 250, "pid-namespace") \
   X(FORWARD, 251, "forward")        \
-  X(NSSWITCH, 252, "nsswitch")
+  X(NSSWITCH, 252, "nsswitch")     \
+  X(EGRESS, 253, "egress")
 
 enum step {
 #define STEP_ENUM(symbol, code, name) STEP_##symbol = code,

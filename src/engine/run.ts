@@ -163,7 +163,7 @@ export class SandboxRun {
     await phase.holding
     // a globalSetup server started since the spares booted makes them no match: they
     // would not reach it
-    if (this.settings.runnerPorts && this.options.network === 'isolated') spec = { ...spec, runnerPorts: ownListeningPorts() }
+    if (this.settings.runnerPorts && this.options.network !== 'host') spec = { ...spec, runnerPorts: ownListeningPorts() }
     const child = this.spares.take(spec) ?? this.forkNow(spec)
     this.spares.fill(spec, spares)
     return child
@@ -242,7 +242,7 @@ export class SandboxRun {
 const launcherDeps: RunDeps = {
   prepare: prepareSandbox,
   probe: probeSandbox,
-  holdUserNamespace: (sandbox) => holdUserNamespace(sandbox.launcher, sandbox.idMap, sandbox.networksSocket),
+  holdUserNamespace: (sandbox) => holdUserNamespace(sandbox.launcher, sandbox.idMap, sandbox.networksSocket, sandbox.egress),
   fork(sandbox, userns, spec, env) {
     const args = sandbox.args({ needs: spec.needs, runnerPorts: spec.runnerPorts, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined, networksSocket: userns?.networksSocket, statusFd: STATUS_FD_INDEX })
     const child = fork(SANDBOX_ENTRY, [spec.entrypoint], {

@@ -9,6 +9,8 @@ import { createIdMapPlan, type IdentityFacts, type IdMapPlan } from '../plan/idm
 import { locateAddon, locateLauncher } from './launcher-path.js'
 import type { ResolvedSandboxOptions } from '../plan/options.js'
 import { createSandboxPlan, launcherArgs, type PlanInputs, type SandboxPlan } from '../plan/plan.js'
+import { renderEgressResolvConf, type EgressHelper } from '../plan/egress.js'
+import { findEgressHelper } from './egress.js'
 
 const STATE_PREFIX = 'vitest-pool-rootless-'
 
@@ -77,12 +79,14 @@ export interface PreparedSandbox {
    */
   networksSocket?: string
   hostsFile: string
+  /** With `network: 'egress'`: the user-mode network stack the sandboxes go out through. */
+  egress?: EgressHelper
   /** What was written to `hostsFile`. */
   hosts: string
   /** The plan of one sandbox: what the launcher will do, in order. */
-  plan(extra?: Omit<PlanInputs, 'options' | 'idMap' | 'hostsFile' | 'nsswitchFile'>): SandboxPlan
+  plan(extra?: Omit<PlanInputs, 'options' | 'idMap' | 'hostsFile' | 'nsswitchFile' | 'egress' | 'resolvFile'>): SandboxPlan
   /** Launcher flags for one sandbox (`launcherArgs(plan(extra))`); append `--` and the command. */
-  args(extra?: Omit<PlanInputs, 'options' | 'idMap' | 'hostsFile' | 'nsswitchFile'>): string[]
+  args(extra?: Omit<PlanInputs, 'options' | 'idMap' | 'hostsFile' | 'nsswitchFile' | 'egress' | 'resolvFile'>): string[]
   /** Removes the state directory. Idempotent. */
   cleanup(): void
 }
@@ -93,6 +97,8 @@ export interface PreparedSandbox {
  * Synchronous, so a pool can prove the sandbox works while its config loads.
  */
 export function prepareSandbox(options: ResolvedSandboxOptions, facts: IdentityFacts = readHostFacts()): PreparedSandbox {
+  // before anything is written: a missing helper is the one error of this run
+  const egress = options.network === 'egress' ? findEgressHelper() : undefined
   const launcher = locateLauncher()
   const addon = locateAddon()
   const idMap = createIdMapPlan(facts, options.subids)
@@ -105,8 +111,13 @@ export function prepareSandbox(options: ResolvedSandboxOptions, facts: IdentityF
   // network, nothing else would answer for it
   const hosts = renderHostsFile(options.hosts, { hostname: options.hostname ?? hostname(), base })
   writeFileSync(hostsFile, hosts, { mode: 0o644 })
-  const nsswitchFile = options.network === 'isolated' ? writeNsswitch(state.name) : undefined
-  const fixed = { options, idMap, hostsFile, nsswitchFile }
+  const nsswitchFile = options.network !== 'host' ? writeNsswitch(state.name, egress ? 'files dns' : 'files') : undefined
+  let resolvFile: string | undefined
+  if (egress) {
+    resolvFile = join(state.name, 'resolv.conf')
+    writeFileSync(resolvFile, renderEgressResolvConf(egress), { mode: 0o644 })
+  }
+  const fixed = { options, idMap, hostsFile, nsswitchFile, egress, resolvFile }
   const networksSocket = join(state.name, 'networks')
   let cleaned = false
   return {
@@ -114,8 +125,9 @@ export function prepareSandbox(options: ResolvedSandboxOptions, facts: IdentityF
     addon,
     idMap,
     stateDir: state.name,
-    ...(options.network === 'isolated' && Buffer.byteLength(networksSocket) < UNIX_PATH_MAX ? { networksSocket } : {}),
+    ...(options.network !== 'host' && Buffer.byteLength(networksSocket) < UNIX_PATH_MAX ? { networksSocket } : {}),
     hostsFile,
+    ...(egress ? { egress } : {}),
     hosts,
     plan: (extra = {}) => createSandboxPlan({ ...fixed, ...extra }),
     args: (extra = {}) => launcherArgs(createSandboxPlan({ ...fixed, ...extra })),
@@ -131,7 +143,7 @@ export function prepareSandbox(options: ResolvedSandboxOptions, facts: IdentityF
  * Writes the sandbox's nsswitch.conf (names from the hosts file alone) next to the
  * hosts file; undefined where the host has none (musl reads no nsswitch.conf).
  */
-function writeNsswitch(stateDir: string): string | undefined {
+function writeNsswitch(stateDir: string, sources: 'files' | 'files dns'): string | undefined {
   let host: string
   try {
     host = readFileSync('/etc/nsswitch.conf', 'utf8')
@@ -139,7 +151,7 @@ function writeNsswitch(stateDir: string): string | undefined {
     return undefined
   }
   const path = join(stateDir, 'nsswitch.conf')
-  writeFileSync(path, renderNsswitch(host), { mode: 0o644 })
+  writeFileSync(path, renderNsswitch(host, sources), { mode: 0o644 })
   return path
 }
 

@@ -59,11 +59,14 @@ export interface SandboxOptions {
    */
   subids?: 'auto' | false
   /**
-   * `'isolated'`: a private network with only loopback. `'host'`: keep the host's
-   * network (for debugging, e.g. `--inspect`).
+   * `'isolated'`: a private network with only loopback. `'egress'`: the same, plus
+   * outbound connections and DNS through a user-mode network stack (pasta, else
+   * slirp4netns): the sandbox keeps its own ports and the host's loopback stays closed
+   * but for `hostPorts` and the runner's ports. `'host'`: keep the host's network (for
+   * debugging, e.g. `--inspect`).
    * @default 'isolated'
    */
-  network?: 'isolated' | 'host'
+  network?: 'isolated' | 'egress' | 'host'
   /**
    * Ports of the host's loopback that the sandbox reaches at the same number on its own
    * (127.0.0.1 and ::1): a database or cache the CI job runs as a service. A port, or
@@ -71,7 +74,7 @@ export interface SandboxOptions {
    * host port stays out of reach, and the sandbox's other ports stay its own. A host
    * port nothing listens on when a sandbox starts is refused inside. A connect to one
    * goes straight to the host's server (with `pidNamespace`, on Linux 5.14+), else
-   * through a relay. Needs `network: 'isolated'`.
+   * through a relay. Needs `network: 'isolated'` or `'egress'`.
    * @default []
    */
   hostPorts?: ReadonlyArray<number | { inside: number; host: number }>
@@ -221,7 +224,7 @@ function crossChecks(options: ResolvedSandboxOptions, input: Record<string, unkn
     }
   }
   if (options.hostPorts.length > 0 && options.network === 'host') {
-    throw new RootlessOptionError(spell('hostPorts'), input.hostPorts, "can't be used with network: 'host', where every host port is reachable already; use network: 'isolated'")
+    throw new RootlessOptionError(spell('hostPorts'), input.hostPorts, "can't be used with network: 'host', where every host port is reachable already; use network: 'isolated' or 'egress'")
   }
   if (input.tmpfs === false) {
     options.warnings.push(`vitest-pool-rootless: no private temp dir (tmpfs is off): the temp dir ${tmpdir()} is shared with the host -- what tests write there is visible outside and stays after the run`)
