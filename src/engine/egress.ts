@@ -13,8 +13,8 @@ export const EGRESS_HELPER_ENV = 'VITEST_POOL_ROOTLESS_EGRESS_HELPER'
 export const TUN_DEVICE = '/dev/net/tun'
 
 /** The installed helpers, in the order `network: 'egress'` takes them. */
-export function installedEgressHelpers(env: NodeJS.ProcessEnv = process.env): EgressHelper[] {
-  const path = [env.PATH ?? '', ...SYSTEM_DIRS].join(':')
+export function installedEgressHelpers(env: NodeJS.ProcessEnv = process.env, systemDirs: readonly string[] = SYSTEM_DIRS): EgressHelper[] {
+  const path = [env.PATH ?? '', ...systemDirs].join(':')
   return EGRESS_KINDS.flatMap((kind) => {
     const found = findExecutable(kind, { ...env, PATH: path })
     return found ? [{ kind, path: found }] : []
@@ -36,8 +36,8 @@ export function canOpenTun(device = TUN_DEVICE): boolean {
  * error naming the packages to install when neither is, or the device when the tap
  * device can't be opened. Never a reason to run unsandboxed: the options asked for it.
  */
-export function findEgressHelper(env: NodeJS.ProcessEnv = process.env, device = TUN_DEVICE): EgressHelper {
-  const installed = installedEgressHelpers(env)
+export function findEgressHelper(env: NodeJS.ProcessEnv = process.env, device = TUN_DEVICE, systemDirs: readonly string[] = SYSTEM_DIRS): EgressHelper {
+  const installed = installedEgressHelpers(env, systemDirs)
   const chosen = env[EGRESS_HELPER_ENV]
   if (chosen !== undefined && chosen !== '' && !installed.some((helper) => helper.kind === chosen)) {
     const known = (EGRESS_KINDS as readonly string[]).includes(chosen)
