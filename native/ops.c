@@ -66,8 +66,8 @@ static int prepare(struct plan *p, struct run *r, int from) {
       return fail(STEP_FORWARD, "can't start the forwarder");
     /* the egress helpers' spawner stays in the host's network too (egress.c): it starts
        the helper on our network namespace once there is one, and on a reused worker's
-       fresh ones */
-    if (op->kind == OP_EGRESS && !op->flag && (r->spawner = start_egress_spawner(p, 1, &r->spawner_pid)) < 0)
+       fresh ones; not needed where the holder's namespace, helper running, is ours */
+    if (op->kind == OP_EGRESS && !op->flag && (r->network_fd < 0 || getenv(RESET_ENV)) && (r->spawner = start_egress_spawner(p, 1, &r->spawner_pid)) < 0)
       return fail(STEP_EGRESS, "can't start the egress helpers' spawner");
 #else
     (void)r;
@@ -143,7 +143,7 @@ static int egress(struct plan *p, struct run *r, const struct op *op) {
   }
   if (r->spawner < 0) {
     errno = 0;
-    return fail(STEP_EGRESS, "no spawner for the egress helper");
+    return fail(STEP_EGRESS, "the network namespace made ahead, with its helper, could not be joined");
   }
   int ns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
   if (ns < 0) return fail(STEP_EGRESS, "can't open the sandbox's network namespace");

@@ -32,7 +32,7 @@ export function canOpenTun(device = TUN_DEVICE): boolean {
 }
 
 /**
- * The helper for `network: 'egress'`: pasta if installed, else slirp4netns. Throws one
+ * The helper for `network: 'egress'`: slirp4netns if installed, else pasta. Throws one
  * error naming the packages to install when neither is, or the device when the tap
  * device can't be opened. Never a reason to run unsandboxed: the options asked for it.
  */
@@ -50,7 +50,7 @@ export function findEgressHelper(env: NodeJS.ProcessEnv = process.env, device = 
   if (!helper) {
     const packages = EGRESS_KINDS.map((kind) => `\`${EGRESS_PACKAGES[kind]}\` (${kind})`).join(' or ')
     throw new SandboxError(
-      `vitest-pool-rootless: network: 'egress' needs a user-mode network stack, and neither pasta nor slirp4netns is installed. Install ${packages}: \`sudo apt-get install passt\` (Debian, Ubuntu), \`sudo dnf install passt\` (Fedora); or use network: 'isolated'.`,
+      `vitest-pool-rootless: network: 'egress' needs a user-mode network stack, and neither slirp4netns nor pasta is installed. Install ${packages}: \`sudo apt-get install slirp4netns\` (Debian, Ubuntu; or passt), \`sudo dnf install slirp4netns\` (Fedora); or use network: 'isolated'.`,
       { step: 'egress', exitCode: null, fault: 'options' },
     )
   }

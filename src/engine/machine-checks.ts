@@ -123,9 +123,9 @@ export function staticChecks(inputs: DiagnoseInputs = {}): Check[] {
 
 /** `network: 'egress'`: a user-mode network stack, and the tap device it opens. A warning at most: only egress needs it. */
 function egressCheck(env: NodeJS.ProcessEnv): Check {
-  const title = "network: 'egress' (pasta or slirp4netns)"
+  const title = "network: 'egress' (slirp4netns or pasta)"
   const [helper, other] = installedEgressHelpers(env)
-  if (!helper) return { id: 'egress', title, status: 'warn', detail: "neither is installed: network: 'egress' can't be used", fix: 'sudo apt-get install passt (Debian, Ubuntu; or slirp4netns); sudo dnf install passt (Fedora)' }
+  if (!helper) return { id: 'egress', title, status: 'warn', detail: "neither is installed: network: 'egress' can't be used", fix: 'sudo apt-get install slirp4netns (Debian, Ubuntu; or passt); sudo dnf install slirp4netns (Fedora)' }
   if (!canOpenTun()) return { id: 'egress', title, status: 'warn', detail: `${helper.path} is installed, but ${TUN_DEVICE} can't be opened by this user`, fix: `sudo chmod 0666 ${TUN_DEVICE} (the mode most distributions give it)` }
   return { id: 'egress', title, status: 'ok', detail: `${helper.kind} (${helper.path})${other ? `; ${other.kind} installed too` : ''}` }
 }

@@ -60,8 +60,8 @@ export interface SandboxOptions {
   subids?: 'auto' | false
   /**
    * `'isolated'`: a private network with only loopback. `'egress'`: the same, plus
-   * outbound connections and DNS through a user-mode network stack (pasta, else
-   * slirp4netns): the sandbox keeps its own ports and the host's loopback stays closed
+   * outbound connections and DNS through a user-mode network stack (slirp4netns,
+   * else pasta): the sandbox keeps its own ports and the host's loopback stays closed
    * but for `hostPorts` and the runner's ports. `'host'`: keep the host's network (for
    * debugging, e.g. `--inspect`).
    * @default 'isolated'

@@ -61,19 +61,21 @@ describe("network: 'egress' plan", () => {
 })
 
 describe('findEgressHelper', () => {
-  it('takes pasta before slirp4netns, and slirp4netns where only it is', () => {
+  it('takes slirp4netns before pasta, pasta where only it is, and the one the environment names', () => {
     const both = fakeHost(['pasta', 'slirp4netns'])
-    expect(installedEgressHelpers(both.env)[0]!.kind).toBe('pasta')
-    expect(findEgressHelper(both.env, both.tun).kind).toBe('pasta')
-    expect(findEgressHelper({ ...both.env, VITEST_POOL_ROOTLESS_EGRESS_HELPER: 'slirp4netns' }, both.tun).kind).toBe('slirp4netns')
+    expect(installedEgressHelpers(both.env, [])[0]!.kind).toBe('slirp4netns')
+    expect(findEgressHelper(both.env, both.tun, []).kind).toBe('slirp4netns')
+    expect(findEgressHelper({ ...both.env, VITEST_POOL_ROOTLESS_EGRESS_HELPER: 'pasta' }, both.tun, []).kind).toBe('pasta')
+    const only = fakeHost(['pasta'])
+    expect(findEgressHelper(only.env, only.tun, [])).toEqual({ kind: 'pasta', path: join(only.env.PATH!, 'pasta') })
   })
 
   it('says what to install, or which choice is wrong, in one error', () => {
     const none = fakeHost([])
-    expect(() => findEgressHelper(none.env, none.tun, [])).toThrow(/neither pasta nor slirp4netns is installed\. Install `passt` \(pasta\) or `slirp4netns` \(slirp4netns\): `sudo apt-get install passt`/)
+    expect(() => findEgressHelper(none.env, none.tun, [])).toThrow(/neither slirp4netns nor pasta is installed\. Install `slirp4netns` \(slirp4netns\) or `passt` \(pasta\): `sudo apt-get install slirp4netns`/)
     const only = fakeHost(['slirp4netns'])
     expect(() => findEgressHelper({ ...only.env, VITEST_POOL_ROOTLESS_EGRESS_HELPER: 'pasta' }, only.tun, [])).toThrow("names a helper that isn't installed: install `passt`")
-    expect(() => findEgressHelper({ ...only.env, VITEST_POOL_ROOTLESS_EGRESS_HELPER: 'vde' }, only.tun, [])).toThrow('VITEST_POOL_ROOTLESS_EGRESS_HELPER=vde expects pasta or slirp4netns')
+    expect(() => findEgressHelper({ ...only.env, VITEST_POOL_ROOTLESS_EGRESS_HELPER: 'vde' }, only.tun, [])).toThrow('VITEST_POOL_ROOTLESS_EGRESS_HELPER=vde expects slirp4netns or pasta')
   })
 
   // root may open any file: the device's mode only stops other users
