@@ -15,11 +15,11 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { createIdMapPlan } from '../dist/ns/idmap.js'
-import { createWarmUserNamespace } from '../dist/engine/holder.js'
+import { createIdMapPlan } from '../dist/plan/idmap.js'
+import { holdUserNamespace } from '../dist/engine/holder.js'
 import { readHostFacts, findExecutable } from '../dist/engine/host-facts.js'
 import { locateLauncher } from '../dist/engine/launcher-path.js'
-import { idMapArgs } from '../dist/ns/plan.js'
+import { idMapArgs } from '../dist/plan/plan.js'
 import { renderChart } from './chart.mjs'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
@@ -43,9 +43,9 @@ function quantile(xs, q) {
 // ---------------------------------------------------------------- 1. sandbox setup
 // as a pool runs them: the holder makes network namespaces ahead, handed out on a socket
 const stateDir = mkdtempSync(join(tmpdir(), 'vpr-bench-'))
-const warm = await createWarmUserNamespace(launcher, idMap, join(stateDir, 'networks'))
+const warm = await holdUserNamespace(launcher, idMap, join(stateDir, 'networks'))
 const WARM_FD = 3
-const WARM = ['--userns-fd', String(WARM_FD), '--networks', warm.networks]
+const WARM = ['--userns-fd', String(WARM_FD), '--networks', warm.networksSocket]
 const tmp = tmpdir()
 const setups = [
   ['launcher, warm user namespace', [launcher, ...WARM, '--tmpfs', tmp, '--', '/bin/true']],

@@ -95,8 +95,9 @@ uint16_t sockaddr_port(const struct sockaddr_storage *a) {
 }
 
 uint16_t connect_target(const struct sockaddr_storage *to, uint64_t to_len, int *v6_loopback) {
-  /* the length is the caller's word: only what it names was read into `to` */
-  if (to_len > sizeof *to) return 0;
+  /* the length is the caller's word: only what it names was read into `to`, and nothing
+     past it is looked at (the fuzz target hands exactly that many bytes) */
+  if (to_len > sizeof *to || to_len < sizeof(sa_family_t)) return 0;
   if (to->ss_family == AF_INET && to_len >= sizeof(struct sockaddr_in)) {
     const struct sockaddr_in *in = (const struct sockaddr_in *)to;
     *v6_loopback = 0;

@@ -62,48 +62,6 @@ static int allowed_pair(uint16_t inside, uint16_t host_port) {
   return 0;
 }
 
-/*
- * Which ports something listens on in the host's network, by the kernel's socket tables
- * (/proc/self/net/tcp{,6}), not by connecting: a test connection would reach the service
- * (a server that greets first gets reset), and a busy machine can make a connect look like
- * no answer. Read once per round of questions (a start or a reset asks about every port
- * before anything else), not once per port: on a busy host the tables are long.
- */
-static uint8_t served[65536 / 8];
-static int served_known;  /* the tables were read for this round */
-static int tables_read;   /* ...and could be: where they can't, every port counts as served */
-
-static void read_served(void) {
-  memset(served, 0, sizeof served);
-  tables_read = 0;
-  const char *tables[] = {"/proc/self/net/tcp", "/proc/self/net/tcp6"};
-  for (int t = 0; t < 2; t++) {
-    FILE *f = fopen(tables[t], "re");
-    if (!f) continue;
-    tables_read = 1;
-    char line[512];
-    if (fgets(line, sizeof line, f)) /* the header */
-      while (fgets(line, sizeof line, f)) {
-        /* "  sl: ADDRESS:PORT REMOTE:PORT ST ..." with hex PORT and ST 0A for LISTEN */
-        char local[64];
-        unsigned state;
-        if (sscanf(line, " %*s %63s %*s %x", local, &state) != 2 || state != 0x0A) continue;
-        const char *colon = strrchr(local, ':');
-        unsigned long port = colon ? strtoul(colon + 1, NULL, 16) : 0;
-        if (port > 0 && port < 65536) served[port / 8] |= (uint8_t)(1u << (port % 8));
-      }
-    fclose(f);
-  }
-  served_known = 1;
-}
-
-/* Wrongly refused would cut a sandbox off its database; wrongly served only resets a
-   connection to a dead port: a table that can't be read counts every port as served. */
-static int host_port_alive(uint16_t port) {
-  if (!served_known) read_served();
-  return !tables_read || (served[port / 8] & (1u << (port % 8)));
-}
-
 static void answer(int ctl, char yes) {
   ssize_t sent;
   /* never blocking: a sender that doesn't read its answers can't stall the relay */
@@ -193,17 +151,20 @@ int control_message(int ctl) {
   ssize_t n = recv_with_fd(ctl, &m, sizeof m, &fd);
   if (n < 0) return errno == EAGAIN || errno == EBADMSG ? 0 : -1; /* EBADMSG: dropped, its fds closed */
   if (n == 0) {
-    /* an empty message, or every sender gone: only a hang-up says which */
+    /* an empty message (with an fd, maybe), or every sender gone: only a hang-up says which */
+    if (fd >= 0) close(fd);
     struct pollfd p = {.fd = ctl, .events = POLLRDHUP};
     return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLRDHUP)) ? -1 : 0;
   }
   int taken = 0;
   if (n == (ssize_t)sizeof m && m.zero == 0) {
     /* a round of questions ends with anything that is not one */
-    if (m.op != 'Q') served_known = 0;
-    if (m.op == 'Q' && fd < 0) answer(ctl, allowed_port(m.host_port) && host_port_alive(m.host_port) ? '1' : '0');
+    if (m.op != 'Q') forget_served();
+    if (m.op == 'Q' && fd < 0) answer(ctl, allowed_port(m.host_port) && host_serves(m.host_port) ? '1' : '0');
     else if (m.op == 'R' && fd < 0) drop_listeners();
-    else if (m.op == 'L' && fd >= 0) taken = add_listener(fd, m.host_port) == 0;
+    /* answered: the sandbox's side waits until its listeners are taken, so that a connect
+       right after a reset finds them (and goes straight to the host, not via the relay) */
+    else if (m.op == 'L' && fd >= 0) answer(ctl, (taken = add_listener(fd, m.host_port) == 0) ? '1' : '0');
     else if (m.op == 'S' && fd >= 0) taken = add_connects(fd) == 0;
   }
   if (fd >= 0 && !taken) close(fd);

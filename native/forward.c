@@ -56,9 +56,8 @@ static int send_control(int ctl, uint8_t op, uint16_t host_port, int fd) {
   return send_with_fd(ctl, &message, sizeof message, fd) < 0 ? -1 : 0;
 }
 
-/* Asks the forwarder whether the host serves `port`: 1, 0, or -1 when it can't answer. */
-static int ask_alive(int ctl, uint16_t port) {
-  if (send_control(ctl, 'Q', port, -1) < 0) return -1;
+/* The forwarder's one-byte answer: 1 ('1'), 0, or -1 when it can't answer. */
+static int read_answer(int ctl) {
   char answer;
   ssize_t n;
   do n = recv(ctl, &answer, 1, 0); while (n < 0 && errno == EINTR);
@@ -70,12 +69,19 @@ static int ask_alive(int ctl, uint16_t port) {
 }
 
 int send_forwards(int ctl, const struct forward *forwards, int n, int replace) {
+  /* answers nobody read (a test that got hold of the socket asked something): they would
+     be taken for ours */
+  char stale;
+  while (recv(ctl, &stale, 1, MSG_DONTWAIT) == 1) {}
   if (replace && send_control(ctl, 'R', 0, -1) < 0) return -1;
   /* every question first: the forwarder answers them all from one read of the host's
      socket tables, which costs more than the rest of a forward's setup */
   int alive[MAX_LIST];
   for (int i = 0; i < n; i++)
-    if ((alive[i] = ask_alive(ctl, forwards[i].host)) < 0) return -1;
+    if (send_control(ctl, 'Q', forwards[i].host, -1) < 0) return -1;
+  for (int i = 0; i < n; i++)
+    if ((alive[i] = read_answer(ctl)) < 0) return -1;
+  int sent = 0;
   for (int i = 0; i < n; i++) {
     if (!alive[i]) continue;
     /* both loopbacks: a client may resolve localhost to either */
@@ -90,6 +96,16 @@ int send_forwards(int ctl, const struct forward *forwards, int n, int replace) {
       close(s);
       errno = saved;
       if (rc < 0) return -1;
+      sent++;
+    }
+  }
+  /* each listener taken before we go on: a connect made next must find it in place */
+  for (int i = 0; i < sent; i++) {
+    int taken = read_answer(ctl);
+    if (taken < 0) return -1;
+    if (!taken) {
+      errno = EPROTO;
+      return -1;
     }
   }
   return 0;

@@ -7,7 +7,8 @@
  * fds its op defines; anything else is dropped, with every fd that came with it:
  *   'Q' host_port, no fd       is host_port served on the host now? one byte back, '1'/'0'
  *   'L' host_port, one fd      relay this listening TCP socket of the sandbox's network
- *                              (the plan's inside port for host_port) to host_port
+ *                              (the plan's inside port for host_port) to host_port; one
+ *                              byte back, '1' taken / '0' refused
  *   'R' no fd                  drop every listener (a reset's fresh network follows)
  *   'S' one fd                 the sandbox's seccomp listener, for direct connects (connect.c)
  */
@@ -60,6 +61,11 @@ int host_port_for(ino_t netns, int v6, uint16_t inside);
 int listener_count(void);
 /* The seccomp listener the sandbox sent, or -1. */
 extern int connects;
+
+/* served.c: whether the host serves a TCP port now, by one read of its socket tables
+   per round of questions; forget_served() ends the round */
+int host_serves(uint16_t port);
+void forget_served(void);
 
 /* connect.c: direct connects, answered in the forwarder */
 typedef int (*host_port_fn)(ino_t netns, int v6, uint16_t inside);

@@ -199,8 +199,17 @@ static int run_op(struct plan *p, struct run *r, int i) {
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) return fail(STEP_PDEATHSIG, "can't set PR_SET_PDEATHSIG");
     errno = 0;
     if (getppid() != r->parent) return fail(STEP_PDEATHSIG, "parent process exited before the sandbox started");
-    if (enter_pid_namespace(r->forwarder_pid, r->spawner_pid) < 0) return -1;
+    if (enter_pid_namespace(r->forwarder_pid) < 0) return -1;
     r->parent = 1; /* from here on, our parent is the namespace's init */
+    return 0;
+  case OP_STAY:
+    /* without a pid namespace the forwarder is CMD's child once we exec: when CMD ends it
+       would wait, a zombie, for the host's init to reap it (a second or more on some) */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) return fail(STEP_PDEATHSIG, "can't set PR_SET_PDEATHSIG");
+    errno = 0;
+    if (getppid() != r->parent) return fail(STEP_PDEATHSIG, "parent process exited before the sandbox started");
+    if (stay_for_forwarder(r->forwarder_pid) < 0) return -1;
+    r->parent = getppid(); /* the launcher that stayed */
     return 0;
   case OP_EXEC:
     execvp(p->argv[0], p->argv);

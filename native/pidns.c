@@ -1,5 +1,6 @@
 /*
- * --pid-namespace: outer launcher -> init (pid 1) -> CMD. The launcher's alone: the outer
+ * --pid-namespace: outer launcher -> init (pid 1) -> CMD; without one, where there is a
+ * forwarder: launcher -> CMD, so that the forwarder is reaped with it. The launcher's alone: the outer
  * launcher and init are processes of their own that no caller returns to, and die on a
  * failure; before the fork a failure is returned like any other op's.
  */
@@ -69,6 +70,42 @@ static void mirror_status(int status) {
   _exit(128 + sig);
 }
 
+/* The launcher that stayed behind: CMD's end, once the forwarder is reaped too. */
+static void outlive(pid_t child, pid_t forwarder, int report) __attribute__((noreturn));
+static void outlive(pid_t child, pid_t forwarder, int report) {
+  int status = 0, child_status = 0;
+  ssize_t n = report >= 0 ? read_retry(report, &status, sizeof status) : 0;
+  while (waitpid(child, &child_status, 0) < 0 && errno == EINTR) {}
+  /* PDEATHSIG would end the forwarder only after we are gone: whoever waits for us
+     would find it still there */
+  if (forwarder > 0) {
+    kill(forwarder, SIGKILL);
+    while (waitpid(forwarder, NULL, 0) < 0 && errno == EINTR) {}
+  }
+  mirror_status(n == (ssize_t)sizeof status ? status : child_status);
+}
+
+/*
+ * Without a pid namespace, a sandbox with a forwarder: the launcher forks CMD's process
+ * and stays, passing signals on, so that the forwarder (its child, not CMD's) is killed
+ * and reaped the moment CMD ends. Returns in the child.
+ */
+int stay_for_forwarder(pid_t forwarder) {
+  sigset_t old;
+  block_forwarded(&old);
+  pid_t cmd = fork();
+  if (cmd < 0) {
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    return fail(STEP_FORWARD, "can't start the command");
+  }
+  if (cmd > 0) {
+    forward_signals_to(cmd, &old);
+    outlive(cmd, forwarder, -1);
+  }
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  return 0;
+}
+
 /*
  * Returns in the process that goes on to exec CMD, in a new pid namespace under a small
  * init (pid 1). CMD gets the pid the outer launcher has on the host: sandboxes that run
@@ -87,7 +124,7 @@ static void mirror_status(int status) {
  * drops CMD's) but write only when they fail themselves; the outer launcher mirrors
  * CMD's end and writes nothing, so EOF without a byte still means "CMD ran".
  */
-int enter_pid_namespace(pid_t forwarder, pid_t spawner) {
+int enter_pid_namespace(pid_t forwarder) {
   pid_t host_pid = getpid();
   if (unshare(CLONE_NEWPID) < 0) return fail(STEP_PID_NAMESPACE, "can't create a pid namespace");
   int report[2];
@@ -100,18 +137,7 @@ int enter_pid_namespace(pid_t forwarder, pid_t spawner) {
     /* outer launcher, in the caller's pid namespace: the process Vitest knows */
     close(report[1]);
     forward_signals_to(init, &old);
-    int status = 0, init_status = 0;
-    ssize_t n = read_retry(report[0], &status, sizeof status);
-    while (waitpid(init, &init_status, 0) < 0 && errno == EINTR) {}
-    /* PDEATHSIG would end the forwarder only after we are gone: whoever waits for us
-       would find it still there */
-    pid_t helpers[] = {forwarder, spawner};
-    for (int i = 0; i < 2; i++)
-      if (helpers[i] > 0) {
-        kill(helpers[i], SIGKILL);
-        while (waitpid(helpers[i], NULL, 0) < 0 && errno == EINTR) {}
-      }
-    mirror_status(n == (ssize_t)sizeof status ? status : init_status);
+    outlive(init, forwarder, report[0]);
   }
 
   /* init, pid 1 of the new namespace; forwarded signals still blocked */

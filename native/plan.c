@@ -125,6 +125,7 @@ static void plan_launch(struct plan *p) {
   add(p, OP_CHDIR, NULL, 0);
   if (p->new_session) add(p, OP_SESSION, NULL, 0);
   if (p->pid_namespace) add(p, OP_PID_NAMESPACE, NULL, 0);
+  else if (p->n_forwards > 0) add(p, OP_STAY, NULL, 0);
   add(p, OP_PDEATHSIG, NULL, 0);
   add(p, OP_EXEC, p->argv[0], 0);
 }

@@ -62,6 +62,7 @@ enum op_kind {
   OP_CHDIR,         /* the caller's cwd, resolved again in the new tree */
   OP_SESSION,       /* --new-session */
   OP_PID_NAMESPACE, /* --pid-namespace */
+  OP_STAY,          /* no pid namespace, a forwarder: the launcher waits for CMD and reaps it */
   OP_PDEATHSIG,     /* die with the caller */
   OP_EXEC,          /* -- CMD */
   OP_IN_SANDBOX,    /* --reset: refuse to run on the host */
@@ -232,7 +233,9 @@ int new_user_namespace(const struct plan *p, int with_mounts);
 int join_user_namespace(int userns_fd, int *inner_fd);
 int lock_mounts(const struct plan *p, struct run *r);
 void hold(const struct plan *p, struct run *r) __attribute__((noreturn));
-int enter_pid_namespace(pid_t forwarder, pid_t spawner);
+int enter_pid_namespace(pid_t forwarder);
+/* Returns in a child that goes on to exec CMD; this process mirrors CMD's end after reaping `forwarder`. */
+int stay_for_forwarder(pid_t forwarder);
 /* The holder's socket for network namespaces made ahead; -1 with errno if it can't be made. */
 int listen_networks(const char *path);
 /* Makes network namespaces ahead and hands each out once, until stdin's EOF; never returns. */

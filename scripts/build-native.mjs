@@ -10,6 +10,10 @@
 //                               of src/engine/launcher-path.ts on a platform without a
 //                               prebuilt binary)
 //   build-native.mjs --steps    prints src/plan/steps.ts as native/steps.h makes it
+//   build-native.mjs --sanitize OUT_DIR
+//                               this machine's launcher alone, with AddressSanitizer and
+//                               UndefinedBehaviorSanitizer, into OUT_DIR (CI runs the
+//                               launcher tests once with it: VITEST_POOL_ROOTLESS_LAUNCHER)
 //
 // Every build (but OUT_DIR's, in an installed package without sources) also writes
 // src/plan/steps.ts from the step list in native/steps.h, the one source of the table.
@@ -31,7 +35,7 @@ const source = (...files) => files.map((file) => join(root, 'native', file))
 // What each program is made of. The files the addon shares with the launcher run the same
 // steps in a worker's own process: the op loop (ops.c) and what a reset's ops call.
 const SHARED_SOURCES = ['plan.c', 'ops.c', 'fail.c', 'fdpass.c', 'mounts.c', 'loopback.c', 'reset.c', 'forward.c', 'connect.c', 'egress.c']
-const LAUNCHER_SOURCES = ['launcher.c', 'userns.c', 'pidns.c', 'networks.c', 'relay.c', 'control.c', ...SHARED_SOURCES]
+const LAUNCHER_SOURCES = ['launcher.c', 'userns.c', 'pidns.c', 'networks.c', 'relay.c', 'control.c', 'served.c', ...SHARED_SOURCES]
 const ADDON_SOURCES = ['addon.c', ...SHARED_SOURCES]
 const requireStatic = process.env.VITEST_POOL_ROOTLESS_STATIC === 'require'
 const requireTargets = process.env.VITEST_POOL_ROOTLESS_TARGETS === 'require'
@@ -42,6 +46,14 @@ const host = `${process.platform}-${process.arch}`
 
 if (process.argv[2] === '--steps') {
   process.stdout.write(stepsModule())
+  process.exit(0)
+}
+if (process.argv[2] === '--sanitize') {
+  const out = resolve(process.argv[3] ?? usage('--sanitize needs an output directory'))
+  mkdirSync(out, { recursive: true })
+  // a sanitizer's runtime is a shared library: dynamic, the C library's own compiler
+  const sanitize = ['-g', '-O1', '-fno-omit-frame-pointer', '-fsanitize=address,undefined', '-fno-sanitize-recover=all']
+  build({ name: host, cc: process.env.CC || 'cc', out }, 'launcher', [...flags, ...sanitize], null, source(...LAUNCHER_SOURCES))
   process.exit(0)
 }
 const outDir = process.argv[2]
@@ -80,6 +92,11 @@ for (const target of targets) {
     build(target, 'launcher', [...flags, '-static'], [...flags], launcher)
   }
   build(target, 'rootless.node', [...flags, '-shared', '-fPIC', '-DROOTLESS_ADDON'], null, source(...ADDON_SOURCES))
+}
+
+function usage(problem) {
+  console.error(`build-native.mjs: ${problem}. Usage: build-native.mjs [OUT_DIR | --steps | --sanitize OUT_DIR]`)
+  process.exit(2)
 }
 
 function found(cc) {

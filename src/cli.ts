@@ -1,14 +1,14 @@
 #!/usr/bin/env node
-// Only modules that touch nothing at import time are imported statically: the engine
-// (tmp-promise resolves the temp dir when it loads) is imported once TMPDIR is checked,
-// so a bad TMPDIR is a one-line error rather than a stack trace.
+// Only modules that touch nothing at import time are imported statically; the engine and
+// the doctor load once a subcommand needs them, after TMPDIR is checked, so `--help`, a
+// usage error and a bad TMPDIR answer at once, in one line.
 import { accessSync, constants, realpathSync, statSync } from 'node:fs'
-import { resolve } from 'node:path'
+import { dirname, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { RootlessEnvironmentError, RootlessOptionError, RootlessUsageError } from './plan/errors.js'
 import { packageVersion } from './engine/launcher-path.js'
 import { resolveTempDir, validateSandboxOptions, type ResolvedSandboxOptions } from './plan/options.js'
-import { cliInput, cliParseOptions, cliSpell, cliUsageLines } from './plan/option-specs.js'
+import { cliFlagTakes, cliInput, cliParseOptions, cliSpell, cliUsageLines, closestName } from './plan/option-specs.js'
 import { isInside } from './plan/paths.js'
 import { LAUNCHER_STEPS } from './plan/steps.js'
 
@@ -49,6 +49,9 @@ ${PROFILES_HELP}
   vitest-pool-rootless --version | --help
 
 ${EXAMPLE}`
+
+/** The node binary's directory (`process.execPath` is already free of symlinks). */
+const NODE_DIR = dirname(process.execPath)
 
 /** How the CLI ends: an exit status, or the signal that killed the command. */
 type Outcome = number | NodeJS.Signals
@@ -149,10 +152,19 @@ function parseSubcommand(sub: Subcommand, args: string[]): 'help' | 'version' | 
   const before = end === -1 ? tokens : tokens.slice(0, end)
   if (before.some((t) => t.kind === 'option' && t.name === 'help')) return 'help'
   if (before.some((t) => t.kind === 'option' && t.name === 'version')) return 'version'
+  const unknown = before.find((t) => t.kind === 'option' && !Object.hasOwn(options, t.name))
+  const meant = unknown?.kind === 'option' && unknown.rawName.startsWith('--') ? closestName(unknown.name, Object.keys(options)) : undefined
+  if (unknown?.kind === 'option' && meant) throw new RootlessUsageError(`Unknown option '${unknown.rawName}'; did you mean --${meant}?`)
   if (sub.command) {
     for (const token of before) {
       // an unknown option before any positional is the error to report
       if (token.kind === 'option' && !Object.hasOwn(options, token.name)) break
+      // `--keep -- true`: the flag took "--" (or the next flag) for its value, which makes
+      // the command look misplaced; what is missing is the value
+      const takes = token.kind === 'option' ? cliFlagTakes(token.name) : undefined
+      if (token.kind === 'option' && takes && !token.inlineValue && (token.value === undefined || token.value.startsWith('-'))) {
+        throw new RootlessUsageError(`${token.rawName} is missing its value: ${token.rawName} ${takes}, before "--"`)
+      }
       if (token.kind === 'positional') {
         throw new RootlessUsageError(`put the command after "--", as in: vitest-pool-rootless exec [OPTIONS] -- ${token.value} ...`)
       }
@@ -174,7 +186,9 @@ async function runExec(values: Values, command: string[]): Promise<Outcome> {
   try {
     const cwd = process.cwd()
     const env = scrubEnv(process.env, options.dropEnv)
-    const child = spawn(sandbox.launcher, [...sandbox.args({ needs: [cwd] }), '--', ...command], { stdio: 'inherit', env })
+    // the node running this CLI (nvm's, fnm's, volta's under $HOME) stays usable inside,
+    // as for a test worker: `exec --tmpfs ~ -- node --test`
+    const child = spawn(sandbox.launcher, [...sandbox.args({ needs: [cwd, NODE_DIR] }), '--', ...command], { stdio: 'inherit', env })
     // A terminal's ^C already reaches the command (same process group): stay alive for
     // its exit status, but don't deliver it twice. Other senders' signals are passed on.
     const fromTerminal = process.stdin.isTTY === true
@@ -201,7 +215,7 @@ async function runExec(values: Values, command: string[]): Promise<Outcome> {
  * status is the command's own).
  */
 function execFailureStatus(command: string, path: string | undefined, cwd: string, options: ResolvedSandboxOptions): 126 | 127 | undefined {
-  const kept = [cwd, ...options.keep]
+  const kept = [cwd, NODE_DIR, ...options.keep]
   const hidden = (file: string) => {
     const real = realpathSync(file)
     return options.tmpfs.some((t) => isInside(real, t)) && !kept.some((k) => real === k || isInside(real, k))

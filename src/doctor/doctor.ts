@@ -1,4 +1,4 @@
-import { type Check, explainFailure, staticChecks } from '../engine/machine-checks.js'
+import { type Check, probeFailureFix, staticChecks } from '../engine/machine-checks.js'
 import { validateSandboxOptions } from '../plan/options.js'
 import { prepareSandbox, runSandboxed } from '../engine/sandbox.js'
 import { launcherStep } from '../plan/steps.js'
@@ -77,7 +77,7 @@ async function probeWith(host: { port: number; downPort: number }): Promise<Chec
     const { code, stdout, stderr } = await runSandboxed(sandbox.launcher, args, [process.execPath, '-e', PROBE_SCRIPT, String(host.port), String(host.downPort)])
     if (code !== 0) {
       const step = launcherStep(code) ?? 'probe'
-      return [{ id: 'probe', title: 'live sandbox', status: 'fail', detail: `${step} failed: ${stderr.trim()}`, fix: explainFailure(step, stderr).replace(/\n\s*/g, ' ') }]
+      return [{ id: 'probe', title: 'live sandbox', status: 'fail', detail: `${step} failed: ${stderr.trim()}`, fix: probeFailureFix(step, stderr) }]
     }
     const r = JSON.parse(stdout) as ProbeResult
     const subids = sandbox.idMap.mode !== 'self'

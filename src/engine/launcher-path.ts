@@ -3,9 +3,13 @@ import { accessSync, constants, existsSync, readFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { realpathOrSelf } from '../plan/paths.js'
 
-/** The package root: dist/engine/launcher-path.js (or src/engine/…ts in tests) is two levels down. */
-export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
+/**
+ * This package's own directory, links resolved (dist/engine/launcher-path.js, or
+ * src/engine/…ts in tests, is two levels down): sandboxed entries load from it.
+ */
+export const PACKAGE_ROOT = realpathOrSelf(resolve(dirname(fileURLToPath(import.meta.url)), '..', '..'))
 
 const PLATFORM = `${process.platform}-${process.arch}`
 

@@ -89,7 +89,7 @@ export function staticChecks(inputs: DiagnoseInputs = {}): Check[] {
   const seccomp = field('Seccomp')
   checks.push(
     seccomp === '2'
-      ? { id: 'seccomp', title: 'seccomp', status: 'warn', detail: 'a seccomp filter is active (as in a Docker or Podman container); the default profiles block unshare and mount', fix: 'if the live probe fails: docker run --security-opt seccomp=unconfined --security-opt apparmor=unconfined --security-opt systempaths=unconfined' }
+      ? { id: 'seccomp', title: 'seccomp', status: 'warn', detail: 'a seccomp filter is active (as in a Docker or Podman container); the default profiles block unshare and mount', fix: 'if the live probe fails, give the container the profile `npx vitest-pool-rootless seccomp` prints: npx vitest-pool-rootless seccomp > vitest-pool-rootless.seccomp.json; docker run --security-opt seccomp=vitest-pool-rootless.seccomp.json --security-opt apparmor=unconfined --security-opt systempaths=unconfined' }
       : { id: 'seccomp', title: 'seccomp', status: 'ok', detail: seccomp === undefined ? 'unknown' : seccomp === '0' ? 'no filter' : `mode ${seccomp}` },
   )
 
@@ -179,8 +179,28 @@ export function apparmorProfile(launcher: string): string {
  * explain most machines; otherwise a hint per step.
  */
 export function explainFailure(step: string, stderr: string, checks: Check[] = staticChecks()): string {
-  const relevant = checks.filter((c) => c.status === 'fail' || (c.status === 'warn' && c.id === 'seccomp'))
+  const relevant = checksThatExplain(checks)
   if (relevant.length > 0) return relevant.map((c) => `${c.title}: ${c.detail}${c.fix ? `\n  fix: ${c.fix}` : ''}`).join('\n')
+  return stepHint(step, stderr)
+}
+
+/**
+ * The doctor's fix line for a live sandbox that failed: where a check printed above
+ * explains it (with its own fix line), a pointer to that check -- never a second "fix:"
+ * inside this one; otherwise the step's hint.
+ */
+export function probeFailureFix(step: string, stderr: string, checks: Check[] = staticChecks()): string {
+  const explained = checksThatExplain(checks).map((c) => `"${c.title}"`)
+  return explained.length > 0 ? `see ${explained.join(' and ')} above` : stepHint(step, stderr)
+}
+
+/** The static checks that explain a failed sandbox: those that fail, and a seccomp filter. */
+function checksThatExplain(checks: Check[]): Check[] {
+  return checks.filter((c) => c.status === 'fail' || (c.status === 'warn' && c.id === 'seccomp'))
+}
+
+/** What to do about a failed launcher step when no static check explains it. */
+function stepHint(step: string, stderr: string): string {
   if (step === 'unshare') {
     if (/max_user_namespaces|No space left/.test(stderr)) return 'User namespaces are switched off: sudo sysctl -w user.max_user_namespaces=15000'
     return 'The kernel refused to create a user namespace (an LSM or seccomp policy). Run `npx vitest-pool-rootless doctor` for the details.'

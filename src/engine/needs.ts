@@ -1,10 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { basename, dirname, join, sep } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { realpathOrSelf } from '../plan/paths.js'
+import { PACKAGE_ROOT } from './launcher-path.js'
 
 /** This package's own directory (dist/engine/ is two levels down): sandboxed entries load from it. */
-export const OWN_PACKAGE = realpathOrSelf(fileURLToPath(new URL('../..', import.meta.url)))
 
 /**
  * Paths any sandboxed test process reads from disk, whichever runner starts it: the
@@ -21,7 +20,7 @@ export const OWN_PACKAGE = realpathOrSelf(fileURLToPath(new URL('../..', import.
  * workspace packages a test imports live outside the project that runs.
  */
 export function sandboxNeeds(projects: readonly string[], packageDirs: readonly string[]): string[] {
-  const packages = [...packageDirs, OWN_PACKAGE].map(realpathOrSelf)
+  const packages = [...packageDirs, PACKAGE_ROOT].map(realpathOrSelf)
   const paths = [
     ...projects,
     ...packages,

@@ -1,4 +1,4 @@
-import { SandboxError } from '../plan/errors.js'
+import { RootlessEnvironmentError, SandboxError } from '../plan/errors.js'
 import { validatePoolOptions, type ResolvedPoolOptions } from '../plan/options.js'
 import { LauncherNotFoundError } from './launcher-path.js'
 import { runSettings, SandboxRun } from './run.js'
@@ -30,9 +30,9 @@ export function openRun(input: unknown, say: (message: string) => void, check?: 
 
 /**
  * Opens the run (builds one sandbox as a probe) and returns it; where the machine can't
- * build the sandbox -- not Linux, user namespaces off, no launcher and no compiler --
- * `fallback: 'unsandboxed'` turns that into `undefined` after saying once why, and the
- * caller runs the tests the ordinary way. `'error'` lets the error through, as does any
+ * build the sandbox -- not Linux, user namespaces off, no launcher and no compiler, a
+ * TMPDIR that doesn't exist -- `fallback: 'unsandboxed'` turns that into `undefined`
+ * after saying once why, and the caller runs the tests the ordinary way. `'error'` lets the error through, as does any
  * fault of the options: a mistake in the config is never a reason to run unsandboxed.
  */
 export function openOrFallBack(create: () => SandboxRun, fallback: 'error' | 'unsandboxed', say: (message: string) => void, platform: NodeJS.Platform = process.platform): SandboxRun | undefined {
@@ -44,7 +44,7 @@ export function openOrFallBack(create: () => SandboxRun, fallback: 'error' | 'un
     run.open()
     return run
   } catch (error) {
-    const machine = (error instanceof SandboxError && error.fault === 'machine') || error instanceof LauncherNotFoundError
+    const machine = (error instanceof SandboxError && error.fault === 'machine') || error instanceof LauncherNotFoundError || error instanceof RootlessEnvironmentError
     if (fallback === 'error' || !machine) throw error
     say(`${(error as Error).message}\nvitest-pool-rootless: running the tests unsandboxed instead (fallback: 'unsandboxed'): no root, no private /tmp, network or hosts.`)
     return undefined

@@ -272,8 +272,8 @@ const OPTION_STEPS: Readonly<Record<string, string>> = {
   keep: '`keep`',
   tmpfs: '`tmpfs`/`tmpfsSize`',
   hostname: '`hostname`',
-  // the node binary or the cwd is hidden under a tmpfs target
-  exec: '`tmpfs` (it hides the node binary)',
+  // the node binary's own directory is kept: what fails is what it loads (libc under /usr)
+  exec: '`tmpfs` (it hides what node needs to start)',
   chdir: '`tmpfs`/`keep` (the working directory is hidden)',
 }
 

@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process'
-import { readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { hostname, tmpdir } from 'node:os'
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { hostname } from 'node:os'
 import { join } from 'node:path'
-import { dirSync as tmpDirSync, setGracefulCleanup } from 'tmp-promise'
 import { renderHostsFile, renderNsswitch } from '../plan/hosts.js'
+import { resolveTempDir } from '../plan/option-specs.js'
 import { readHostFacts } from './host-facts.js'
 import { createIdMapPlan, type IdentityFacts, type IdMapPlan } from '../plan/idmap.js'
 import { locateAddon, locateLauncher } from './launcher-path.js'
@@ -14,8 +14,36 @@ import { findEgressHelper } from './egress.js'
 
 const STATE_PREFIX = 'vitest-pool-rootless-'
 
-// a state directory goes when the process exits, however it exits short of SIGKILL
-setGracefulCleanup()
+/** This process's state dirs not yet cleaned up: removed on exit, see `makeStateDir`. */
+const liveStateDirs = new Set<string>()
+
+/**
+ * A private (0700) state directory in the temp dir, removed when the process exits --
+ * however it exits short of SIGKILL, whose leftovers the next run removes
+ * (`removeStaleStateDirs`). Made here, not at import: a TMPDIR that doesn't exist must
+ * not break loading the package (it is reported by `resolveTempDir` when a run opens).
+ */
+function makeStateDir(tempDir: string): string {
+  if (liveStateDirs.size === 0) process.once('exit', removeLiveStateDirs)
+  const dir = mkdtempSync(join(tempDir, `${STATE_PREFIX}${process.pid}-${pidNamespace()}-`))
+  liveStateDirs.add(dir)
+  return dir
+}
+
+function removeStateDir(dir: string): void {
+  liveStateDirs.delete(dir)
+  if (liveStateDirs.size === 0) process.removeListener('exit', removeLiveStateDirs)
+  rmSync(dir, { recursive: true, force: true })
+}
+
+function removeLiveStateDirs(): void {
+  for (const dir of liveStateDirs) {
+    try {
+      rmSync(dir, { recursive: true, force: true })
+    } catch {}
+  }
+  liveStateDirs.clear()
+}
 
 /**
  * State dirs whose run was SIGKILLed (no exit handler ran) are removed by the next
@@ -23,8 +51,7 @@ setGracefulCleanup()
  * owner is provably dead go -- a pid says nothing across pid namespaces (containers
  * sharing /tmp), so dirs from another namespace are left alone.
  */
-function removeStaleStateDirs(): void {
-  const dir = tmpdir()
+function removeStaleStateDirs(dir: string): void {
   let entries: string[] = []
   try {
     entries = readdirSync(dir)
@@ -94,37 +121,40 @@ export interface PreparedSandbox {
 /**
  * Does the per-run work once: locate the launcher, decide the id maps, write the
  * hosts file into a private state directory. Each sandbox then only needs `args()`.
- * Synchronous, so a pool can prove the sandbox works while its config loads.
+ * Synchronous, so a pool can prove the sandbox works while its config loads. Throws a
+ * RootlessEnvironmentError naming TMPDIR where the temp dir can't be used (the state
+ * directory lives there even with `tmpfs: false`).
  */
 export function prepareSandbox(options: ResolvedSandboxOptions, facts: IdentityFacts = readHostFacts()): PreparedSandbox {
   // before anything is written: a missing helper is the one error of this run
   const egress = options.network === 'egress' ? findEgressHelper() : undefined
+  const tempDir = resolveTempDir()
   const launcher = locateLauncher()
   const addon = locateAddon()
   const idMap = createIdMapPlan(facts, options.subids)
-  removeStaleStateDirs()
-  const state = tmpDirSync({ prefix: `${STATE_PREFIX}${process.pid}-${pidNamespace()}-`, unsafeCleanup: true })
-  const hostsFile = join(state.name, 'hosts')
+  removeStaleStateDirs(tempDir)
+  const stateDir = makeStateDir(tempDir)
+  const hostsFile = join(stateDir, 'hosts')
   // the hostsFile's accepted lines, read and checked when the options were validated
   const base = options.hostsBase
   // the sandbox's hostname, configured or inherited, resolves to loopback: with no
   // network, nothing else would answer for it
   const hosts = renderHostsFile(options.hosts, { hostname: options.hostname ?? hostname(), base })
   writeFileSync(hostsFile, hosts, { mode: 0o644 })
-  const nsswitchFile = options.network !== 'host' ? writeNsswitch(state.name, egress ? 'files dns' : 'files') : undefined
+  const nsswitchFile = options.network !== 'host' ? writeNsswitch(stateDir, egress ? 'files dns' : 'files') : undefined
   let resolvFile: string | undefined
   if (egress) {
-    resolvFile = join(state.name, 'resolv.conf')
+    resolvFile = join(stateDir, 'resolv.conf')
     writeFileSync(resolvFile, renderEgressResolvConf(egress), { mode: 0o644 })
   }
   const fixed = { options, idMap, hostsFile, nsswitchFile, egress, resolvFile }
-  const networksSocket = join(state.name, 'networks')
+  const networksSocket = join(stateDir, 'networks')
   let cleaned = false
   return {
     launcher,
     addon,
     idMap,
-    stateDir: state.name,
+    stateDir: stateDir,
     ...(options.network !== 'host' && Buffer.byteLength(networksSocket) < UNIX_PATH_MAX ? { networksSocket } : {}),
     hostsFile,
     ...(egress ? { egress } : {}),
@@ -134,7 +164,7 @@ export function prepareSandbox(options: ResolvedSandboxOptions, facts: IdentityF
     cleanup() {
       if (cleaned) return
       cleaned = true
-      state.removeCallback()
+      removeStateDir(stateDir)
     },
   }
 }
@@ -156,19 +186,16 @@ function writeNsswitch(stateDir: string, sources: 'files' | 'files dns'): string
 }
 
 /** How a command run in a sandbox ended, with what it printed. */
-export interface SandboxedRun {
+export interface CommandResult {
   code: number | null
   signal: NodeJS.Signals | null
   stdout: string
   stderr: string
 }
 
-/**
- * Runs `command` through the launcher with `args`, from `/`, collecting its output;
- * `fds` are passed on from fd 4 (after stdio and an unused IPC slot), as for workers.
- */
-export function runSandboxed(launcher: string, args: string[], command: string[], fds: number[] = []): Promise<SandboxedRun> {
-  const child = spawn(launcher, [...args, '--', ...command], { cwd: '/', stdio: ['ignore', 'pipe', 'pipe', 'ignore', ...fds] })
+/** Runs `command` through the launcher with `args`, from `/`, collecting its output. */
+export function runSandboxed(launcher: string, args: string[], command: string[]): Promise<CommandResult> {
+  const child = spawn(launcher, [...args, '--', ...command], { cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d))

@@ -52,7 +52,7 @@ export class RootlessJestRunner {
    */
   static withOptions(options: RootlessJestOptions): typeof RootlessJestRunner {
     // validated now, so a mistake in the runner file names the option at once
-    validatePoolOptions(options)
+    saysNothingRan(() => validatePoolOptions(options))
     return class extends this {
       protected static override presetOptions = options
     }
@@ -66,7 +66,7 @@ export class RootlessJestRunner {
     const given = options !== undefined && Object.keys(options).length > 0 ? options : (new.target as typeof RootlessJestRunner).presetOptions
     // the probe: a machine that can't build the sandbox fails here, before any file
     // (or, with fallback: 'unsandboxed', runs the files with Jest's own runner)
-    this.run = openRun(given, sayOnce)?.run
+    this.run = saysNothingRan(() => openRun(given, sayOnce)?.run)
     if (!this.run) {
       this.unsandboxed = new (loadDefaultRunner(resolveTestWorker([globalConfig.rootDir])))(globalConfig, context)
       return
@@ -110,3 +110,25 @@ function sayOnce(message: string): void {
   said.add(message)
   process.stderr.write(`${message}\n`)
 }
+
+/**
+ * Runs `open` (the options' check, the probe), noting on its error that no file ran. Jest
+ * loads and creates its runners after it has started reporting, so such an error is
+ * printed after Jest's summary of no files ("Ran all test suites."); said this way, that
+ * summary isn't read as a run that happened.
+ */
+function saysNothingRan<T>(open: () => T): T {
+  try {
+    return open()
+  } catch (error) {
+    // our own errors carry their message as their stack (no trace): keep it so
+    if (error instanceof Error && error.stack === `${error.name}: ${error.message}`) {
+      error.message += `\n${NOTHING_RAN}`
+      error.stack = `${error.name}: ${error.message}`
+    }
+    throw error
+  }
+}
+
+/** The line a Jest run stopped before its first file ends with. */
+export const NOTHING_RAN = 'vitest-pool-rootless/jest: no test file ran; the summary above counts the files it would have run.'

@@ -12,6 +12,18 @@ export class RootlessOptionError extends Error {
     this.received = received
     userFacing(this)
   }
+
+  /**
+   * A key that is no option: the closest known name when there is one (a misspelling),
+   * then the known names. The value given is beside the point, so it isn't shown.
+   */
+  static unknown(key: string, received: unknown, known: readonly string[], closest?: string): RootlessOptionError {
+    const error = new RootlessOptionError(key, received, '')
+    const guess = closest === undefined ? '.' : `; did you mean \`${closest}\`?`
+    error.message = `vitest-pool-rootless: \`${key}\` is not an option${guess} The options are ${known.join(', ')}.`
+    userFacing(error)
+    return error
+  }
 }
 
 /**
@@ -26,6 +38,7 @@ export class RootlessEnvironmentError extends Error {
   constructor(variable: string, message: string) {
     super(message)
     this.variable = variable
+    userFacing(this)
   }
 }
 

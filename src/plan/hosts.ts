@@ -1,23 +1,50 @@
 /**
- * Renders the sandbox's /etc/hosts. `localhost` (127.0.0.1 and ::1) and the sandbox
- * hostname point at loopback -- with or without a `base` file, so a hosts file that
- * lacks them can't leave `localhost` unresolvable -- unless `entries` give those names
- * other addresses. User entries come first, then the defaults, then `base` (the
- * accepted lines of `hostsFile`): glibc uses the first match.
+ * Renders the sandbox's /etc/hosts. With no `base`: `entries`, then `localhost`
+ * (127.0.0.1 and ::1) and the sandbox hostname on loopback, unless `entries` name them.
+ * With a `base` (the accepted lines of `hostsFile`) the file is used instead of those
+ * defaults: it answers for every name it maps -- `localhost` and the hostname too -- and
+ * the defaults only fill in the names it leaves out, so `localhost` always resolves.
+ * `entries` win over both: their names are taken out of the base's lines. The file was
+ * given to say what names mean; a default put first would quietly overrule it (glibc
+ * takes the first match).
  */
 export function renderHostsFile(entries: Map<string, string[]>, options: { hostname?: string; base?: string } = {}): string {
+  const base = options.base === undefined ? undefined : withoutNames(options.base, new Set(entries.keys()))
+  const taken = new Set([...entries.keys(), ...(base?.names ?? [])])
   const all = new Map<string, string[]>()
   for (const [name, ips] of entries) all.set(name, ips)
   const loopback = ['127.0.0.1', '::1']
-  if (!all.has('localhost')) all.set('localhost', loopback)
-  if (options.hostname && !all.has(options.hostname.toLowerCase())) all.set(options.hostname.toLowerCase(), loopback)
+  if (!taken.has('localhost')) all.set('localhost', loopback)
+  if (options.hostname && !taken.has(options.hostname.toLowerCase())) all.set(options.hostname.toLowerCase(), loopback)
 
   // one line per name and address: grouping names on one line would make the first
   // the canonical name of the others (`getent hosts localhost` answering another name)
   const lines = ['# written by vitest-pool-rootless for this sandbox only']
   for (const [name, ips] of all) for (const ip of ips) lines.push(`${ip}\t${name}`)
-  if (options.base !== undefined) lines.push('', '# from hostsFile', options.base.trimEnd())
+  if (base !== undefined) lines.push('', '# from hostsFile', base.text.trimEnd())
   return `${lines.join('\n')}\n`
+}
+
+/**
+ * `base` (checked `IP name...` lines, comments, blank lines) without the names in
+ * `drop` (lowercase); a line left with no name goes. Also the (lowercase) names it maps.
+ */
+function withoutNames(base: string, drop: ReadonlySet<string>): { text: string; names: Set<string> } {
+  const names = new Set<string>()
+  const lines: string[] = []
+  for (const line of base.split('\n')) {
+    const content = line.replace(/#.*/, '').trim()
+    if (content === '') {
+      lines.push(line)
+      continue
+    }
+    const [ip, ...given] = content.split(/[ \t]+/)
+    const kept = given.filter((name) => !drop.has(name.toLowerCase().replace(/\.$/, '')))
+    for (const name of kept) names.add(name.toLowerCase().replace(/\.$/, ''))
+    if (kept.length === given.length) lines.push(line)
+    else if (kept.length > 0) lines.push(`${ip}\t${kept.join(' ')}`)
+  }
+  return { text: lines.join('\n'), names }
 }
 
 /**

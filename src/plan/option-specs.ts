@@ -1,7 +1,7 @@
 import { readFileSync, realpathSync, statSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { tmpdir } from 'node:os'
-import { dirname, isAbsolute, normalize } from 'node:path'
+import { isAbsolute, normalize } from 'node:path'
 import { RootlessEnvironmentError, RootlessOptionError, RootlessUsageError } from './errors.js'
 import { isInside } from './paths.js'
 import type { PoolOnlyOptions, SandboxOptions } from './options.js'
@@ -17,7 +17,6 @@ import type { PoolOnlyOptions, SandboxOptions } from './options.js'
  */
 
 /** Where an option can be given: `rootless({...})` and/or `vitest-pool-rootless exec`. */
-export type Surface = 'pool' | 'cli'
 
 /** One command-line flag of an option. */
 export type CliFlag<In> =
@@ -186,6 +185,52 @@ export function cliSpell(key: string): string {
   return flags ? `--${flags[0]!.name}` : key
 }
 
+/**
+ * How the user writes option `key` set to `value`, in the words of where it was given:
+ * `network: 'host'` and `tmpfs: false` in a config, `--network host` and `--no-tmpfs` on
+ * the command line.
+ */
+export function spellSetting(spell: (key: string) => string, key: string, value: string | boolean): string {
+  const spelt = spell(key)
+  if (!spelt.startsWith('--')) return `${spelt}: ${typeof value === 'string' ? `'${value}'` : String(value)}`
+  const flags = (OPTION_SPECS as Record<string, { cli?: readonly AnyFlag[] }>)[key]?.cli ?? []
+  const negation = flags.find((flag) => 'sets' in flag && flag.sets === value)
+  return negation ? `--${negation.name}` : `${spelt} ${value}`
+}
+
+/**
+ * The known name a mistyped one most likely meant: the same but for case, or at most
+ * two edits away (one for short names). Undefined when nothing is that close.
+ */
+export function closestName(name: string, known: readonly string[]): string | undefined {
+  const wanted = name.toLowerCase()
+  let best: { name: string; distance: number } | undefined
+  for (const candidate of known) {
+    const distance = editDistance(wanted, candidate.toLowerCase())
+    if (distance <= (wanted.length > 5 ? 2 : 1) && (!best || distance < best.distance)) best = { name: candidate, distance }
+  }
+  return best?.name
+}
+
+/** Levenshtein distance, with a swap of two neighbours counted as one edit. */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)))
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost)
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1)
+    }
+  }
+  return d[a.length]![b.length]!
+}
+
+/** What a value-taking flag takes, as its usage line names it (`--keep` → `PATH`). */
+export function cliFlagTakes(name: string): string | undefined {
+  for (const [, flags] of cliRows()) for (const flag of flags) if (flag.name === name && 'takes' in flag) return flag.takes
+  return undefined
+}
+
 /** `util.parseArgs` options for every flag in the table. */
 export function cliParseOptions(): Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> {
   const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = {}
@@ -231,11 +276,18 @@ export function cliInput(values: Record<string, string | boolean | Array<string 
   return input
 }
 
+/** `--host-port` values, checked in the command line's own terms (`INSIDE:HOST`, not `{ inside, host }`). */
 function parsePortFlags(flags: string[], option: string): Array<number | { inside: number; host: number }> {
+  const isPort = (text: string | undefined) => text === undefined || (Number(text) >= 1 && Number(text) <= 65535)
+  const seen = new Map<number, string>()
   return flags.map((flag) => {
     const match = /^(\d+)(?::(\d+))?$/.exec(flag)
-    if (!match) throw new RootlessOptionError(option, flag, 'expects PORT or INSIDE:HOST, ports from 1 to 65535')
-    return match[2] === undefined ? Number(match[1]) : { inside: Number(match[1]), host: Number(match[2]) }
+    if (!match || !isPort(match[1]) || !isPort(match[2])) throw new RootlessOptionError(option, flag, 'expects PORT or INSIDE:HOST, ports from 1 to 65535')
+    const inside = Number(match[1])
+    const earlier = seen.get(inside)
+    if (earlier !== undefined) throw new RootlessOptionError(option, flag, `expects each port inside the sandbox once (${inside} is given already, by ${option} ${earlier})`)
+    seen.set(inside, flag)
+    return match[2] === undefined ? inside : { inside, host: Number(match[2]) }
   })
 }
 
@@ -243,7 +295,7 @@ function parseHostFlags(flags: string[], option: string): Record<string, string[
   const hosts: Record<string, string[]> = {}
   for (const flag of flags) {
     const eq = flag.indexOf('=')
-    if (eq <= 0) throw new RootlessOptionError(option, flag, 'expects NAME=IP')
+    if (eq <= 0 || isIP(flag.slice(eq + 1)) === 0) throw new RootlessOptionError(option, flag, 'expects NAME=IP, with an IPv4 or IPv6 address')
     const name = flag.slice(0, eq)
     hosts[name] = [...(hosts[name] ?? []), flag.slice(eq + 1)]
   }
@@ -331,7 +383,7 @@ function validateHostPorts(value: unknown, { option }: ResolveContext): PortForw
   })
   const seen = new Set<number>()
   for (const { inside } of forwards) {
-    if (seen.has(inside)) throw new RootlessOptionError(option, value, `expects each port inside the sandbox once, got ${inside} twice`)
+    if (seen.has(inside)) throw new RootlessOptionError(option, value, `expects each port inside the sandbox once (${inside} is given twice)`)
     seen.add(inside)
   }
   return forwards
@@ -353,6 +405,7 @@ const SYSTEM_DIRS: ReadonlyArray<[string, string]> = [
   ['/dev', 'device nodes such as /dev/null and /dev/urandom that programs open'],
   ['/proc', 'the process information node and the sandbox itself read'],
   ['/sys', 'the kernel and device information programs read'],
+  ['/usr', 'the programs and libraries node and every command load'],
 ]
 
 /**
@@ -374,10 +427,23 @@ export function resolveTempDir(): string {
   return real
 }
 
-function validateTmpfs(value: unknown, { option }: ResolveContext): string[] {
+/**
+ * The temp dir for validation: resolved, or as given where it can't be. A TMPDIR that
+ * doesn't exist is the environment's fault, not the options': the run reports it when it
+ * opens (`prepareSandbox`), where `fallback: 'unsandboxed'` can still run the tests.
+ */
+function tempDirAsGiven(): string {
+  try {
+    return resolveTempDir()
+  } catch (error) {
+    if (error instanceof RootlessEnvironmentError) return normalize(tmpdir())
+    throw error
+  }
+}
+
+function validateTmpfs(value: unknown, { option, spell }: ResolveContext): string[] {
   if (value === false) return []
   if (Array.isArray(value) && value.length > MAX_TMPFS) throw new RootlessOptionError(option, value, `expects at most ${MAX_TMPFS} directories`)
-  const nodeDir = dirname(realpathSync(process.execPath))
   const paths = validateList(value, option, (p, name) => {
     // mount(2) follows symlinks; compare what it will really cover
     const path = realpathSync(existingPath(p, name, 'directory'))
@@ -386,18 +452,15 @@ function validateTmpfs(value: unknown, { option }: ResolveContext): string[] {
       if (path === dir || isInside(dir, path)) throw new RootlessOptionError(option, p, `expects directories that don't hide ${dir} (${why})`)
     }
     if (isInside('/etc/hosts', path)) throw new RootlessOptionError(option, p, "expects directories that don't contain /etc/hosts (the sandbox's private hosts file would be hidden)")
-    if (path === nodeDir || isInside(nodeDir, path)) {
-      throw new RootlessOptionError(option, p, `expects directories that don't hide the node binary's directory ${nodeDir} (node could not start in the sandbox)`)
-    }
     return path
   })
   // the temp dir always gets a tmpfs (resolved last: a bad entry is the first thing to report)
-  const temp = resolveTempDir()
+  const temp = tempDirAsGiven()
   const unique = [...new Set([temp, ...paths])]
   for (const a of unique) {
     const outer = unique.find((b) => b !== a && isInside(a, b))
     if (!outer) continue
-    const note = a === temp || outer === temp ? `; ${temp} is the temp dir, which always gets a tmpfs unless tmpfs is off` : ''
+    const note = a === temp || outer === temp ? `; ${temp} is the temp dir, which always gets a tmpfs unless ${spellSetting(spell, 'tmpfs', false)}` : ''
     throw new RootlessOptionError(option, value, `expects directories that don't contain each other (${a} is inside ${outer}: one tmpfs would hide the other${note})`)
   }
   return unique

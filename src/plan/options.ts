@@ -1,7 +1,7 @@
 import { tmpdir } from 'node:os'
 import { RootlessOptionError } from './errors.js'
 import { isInside } from './paths.js'
-import { OPTION_SPECS, POOL_ONLY_SPECS, SANDBOX_SPECS, isPlainObject, type OptionKey, type ResolveContext } from './option-specs.js'
+import { OPTION_SPECS, POOL_ONLY_SPECS, SANDBOX_SPECS, closestName, isPlainObject, spellSetting, type OptionKey, type ResolveContext } from './option-specs.js'
 
 export { resolveTempDir } from './option-specs.js'
 
@@ -19,8 +19,9 @@ export interface SandboxOptions {
    */
   hosts?: Record<string, string | readonly string[]>
   /**
-   * An absolute path to a hosts file whose entries are added after the defaults; `hosts`
-   * entries and `localhost` still take precedence. Read (and checked) when the options
+   * An absolute path to a hosts file used instead of the defaults: the names it maps
+   * (`localhost` and the hostname too) resolve as it says; the defaults fill in only what
+   * it leaves out, and `hosts` entries win over both. Read (and checked) when the options
    * are validated; lines that are not `IP name...` are dropped with a warning.
    */
   hostsFile?: string
@@ -34,8 +35,9 @@ export interface SandboxOptions {
    * Absolute paths of existing directories that get a private, empty tmpfs, in addition
    * to the temp dir (`os.tmpdir()`), which always gets one. `false` for none at all (the
    * temp dir is then shared with the host, and a warning says so). Paths the worker
-   * needs under them (project, node, cwd) stay visible. `/`, `/dev`, `/proc`, `/sys`,
-   * `/etc` and the node binary's directory (or anything containing them) are refused.
+   * needs under them (project, node_modules, the node binary's directory, cwd) stay
+   * visible, so a home directory holding nvm's node can be one. `/`, `/dev`, `/proc`,
+   * `/sys`, `/usr` and `/etc/hosts` (or anything containing them) are refused.
    * @default []
    */
   tmpfs?: readonly string[] | false
@@ -171,26 +173,19 @@ export function validatePoolOptions(input: unknown): ResolvedPoolOptions {
  * `hostsFile` for the pool, `--hosts-file` for the CLI), the value received, and what
  * was expected.
  */
-export function validateSandboxOptions(
-  input: unknown,
-  spell: (key: string) => string = (key) => key,
-  allowedKeys: readonly string[] = SANDBOX_OPTION_KEYS,
-): ResolvedSandboxOptions {
-  return resolveOptions(input, allowedKeys.filter((key): key is keyof SandboxOptions => key in SANDBOX_SPECS), spell, allowedKeys)
+export function validateSandboxOptions(input: unknown, spell: (key: string) => string = (key) => key): ResolvedSandboxOptions {
+  return resolveOptions(input, SANDBOX_OPTION_KEYS, spell)
 }
 
 function resolveOptions(
   input: unknown,
   keys: readonly OptionKey[],
   spell: (key: string) => string,
-  known: readonly string[] = keys,
 ): ResolvedSandboxOptions {
   if (input === undefined) input = {}
   if (!isPlainObject(input)) throw new RootlessOptionError('options', input, 'expects an object of options')
   for (const key of Object.keys(input)) {
-    if (!known.includes(key)) {
-      throw new RootlessOptionError(key, input[key], `is not an option; known options are ${known.map(spell).join(', ')}`)
-    }
+    if (!(keys as readonly string[]).includes(key)) throw RootlessOptionError.unknown(key, input[key], keys.map(spell), closestName(key, keys))
   }
   const warnings: string[] = []
   const derived: { hostsBase?: string } = {}
@@ -224,9 +219,11 @@ function crossChecks(options: ResolvedSandboxOptions, input: Record<string, unkn
     }
   }
   if (options.hostPorts.length > 0 && options.network === 'host') {
-    throw new RootlessOptionError(spell('hostPorts'), input.hostPorts, "can't be used with network: 'host', where every host port is reachable already; use network: 'isolated' or 'egress'")
+    throw new RootlessOptionError(spell('hostPorts'), input.hostPorts, `can't be used with ${spellSetting(spell, 'network', 'host')}, where every host port is reachable already; use ${spellSetting(spell, 'network', 'isolated')} or ${spellSetting(spell, 'network', 'egress')}`)
   }
-  if (input.tmpfs === false) {
-    options.warnings.push(`vitest-pool-rootless: no private temp dir (tmpfs is off): the temp dir ${tmpdir()} is shared with the host -- what tests write there is visible outside and stays after the run`)
+  // on the command line, --no-tmpfs is asked for by name (often to remove what a test left
+  // in the project, as the runner suggests): only a test run gets the warning
+  if (input.tmpfs === false && !spell('tmpfs').startsWith('--')) {
+    options.warnings.push(`vitest-pool-rootless: no private temp dir (tmpfs: false): the temp dir ${tmpdir()} is shared with the host -- what tests write there is visible outside and stays after the run`)
   }
 }

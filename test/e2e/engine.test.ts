@@ -1,10 +1,10 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { appendFileSync, readdirSync, statSync } from 'node:fs'
+import { appendFileSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { beforeAll, expect, inject, it } from 'vitest'
 import { copyFixture, prepareConsumer, type Consumer } from '../support/consumer.js'
 import { runVitest } from '../support/vitest-run.js'
-import { describeSandbox } from '../support/sandbox.js'
+import { describeSandbox, homeWithNode } from '../support/sandbox.js'
 
 /** Open fds and live child processes of `pid`. */
 function resources(pid: number): { fds: number; children: number } {
@@ -108,6 +108,33 @@ for (const major of [4, 5] as const) {
       expect(output).toMatch(/Tests\s+1 passed \| 1 skipped/)
       expect(output.match(/running the tests unsandboxed instead \(fallback: 'unsandboxed'\)/g)?.length, output).toBe(1)
       expect(output).toContain('max_user_namespaces')
+    })
+
+    it("tmpfs on a directory that holds the node binary (nvm's under $HOME): the probe and the workers keep node's directory", async () => {
+      const root = copyFixture(consumer, 'node-under-tmpfs')
+      const { home, node, secret } = homeWithNode(consumer.node)
+      try {
+        const run = await runVitest({ ...consumer, node }, root, { env: { E2E_HOME: home, E2E_SECRET: secret } })
+        expect(run.code, run.output).toBe(0)
+        expect(run.output).toMatch(/Tests\s+1 passed/)
+      } finally {
+        rmSync(home, { recursive: true, force: true })
+      }
+    })
+
+    it("a TMPDIR that doesn't exist: the package imports, the run stops with the one TMPDIR message; with fallback: 'unsandboxed' it runs unsandboxed", async () => {
+      const root = copyFixture(consumer, 'fallback')
+      const tmp = join(root, 'no-such-tmp')
+      const message = `TMPDIR=${tmp}: the temp dir can't be used (ENOENT: no such file or directory); set TMPDIR to an existing directory`
+      const stopped = await runVitest(consumer, root, { env: { TMPDIR: tmp } })
+      expect(stopped.code, stopped.output).toBe(1)
+      expect(stopped.output.split(message).length - 1, stopped.output).toBe(1)
+      expect(stopped.output).not.toMatch(/lstat|^\s+at /m)
+      const unsandboxed = await runVitest(consumer, root, { env: { TMPDIR: tmp, E2E_FALLBACK: 'unsandboxed', E2E_EXPECT_SANDBOXED: '0' } })
+      expect(unsandboxed.code, unsandboxed.output).toBe(0)
+      expect(unsandboxed.output).toMatch(/Tests\s+1 passed \| 1 skipped/)
+      expect(unsandboxed.output.split(message).length - 1, unsandboxed.output).toBe(1)
+      expect(unsandboxed.output).toContain("running the tests unsandboxed instead (fallback: 'unsandboxed')")
     })
 
     it('with user namespaces switched off: exactly one error block with the cause and the fix, nothing blaming Vitest', async () => {

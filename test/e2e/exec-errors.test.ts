@@ -101,8 +101,11 @@ describe('vitest-pool-rootless exec: bad input', () => {
     [['--hostname', 'a/b'], 'option `--hostname` expects 1 to 64 letters'],
     [['--tmpfs', '/nonexistent-dir'], 'option `--tmpfs` expects an existing directory, but nothing is there, got "/nonexistent-dir"'],
     [['--tmpfs-size', '123bogus'], 'option `--tmpfs-size` expects a size like "512m", "2g", "50%" or a number of bytes of at least 4096, got "123bogus"'],
-    [['--host', 'api.test=nope'], 'option `--host` expects "api.test" to map to an IPv4/IPv6 address'],
-    [['--host', 'no-equals-sign'], 'option `--host` expects NAME=IP, got "no-equals-sign"'],
+    [['--host', 'api.test=nope'], 'option `--host` expects NAME=IP, with an IPv4 or IPv6 address, got "api.test=nope"'],
+    [['--host', 'no-equals-sign'], 'option `--host` expects NAME=IP, with an IPv4 or IPv6 address, got "no-equals-sign"'],
+    [['--host-port', '70000'], 'option `--host-port` expects PORT or INSIDE:HOST, ports from 1 to 65535, got "70000"'],
+    [['--host-port', '5432:0'], 'option `--host-port` expects PORT or INSIDE:HOST, ports from 1 to 65535, got "5432:0"'],
+    [['--host-port', '80', '--network', 'host'], "option `--host-port` can't be used with --network host, where every host port is reachable already; use --network isolated"],
     [['--network', 'bridge'], 'option `--network` expects one of "isolated", "host", got "bridge"'],
     [['--hostname', 'a...'], 'option `--hostname` expects 1 to 64 letters'],
     [['--hosts-file', '/proc/self/mem'], 'option `--hosts-file` expects a readable file, but reading it failed (EIO: i/o error), got "/proc/self/mem"'],
@@ -116,5 +119,20 @@ describe('vitest-pool-rootless exec: bad input', () => {
     expect(r.stderr.trim()).toMatch(/^vitest-pool-rootless exec: option `/)
     expect(r.stderr.trim()).toContain(message)
     expect(r.stderr.trim().split('\n')).toHaveLength(1)
+    // the command line's words, not the config's
+    expect(r.stderr).not.toMatch(/\{ inside, host \}|network: '/)
+  })
+
+  it.each([
+    [['--keep', '--', 'true'], '--keep is missing its value: --keep PATH, before "--"'],
+    [['--keep'], '--keep is missing its value: --keep PATH, before "--"'],
+    [['--tmpfs', '--keep', '/x', '--', 'true'], '--tmpfs is missing its value: --tmpfs PATH, before "--"'],
+    [['--host-ports', '80', '--', 'true'], "Unknown option '--host-ports'; did you mean --host-port?"],
+    [['--tmpfs-sise', '1g', '--', 'true'], "Unknown option '--tmpfs-sise'; did you mean --tmpfs-size?"],
+  ])('%j says what is wrong with the flags, not where the command goes', (args, message) => {
+    const r = cli('exec', ...args)
+    expect(r.status).toBe(2)
+    expect(r.stderr.split('\n')[0]).toBe(`vitest-pool-rootless exec: ${message}`)
+    expect(r.stderr).not.toContain('put the command after')
   })
 })

@@ -1,11 +1,11 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { homedir, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { isInside } from '../../src/plan/paths.js'
-import { CLI, LAUNCHER, ROOT, describeSandbox, exec, mountTable, subidRangesOf } from '../support/sandbox.js'
+import { CLI, LAUNCHER, ROOT, describeSandbox, exec, homeWithNode, mountTable, subidRangesOf } from '../support/sandbox.js'
 
 const uid = process.geteuid!()
 const node = process.execPath
@@ -114,6 +114,19 @@ describeSandbox('vitest-pool-rootless exec', () => {
       expect(existsSync(join(project, 'inside.txt'))).toBe(true)
     } finally {
       rmSync(project, { recursive: true, force: true })
+    }
+  })
+
+  it("keeps the node binary's directory when a --tmpfs holds it (nvm's node under $HOME), and hides the rest", () => {
+    const { home, node, secret } = homeWithNode(process.execPath)
+    try {
+      const script = `console.log(require('fs').existsSync(${JSON.stringify(secret)}), process.execPath)`
+      const r = spawnSync(node, [CLI, 'exec', '--tmpfs', home, '--', node, '-e', script], { encoding: 'utf8', cwd: ROOT, timeout: 30_000 })
+      expect(r.stderr).toBe('')
+      expect(r.stdout).toBe(`false ${node}\n`)
+      expect(r.status).toBe(0)
+    } finally {
+      rmSync(home, { recursive: true, force: true })
     }
   })
 
@@ -256,11 +269,16 @@ describeSandbox('vitest-pool-rootless exec', () => {
     }
   })
 
-  it('warns once that the temp dir is shared with --no-tmpfs', () => {
-    const r = exec(['--no-tmpfs'], ['true'])
-    expect(r.status).toBe(0)
-    expect(r.stderr.match(/no private temp dir/g)).toHaveLength(1)
-    expect(r.stderr).toContain('is shared with the host')
+  it('shares the host temp dir with --no-tmpfs, asked for by name: no warning', () => {
+    const file = join(tmpdir(), `vpr-no-tmpfs-${process.pid}`)
+    try {
+      const r = exec(['--no-tmpfs'], ['sh', '-c', `echo shared > ${file}`])
+      expect(r.status).toBe(0)
+      expect(r.stderr).toBe('')
+      expect(readFileSync(file, 'utf8')).toBe('shared\n')
+    } finally {
+      rmSync(file, { force: true })
+    }
   })
 
   it('warns about a --keep path outside every tmpfs', () => {
@@ -279,6 +297,21 @@ describeSandbox('vitest-pool-rootless exec', () => {
       expect(r.stdout).toMatch(/^127\.0\.0\.1\s/m)
       expect(r.stdout).toMatch(/^::1\s/m)
       expect(r.stdout).toMatch(/^10\.1\.2\.3\s/m)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('uses a --hosts-file instead of the defaults: its own address for the hostname stands, and --host wins over it', () => {
+    const dir = mkdtempSync(join(ROOT, '.vpr-hosts-'))
+    try {
+      const file = join(dir, 'hosts')
+      writeFileSync(file, '10.20.30.40 file-box\n10.0.0.1 db.example.test other.example.test\n')
+      const names = ['file-box', 'db.example.test', 'other.example.test', 'localhost']
+      const script = `Promise.all(${JSON.stringify(names)}.map((n) => require('dns').promises.lookup(n, { all: true }))).then((r) => console.log(JSON.stringify(r.map((a) => a.map((x) => x.address).sort()))))`
+      const r = exec(['--hostname', 'file-box', '--hosts-file', file, '--host', 'db.example.test=10.9.8.7'], [node, '-e', script])
+      expect(r.stderr).toBe('')
+      expect(JSON.parse(r.stdout)).toEqual([['10.20.30.40'], ['10.9.8.7'], ['10.0.0.1'], ['127.0.0.1', '::1'].sort()])
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }

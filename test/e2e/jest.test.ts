@@ -1,9 +1,10 @@
 import { spawnSync } from 'node:child_process'
-import { appendFileSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { appendFileSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, afterEach, beforeAll, expect, inject, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest'
+import { NOTHING_RAN } from '../../src/jest/runner.js'
 import { copyFixture, prepareJestConsumer, type JestConsumer } from '../support/consumer.js'
 import { runJest, startJest } from '../support/jest-run.js'
 import { expectNoLeftovers, releaseNamespaces, snapshotLeftovers } from '../support/leftovers.js'
@@ -223,14 +224,58 @@ for (const major of [30, 29] as const) {
 
     it.each([
       [{ hostname: 'not/a/hostname' }, 'option `hostname` expects 1 to 64 letters'],
-      [{ tmpfs: ['/usr'] }, "option `tmpfs` expects directories that don't hide the node binary's directory"],
-      [{ bogus: 1 }, 'option `bogus` is not an option; known options are hosts, hostsFile'],
+      [{ tmpfs: ['/usr'] }, "option `tmpfs` expects directories that don't hide /usr"],
+      [{ hostport: [5432] }, '`hostport` is not an option; did you mean `hostPorts`? The options are hosts, hostsFile'],
     ])('refuses bad runner options %j before any file runs, in the words rootless() uses', async (options, text) => {
       const root = copyFixture(consumer, 'jest-options')
       const run = await runJest(consumer, root, { env: { E2E_OPTIONS: JSON.stringify(options) } })
       expect(run.code, run.output).toBe(1)
       expect(run.output.split(text).length - 1, run.output).toBe(1)
       expect(run.output).not.toMatch(/PASS|FAIL|    at /)
+      // Jest prints its summary of no files before a runner's error: the error says none ran
+      expect(run.output.split(NOTHING_RAN).length - 1, run.output).toBe(1)
+      expect(run.output.indexOf(NOTHING_RAN)).toBeGreaterThan(run.output.indexOf(text))
+    })
+
+    describe("the README's Jest configs, as written", () => {
+      const blocks = readmeJsBlocks()
+      const first = blocks.find((b) => b.startsWith('// jest.config.js'))!
+      const runnerFile = blocks.find((b) => b.startsWith('// rootless-runner.cjs'))!
+      const pointsAtRunnerFile = blocks.find((b) => b.startsWith('// jest.config.js') && b.includes("'<rootDir>/rootless-runner.cjs'"))!
+      const arrayForm = blocks.find((b) => b.startsWith('// jest.config.js') && b.includes("runner: ['vitest-pool-rootless/jest'"))!
+
+      /** The jest-options fixture with `files` written over its config. */
+      async function runWith(files: Record<string, string>) {
+        const root = copyFixture(consumer, 'jest-options')
+        for (const [name, text] of Object.entries(files)) writeFileSync(join(root, name), text)
+        return runJest(consumer, root)
+      }
+
+      it('the first snippet (the defaults) runs on every supported Jest', async () => {
+        expect(first).toMatch(/every Jest 30/)
+        const run = await runWith({ 'jest.config.js': first })
+        expect(run.code, run.output).toBe(0)
+        expect(run.output).toMatch(/Tests:\s+3 passed, 3 total/)
+      })
+
+      it('options through the runner file run on every supported Jest', async () => {
+        expect(runnerFile).toMatch(/every supported Jest/)
+        const run = await runWith({ 'jest.config.js': pointsAtRunnerFile, 'rootless-runner.cjs': runnerFile })
+        expect(run.code, run.output).toBe(0)
+        expect(run.output).toMatch(/Tests:\s+3 passed, 3 total/)
+      })
+
+      it(`the array form is marked with the Jest it needs, and ${major === 30 ? 'runs on' : 'is refused by'} Jest ${major}`, async () => {
+        expect(arrayForm).toContain('Jest >= 30.4.1 only')
+        const run = await runWith({ 'jest.config.js': arrayForm })
+        if (major === 30) {
+          expect(run.code, run.output).toBe(0)
+          expect(run.output).toMatch(/Tests:\s+3 passed, 3 total/)
+        } else {
+          expect(run.code, run.output).not.toBe(0)
+          expect(run.output).toContain('Validation Error')
+        }
+      })
     })
 
     /** Runs the fixture's Jest where user namespaces are switched off (a user namespace of its own, max 0). */
@@ -279,3 +324,10 @@ for (const major of [30, 29] as const) {
     })
   })
 }
+
+/** The README's js code blocks, in order. */
+function readmeJsBlocks(): string[] {
+  const readme = readFileSync(join(import.meta.dirname, '..', '..', 'README.md'), 'utf8')
+  return [...readme.matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]!)
+}
+

@@ -47,6 +47,17 @@ export function definePoolSuite(major: 3 | 4 | 5): void {
       expect(forks.code).not.toBe(0)
     })
 
+    it("starts a test's worker threads as under forks: nothing of ours in their execArgv or NODE_OPTIONS", async () => {
+      const root = copyFixture(consumer, 'worker-threads')
+      const started = (output: string) => /thread started with (.*)/.exec(output)?.[1]
+      const rootless = await runVitest(consumer, root)
+      expect(rootless.code, rootless.output).toBe(0)
+      const forks = await runVitest(consumer, root, { env: { E2E_POOL: 'forks' } })
+      expect(forks.code, forks.output).toBe(0)
+      expect(started(rootless.output), rootless.output).toBeDefined()
+      expect(started(rootless.output)).toBe(started(forks.output))
+    })
+
     it('reports a worker that exits or is killed, by file and code or signal, and runs the rest', async () => {
       const root = copyFixture(consumer, 'crashes')
       const before = snapshotLeftovers(consumer)

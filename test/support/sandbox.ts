@@ -1,7 +1,7 @@
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { copyFileSync, linkSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { userInfo } from 'node:os'
-import { join, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { describe, it } from 'vitest'
 import { locateLauncher } from '../../src/engine/launcher-path.js'
 
@@ -74,4 +74,26 @@ export function mountTable(): string[] {
     .split('\n')
     .map((line) => line.split(' ').slice(3, 5).join(' '))
     .sort()
+}
+
+/**
+ * A home directory outside the temp dir with `node` where nvm puts it
+ * (`.nvm/versions/node/vX/bin/node`, a hard link, or a copy across file systems) and a
+ * file beside it that a tmpfs on the home must hide: a teammate's machine whose node
+ * lives under the directory a test hides.
+ */
+export function homeWithNode(node: string): { home: string; node: string; secret: string } {
+  const parent = join(ROOT, '.e2e')
+  mkdirSync(parent, { recursive: true })
+  const home = mkdtempSync(join(parent, 'home-'))
+  const linked = join(home, '.nvm', 'versions', 'node', 'v0.0.0', 'bin', 'node')
+  mkdirSync(dirname(linked), { recursive: true })
+  try {
+    linkSync(node, linked)
+  } catch {
+    copyFileSync(node, linked)
+  }
+  const secret = join(home, 'secret.txt')
+  writeFileSync(secret, 'hidden by the tmpfs\n')
+  return { home, node: linked, secret }
 }

@@ -71,36 +71,38 @@ describe('renderHostsFile', () => {
     expect(text.startsWith(`${HEADER}\n`)).toBe(true)
   })
 
-  it('appends the base file after user entries and localhost', () => {
-    const base = '127.0.0.1\tlocalhost\n10.0.0.1\tdb\n\n\n'
+  it('uses the base file instead of the defaults: it answers for localhost when it names it, and user entries win over it', () => {
+    const base = '127.0.0.1\tlocalhost\n10.0.0.1\tdb db.internal\n\n\n'
     const text = renderHostsFile(new Map([['db', ['10.9.9.9']]]), { base })
-    expect(text).toBe(`${HEADER}\n10.9.9.9\tdb\n127.0.0.1\tlocalhost\n::1\tlocalhost\n\n# from hostsFile\n127.0.0.1\tlocalhost\n10.0.0.1\tdb\n`)
-    // user entry first: glibc takes the first match, so it wins over the base's db
-    expect(text.indexOf('10.9.9.9\tdb')).toBeLessThan(text.indexOf('10.0.0.1\tdb'))
+    expect(text).toBe(`${HEADER}\n10.9.9.9\tdb\n\n# from hostsFile\n127.0.0.1\tlocalhost\n10.0.0.1\tdb.internal\n`)
   })
 
   it('keeps localhost on IPv4 and IPv6 loopback when the base file lacks it', () => {
     const text = renderHostsFile(new Map(), { base: '192.168.0.1 router' })
-    expect(entries(text).slice(0, 2)).toEqual([
+    expect(entries(text)).toEqual([
       ['127.0.0.1', 'localhost'],
       ['::1', 'localhost'],
+      ['192.168.0.1', 'router'],
     ])
   })
 
-  it('puts localhost before a base file that maps it elsewhere (glibc takes the first match)', () => {
-    const text = renderHostsFile(new Map(), { base: '10.1.1.1 localhost' })
-    expect(text.indexOf('127.0.0.1\tlocalhost')).toBeLessThan(text.indexOf('10.1.1.1 localhost'))
+  it("lets the base file's own addresses for localhost and the hostname stand, with no default before them", () => {
+    const text = renderHostsFile(new Map(), { hostname: 'box', base: '10.1.1.1 localhost\n# the Debian way\n127.0.1.1 Box' })
+    expect(entries(text)).toEqual([
+      ['10.1.1.1', 'localhost'],
+      ['127.0.1.1', 'Box'],
+    ])
   })
 
-  it('still lets a user entry replace localhost when there is a base file', () => {
-    const text = renderHostsFile(new Map([['localhost', ['10.0.0.9']]]), { base: '192.168.0.1 router' })
+  it('still lets a user entry replace localhost when there is a base file, dropping a base line left with no name', () => {
+    const text = renderHostsFile(new Map([['localhost', ['10.0.0.9']]]), { base: '127.0.0.1 localhost\n192.168.0.1 router' })
     expect(entries(text)).toEqual([
       ['10.0.0.9', 'localhost'],
       ['192.168.0.1', 'router'],
     ])
   })
 
-  it('still puts the hostname on loopback before the base file', () => {
+  it('puts the hostname on loopback when the base file does not name it', () => {
     const text = renderHostsFile(new Map(), { hostname: 'box', base: '192.168.0.1 router' })
     expect(text).toBe(`${HEADER}\n127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.0.1\tbox\n::1\tbox\n\n# from hostsFile\n192.168.0.1 router\n`)
   })

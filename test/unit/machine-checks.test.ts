@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { explainFailure, staticChecks, type Check } from '../../src/engine/machine-checks.js'
+import { explainFailure, probeFailureFix, staticChecks, type Check } from '../../src/engine/machine-checks.js'
 import { createIdMapPlan } from '../../src/plan/idmap.js'
 
 const HEALTHY: Record<string, string> = {
@@ -68,11 +68,21 @@ describe('doctor checks on a fake /proc and /etc', () => {
     expect(c.fix).toMatch(/profile vitest-pool-rootless \/\S+launcher flags=\(unconfined\) \{ userns, \}/)
   })
 
-  it('warns about a seccomp filter with the Docker options', () => {
+  it("warns about a seccomp filter with the Docker options, recommending the profile `seccomp` prints (as the README does), not seccomp=unconfined", () => {
     const c = check(staticChecks({ root: fakeRoot({ 'proc/self/status': 'NoNewPrivs:\t0\nSeccomp:\t2\n' }), uid: 1000 }), 'seccomp')
     expect(c.status).toBe('warn')
-    expect(c.fix).toContain('--security-opt seccomp=unconfined')
+    expect(c.fix).toContain('npx vitest-pool-rootless seccomp > vitest-pool-rootless.seccomp.json')
+    expect(c.fix).toContain('--security-opt seccomp=vitest-pool-rootless.seccomp.json')
     expect(c.fix).toContain('--security-opt systempaths=unconfined')
+    expect(c.fix).not.toContain('seccomp=unconfined')
+  })
+
+  it("the live sandbox's fix points at the check above that explains it, with no second \"fix:\" inside", () => {
+    const checks = staticChecks({ root: fakeRoot({ 'proc/self/status': 'NoNewPrivs:\t0\nSeccomp:\t2\n' }), uid: 1000 })
+    const fix = probeFailureFix('unshare', 'vitest-pool-rootless: unshare: Operation not permitted', checks)
+    expect(fix).toBe('see "seccomp" above')
+    // nothing above explains it: the step's own hint
+    expect(probeFailureFix('uid-map', '', [])).toContain('subids: false')
   })
 
   it('warns about NoNewPrivs for a normal user', () => {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { openOrFallBack } from '../../src/engine/open-run.js'
 import { LauncherNotFoundError } from '../../src/engine/launcher-path.js'
 import type { SandboxRun } from '../../src/engine/run.js'
-import { SandboxError } from '../../src/plan/errors.js'
+import { RootlessEnvironmentError, SandboxError } from '../../src/plan/errors.js'
 
 /** A run whose probe does what `probe` says. */
 function fakeRun(probe: () => void): () => SandboxRun {
@@ -28,6 +28,7 @@ describe("fallback: where the machine can't build the sandbox", () => {
     ['no user namespaces', machine, 'linux'],
     ['no launcher and no compiler', new LauncherNotFoundError('vitest-pool-rootless: no launcher binary for linux-riscv64'), 'linux'],
     ['not Linux at all', undefined, 'darwin'],
+    ['a TMPDIR that does not exist', new RootlessEnvironmentError('TMPDIR', "vitest-pool-rootless: TMPDIR=/nonexistent: the temp dir can't be used (ENOENT: no such file or directory); set TMPDIR to an existing directory"), 'linux'],
   ] as const)("'unsandboxed' says once why (%s) and gives no run", (_, error, platform) => {
     const said: string[] = []
     const run = openOrFallBack(fakeRun(() => { if (error) throw error }), 'unsandboxed', (m) => said.push(m), platform)

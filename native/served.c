@@ -1,0 +1,108 @@
+/*
+ * Which TCP ports something listens on in the forwarder's network (the host's), for the
+ * control protocol's 'Q'. Asked of the kernel's socket tables, not by connecting: a test
+ * connection would reach the service (a server that greets first gets reset), and a busy
+ * machine can make a connect look like no answer.
+ *
+ * Read once per round of questions (a start or a reset asks about every port before
+ * anything else), through sock_diag(7) for listening sockets only: the kernel walks just
+ * its listening hash, about 0.1 ms. /proc/net/tcp{,6}, the fallback where netlink is
+ * refused, walks every bucket of the established hash too: 10-30 ms a read on a host
+ * with much memory, whatever few sockets it holds.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "forwarder.h"
+
+#define TCP_LISTEN_STATE 10 /* TCP_LISTEN of the kernel's tcp_states.h */
+
+static uint8_t served[65536 / 8];
+static int served_known;  /* the tables were read for this round */
+static int tables_read;   /* ...and could be: where they can't, every port counts as served */
+
+static void mark(unsigned long port) {
+  if (port > 0 && port < 65536) served[port / 8] |= (uint8_t)(1u << (port % 8));
+}
+
+/* The listening TCP sockets of `family`, by sock_diag; -1 where it can't be asked. */
+static int read_diag(int family) {
+  int s = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (s < 0) return -1;
+  struct {
+    struct nlmsghdr h;
+    struct inet_diag_req_v2 r;
+  } req = {
+      .h = {.nlmsg_len = sizeof req, .nlmsg_type = SOCK_DIAG_BY_FAMILY, .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP},
+      .r = {.sdiag_family = (uint8_t)family, .sdiag_protocol = IPPROTO_TCP, .idiag_states = 1u << TCP_LISTEN_STATE},
+  };
+  int rc = send(s, &req, sizeof req, 0) == (ssize_t)sizeof req ? 0 : -1;
+  /* aligned for the headers read from it */
+  static union { struct nlmsghdr h; char bytes[32768]; } buf;
+  for (int done = 0; rc == 0 && !done;) {
+    ssize_t n;
+    do n = recv(s, buf.bytes, sizeof buf.bytes, 0); while (n < 0 && errno == EINTR);
+    if (n <= 0) rc = -1;
+    for (struct nlmsghdr *h = &buf.h; rc == 0 && !done && NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+      if (h->nlmsg_type == NLMSG_DONE) done = 1;
+      else if (h->nlmsg_type == NLMSG_ERROR || h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg))) rc = -1;
+      else mark(ntohs(((const struct inet_diag_msg *)NLMSG_DATA(h))->id.idiag_sport));
+    }
+  }
+  close(s);
+  return rc;
+}
+
+/* The same from /proc/self/net/tcp{,6}; -1 where neither can be read. */
+static int read_proc(void) {
+  const char *tables[] = {"/proc/self/net/tcp", "/proc/self/net/tcp6"};
+  int read_any = -1;
+  for (int t = 0; t < 2; t++) {
+    FILE *f = fopen(tables[t], "re");
+    if (!f) continue;
+    read_any = 0;
+    char line[512];
+    if (fgets(line, sizeof line, f)) /* the header */
+      while (fgets(line, sizeof line, f)) {
+        /* "  sl: ADDRESS:PORT REMOTE:PORT ST ..." with hex PORT and ST 0A for LISTEN */
+        char local[64];
+        unsigned state;
+        if (sscanf(line, " %*s %63s %*s %x", local, &state) != 2 || state != TCP_LISTEN_STATE) continue;
+        const char *colon = strrchr(local, ':');
+        mark(colon ? strtoul(colon + 1, NULL, 16) : 0);
+      }
+    fclose(f);
+  }
+  return read_any;
+}
+
+static void read_served(void) {
+  memset(served, 0, sizeof served);
+  tables_read = read_diag(AF_INET) == 0 && read_diag(AF_INET6) == 0;
+  if (!tables_read) {
+    memset(served, 0, sizeof served);
+    tables_read = read_proc() == 0;
+  }
+  served_known = 1;
+}
+
+void forget_served(void) {
+  served_known = 0;
+}
+
+/* Wrongly refused would cut a sandbox off its database; wrongly served only resets a
+   connection to a dead port: tables that can't be read count every port as served. */
+int host_serves(uint16_t port) {
+  if (!served_known) read_served();
+  return !tables_read || (served[port / 8] & (1u << (port % 8)));
+}
