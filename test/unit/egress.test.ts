@@ -33,7 +33,7 @@ describe("network: 'egress' options", () => {
 
   it('keeps hostPorts with egress and refuses them with host only', () => {
     expect(validateSandboxOptions({ network: 'egress', hostPorts: [5432] }).hostPorts).toEqual([{ inside: 5432, host: 5432 }])
-    expect(() => validateSandboxOptions({ network: 'host', hostPorts: [5432] })).toThrow("use network: 'isolated' or 'egress'")
+    expect(() => validateSandboxOptions({ network: 'host', hostPorts: [5432] })).toThrow("use network: 'isolated' or network: 'egress'")
   })
 })
 
