@@ -69,6 +69,8 @@ static int prepare(struct plan *p, struct run *r, int from) {
        fresh ones; not needed where the holder's namespace, helper running, is ours */
     if (op->kind == OP_EGRESS && !op->flag && (r->network_fd < 0 || getenv(RESET_ENV)) && (r->spawner = start_egress_spawner(p, 1, &r->spawner_pid)) < 0)
       return fail(STEP_EGRESS, "can't start the egress helpers' spawner");
+    /* the host's way in to a port of the sandbox: a Unix socket in the host's tree */
+    if (op->kind == OP_PUBLISH && (op->fd = listen_unix(op->arg)) < 0) return fail(STEP_FORWARD, "can't listen on %s", op->arg);
 #else
     (void)r;
 #endif
@@ -202,6 +204,15 @@ static int run_op(struct plan *p, struct run *r, int i) {
     if (enter_pid_namespace(r->forwarder_pid) < 0) return -1;
     r->parent = 1; /* from here on, our parent is the namespace's init */
     return 0;
+  case OP_DROP_CAPS:
+    /* launcher, after its last mount and open: root that still sees permission bits */
+    if (drop_permission_caps() < 0) return fail(STEP_SETID, "can't drop the capabilities that bypass file permissions");
+    return 0;
+  case OP_PUBLISH:
+    /* launcher, in the sandbox's network with lo up: the publisher connects here */
+    if (start_publisher(op->fd, p->publish_port, getpid()) < 0) return fail(STEP_FORWARD, "can't start the process that publishes port %u", (unsigned)p->publish_port);
+    op->fd = -1;
+    return 0;
   case OP_STAY:
     /* without a pid namespace the forwarder is CMD's child once we exec: when CMD ends it
        would wait, a zombie, for the host's init to reap it (a second or more on some) */
@@ -317,6 +328,11 @@ static int run_op(struct plan *p, struct run *r, int i) {
       return fail(STEP_TMPFS, "more than 64 mounts stacked on %s", op->arg);
     }
     return fail(STEP_TMPFS, "can't unmount what covers %s", op->arg);
+  case OP_MKDIR:
+    /* a temp dir inside another tmpfs target (TMPDIR=/tmp/user/1000 under /tmp): private as
+       the tmpfs, world-writable and sticky like it */
+    if (make_mountpoint(op->arg, 1) < 0 || chmod(op->arg, 01777) < 0) return fail(STEP_TMPFS, "can't make the temp dir %s", op->arg);
+    return 0;
   case OP_NEW_NETWORK:
     /* the worker's main thread, where every socket of the test's code is made (libuv's
        pool threads resolve names and touch files, which the network namespace doesn't

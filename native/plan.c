@@ -44,6 +44,20 @@ static int parse_range(const char *s, struct id_range *r) {
   return 0;
 }
 
+/* PORT=PATH: the sandbox's port, and the Unix socket the host reaches it through. */
+static int parse_publish(const char *s, struct plan *p) {
+  const char *eq = strchr(s, '=');
+  char port[8];
+  unsigned long v;
+  if (!eq || eq == s || (size_t)(eq - s) >= sizeof port || eq[1] != '/') return -1;
+  memcpy(port, s, (size_t)(eq - s));
+  port[eq - s] = 0;
+  if (parse_ulong(port, 65535, &v) || v == 0) return -1;
+  p->publish_port = (uint16_t)v;
+  p->publish_path = eq + 1;
+  return 0;
+}
+
 static int parse_forward(const char *s, struct forward *f) {
   char buf[16];
   if (strlen(s) >= sizeof buf) return -1;
@@ -68,11 +82,11 @@ static int usage_error(const char *fmt, const char *arg) {
   snprintf(msg, sizeof msg, fmt, arg);
   errno = 0;
   return fail(STEP_USAGE, "%s (usage: launcher [--uid-map I:O:N]... [--gid-map I:O:N]... "
-                          "[--newuidmap PATH --newgidmap PATH] [--userns-fd FD [--networks SOCKET]] [--tmpfs PATH [--keep PATH]...]... "
+                          "[--newuidmap PATH --newgidmap PATH] [--userns-fd FD [--networks SOCKET]] [--tmpfs PATH [--keep PATH]...]... [--tmpfs-dir PATH]... "
                           "[--tmpfs-size SIZE] [--hosts-file PATH] [--nsswitch-file PATH] [--resolv-file PATH] [--hostname NAME] "
-                          "[--forward INSIDE_PORT:HOST_PORT]... [--relay-only] [--host-network | --egress KIND:PATH] "
+                          "[--forward INSIDE_PORT:HOST_PORT]... [--relay-only] [--publish PORT=PATH] [--enforce-permissions] [--host-network | --egress KIND:PATH] "
                           "[--new-session] [--pid-namespace] [--status-fd FD] -- CMD [ARGS...] | --hold [--networks SOCKET [--egress KIND:PATH]] | "
-                          "--reset [--tmpfs PATH [--keep PATH]...]... [--tmpfs-size SIZE] [--hostname NAME] "
+                          "--reset [--tmpfs PATH [--keep PATH]...]... [--tmpfs-dir PATH]... [--tmpfs-size SIZE] [--hostname NAME] "
                           "[--new-network [--egress KIND:PATH]] [--kill-others] [--unmount PATH]... [--forward INSIDE_PORT:HOST_PORT]...)",
               msg);
 }
@@ -101,6 +115,11 @@ static void add_layers(struct plan *p, int floor) {
  * the inner one (OP_LOCK) gets a copy of that tree in which the kernel locks every mount,
  * and owns the network, UTS and IPC namespaces, where the test's uid 0 has its capabilities.
  */
+/* The temp dirs that lie in a tmpfs of the plan (TMPDIR=/tmp/user/1000): empty, made anew. */
+static void add_dirs(struct plan *p) {
+  for (int i = 0; i < p->n_dirs; i++) add(p, OP_MKDIR, p->dirs[i], 0);
+}
+
 static void plan_launch(struct plan *p) {
   if (p->networks && !p->host_network) add(p, OP_TAKE_NETWORK, p->networks, 0);
   if (p->userns_fd >= 0) add(p, OP_JOIN_USER, NULL, 0);
@@ -118,12 +137,17 @@ static void plan_launch(struct plan *p) {
   add_layers(p, 1);
   add(p, OP_LOCK, NULL, 0);
   add_layers(p, 0);
+  add_dirs(p);
   if (p->hostname) add(p, OP_HOSTNAME, p->hostname, 0);
   if (!p->host_network) add(p, OP_LOOPBACK, NULL, 0);
   if (p->egress_kind) add(p, OP_EGRESS, NULL, 0);
+  /* before the forwarder's connect filter: the publisher's own connects need no asking */
+  if (p->publish_path) add(p, OP_PUBLISH, p->publish_path, 0);
   if (p->n_forwards > 0) add(p, OP_FORWARD, NULL, 0);
   add(p, OP_CHDIR, NULL, 0);
   if (p->new_session) add(p, OP_SESSION, NULL, 0);
+  /* after every mount and file this launcher opens; before init and CMD exist */
+  if (p->enforce_permissions) add(p, OP_DROP_CAPS, NULL, 0);
   if (p->pid_namespace) add(p, OP_PID_NAMESPACE, NULL, 0);
   else if (p->n_forwards > 0) add(p, OP_STAY, NULL, 0);
   add(p, OP_PDEATHSIG, NULL, 0);
@@ -144,6 +168,7 @@ static void plan_reset(struct plan *p) {
   for (int t = 0; t < p->n_tmpfs; t++) add(p, OP_UNCOVER, p->tmpfs[t].path, 0);
   add(p, OP_UNCOVER, "/etc/hosts", 0);
   add_layers(p, 0);
+  add_dirs(p);
   if (p->hostname) add(p, OP_HOSTNAME, p->hostname, 0);
   if (p->new_network) {
     add(p, OP_NEW_NETWORK, NULL, 0);
@@ -161,8 +186,8 @@ static void plan_reset(struct plan *p) {
 static int check_plan(struct plan *p, int has_command) {
   if (p->reset) {
     if (has_command || p->hold || p->userns_fd >= 0 || p->n_uid_map || p->n_gid_map || p->newuidmap || p->newgidmap || p->hosts_file || p->nsswitch_file ||
-        p->host_network || p->new_session || p->pid_namespace || p->networks || p->relay_only || p->status_fd >= 0 || p->resolv_file)
-      return usage_error("%s", "--reset takes only --tmpfs, --keep, --tmpfs-size, --hostname, --new-network, --kill-others, --unmount, --forward and --egress");
+        p->host_network || p->new_session || p->pid_namespace || p->networks || p->relay_only || p->status_fd >= 0 || p->publish_path || p->enforce_permissions || p->resolv_file)
+      return usage_error("%s", "--reset takes only --tmpfs, --keep, --tmpfs-dir, --tmpfs-size, --hostname, --new-network, --kill-others, --unmount, --forward and --egress");
     if (p->egress_kind && !p->new_network) return usage_error("%s", "--egress in a reset goes with --new-network");
     return 0;
   }
@@ -172,6 +197,8 @@ static int check_plan(struct plan *p, int has_command) {
     return usage_error("%s", "--forward needs the sandbox's own network, not --host-network");
   if (p->egress_kind && p->host_network)
     return usage_error("%s", "--egress needs the sandbox's own network, not --host-network");
+  if (p->publish_path && p->host_network)
+    return usage_error("%s", "--publish needs the sandbox's own network, not --host-network");
   if ((p->newuidmap == NULL) != (p->newgidmap == NULL))
     return usage_error("%s", "--newuidmap and --newgidmap go together");
   if (p->hold) {
@@ -226,6 +253,11 @@ int parse_plan(int argc, char **argv, struct plan *p) {
       p->tmpfs[p->n_tmpfs].first_keep = p->n_keep;
       p->tmpfs[p->n_tmpfs++].n_keep = 0;
     }
+    else if (strcmp(a, "--tmpfs-dir") == 0) {
+      /* a directory made on the writable layer of the --tmpfs it lies in (a temp dir there) */
+      PUSH(p->dirs, p->n_dirs);
+      if (v[0] != '/') return usage_error("--tmpfs-dir %s is not an absolute path", v);
+    }
     else if (strcmp(a, "--tmpfs-size") == 0) {
       ONCE(p->tmpfs_size);
       /* the kernel judges the size; a comma would smuggle in other mount options */
@@ -265,6 +297,12 @@ int parse_plan(int argc, char **argv, struct plan *p) {
     else if (strcmp(a, "--unmount") == 0) PUSH(p->unmount, p->n_unmount);
     else if (strcmp(a, "--pid-namespace") == 0) p->pid_namespace = 1;
     else if (strcmp(a, "--relay-only") == 0) p->relay_only = 1;
+    else if (strcmp(a, "--publish") == 0) {
+      NEED_VALUE();
+      if (p->publish_path) return usage_error("%s is given twice", a);
+      if (parse_publish(v, p)) return usage_error("bad publish '%s', expected PORT=/PATH", v);
+    }
+    else if (strcmp(a, "--enforce-permissions") == 0) p->enforce_permissions = 1;
     else return usage_error("unknown option '%s'", a);
 #undef NEED_VALUE
 #undef ONCE

@@ -20,8 +20,8 @@
 #include "steps.h"
 
 #define MAX_LIST 64
-/* Every op a plan can hold: a fixed few, three per tmpfs, two per kept path, one per unmount. */
-#define MAX_OPS (32 + 3 * MAX_LIST + 2 * MAX_LIST + MAX_LIST)
+/* Every op a plan can hold: a fixed few, three per tmpfs, two per kept path, one per unmount and per dir. */
+#define MAX_OPS (32 + 3 * MAX_LIST + 2 * MAX_LIST + MAX_LIST + MAX_LIST)
 /* The longest --tmpfs-size taken: "50%", "512m", "1073741824k" all fit. */
 #define MAX_TMPFS_SIZE 32
 
@@ -61,6 +61,8 @@ enum op_kind {
   OP_EGRESS,        /* the user-mode network stack's helper on our network (--egress) */
   OP_CHDIR,         /* the caller's cwd, resolved again in the new tree */
   OP_SESSION,       /* --new-session */
+  OP_PUBLISH,       /* the sandbox's port reached from the host through a Unix socket (--publish) */
+  OP_DROP_CAPS,     /* root that still sees permission bits (--enforce-permissions) */
   OP_PID_NAMESPACE, /* --pid-namespace */
   OP_STAY,          /* no pid namespace, a forwarder: the launcher waits for CMD and reaps it */
   OP_PDEATHSIG,     /* die with the caller */
@@ -69,6 +71,7 @@ enum op_kind {
   OP_KILL_OTHERS,   /* --kill-others */
   OP_UNMOUNT,       /* --unmount `arg` */
   OP_UNCOVER,       /* unmount what covers `arg`, down to the locked floor */
+  OP_MKDIR,         /* `arg`, an empty temp dir on a tmpfs's writable layer (--tmpfs-dir) */
   OP_NEW_NETWORK,   /* --new-network */
 };
 
@@ -95,6 +98,8 @@ struct plan {
   int n_tmpfs;
   const char *keep[MAX_LIST]; /* grouped by tmpfs: each --keep follows its --tmpfs */
   int n_keep;
+  const char *dirs[MAX_LIST]; /* --tmpfs-dir: made anew on a tmpfs's writable layer */
+  int n_dirs;
   const char *tmpfs_size;
   char tmpfs_options[32 + MAX_TMPFS_SIZE]; /* mount options of every tmpfs target */
   const char *hosts_file;
@@ -104,6 +109,9 @@ struct plan {
   struct forward forwards[MAX_LIST];
   int n_forwards;
   int relay_only;        /* forwarded connections all go through the relay (no direct connects) */
+  uint16_t publish_port; /* --publish: the sandbox's port the host reaches... */
+  const char *publish_path; /* ...through this Unix socket, made before any mount */
+  int enforce_permissions;
   int host_network;
   enum { EGRESS_NONE, EGRESS_PASTA, EGRESS_SLIRP } egress_kind; /* --egress KIND:PATH */
   const char *egress_path;
@@ -227,6 +235,14 @@ int start_egress_spawner(const struct plan *p, int own_mounts, pid_t *pid);
 /* Starts a helper on the network namespace `ns` and waits for it: 0 (with the fd that keeps
    it alive, or -1, in *exit_w), or -1 with `failure` set. */
 int attach_egress(int spawner, int ns, int *exit_w);
+/* caps.c: drops the capabilities that bypass file permissions (bounding set included) */
+int drop_permission_caps(void);
+
+/* publish.c: the launcher's alone */
+/* A listening Unix socket at `path` (close-on-exec); -1 with errno. */
+int listen_unix(const char *path);
+/* Forks the process that connects each client of `listener` to this network's `port`. */
+int start_publisher(int listener, uint16_t port, pid_t parent);
 
 /* userns.c, pidns.c, networks.c: the launcher's alone */
 int new_user_namespace(const struct plan *p, int with_mounts);

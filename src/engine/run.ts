@@ -1,5 +1,6 @@
 import { fork, spawnSync, type ChildProcess, type Serializable } from 'node:child_process'
 import type { Readable } from 'node:stream'
+import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { explainFailure } from './machine-checks.js'
 import { FORWARDED_PORTS_ENV, RESET_ENV, SANDBOXED_ENV } from '../wire/wire.js'
@@ -11,6 +12,8 @@ import { createResetPlan } from '../plan/plan.js'
 import { launcherStep } from '../plan/steps.js'
 import { watchExit, type ChildExit } from './exit.js'
 import { ownListeningPorts } from './listening-ports.js'
+import { ideDebuggerPaths } from './ide-debugger.js'
+import { PublishedPort, type PublishAddress } from './published-port.js'
 import { findForeignOwned, foreignIds, foreignOwnedReport } from './foreign-files.js'
 import { holdUserNamespace, type HeldUserNamespace } from './holder.js'
 import { PACKAGE_ROOT } from './launcher-path.js'
@@ -55,6 +58,12 @@ export interface LaunchSpec {
    * sets it when `runnerPorts` is on. Adapters leave it out.
    */
   runnerPorts?: number[]
+  /**
+   * A port of the process's own loopback reached from the host at the run's published
+   * address (`SandboxRun.publish`): where its inspector listens. Such a process gets no
+   * spares (a debugger must find the one that runs the next file).
+   */
+  publish?: number
 }
 
 /** Run-wide settings beyond the sandbox itself. */
@@ -81,7 +90,7 @@ export interface RunDeps {
   probe(sandbox: PreparedSandbox): void
   holdUserNamespace(sandbox: PreparedSandbox): Promise<HeldUserNamespace>
   /** Starts one sandboxed process. */
-  fork(sandbox: PreparedSandbox, userns: HeldUserNamespace | undefined, spec: LaunchSpec, env: NodeJS.ProcessEnv): ChildProcess
+  fork(sandbox: PreparedSandbox, userns: HeldUserNamespace | undefined, spec: LaunchSpec, env: NodeJS.ProcessEnv, publish?: { port: number; socket: string }): ChildProcess
 }
 
 /** Statuses a run goes through; `closed` runs reopen on the next launch. */
@@ -122,6 +131,9 @@ export class SandboxRun {
   private readonly spares = new SparePool((spec) => this.forkNow(spec))
   /** The projects whose files tests may have chowned: looked through when the run closes. */
   private readonly projects = new Set<string>()
+  /** Where the host reaches the workers' debugger, once a runner asked (`publish`). */
+  private published?: PublishedPort
+  private publishedSockets = 0
 
   constructor(
     readonly options: ResolvedSandboxOptions,
@@ -159,12 +171,19 @@ export class SandboxRun {
    */
   async launch(spec: LaunchSpec, spares: number): Promise<ChildProcess> {
     const phase = this.openPhase()
+    if (spec.publish !== undefined) {
+      if (!this.published) throw new Error('vitest-pool-rootless: LaunchSpec.publish needs SandboxRun.publish() first')
+      await this.published.listen()
+      // a spare would take the debugger's connections from the worker that runs the file
+      spares = 0
+    }
     if (this.settings.heldUserNamespace) phase.holding ??= this.holdUserNamespace(phase.sandbox).then((userns) => void (phase.userns = userns))
     await phase.holding
     // a globalSetup server started since the spares booted makes them no match: they
     // would not reach it
-    if (this.settings.runnerPorts && this.options.network !== 'host') spec = { ...spec, runnerPorts: ownListeningPorts() }
-    const child = this.spares.take(spec) ?? this.forkNow(spec)
+    // (not the debugger's port this process listens on for the sandbox: inside, the worker's own)
+    if (this.settings.runnerPorts && this.options.network !== 'host') spec = { ...spec, runnerPorts: ownListeningPorts().filter((port) => port !== this.published?.address.port) }
+    const child = (spec.publish === undefined ? this.spares.take(spec) : undefined) ?? this.forkNow(spec)
     this.spares.fill(spec, spares)
     return child
   }
@@ -178,12 +197,24 @@ export class SandboxRun {
     for (const root of roots) this.projects.add(root)
   }
 
+  /**
+   * Makes `address` on the host lead to the port `LaunchSpec.publish` names inside each
+   * worker that asks (a debugger's way in: engine/published-port.ts). Listens at the
+   * first such launch; `option` names what asked, for the error when the port is taken.
+   * One address per run: a second call keeps the first.
+   */
+  publish(address: PublishAddress, option: string): void {
+    this.published ??= new PublishedPort(address, option)
+  }
+
   /** Stops the spares and releases the user namespace and the state dir. Idempotent. */
   async close(): Promise<void> {
     const phase = this.phase
     if (phase.kind === 'closed') return
     this.phase = { kind: 'closed' }
     this.spares.killAll()
+    this.published?.close()
+    this.published = undefined
     await phase.holding
     phase.userns?.close()
     phase.sandbox.cleanup()
@@ -226,15 +257,29 @@ export class SandboxRun {
       const forwards = sandbox.plan({ runnerPorts: spec.runnerPorts }).forwards
       env[FORWARDED_PORTS_ENV] = forwards.map((f) => f.inside).join(',')
     }
-    spec = { ...spec, needs: [...spec.needs, DIST] }
+    spec = { ...spec, needs: [...spec.needs, DIST, ...ideDebuggerPaths(spec.env)] }
+    let publish: { port: number; socket: string } | undefined
+    let forget: (() => void) | undefined
+    if (spec.publish !== undefined && this.published && this.options.network !== 'host') {
+      publish = { port: spec.publish, socket: join(sandbox.stateDir, `publish-${++this.publishedSockets}.sock`) }
+      forget = this.published.add(publish.socket)
+    }
     if (spec.reusable) {
       // read by inside/reset.ts, before each file after the first: the same mounts the
       // launcher builds, from the same plan, by the same C code (the addon)
       spec = { ...spec, needs: [...spec.needs, sandbox.addon] }
-      const plan = createResetPlan(sandbox.plan({ needs: spec.needs, runnerPorts: spec.runnerPorts }), sandbox.hosts, sandbox.addon)
+      const plan = createResetPlan(sandbox.plan({ needs: spec.needs, runnerPorts: spec.runnerPorts, publish }), sandbox.hosts, sandbox.addon)
       env = { ...env, [RESET_ENV]: JSON.stringify(plan) }
     }
-    return this.deps.fork(sandbox, userns, spec, env)
+    const child = this.deps.fork(sandbox, userns, spec, env, publish)
+    if (publish) {
+      const socket = publish.socket
+      child.once('exit', () => {
+        forget?.()
+        rmSync(socket, { force: true })
+      })
+    }
+    return child
   }
 }
 
@@ -243,8 +288,8 @@ const launcherDeps: RunDeps = {
   prepare: prepareSandbox,
   probe: probeSandbox,
   holdUserNamespace: (sandbox) => holdUserNamespace(sandbox.launcher, sandbox.idMap, sandbox.networksSocket, sandbox.egress),
-  fork(sandbox, userns, spec, env) {
-    const args = sandbox.args({ needs: spec.needs, runnerPorts: spec.runnerPorts, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined, networksSocket: userns?.networksSocket, statusFd: STATUS_FD_INDEX })
+  fork(sandbox, userns, spec, env, publish) {
+    const args = sandbox.args({ needs: spec.needs, runnerPorts: spec.runnerPorts, publish, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined, networksSocket: userns?.networksSocket, statusFd: STATUS_FD_INDEX })
     const child = fork(SANDBOX_ENTRY, [spec.entrypoint], {
       execPath: sandbox.launcher,
       // fork() runs `execPath ...execArgv SANDBOX_ENTRY entrypoint`: the launcher's plan, then node

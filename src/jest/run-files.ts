@@ -8,6 +8,7 @@ import type { LaunchSpec, SandboxRun } from '../engine/run.js'
 import type { JestSetup } from '../inside/jest-driver.js'
 import { deserializeError, marked } from '../wire/wire.js'
 import { resolveTestWorker, testEventOf, workerColorEnv } from './jest-internals.js'
+import { workerDebugger } from './worker-debugger.js'
 import type { GlobalConfigView, ProjectConfigView, RunnerContextView, TestView, TestWatcherView } from './jest-types.js'
 
 // The Jest runner's driver over the engine's worker farm: what every file's worker starts
@@ -46,7 +47,7 @@ class CancelRun extends Error {
 export async function runFiles(run: FilesRun): Promise<void> {
   const { tests, watcher, globalConfig } = run
   if (tests.length === 0) return
-  const spec = launchSpec(tests, globalConfig)
+  const spec = launchSpec(tests, globalConfig, workerDebugger(run.run))
   run.run.watchProjects(new Set(tests.map((test) => test.context.config.rootDir)))
   const farm = new WorkerFarm(run.run, {
     maxWorkers: Math.max(1, globalConfig.maxWorkers || 1),
@@ -101,7 +102,7 @@ export async function runFiles(run: FilesRun): Promise<void> {
 }
 
 /** What every file's process is started with; equal for all files of this run, so spares fit any. */
-function launchSpec(tests: TestView[], globalConfig: GlobalConfigView): LaunchSpec {
+function launchSpec(tests: TestView[], globalConfig: GlobalConfigView, debug?: { publish: number; env: Record<string, string> }): LaunchSpec {
   const configs = [...new Map(tests.map((test) => [test.context.config.id, test] as const)).values()]
   const projects = [...new Set([globalConfig.rootDir, ...configs.flatMap(({ context: { config } }) => [config.rootDir, ...config.roots])])]
   const testWorker = resolveTestWorker(projects)
@@ -116,12 +117,14 @@ function launchSpec(tests: TestView[], globalConfig: GlobalConfigView): LaunchSp
   }
   // as jest-worker starts its children: Jest's environment (after globalSetup), colours
   // if Jest's stdout takes them; JEST_WORKER_ID comes per file, with its slot
-  const env: NodeJS.ProcessEnv = { ...process.env, ...workerColorEnv(testWorker) }
+  const env: NodeJS.ProcessEnv = { ...process.env, ...workerColorEnv(testWorker), ...debug?.env }
   delete env.JEST_WORKER_ID
   return {
     entrypoint: ENTRY,
-    // jest-worker drops debugger flags and keeps the rest (--experimental-vm-modules…)
+    // jest-worker drops debugger flags and keeps the rest (--experimental-vm-modules…);
+    // a debugger of the Jest process gets one of the worker's own (worker-debugger.ts)
     execArgv: process.execArgv.filter((arg) => !/^--(debug|inspect)/.test(arg)),
+    ...(debug ? { publish: debug.publish } : {}),
     env,
     needs: [...sandboxNeeds(projects, [dirname(dirname(testWorker))]), ...caches],
     // one process serves a slot's files: it gets the plan to reset its sandbox between them

@@ -36,7 +36,7 @@ export interface ResolveContext {
   /** Records a one-line warning for the caller to print once. */
   warn(message: string): void
   /** Values validation derives for the engine besides the options themselves. */
-  derived: { hostsBase?: string }
+  derived: { hostsBase?: string; tmpfsDirs?: string[] }
 }
 
 interface SpecBase {
@@ -82,7 +82,7 @@ export const SANDBOX_SPECS = {
     resolve: (value, { option }) => (value === undefined ? undefined : validateHostname(value, option)),
   },
   tmpfs: {
-    summary: 'private tmpfs on PATH, as well as on the temp dir',
+    summary: 'private tmpfs on PATH, as well as on /tmp and the temp dir',
     surfaces: ['pool', 'cli'],
     cli: [
       { name: 'tmpfs', takes: 'PATH', multiple: true },
@@ -125,6 +125,12 @@ export const SANDBOX_SPECS = {
     surfaces: ['pool', 'cli'],
     cli: [{ name: 'no-pid-namespace', sets: false, help: "share the host's pid namespace (no init, no /proc of its own)" }],
     resolve: (value, { option }) => oneOf(value === undefined ? true : value, option, [true, false] as const),
+  },
+  permissions: {
+    summary: "bypass (default): uid 0 ignores file permissions; enforce: it sees them, as an ordinary owner",
+    surfaces: ['pool', 'cli'],
+    cli: [{ name: 'permissions', takes: 'MODE' }],
+    resolve: (value, { option }) => oneOf(value === undefined ? 'bypass' : value, option, ['bypass', 'enforce'] as const),
   },
   dropEnv: {
     summary: "don't pass NAME (or a prefix: AWS_*) to CMD",
@@ -427,6 +433,15 @@ export function resolveTempDir(): string {
   return real
 }
 
+/** /tmp as mount(2) sees it, where there is one. */
+function slashTmp(): string[] {
+  try {
+    return [realpathSync('/tmp')]
+  } catch {
+    return []
+  }
+}
+
 /**
  * The temp dir for validation: resolved, or as given where it can't be. A TMPDIR that
  * doesn't exist is the environment's fault, not the options': the run reports it when it
@@ -441,7 +456,8 @@ function tempDirAsGiven(): string {
   }
 }
 
-function validateTmpfs(value: unknown, { option, spell }: ResolveContext): string[] {
+function validateTmpfs(value: unknown, context: ResolveContext): string[] {
+  const { option, spell } = context
   if (value === false) return []
   if (Array.isArray(value) && value.length > MAX_TMPFS) throw new RootlessOptionError(option, value, `expects at most ${MAX_TMPFS} directories`)
   const paths = validateList(value, option, (p, name) => {
@@ -454,13 +470,20 @@ function validateTmpfs(value: unknown, { option, spell }: ResolveContext): strin
     if (isInside('/etc/hosts', path)) throw new RootlessOptionError(option, p, "expects directories that don't contain /etc/hosts (the sandbox's private hosts file would be hidden)")
     return path
   })
-  // the temp dir always gets a tmpfs (resolved last: a bad entry is the first thing to report)
+  // /tmp and the temp dir always get a tmpfs, whatever TMPDIR says (resolved last: a bad
+  // entry is the first thing to report); one inside another target (TMPDIR=/tmp/user/1000,
+  // Debian's libpam-tmpdir) is made anew, empty, in that target's tmpfs instead
   const temp = tempDirAsGiven()
-  const unique = [...new Set([temp, ...paths])]
+  const temps = [...new Set([...slashTmp(), temp])]
+  const all = [...new Set([...temps, ...paths])]
+  const dirs = temps.filter((t) => all.some((other) => other !== t && isInside(t, other)))
+  const unique = all.filter((p) => !dirs.includes(p))
+  if (dirs.length > 0) context.derived.tmpfsDirs = dirs
   for (const a of unique) {
     const outer = unique.find((b) => b !== a && isInside(a, b))
     if (!outer) continue
-    const note = a === temp || outer === temp ? `; ${temp} is the temp dir, which always gets a tmpfs unless ${spellSetting(spell, 'tmpfs', false)}` : ''
+    const always = temps.length === 1 ? `${temp} is the temp dir, which always gets a tmpfs` : `/tmp and the temp dir ${temp} always get a tmpfs`
+    const note = temps.includes(a) || temps.includes(outer) ? `; ${always} unless ${spellSetting(spell, 'tmpfs', false)}` : ''
     throw new RootlessOptionError(option, value, `expects directories that don't contain each other (${a} is inside ${outer}: one tmpfs would hide the other${note})`)
   }
   return unique

@@ -33,10 +33,11 @@ export interface SandboxOptions {
   hostname?: string
   /**
    * Absolute paths of existing directories that get a private, empty tmpfs, in addition
-   * to the temp dir (`os.tmpdir()`), which always gets one. `false` for none at all (the
-   * temp dir is then shared with the host, and a warning says so). Paths the worker
-   * needs under them (project, node_modules, the node binary's directory, cwd) stay
-   * visible, so a home directory holding nvm's node can be one. `/`, `/dev`, `/proc`,
+   * to `/tmp` and the temp dir (`os.tmpdir()`), which always get one whatever `TMPDIR`
+   * says (one, when the temp dir lies in `/tmp`: it is made anew, empty, there). `false`
+   * for none at all (both are then shared with the host, and a warning says so). Paths
+   * the worker needs under them (project, node_modules, the node binary's directory, cwd)
+   * stay visible, so a home directory holding nvm's node can be one. `/`, `/dev`, `/proc`,
    * `/sys`, `/usr` and `/etc/hosts` (or anything containing them) are refused.
    * @default []
    */
@@ -64,8 +65,9 @@ export interface SandboxOptions {
    * `'isolated'`: a private network with only loopback. `'egress'`: the same, plus
    * outbound connections and DNS through a user-mode network stack (slirp4netns,
    * else pasta): the sandbox keeps its own ports and the host's loopback stays closed
-   * but for `hostPorts` and the runner's ports. `'host'`: keep the host's network (for
-   * debugging, e.g. `--inspect`).
+   * but for `hostPorts` and the runner's ports. `'host'`: keep the host's network. A
+   * debugger (`--inspect-brk`) needs no `'host'`: the worker's inspector is published
+   * to the host at the address given.
    * @default 'isolated'
    */
   network?: 'isolated' | 'egress' | 'host'
@@ -93,6 +95,15 @@ export interface SandboxOptions {
    * @default true
    */
   pidNamespace?: boolean
+  /**
+   * `'bypass'`: uid 0 in the sandbox reads and writes any file it can reach, whatever its
+   * mode, as root does. `'enforce'`: uid 0 keeps chown, mount and ports below 1024, but
+   * file permission checks apply as for an ordinary owner (no `CAP_DAC_OVERRIDE`,
+   * `CAP_DAC_READ_SEARCH`, `CAP_FOWNER`): `chmod 000 f`, then reading `f` throws
+   * `EACCES` -- for tests written for a normal user, which skip that under root.
+   * @default 'bypass'
+   */
+  permissions?: 'bypass' | 'enforce'
   /**
    * Environment variables the sandboxed processes don't get: names, or prefixes ending
    * in `*` (`['AWS_*', 'NPM_TOKEN']`). For secrets a test has no business seeing.
@@ -148,6 +159,11 @@ export interface ResolvedSandboxOptions extends ResolvedBy<typeof SANDBOX_SPECS>
    * hosts file from this, never by reading `hostsFile` again.
    */
   hostsBase?: string
+  /**
+   * /tmp or the temp dir where one lies in another tmpfs target (TMPDIR=/tmp/user/1000):
+   * made anew, empty, on that tmpfs instead of getting one of its own.
+   */
+  tmpfsDirs?: string[]
 }
 
 /** `rootless()`'s options after validation: the sandbox's, plus the pool's own. */
@@ -188,7 +204,7 @@ function resolveOptions(
     if (!(keys as readonly string[]).includes(key)) throw RootlessOptionError.unknown(key, input[key], keys.map(spell), closestName(key, keys))
   }
   const warnings: string[] = []
-  const derived: { hostsBase?: string } = {}
+  const derived: { hostsBase?: string; tmpfsDirs?: string[] } = {}
   const resolved: Record<string, unknown> = {}
   const context = (key: OptionKey): ResolveContext => ({ option: spell(key), spell, warn: (message) => warnings.push(message), derived })
   // every sandbox option is resolved (an absent one to its default); keys left out of
@@ -203,6 +219,7 @@ function resolveOptions(
   }
   const options = { ...resolved, hostsBase: derived.hostsBase, warnings } as ResolvedSandboxOptions
   if (options.hostsBase === undefined) delete options.hostsBase
+  if (derived.tmpfsDirs) options.tmpfsDirs = derived.tmpfsDirs
   crossChecks(options, input, spell)
   return options
 }
@@ -224,6 +241,6 @@ function crossChecks(options: ResolvedSandboxOptions, input: Record<string, unkn
   // on the command line, --no-tmpfs is asked for by name (often to remove what a test left
   // in the project, as the runner suggests): only a test run gets the warning
   if (input.tmpfs === false && !spell('tmpfs').startsWith('--')) {
-    options.warnings.push(`vitest-pool-rootless: no private temp dir (tmpfs: false): the temp dir ${tmpdir()} is shared with the host -- what tests write there is visible outside and stays after the run`)
+    options.warnings.push(`vitest-pool-rootless: no private temp dir (tmpfs: false): /tmp and the temp dir ${tmpdir()} are shared with the host -- what tests write there is visible outside and stays after the run`)
   }
 }

@@ -20,6 +20,8 @@ export interface SandboxPlan {
    */
   user: { joinFd: number; networksSocket?: string } | { idMap: IdMapPlan }
   mounts: MountPlan[]
+  /** Temp dirs that lie in a tmpfs target: made anew, empty, on it (`--tmpfs-dir`). */
+  tmpfsDirs?: string[]
   tmpfsSize?: string
   hostsFile?: string
   /** A private copy goes on /etc/nsswitch.conf: names resolve from the hosts file alone. */
@@ -34,6 +36,13 @@ export interface SandboxPlan {
   forwards: PortForward[]
   newSession: boolean
   pidNamespace: boolean
+  /**
+   * A port of the sandbox's loopback reached from the host through the Unix socket
+   * `socket` (a debugger's way to the worker's inspector; engine/published-port.ts).
+   */
+  publish?: { port: number; socket: string }
+  /** uid 0 without the capabilities that bypass file permissions (`permissions: 'enforce'`). */
+  enforcePermissions?: boolean
   /** The launcher reports a failed setup step on this fd (see launcherArgs). */
   statusFd?: number
 }
@@ -60,6 +69,8 @@ export interface PlanInputs {
   newSession?: boolean
   /** Have the launcher write a failed step's status as one byte to this fd (not 0-2). */
   statusFd?: number
+  /** Reach this port of the sandbox's loopback from the host, through this Unix socket. */
+  publish?: { port: number; socket: string }
 }
 
 /**
@@ -79,6 +90,8 @@ export function createSandboxPlan(inputs: PlanInputs): SandboxPlan {
     newSession: inputs.newSession ?? false,
     pidNamespace: options.pidNamespace,
   }
+  if (options.permissions === 'enforce') plan.enforcePermissions = true
+  if (options.tmpfsDirs?.length) plan.tmpfsDirs = options.tmpfsDirs
   if (options.tmpfsSize) plan.tmpfsSize = options.tmpfsSize
   if (inputs.hostsFile) plan.hostsFile = inputs.hostsFile
   if (inputs.nsswitchFile && own) plan.nsswitchFile = inputs.nsswitchFile
@@ -89,6 +102,7 @@ export function createSandboxPlan(inputs: PlanInputs): SandboxPlan {
   }
   if (options.hostname) plan.hostname = options.hostname
   if (inputs.statusFd !== undefined) plan.statusFd = inputs.statusFd
+  if (inputs.publish && options.network !== 'host') plan.publish = inputs.publish
   return plan
 }
 
@@ -108,10 +122,12 @@ export function launcherArgs(plan: SandboxPlan): string[] {
   if (plan.nsswitchFile) args.push('--nsswitch-file', plan.nsswitchFile)
   if (plan.resolvFile) args.push('--resolv-file', plan.resolvFile)
   args.push(...forwardArgs(plan))
+  if (plan.publish) args.push('--publish', `${plan.publish.port}=${plan.publish.socket}`)
   if (plan.hostname) args.push('--hostname', plan.hostname)
   if (plan.network === 'host') args.push('--host-network')
   if (plan.egress) args.push('--egress', egressArg(plan.egress))
   if (plan.newSession) args.push('--new-session')
+  if (plan.enforcePermissions) args.push('--enforce-permissions')
   if (plan.pidNamespace) args.push('--pid-namespace')
   return args
 }
@@ -148,8 +164,10 @@ export function createResetPlan(plan: SandboxPlan, hosts: string, addon: string)
   const args = ['--reset', ...mountArgs(plan)]
   // only in a pid namespace of its own does the worker see just the sandbox's processes
   if (plan.pidNamespace) args.push('--kill-others')
-  // a fresh network namespace, with the same ports forwarded into it (and its own egress helper)
-  if (plan.network !== 'host') args.push('--new-network', ...(plan.egress ? ['--egress', egressArg(plan.egress)] : []), ...forwardArgs(plan))
+  // a fresh network namespace, with the same ports forwarded into it (and its own egress
+  // helper) -- but where a debugger is published, the one its publisher (made with the
+  // sandbox) connects in
+  if (plan.network !== 'host' && !plan.publish) args.push('--new-network', ...(plan.egress ? ['--egress', egressArg(plan.egress)] : []), ...forwardArgs(plan))
   return { addon, args, hosts }
 }
 
@@ -170,6 +188,7 @@ function mountArgs(plan: SandboxPlan): string[] {
     args.push('--tmpfs', mount.tmpfs)
     for (const path of mount.keep) args.push('--keep', path)
   }
+  for (const dir of plan.tmpfsDirs ?? []) args.push('--tmpfs-dir', dir)
   if (plan.tmpfsSize) args.push('--tmpfs-size', plan.tmpfsSize)
   return args
 }

@@ -1,21 +1,53 @@
-import { RootlessOptionError } from '../plan/errors.js'
+import { checkPublishable, type PublishAddress } from '../engine/published-port.js'
+import type { SandboxRun } from '../engine/run.js'
 
-const WAITING = /^--inspect-(brk|wait)(=|$)/
-const LISTENING = /^--inspect(-brk|-wait)?(=|$)/
+/** Node's inspector defaults, which Vitest's `--inspect` flags fall back to. */
+const DEFAULT_ADDRESS: PublishAddress = { host: '127.0.0.1', port: 9229 }
+
+const FLAG = /^--inspect(-brk)?(?:=(.*))?$/
 
 /**
- * A debugger flag on the Vitest command line opens the inspector inside each worker --
- * on the sandbox's own loopback when the network is isolated, where nothing on the host
- * can reach it. Waiting for a debugger there would hang the run silently: refuse it with
- * what to do. Plain `--inspect` still runs the tests: say once why no debugger connects.
+ * A debugger flag on the Vitest command line (`--inspect-brk=127.0.0.1:9229`) opens the
+ * inspector inside each worker, on the sandbox's own loopback; the pool publishes it to
+ * the host at the same address (engine/published-port.ts). Checked while the config
+ * loads: an address the host can't listen on is one error, before any worker waits for
+ * a debugger there. Flags in the config file (`test.inspectBrk`) are checked when the
+ * first worker starts instead.
  */
-export function checkInspector(argv: readonly string[], network: 'isolated' | 'egress' | 'host', warn: (message: string) => void): void {
+export function checkInspector(argv: readonly string[], network: 'isolated' | 'egress' | 'host'): void {
   if (network === 'host') return
-  const waiting = argv.find((arg) => WAITING.test(arg))
-  const fix = "set network: 'host' in rootless() while debugging (e.g. rootless({ network: process.env.VITEST_DEBUG ? 'host' : 'isolated' }))"
-  if (waiting) {
-    throw new RootlessOptionError('network', network, `can't be used with ${waiting}: the debugger would listen on the sandbox's private 127.0.0.1, unreachable from the host, and the worker would wait for it forever; ${fix}`)
+  for (const arg of argv) {
+    const match = FLAG.exec(arg)
+    if (!match) continue
+    const address = parseAddress(match[2])
+    if (address && address.port > 0) checkPublishable(address, `--inspect${match[1] ?? ''}`)
   }
-  const listening = argv.find((arg) => LISTENING.test(arg))
-  if (listening) warn(`vitest-pool-rootless: ${listening} opens the inspector on the sandbox's private 127.0.0.1 (network: '${network}'): a debugger on the host can't connect; ${fix}.`)
+}
+
+/** `[host:]port` as Vitest reads it; undefined where Vitest itself would refuse it. */
+function parseAddress(value: string | undefined): PublishAddress | undefined {
+  if (value === undefined || value === '') return DEFAULT_ADDRESS
+  const [host, port] = value.includes(':') ? value.split(':') : [undefined, value]
+  const number = Number(port)
+  if (!Number.isInteger(number) || number < 0 || number > 65535) return undefined
+  return { host: host || DEFAULT_ADDRESS.host, port: number }
+}
+
+/** Vitest's resolved `inspector` config: what its worker opens (Vitest 3.2, 4 and 5). */
+interface InspectorConfig {
+  inspectBrk?: boolean | string
+  inspector?: { enabled?: boolean; host?: string; port?: number }
+}
+
+/**
+ * Where Vitest will open the inspector in each worker, the run publishes it to the host
+ * at the same address; the inside port to publish, or undefined when no debugger is
+ * asked for (or the worker shares the host's network, where it is reachable anyway).
+ */
+export function publishInspector(run: SandboxRun, config: InspectorConfig): number | undefined {
+  const inspector = config.inspector
+  if (!inspector?.enabled || run.options.network === 'host') return undefined
+  const address = { host: inspector.host ?? DEFAULT_ADDRESS.host, port: inspector.port ?? DEFAULT_ADDRESS.port }
+  run.publish(address, config.inspectBrk ? '--inspect-brk' : '--inspect')
+  return address.port
 }

@@ -6,6 +6,7 @@ import v8 from 'node:v8'
 import { WorkerFarm, type FarmJob } from '../engine/farm.js'
 import type { LaunchSpec, SandboxRun } from '../engine/run.js'
 import { defaultSpareCount } from '../engine/spares.js'
+import { publishInspector } from './inspector.js'
 import type { WorkerProcess } from '../engine/worker-process.js'
 import { WorkerExitError } from '../plan/errors.js'
 import { CRASHED_FILE_ENV, deserializeError, marked, type CrashedFile } from '../wire/wire.js'
@@ -132,12 +133,15 @@ async function createPool(vitest: Vitest3, options: { execArgv: string[]; env: N
     let spec = bySharing.get(reusable)
     if (!spec) {
       const setup: Vitest3Setup = { runner: pathToFileURL(worker.runner).href }
+      // `--inspect-brk`: the inspector Vitest's worker code opens, published to the host
+      const inspectorPort = publishInspector(run, vitest.config as Parameters<typeof publishInspector>[1])
       spec = {
         entrypoint: ENTRY,
         execArgv: options.execArgv,
         env: options.env,
         needs: workerPaths(project.config.root, vitest.config.root, vitest.distPath),
         reusable,
+        ...(inspectorPort === undefined ? {} : { publish: inspectorPort }),
         greeting: { key: 'vitest3', message: marked({ type: 'setup', driver: 'vitest3', data: setup }) },
       }
       bySharing.set(reusable, spec)

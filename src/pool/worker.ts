@@ -8,6 +8,7 @@ import { RootlessOptionError, WorkerExitError } from '../plan/errors.js'
 import { CRASHED_FILE_ENV, isWireMessage, type CrashedFile } from '../wire/wire.js'
 import { allowInVite, failCrashedFile, resetRunnerFile, resetSetupFile } from './reset-setup-file.js'
 import { forksWorkerEntry, hasForksWorkerEntry, usesNativeModuleRunner } from './vitest-internals.js'
+import { publishInspector } from './inspector.js'
 import { workerPaths } from './worker-paths.js'
 
 /** How long a write error waits for the worker's exit before it is reported itself. */
@@ -65,6 +66,8 @@ export class RootlessPoolWorker implements PoolWorker {
   private held?: WorkerRequest[]
   /** The file the current worker was started to fail (it took over from one that crashed there). */
   private failing?: string
+  /** `--inspect`/`--inspect-brk`: the port the worker's inspector opens on, published to the host. */
+  private readonly inspectorPort?: number
 
   constructor(
     private readonly options: PoolOptions,
@@ -86,6 +89,7 @@ export class RootlessPoolWorker implements PoolWorker {
       )
     }
     this.spares = this.reusable ? 0 : (warm ?? defaultSpareCount(config.maxWorkers))
+    this.inspectorPort = publishInspector(run, config)
     this.output = { stdout: options.project.vitest.logger.outputStream, stderr: options.project.vitest.logger.errorStream }
   }
 
@@ -173,6 +177,7 @@ export class RootlessPoolWorker implements PoolWorker {
       env,
       needs: workerPaths(this.options.project.config.root, this.options.project.vitest.config.root, this.options.distPath),
       reusable: this.reusable,
+      ...(this.inspectorPort === undefined ? {} : { publish: this.inspectorPort }),
     }
   }
 

@@ -21,6 +21,19 @@ export const SANDBOXED_ENV = 'VITEST_POOL_ROOTLESS_SANDBOXED'
  */
 export const FORWARDED_PORTS_ENV = 'VITEST_POOL_ROOTLESS_FORWARDED_PORTS'
 
+/**
+ * Jest's worker, where the Jest process itself runs under a debugger: `InspectRequest` as
+ * JSON. The worker opens its inspector on its own 127.0.0.1 before anything else
+ * (inside/entry.ts), and the engine publishes that port to the host.
+ */
+export const INSPECT_ENV = 'VITEST_POOL_ROOTLESS_INSPECT'
+
+export interface InspectRequest {
+  port: number
+  /** Wait for a debugger to attach before the worker goes on (the Jest process was `--inspect-brk`). */
+  wait: boolean
+}
+
 /** A reused worker's reset plan, as JSON (`ResetPlan`); the worker removes it before any test runs. */
 export const RESET_ENV = 'VITEST_POOL_ROOTLESS_RESET'
 

@@ -63,6 +63,7 @@ describe('validateSandboxOptions: defaults', () => {
     expect(resolved.hostname).toBeUndefined()
     expect(resolved.tmpfsSize).toBeUndefined()
     expect(resolved.pidNamespace).toBe(true)
+    expect(resolved.permissions).toBe('bypass')
   })
 
   it('gives the same result for {} as for undefined', () => {
@@ -168,6 +169,7 @@ describe('validateSandboxOptions: valid values', () => {
       network: 'isolated',
       hostPorts: [5432, { inside: 6379, host: 32768 }],
       pidNamespace: false,
+      permissions: 'enforce',
       dropEnv: ['NPM_TOKEN', 'AWS_*'],
     })
     expect(resolved).toEqual({
@@ -182,6 +184,7 @@ describe('validateSandboxOptions: valid values', () => {
       network: 'isolated',
       hostPorts: [{ inside: 5432, host: 5432 }, { inside: 6379, host: 32768 }],
       pidNamespace: false,
+      permissions: 'enforce',
       dropEnv: ['NPM_TOKEN', 'AWS_*'],
       warnings: [],
     })
@@ -296,6 +299,8 @@ describe('validateSandboxOptions: invalid values', () => {
     ['hostPorts a mapping with an unknown key', { hostPorts: [{ inside: 5432, host: 5433, tls: true }] }, 'hostPorts', { inside: 5432, host: 5433, tls: true }],
     ['hostPorts one inside port twice', { hostPorts: [5432, { inside: 5432, host: 15432 }] }, 'hostPorts', [5432, { inside: 5432, host: 15432 }]],
     ['hostPorts with network host', { hostPorts: [5432], network: 'host' }, 'hostPorts', [5432]],
+    ['permissions a word of its own', { permissions: 'strict' }, 'permissions', 'strict'],
+    ['permissions a boolean', { permissions: true }, 'permissions', true],
   ]
 
   it('covers at least 30 invalid inputs', () => {
@@ -346,6 +351,11 @@ describe('validateSandboxOptions: invalid values', () => {
     // (the opposite of "off") would be surprising
     const error = catchOptionError(() => validateSandboxOptions({ subids: null }))
     expect(error.option).toBe('subids')
+  })
+
+  it('says which two words permissions takes', () => {
+    const error = catchOptionError(() => validateSandboxOptions({ permissions: 'enforced' }))
+    expect(error.message).toBe('vitest-pool-rootless: option `permissions` expects one of "bypass", "enforce", got "enforced"')
   })
 
   it('rejects null for network rather than treating it as the default', () => {
@@ -414,7 +424,38 @@ describe('validateSandboxOptions: tmpfs adds to the temp dir', () => {
     const { warnings } = validateSandboxOptions({ tmpfs: false })
     expect(warnings).toHaveLength(1)
     expect(warnings[0]).toMatch(/^vitest-pool-rootless: no private temp dir/)
-    expect(warnings[0]).toContain(`${tmpdir()} is shared with the host`)
+    expect(warnings[0]).toContain(`/tmp and the temp dir ${tmpdir()} are shared with the host`)
+  })
+
+  /** Validates with TMPDIR set to `dir`. */
+  const withTmpdir = <T>(dir: string, body: () => T): T => {
+    const saved = process.env.TMPDIR
+    process.env.TMPDIR = dir
+    try {
+      return body()
+    } finally {
+      if (saved === undefined) delete process.env.TMPDIR
+      else process.env.TMPDIR = saved
+    }
+  }
+
+  it('makes /tmp private as well when TMPDIR is elsewhere (a CI\'s own, $HOME/t)', () => {
+    const resolved = withTmpdir(dir, () => validateSandboxOptions({}))
+    expect(resolved.tmpfs).toEqual([realpathSync('/tmp'), dir])
+    expect(resolved.tmpfsDirs).toBeUndefined()
+  })
+
+  it('gives /tmp one tmpfs and makes TMPDIR anew in it when TMPDIR lies inside (libpam-tmpdir), also with tmpfs: [\'/tmp\']', () => {
+    const inner = mkdtempSync(join(realpathSync('/tmp'), 'vpr-user-'))
+    try {
+      for (const input of [{}, { tmpfs: ['/tmp'] }]) {
+        const resolved = withTmpdir(inner, () => validateSandboxOptions(input))
+        expect(resolved.tmpfs).toEqual([realpathSync('/tmp')])
+        expect(resolved.tmpfsDirs).toEqual([inner])
+      }
+    } finally {
+      rmSync(inner, { recursive: true, force: true })
+    }
   })
 
   it.each([
@@ -444,7 +485,7 @@ describe('validateSandboxOptions: tmpfs adds to the temp dir', () => {
       expect(() => resolveTempDir()).toThrow(RootlessEnvironmentError)
       expect(() => resolveTempDir()).toThrow(/^vitest-pool-rootless: TMPDIR=.*no-such-tmp: the temp dir can't be used \(ENOENT/)
       // the run reports it when it opens, where `fallback: 'unsandboxed'` can still act
-      expect(validateSandboxOptions({}).tmpfs).toEqual([join(root, 'no-such-tmp')])
+      expect(validateSandboxOptions({}).tmpfs).toEqual([realpathSync('/tmp'), join(root, 'no-such-tmp')])
       expect(validateSandboxOptions({ tmpfs: false }).tmpfs).toEqual([])
     } finally {
       if (saved === undefined) delete process.env.TMPDIR

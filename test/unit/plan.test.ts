@@ -6,7 +6,7 @@ import type { IdMapPlan } from '../../src/plan/idmap.js'
 import type { ResolvedSandboxOptions } from '../../src/plan/options.js'
 
 function options(overrides: Partial<ResolvedSandboxOptions> = {}): ResolvedSandboxOptions {
-  const defaults: ResolvedSandboxOptions = { hosts: new Map(), hostsFile: undefined, hostsBase: undefined, hostname: undefined, tmpfs: [], tmpfsSize: undefined, keep: [], subids: 'auto', network: 'isolated', hostPorts: [], pidNamespace: false, dropEnv: [], warnings: [] }
+  const defaults: ResolvedSandboxOptions = { hosts: new Map(), hostsFile: undefined, hostsBase: undefined, hostname: undefined, tmpfs: [], tmpfsSize: undefined, keep: [], subids: 'auto', network: 'isolated', hostPorts: [], pidNamespace: false, permissions: 'bypass', dropEnv: [], warnings: [] }
   return { ...defaults, ...overrides } as ResolvedSandboxOptions
 }
 
@@ -358,6 +358,30 @@ describe('createResetPlan', () => {
     const mounts = launcherArgs(plan).filter((_, i, all) => mountFlags.includes(all[i]!) || mountFlags.includes(all[i - 1]!))
     expect(reset.args.filter((_, i, all) => mountFlags.includes(all[i]!) || mountFlags.includes(all[i - 1]!))).toEqual(mounts)
     expect(JSON.parse(JSON.stringify(reset))).toStrictEqual(reset)
+  })
+})
+
+describe('createSandboxPlan: a temp dir inside a tmpfs target', () => {
+  it('is made anew after the mounts, by the launch and by every reset', () => {
+    const plan = createSandboxPlan({ options: options({ tmpfs: ['/tmp'], tmpfsDirs: ['/tmp/user/1000'] }), idMap: selfMap, needs: ['/tmp/user/1000/proj'] })
+    const args = launcherArgs(plan)
+    expect(values(args, '--tmpfs')).toEqual(['/tmp'])
+    expect(values(args, '--keep')).toEqual(['/tmp/user/1000/proj'])
+    expect(values(args, '--tmpfs-dir')).toEqual(['/tmp/user/1000'])
+    expect(values(createResetPlan(plan, '', '/addon').args, '--tmpfs-dir')).toEqual(['/tmp/user/1000'])
+    expect(launcherArgs(createSandboxPlan({ options: options({ tmpfs: ['/tmp'] }), idMap: selfMap }))).not.toContain('--tmpfs-dir')
+  })
+})
+
+describe('createSandboxPlan: permissions', () => {
+  it("drops the permission-bypassing capabilities only for 'enforce', before the pid namespace", () => {
+    const args = argv({ options: options({ permissions: 'enforce', pidNamespace: true }), idMap: selfMap })
+    expect(args).toContain('--enforce-permissions')
+    expect(args.indexOf('--enforce-permissions')).toBeLessThan(args.indexOf('--pid-namespace'))
+    expect(argv({ options: options({ permissions: 'bypass' }), idMap: selfMap })).not.toContain('--enforce-permissions')
+    // a reset keeps what the launcher dropped: it has no flag for it
+    const reset = createResetPlan(createSandboxPlan({ options: options({ permissions: 'enforce' }), idMap: selfMap }), '', '/addon')
+    expect(reset.args).not.toContain('--enforce-permissions')
   })
 })
 
