@@ -87,6 +87,12 @@ static pthread_t preparer;
 static int preparing;
 /* written by the preparer, read after joining it */
 static int prepared = -1;
+/* with egress: the spawner (from the environment), and the prepared namespace's helper
+   started by the preparer too -- its exit fd (slirp4netns), or -1 -- and whether it was */
+static int spawner = -1;
+static int prepared_exit = -1, prepared_egress;
+/* the helper of the network in use; closing it ends a slirp4netns (pasta ends with its namespace) */
+static int current_exit = -1;
 
 static void *prepare(void *unused) {
   (void)unused;
@@ -96,6 +102,8 @@ static void *prepare(void *unused) {
   if (s < 0) return NULL;
   prepared = ioctl(s, SIOCGSKNS);
   close(s);
+  /* the helper's start is the slow part of an egress network: off the reset's path too */
+  if (prepared >= 0 && spawner >= 0) prepared_egress = attach_egress(spawner, prepared, &prepared_exit) == 0;
   return NULL;
 }
 
@@ -138,6 +146,11 @@ static void take_forwarder(void) {
   int fd = env ? parse_fd(env) : -1;
   if (fd >= 0 && fcntl(fd, F_SETFD, FD_CLOEXEC) == 0) forwarder = fd;
   unsetenv(FORWARDER_ENV);
+  /* the egress spawner likewise */
+  env = getenv(EGRESS_ENV);
+  fd = env ? parse_fd(env) : -1;
+  if (fd >= 0 && fcntl(fd, F_SETFD, FD_CLOEXEC) == 0) spawner = fd;
+  unsetenv(EGRESS_ENV);
 }
 
 /* Runs `--reset ARGS...`: 0, or -1 with `failure` set. */
@@ -149,12 +162,25 @@ static int run_reset(int argc, char **argv) {
   struct run r;
   run_init(&r);
   r.forwarder = forwarder;
+  r.spawner = spawner;
   r.network_fd = p.new_network ? take_prepared() : -1;
+  /* made ahead with its helper running: OP_EGRESS has nothing left to do */
+  r.network_ready = r.network_fd >= 0 && prepared_egress;
+  r.egress_exit = r.network_ready ? prepared_exit : -1;
   int rc = run_ops(&p, &r);
   close_ops(&p, &r);
   /* a step that failed before the network's: the namespace made ahead waits for the next reset */
-  if (r.network_fd >= 0) prepared = r.network_fd;
-  else if (rc == 0 && p.new_network) start_preparing();
+  if (r.network_fd >= 0) {
+    prepared = r.network_fd;
+  } else {
+    if (p.new_network) {
+      /* the old network's helper goes; the new one's stays as long as it is in use */
+      if (current_exit >= 0 && current_exit != r.egress_exit) close(current_exit);
+      current_exit = r.egress_exit;
+      prepared_exit = -1, prepared_egress = 0;
+    }
+    if (rc == 0 && p.new_network) start_preparing();
+  }
   /* best effort: where the kernel can't, a module's server is out of the next file's reach.
      Only with a pid namespace (--kill-others): a child that outlived the worker would find
      no one answering its connects, which then fail (ENOSYS) */

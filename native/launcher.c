@@ -13,7 +13,7 @@
  * A failing step exits with its own status (see steps.h) and prints exactly one line:
  *   vitest-pool-rootless: <step>: <reason>
  * With --status-fd N it also writes that status as one byte to fd N. The exit status
- * alone can't tell a failed step from a command that exits with 230..252 itself; the fd
+ * alone can't tell a failed step from a command that exits with 230..253 itself; the fd
  * can: a byte means a step failed, EOF without one means CMD ran and its status is its own.
  * The target's argv, environment and inherited fds (Node's IPC channel among them) are
  * passed through untouched; the status fd is the one exception (close-on-exec).

@@ -61,12 +61,16 @@ static int make_network(int home) {
   return fd;
 }
 
-void serve_networks(int listener) {
+void serve_networks(int listener, const struct plan *p) {
+  /* with --egress, each gets its helper before it is handed out, from a spawner that
+     stays in the host's network (egress.c) */
+  pid_t spawner_pid;
+  int spawner = p->egress_kind ? start_egress_spawner(p, 0, &spawner_pid) : -1;
   /* the holder's own namespace, to return to after making each one it hands out */
   if (unshare(CLONE_NEWNET) < 0) die_step(STEP_HOLD, "%s", "can't make the holder's own network namespace");
   int home = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
   if (home < 0) die_step(STEP_HOLD, "%s", "can't open the holder's own network namespace");
-  int stock[STOCK], n = 0, can_make = 1;
+  int stock[STOCK], exits[STOCK], n = 0, can_make = !p->egress_kind || spawner >= 0;
   for (;;) {
     struct pollfd fds[2] = {{.fd = 0, .events = POLLIN}, {.fd = listener, .events = POLLIN}};
     /* launchers first; with nobody waiting, make the next one */
@@ -85,21 +89,26 @@ void serve_networks(int listener) {
       if (conn < 0) continue;
       /* none ready: closing without one says "make your own", never "wait" */
       if (n > 0) {
-        send_with_fd(conn, "n", 1, stock[--n]);
+        n--;
+        /* 'e': the fd that keeps its slirp4netns alive follows */
+        send_with_fd(conn, exits[n] >= 0 ? "e" : "n", 1, stock[n]);
+        if (exits[n] >= 0) send_with_fd(conn, "x", 1, exits[n]), close(exits[n]);
         close(stock[n]);
       }
       close(conn);
       continue;
     }
     if (ready == 0) {
-      int fd = make_network(home);
-      if (fd >= 0) stock[n++] = fd;
-      else can_make = 0; /* the launchers make their own, and report why if they can't */
+      int fd = make_network(home), exit_w = -1;
+      /* the launchers make their own, and report why if they can't */
+      if (fd >= 0 && spawner >= 0 && attach_egress(spawner, fd, &exit_w) < 0) close(fd), fd = -1;
+      if (fd >= 0) stock[n] = fd, exits[n++] = exit_w;
+      else can_make = 0;
     }
   }
 }
 
-int take_network(const char *path) {
+int take_network(const char *path, int *egress_exit) {
   struct sockaddr_un a;
   if (socket_address(path, &a) < 0) return -1;
   int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
@@ -114,6 +123,14 @@ int take_network(const char *path) {
       close(fd);
       fd = -1;
     }
+    int exit_w = -1;
+    if (fd >= 0 && byte == 'e' && (recv_with_fd(s, &byte, 1, &exit_w) != 1 || exit_w < 0 || !egress_exit)) {
+      /* a namespace whose helper can't be kept alive is no use: make our own */
+      if (exit_w >= 0) close(exit_w);
+      close(fd);
+      fd = exit_w = -1;
+    }
+    if (egress_exit) *egress_exit = exit_w;
   }
   close(s);
   /* only a network namespace will do */

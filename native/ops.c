@@ -27,6 +27,8 @@ void run_init(struct run *r) {
   memset(r, 0, sizeof *r);
   r->inner_fd = r->network_fd = r->forwarder = -1;
   r->forwarder_pid = -1;
+  r->spawner = r->egress_exit = -1;
+  r->spawner_pid = -1;
 }
 
 void close_ops(struct plan *p, struct run *r) {
@@ -51,6 +53,8 @@ static int prepare(struct plan *p, struct run *r, int from) {
       return fail(STEP_OPEN_HOSTS, "can't open hosts file %s", op->arg);
     if (op->kind == OP_NSSWITCH && (op->fd = open(op->arg, O_RDONLY | O_CLOEXEC)) < 0)
       return fail(STEP_NSSWITCH, "can't open %s", op->arg);
+    if (op->kind == OP_RESOLV && (op->fd = open(op->arg, O_RDONLY | O_CLOEXEC)) < 0)
+      return fail(STEP_NSSWITCH, "can't open %s", op->arg);
     if (op->kind == OP_KEEP && !op->flag && (op->fd = open_source(op->arg, &op->is_dir)) < 0)
       return fail(STEP_OPEN_KEEP, "can't open %s", op->arg);
 #ifndef ROOTLESS_ADDON
@@ -60,6 +64,11 @@ static int prepare(struct plan *p, struct run *r, int from) {
      */
     if (op->kind == OP_FORWARD && !op->flag && (r->forwarder = start_forwarder(p->forwards, p->n_forwards, &r->forwarder_pid)) < 0)
       return fail(STEP_FORWARD, "can't start the forwarder");
+    /* the egress helpers' spawner stays in the host's network too (egress.c): it starts
+       the helper on our network namespace once there is one, and on a reused worker's
+       fresh ones; not needed where the holder's namespace, helper running, is ours */
+    if (op->kind == OP_EGRESS && !op->flag && (r->network_fd < 0 || getenv(RESET_ENV)) && (r->spawner = start_egress_spawner(p, 1, &r->spawner_pid)) < 0)
+      return fail(STEP_EGRESS, "can't start the egress helpers' spawner");
     /* the host's way in to a port of the sandbox: a Unix socket in the host's tree */
     if (op->kind == OP_PUBLISH && (op->fd = listen_unix(op->arg)) < 0) return fail(STEP_FORWARD, "can't listen on %s", op->arg);
 #else
@@ -115,6 +124,42 @@ static int forward(struct plan *p, struct run *r, const struct op *op) {
   return 0;
 }
 
+/* A worker that resets its sandbox in place asks the spawner for its fresh networks' helpers. */
+static int pass_spawner(struct run *r) {
+  if (!getenv(RESET_ENV) || r->spawner < 0) return 0;
+  char fd[16];
+  snprintf(fd, sizeof fd, "%d", r->spawner);
+  if (fcntl(r->spawner, F_SETFD, 0) < 0 || setenv(EGRESS_ENV, fd, 1) < 0) return fail(STEP_EGRESS, "can't pass the egress spawner on");
+  return 0;
+}
+
+/*
+ * OP_EGRESS: the user-mode network stack's helper on the network namespace we are in
+ * (egress.c). One the holder made ahead has it already. The fd that keeps a slirp4netns
+ * alive is held for as long as the sandbox: by the outer launcher and init with a pid
+ * namespace (close-on-exec), else by the command itself.
+ */
+static int egress(struct plan *p, struct run *r, const struct op *op) {
+  if (r->network_ready) {
+    /* a launch's: taken from the holder; a reset's: made ahead on the addon's thread */
+    if (r->egress_exit >= 0 && !p->pid_namespace && !op->flag) fcntl(r->egress_exit, F_SETFD, 0);
+    return op->flag ? 0 : pass_spawner(r);
+  }
+  if (r->spawner < 0) {
+    errno = 0;
+    return fail(STEP_EGRESS, "the network namespace made ahead, with its helper, could not be joined");
+  }
+  int ns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (ns < 0) return fail(STEP_EGRESS, "can't open the sandbox's network namespace");
+  int exit_w = -1, rc = attach_egress(r->spawner, ns, &exit_w);
+  close(ns);
+  if (rc < 0) return -1;
+  if (r->egress_exit >= 0) close(r->egress_exit);
+  r->egress_exit = exit_w;
+  if (exit_w >= 0 && !p->pid_namespace && !op->flag) fcntl(exit_w, F_SETFD, 0);
+  return op->flag ? 0 : pass_spawner(r);
+}
+
 /* OP_NEW_NETWORK: a fresh network namespace with lo up for the calling thread. */
 static int new_network(struct run *r) {
   /* one made ahead (on the addon's thread) costs only a setns(2); used up either way */
@@ -129,6 +174,7 @@ static int new_network(struct run *r) {
     close(made);
     if (entered) return 0;
   }
+  r->network_ready = 0; /* not the one made ahead: its egress helper is still to start */
   if (unshare(CLONE_NEWNET) < 0) return fail(STEP_UNSHARE, "can't create a fresh network namespace");
   if (loopback_up() < 0) return fail(STEP_LOOPBACK, "can't bring up lo in the fresh network namespace");
   return 0;
@@ -142,7 +188,7 @@ static int run_op(struct plan *p, struct run *r, int i) {
     /* launcher, in the caller's namespaces: taken first, while the holder's socket in the
        run's state dir is in sight (a tmpfs may hide it later); OP_LOCK joins it. -1:
        none, and OP_LOCK makes one, as without the holder */
-    r->network_fd = take_network(op->arg);
+    r->network_fd = take_network(op->arg, p->egress_kind ? &r->egress_exit : NULL);
     return 0;
   case OP_NEW_USER:
     /* launcher: a helper forked in the caller's user namespace maps the new one (userns.c) */
@@ -245,6 +291,15 @@ static int run_op(struct plan *p, struct run *r, int i) {
     return 0;
   case OP_FORWARD:
     return forward(p, r, op);
+  case OP_EGRESS:
+    return egress(p, r, op);
+  case OP_RESOLV:
+    /* with egress, names the hosts file doesn't know go to the helper's DNS forwarder,
+       which asks the host's resolvers */
+    if (private_copy_bind(op->fd, op->arg, "/etc/resolv.conf") < 0)
+      return fail(STEP_NSSWITCH, "can't put a private copy of %s on /etc/resolv.conf", op->arg);
+    close(op->fd), op->fd = -1;
+    return 0;
   case OP_CHDIR:
     /* the old cwd may now be hidden under a tmpfs; resolved again through the new tree */
     if (r->have_cwd && chdir(r->cwd) < 0) return fail(STEP_CHDIR, "can't enter %s (add it to the kept paths)", r->cwd);

@@ -83,11 +83,11 @@ static int usage_error(const char *fmt, const char *arg) {
   errno = 0;
   return fail(STEP_USAGE, "%s (usage: launcher [--uid-map I:O:N]... [--gid-map I:O:N]... "
                           "[--newuidmap PATH --newgidmap PATH] [--userns-fd FD [--networks SOCKET]] [--tmpfs PATH [--keep PATH]...]... [--tmpfs-dir PATH]... "
-                          "[--tmpfs-size SIZE] [--hosts-file PATH] [--nsswitch-file PATH] [--hostname NAME] "
-                          "[--forward INSIDE_PORT:HOST_PORT]... [--relay-only] [--publish PORT=PATH] [--enforce-permissions] [--host-network] "
-                          "[--new-session] [--pid-namespace] [--status-fd FD] -- CMD [ARGS...] | --hold [--networks SOCKET] | "
+                          "[--tmpfs-size SIZE] [--hosts-file PATH] [--nsswitch-file PATH] [--resolv-file PATH] [--hostname NAME] "
+                          "[--forward INSIDE_PORT:HOST_PORT]... [--relay-only] [--publish PORT=PATH] [--enforce-permissions] [--host-network | --egress KIND:PATH] "
+                          "[--new-session] [--pid-namespace] [--status-fd FD] -- CMD [ARGS...] | --hold [--networks SOCKET [--egress KIND:PATH]] | "
                           "--reset [--tmpfs PATH [--keep PATH]...]... [--tmpfs-dir PATH]... [--tmpfs-size SIZE] [--hostname NAME] "
-                          "[--new-network] [--kill-others] [--unmount PATH]... [--forward INSIDE_PORT:HOST_PORT]...)",
+                          "[--new-network [--egress KIND:PATH]] [--kill-others] [--unmount PATH]... [--forward INSIDE_PORT:HOST_PORT]...)",
               msg);
 }
 
@@ -133,12 +133,14 @@ static void plan_launch(struct plan *p) {
   add(p, OP_MOUNT_PRIVATE, NULL, 0);
   if (p->hosts_file) add(p, OP_HOSTS, p->hosts_file, 0);
   if (p->nsswitch_file) add(p, OP_NSSWITCH, p->nsswitch_file, 0);
+  if (p->resolv_file) add(p, OP_RESOLV, p->resolv_file, 0);
   add_layers(p, 1);
   add(p, OP_LOCK, NULL, 0);
   add_layers(p, 0);
   add_dirs(p);
   if (p->hostname) add(p, OP_HOSTNAME, p->hostname, 0);
   if (!p->host_network) add(p, OP_LOOPBACK, NULL, 0);
+  if (p->egress_kind) add(p, OP_EGRESS, NULL, 0);
   /* before the forwarder's connect filter: the publisher's own connects need no asking */
   if (p->publish_path) add(p, OP_PUBLISH, p->publish_path, 0);
   if (p->n_forwards > 0) add(p, OP_FORWARD, NULL, 0);
@@ -170,6 +172,7 @@ static void plan_reset(struct plan *p) {
   if (p->hostname) add(p, OP_HOSTNAME, p->hostname, 0);
   if (p->new_network) {
     add(p, OP_NEW_NETWORK, NULL, 0);
+    if (p->egress_kind) add(p, OP_EGRESS, NULL, 1);
     if (p->n_forwards > 0) add(p, OP_FORWARD, NULL, 1);
   }
 }
@@ -183,14 +186,17 @@ static void plan_reset(struct plan *p) {
 static int check_plan(struct plan *p, int has_command) {
   if (p->reset) {
     if (has_command || p->hold || p->userns_fd >= 0 || p->n_uid_map || p->n_gid_map || p->newuidmap || p->newgidmap || p->hosts_file || p->nsswitch_file ||
-        p->host_network || p->new_session || p->pid_namespace || p->networks || p->relay_only || p->status_fd >= 0 || p->publish_path || p->enforce_permissions)
-      return usage_error("%s", "--reset takes only --tmpfs, --keep, --tmpfs-dir, --tmpfs-size, --hostname, --new-network, --kill-others, --unmount and --forward");
+        p->host_network || p->new_session || p->pid_namespace || p->networks || p->relay_only || p->status_fd >= 0 || p->publish_path || p->enforce_permissions || p->resolv_file)
+      return usage_error("%s", "--reset takes only --tmpfs, --keep, --tmpfs-dir, --tmpfs-size, --hostname, --new-network, --kill-others, --unmount, --forward and --egress");
+    if (p->egress_kind && !p->new_network) return usage_error("%s", "--egress in a reset goes with --new-network");
     return 0;
   }
   if (p->new_network || p->kill_others || p->n_unmount)
     return usage_error("%s", "--new-network, --kill-others and --unmount go with --reset");
   if (p->n_forwards && p->host_network)
     return usage_error("%s", "--forward needs the sandbox's own network, not --host-network");
+  if (p->egress_kind && p->host_network)
+    return usage_error("%s", "--egress needs the sandbox's own network, not --host-network");
   if (p->publish_path && p->host_network)
     return usage_error("%s", "--publish needs the sandbox's own network, not --host-network");
   if ((p->newuidmap == NULL) != (p->newgidmap == NULL))
@@ -198,6 +204,7 @@ static int check_plan(struct plan *p, int has_command) {
   if (p->hold) {
     if (has_command || p->userns_fd >= 0) return usage_error("%s", "--hold takes no command and no --userns-fd");
     if (p->n_uid_map == 0 || p->n_gid_map == 0) return usage_error("%s", "--hold needs --uid-map and --gid-map");
+    if (p->egress_kind && !p->networks) return usage_error("%s", "--egress with --hold goes with --networks");
     return 0;
   }
   if (!has_command) return usage_error("%s", "missing '-- CMD'");
@@ -264,6 +271,15 @@ int parse_plan(int argc, char **argv, struct plan *p) {
     }
     else if (strcmp(a, "--hosts-file") == 0) ONCE(p->hosts_file);
     else if (strcmp(a, "--nsswitch-file") == 0) ONCE(p->nsswitch_file);
+    else if (strcmp(a, "--resolv-file") == 0) ONCE(p->resolv_file);
+    else if (strcmp(a, "--egress") == 0) {
+      NEED_VALUE();
+      if (p->egress_kind) return usage_error("%s is given twice", a);
+      /* KIND:PATH -- which helper, and the absolute path the TypeScript side found it at */
+      if (strncmp(v, "pasta:/", 7) == 0) p->egress_kind = EGRESS_PASTA, p->egress_path = v + 6;
+      else if (strncmp(v, "slirp4netns:/", 13) == 0) p->egress_kind = EGRESS_SLIRP, p->egress_path = v + 12;
+      else return usage_error("bad egress '%s', expected pasta:PATH or slirp4netns:PATH, PATH absolute", v);
+    }
     else if (strcmp(a, "--forward") == 0) {
       NEED_VALUE();
       if (p->n_forwards >= MAX_LIST) return usage_error("too many %s", a);

@@ -49,6 +49,7 @@ enum op_kind {
   OP_MOUNT_PRIVATE, /* nothing propagates to the host */
   OP_HOSTS,         /* a private copy of `arg` on /etc/hosts (--hosts-file) */
   OP_NSSWITCH,      /* a private copy of `arg` on /etc/nsswitch.conf (--nsswitch-file) */
+  OP_RESOLV,        /* a private copy of `arg` on /etc/resolv.conf (--resolv-file) */
   OP_TMPFS,         /* a tmpfs on `arg` (--tmpfs, --tmpfs-size) */
   OP_KEEP,          /* `arg` bound back onto the tmpfs below it (--keep) */
   OP_READ_ONLY,     /* the tmpfs on `arg`, the floor, made read-only */
@@ -57,6 +58,7 @@ enum op_kind {
   OP_HOSTNAME,      /* --hostname */
   OP_LOOPBACK,      /* lo up */
   OP_FORWARD,       /* the forwarded ports' listeners (--forward) */
+  OP_EGRESS,        /* the user-mode network stack's helper on our network (--egress) */
   OP_CHDIR,         /* the caller's cwd, resolved again in the new tree */
   OP_SESSION,       /* --new-session */
   OP_PUBLISH,       /* the sandbox's port reached from the host through a Unix socket (--publish) */
@@ -76,7 +78,7 @@ enum op_kind {
 struct op {
   enum op_kind kind;
   const char *arg; /* the path or name it acts on */
-  int fd;          /* OP_HOSTS, OP_NSSWITCH, OP_KEEP: its source, opened ahead; -1 until then */
+  int fd;          /* OP_HOSTS, OP_NSSWITCH, OP_RESOLV, OP_KEEP: its source, opened ahead; -1 until then */
   int flag;        /* OP_KEEP: 1 when opened from the locked floor (OP_OPEN_FLOOR), where it may
                       be missing; OP_NEW_USER: also a mount namespace; OP_FORWARD: a reset's */
   int is_dir;      /* OP_KEEP: the source is a directory */
@@ -102,6 +104,7 @@ struct plan {
   char tmpfs_options[32 + MAX_TMPFS_SIZE]; /* mount options of every tmpfs target */
   const char *hosts_file;
   const char *nsswitch_file;
+  const char *resolv_file;
   const char *hostname;
   struct forward forwards[MAX_LIST];
   int n_forwards;
@@ -110,6 +113,8 @@ struct plan {
   const char *publish_path; /* ...through this Unix socket, made before any mount */
   int enforce_permissions;
   int host_network;
+  enum { EGRESS_NONE, EGRESS_PASTA, EGRESS_SLIRP } egress_kind; /* --egress KIND:PATH */
+  const char *egress_path;
   int new_session;
   int hold;              /* create only the user namespace, report, wait for stdin EOF */
   const char *networks;  /* --hold: serve network namespaces made ahead here; else take one */
@@ -133,6 +138,9 @@ struct run {
   int network_ready;   /* OP_LOCK joined it: lo is up already */
   int forwarder;       /* the forwarder's control socket, or -1 */
   pid_t forwarder_pid; /* reaped by the process that outlives the command */
+  int spawner;         /* the egress helpers' spawner (egress.c), or -1 */
+  pid_t spawner_pid;
+  int egress_exit;     /* held while the sandbox's helper should live (slirp4netns), or -1 */
   int have_cwd;
   char cwd[PATH_MAX];
 };
@@ -238,6 +246,13 @@ struct sockaddr_storage;
 /* The port of an IPv4 or IPv6 socket address; 0 for another family. */
 uint16_t sockaddr_port(const struct sockaddr_storage *a);
 
+/* egress.c */
+/* Forks the spawner of egress helpers (call it in the host's network namespace), in a copy of
+   the current mount namespace with `own_mounts`; its socket, or -1. */
+int start_egress_spawner(const struct plan *p, int own_mounts, pid_t *pid);
+/* Starts a helper on the network namespace `ns` and waits for it: 0 (with the fd that keeps
+   it alive, or -1, in *exit_w), or -1 with `failure` set. */
+int attach_egress(int spawner, int ns, int *exit_w);
 /* caps.c: drops the capabilities that bypass file permissions (bounding set included) */
 int drop_permission_caps(void);
 
@@ -258,12 +273,15 @@ int stay_for_forwarder(pid_t forwarder);
 /* The holder's socket for network namespaces made ahead; -1 with errno if it can't be made. */
 int listen_networks(const char *path);
 /* Makes network namespaces ahead and hands each out once, until stdin's EOF; never returns. */
-void serve_networks(int listener) __attribute__((noreturn));
-/* A network namespace made ahead, taken from the holder at `path`; -1 when there is none. */
-int take_network(const char *path);
+void serve_networks(int listener, const struct plan *p) __attribute__((noreturn));
+/* A network namespace made ahead, taken from the holder at `path`; -1 when there is none.
+   With `egress_exit`, the fd that keeps its egress helper alive, if one comes along. */
+int take_network(const char *path, int *egress_exit);
 
 /* The environment variable that tells a reused worker the forwarder's control fd. */
 #define FORWARDER_ENV "VITEST_POOL_ROOTLESS_FORWARDER"
+/* The environment variable that tells a reused worker the egress spawner's fd. */
+#define EGRESS_ENV "VITEST_POOL_ROOTLESS_EGRESS"
 /* Set (src/wire/wire.ts) when the worker will reset its sandbox: only then does it get that fd. */
 #define RESET_ENV "VITEST_POOL_ROOTLESS_RESET"
 

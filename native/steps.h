@@ -1,6 +1,6 @@
 /*
  * Exit statuses of the launcher, one per setup step: the one list of them. They sit in
- * 230..252, far from what a test process exits with (0..127 by convention, 128+N for
+ * 230..253, far from what a test process exits with (0..127 by convention, 128+N for
  * "killed by signal N" as reported by shells), so the pool can tell "the sandbox failed"
  * from "the test failed".
  *
@@ -36,7 +36,8 @@
   X(HOLD, 249, "hold")              \
   X(PID_NAMESPACE, 250, "pid-namespace") \
   X(FORWARD, 251, "forward")        \
-  X(NSSWITCH, 252, "nsswitch")
+  X(NSSWITCH, 252, "nsswitch")     \
+  X(EGRESS, 253, "egress")
 
 enum step {
 #define STEP_ENUM(symbol, code, name) STEP_##symbol = code,

@@ -342,7 +342,7 @@ void hold(const struct plan *p, struct run *r) {
   int networks = p->networks ? listen_networks(p->networks) : -1;
   if (p->networks && networks < 0) die_step(STEP_HOLD, "can't listen on %s", p->networks);
   if (write_all(1, "ready\n", 6) < 0) die_step(STEP_HOLD, "can't report readiness");
-  if (networks >= 0) serve_networks(networks);
+  if (networks >= 0) serve_networks(networks, p);
   char sink[64];
   while (read_retry(0, sink, sizeof sink) > 0) {}
   _exit(0);

@@ -19,7 +19,7 @@ const STATUS_GRACE_MS = 250
 /**
  * Watches a launched process's status pipe (the launcher's `--status-fd`): a byte there
  * means a setup step failed, and which one; none means the command itself ran, so even
- * an exit status in the launcher's own 230–252 range is the command's (`process.exit(240)`).
+ * an exit status in the launcher's own 230–253 range is the command's (`process.exit(240)`).
  * Must be called right after the spawn, before anything could be written.
  */
 export function watchExit(child: ChildProcess, status: Readable | null | undefined): Promise<ChildExit> {

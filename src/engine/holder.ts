@@ -5,6 +5,7 @@ import { SandboxError } from '../plan/errors.js'
 import type { IdMapPlan } from '../plan/idmap.js'
 import { idMapArgs } from '../plan/plan.js'
 import { launcherStep } from '../plan/steps.js'
+import { egressArg, type EgressHelper } from '../plan/egress.js'
 
 /** A mapped user namespace, held open by an fd, that launchers join with `--userns-fd`. */
 export interface HeldUserNamespace {
@@ -36,8 +37,10 @@ const READY = 'ready\n'
  * sandbox's setup. It ends when its stdin does: at `close()`, or with this process
  * (it also has PR_SET_PDEATHSIG), and it never holds the run open.
  */
-export async function holdUserNamespace(launcher: string, idMap: IdMapPlan, networksSocket?: string): Promise<HeldUserNamespace> {
-  const holder = spawn(launcher, [...idMapArgs(idMap), '--hold', ...(networksSocket ? ['--networks', networksSocket] : [])], { stdio: ['pipe', 'pipe', 'pipe'], cwd: '/' })
+export async function holdUserNamespace(launcher: string, idMap: IdMapPlan, networksSocket?: string, egress?: EgressHelper): Promise<HeldUserNamespace> {
+  // with egress, each namespace made ahead gets its helper before it is handed out
+  const networks = networksSocket ? ['--networks', networksSocket, ...(egress ? ['--egress', egressArg(egress)] : [])] : []
+  const holder = spawn(launcher, [...idMapArgs(idMap), '--hold', ...networks], { stdio: ['pipe', 'pipe', 'pipe'], cwd: '/' })
   let stderr = ''
   holder.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
   const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => holder.once('close', (c, s) => resolve([c, s])))

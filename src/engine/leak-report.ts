@@ -8,7 +8,7 @@ export type LeaksMode = 'report' | 'fail' | 'ignore'
 /** What a worker whose loop is ours is told to look for after each file (none for 'ignore'). */
 export function leakWatchEnv(mode: LeaksMode, options: Pick<ResolvedSandboxOptions, 'pidNamespace' | 'network'>): Record<string, string> {
   if (mode === 'ignore') return {}
-  const checks: LeakChecks = { fail: mode === 'fail', processes: options.pidNamespace, sockets: options.network === 'isolated' }
+  const checks: LeakChecks = { fail: mode === 'fail', processes: options.pidNamespace, sockets: options.network !== 'host' }
   return { [LEAKS_ENV]: JSON.stringify(checks) }
 }
 

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { findExecutable, readHostFacts } from './host-facts.js'
+import { canOpenTun, installedEgressHelpers, TUN_DEVICE } from './egress.js'
 import type { IdentityFacts } from '../plan/idmap.js'
 import { LauncherNotFoundError, locateLauncher } from './launcher-path.js'
 import { addSubidsAdvice, findSubidRanges, freeSubidRange, SubidFileError } from '../plan/subid.js'
@@ -102,6 +103,7 @@ export function staticChecks(inputs: DiagnoseInputs = {}): Check[] {
   checks.push(helperCheck('newuidmap', env, uid), helperCheck('newgidmap', env, uid))
   const facts = readHostFacts(env, root)
   checks.push(subidCheck('/etc/subuid', facts, uid), subidCheck('/etc/subgid', facts, uid))
+  checks.push(egressCheck(env))
 
   const uidMap = read('/proc/self/uid_map')
   checks.push(
@@ -117,6 +119,15 @@ export function staticChecks(inputs: DiagnoseInputs = {}): Check[] {
     checks.push({ id: 'launcher', title: 'launcher binary', status: 'fail', detail: error.message.split('\n')[0]!, fix: error instanceof LauncherNotFoundError ? error.message.split('\n').at(-1) : undefined })
   }
   return checks
+}
+
+/** `network: 'egress'`: a user-mode network stack, and the tap device it opens. A warning at most: only egress needs it. */
+function egressCheck(env: NodeJS.ProcessEnv): Check {
+  const title = "network: 'egress' (slirp4netns or pasta)"
+  const [helper, other] = installedEgressHelpers(env)
+  if (!helper) return { id: 'egress', title, status: 'warn', detail: "neither is installed: network: 'egress' can't be used", fix: 'sudo apt-get install slirp4netns (Debian, Ubuntu; or passt); sudo dnf install slirp4netns (Fedora)' }
+  if (!canOpenTun()) return { id: 'egress', title, status: 'warn', detail: `${helper.path} is installed, but ${TUN_DEVICE} can't be opened by this user`, fix: `sudo chmod 0666 ${TUN_DEVICE} (the mode most distributions give it)` }
+  return { id: 'egress', title, status: 'ok', detail: `${helper.kind} (${helper.path})${other ? `; ${other.kind} installed too` : ''}` }
 }
 
 function helperCheck(name: 'newuidmap' | 'newgidmap', env: NodeJS.ProcessEnv, uid: number): Check {
@@ -199,6 +210,9 @@ function stepHint(step: string, stderr: string): string {
   }
   if (step === 'forward') {
     return "The port forwarder (for `hostPorts` and the test runner's own ports) could not start or listen inside the sandbox. Run with `runnerPorts: false` and no `hostPorts` to go without it, and `npx vitest-pool-rootless doctor` for a check of this machine."
+  }
+  if (step === 'egress') {
+    return "The user-mode network stack of `network: 'egress'` could not start in the sandbox (its own words are above). `npx vitest-pool-rootless doctor` checks it; `network: 'isolated'` goes without it."
   }
   if (step === 'nsswitch') {
     return "The sandbox's private /etc/nsswitch.conf could not be put in place (is /etc/nsswitch.conf a regular file?). `network: 'host'` goes without it."

@@ -198,7 +198,7 @@ export class SandboxRun {
     await phase.holding
     // a globalSetup server started since the spares booted makes them no match: they
     // would not reach it
-    if (this.options.network === 'isolated') spec = { ...spec, ...(await this.forwardsNow(phase)) }
+    if (this.options.network !== 'host') spec = { ...spec, ...(await this.forwardsNow(phase)) }
     const child = (spec.publish === undefined ? this.spares.take(spec) : undefined) ?? this.forkNow(spec)
     this.spares.fill(spec, spares)
     return child
@@ -302,7 +302,7 @@ export class SandboxRun {
     spec = { ...spec, needs: [...spec.needs, DIST, ...ideDebuggerPaths(spec.env)] }
     let publish: { port: number; socket: string } | undefined
     let forget: (() => void) | undefined
-    if (spec.publish !== undefined && this.published && this.options.network === 'isolated') {
+    if (spec.publish !== undefined && this.published && this.options.network !== 'host') {
       publish = { port: spec.publish, socket: join(sandbox.stateDir, `publish-${++this.publishedSockets}.sock`) }
       forget = this.published.add(publish.socket)
     }
@@ -335,7 +335,7 @@ export class SandboxRun {
 export const launcherDeps: RunDeps = {
   prepare: prepareSandbox,
   probe: probeSandbox,
-  holdUserNamespace: (sandbox) => holdUserNamespace(sandbox.launcher, sandbox.idMap, sandbox.networksSocket),
+  holdUserNamespace: (sandbox) => holdUserNamespace(sandbox.launcher, sandbox.idMap, sandbox.networksSocket, sandbox.egress),
   fork(sandbox, userns, spec, env, publish) {
     const args = sandbox.args({ needs: spec.needs, runnerPorts: spec.runnerPorts, hostForwards: spec.hostForwards, publish, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined, networksSocket: userns?.networksSocket, statusFd: STATUS_FD_INDEX })
     const child = fork(SANDBOX_ENTRY, [spec.entrypoint], {

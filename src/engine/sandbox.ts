@@ -11,6 +11,8 @@ import { createIdMapPlan, type IdentityFacts, type IdMapPlan } from '../plan/idm
 import { locateAddon, locateLauncher } from './launcher-path.js'
 import type { ResolvedSandboxOptions } from '../plan/options.js'
 import { createSandboxPlan, launcherArgs, type PlanInputs, type SandboxPlan } from '../plan/plan.js'
+import { renderEgressResolvConf, type EgressHelper } from '../plan/egress.js'
+import { findEgressHelper } from './egress.js'
 
 const STATE_PREFIX = 'vitest-pool-rootless-'
 
@@ -106,12 +108,14 @@ export interface PreparedSandbox {
    */
   networksSocket?: string
   hostsFile: string
+  /** With `network: 'egress'`: the user-mode network stack the sandboxes go out through. */
+  egress?: EgressHelper
   /** What was written to `hostsFile`. */
   hosts: string
   /** The plan of one sandbox: what the launcher will do, in order. */
-  plan(extra?: Omit<PlanInputs, 'options' | 'idMap' | 'hostsFile' | 'nsswitchFile'>): SandboxPlan
+  plan(extra?: Omit<PlanInputs, 'options' | 'idMap' | 'hostsFile' | 'nsswitchFile' | 'egress' | 'resolvFile'>): SandboxPlan
   /** Launcher flags for one sandbox (`launcherArgs(plan(extra))`); append `--` and the command. */
-  args(extra?: Omit<PlanInputs, 'options' | 'idMap' | 'hostsFile' | 'nsswitchFile'>): string[]
+  args(extra?: Omit<PlanInputs, 'options' | 'idMap' | 'hostsFile' | 'nsswitchFile' | 'egress' | 'resolvFile'>): string[]
   /** Removes the state directory. Idempotent. */
   cleanup(): void
 }
@@ -124,6 +128,8 @@ export interface PreparedSandbox {
  * directory lives there even with `tmpfs: false`).
  */
 export function prepareSandbox(options: ResolvedSandboxOptions, facts: IdentityFacts = readHostFacts()): PreparedSandbox {
+  // before anything is written: a missing helper is the one error of this run
+  const egress = options.network === 'egress' ? findEgressHelper() : undefined
   const tempDir = resolveTempDir()
   const launcher = locateLauncher()
   const addon = locateAddon()
@@ -136,11 +142,16 @@ export function prepareSandbox(options: ResolvedSandboxOptions, facts: IdentityF
   // the sandbox's hostname, configured or inherited, resolves to loopback: with no
   // network, nothing else would answer for it
   // a named service of `hostPorts` (`'postgres:5432'`) is reached inside by its name
-  const names = options.network === 'isolated' ? withServiceNames(options.hosts, options.hostPorts.filter(isService)) : options.hosts
+  const names = options.network !== 'host' ? withServiceNames(options.hosts, options.hostPorts.filter(isService)) : options.hosts
   const hosts = renderHostsFile(names, { hostname: options.hostname ?? hostname(), base })
   writeFileSync(hostsFile, hosts, { mode: 0o644 })
-  const nsswitchFile = options.network === 'isolated' ? writeNsswitch(stateDir) : undefined
-  const fixed = { options, idMap, hostsFile, nsswitchFile }
+  const nsswitchFile = options.network !== 'host' ? writeNsswitch(stateDir, egress ? 'files dns' : 'files') : undefined
+  let resolvFile: string | undefined
+  if (egress) {
+    resolvFile = join(stateDir, 'resolv.conf')
+    writeFileSync(resolvFile, renderEgressResolvConf(egress), { mode: 0o644 })
+  }
+  const fixed = { options, idMap, hostsFile, nsswitchFile, egress, resolvFile }
   const networksSocket = join(stateDir, 'networks')
   let cleaned = false
   return {
@@ -148,8 +159,9 @@ export function prepareSandbox(options: ResolvedSandboxOptions, facts: IdentityF
     addon,
     idMap,
     stateDir: stateDir,
-    ...(options.network === 'isolated' && Buffer.byteLength(networksSocket) < UNIX_PATH_MAX ? { networksSocket } : {}),
+    ...(options.network !== 'host' && Buffer.byteLength(networksSocket) < UNIX_PATH_MAX ? { networksSocket } : {}),
     hostsFile,
+    ...(egress ? { egress } : {}),
     hosts,
     plan: (extra = {}) => createSandboxPlan({ ...fixed, ...extra }),
     args: (extra = {}) => launcherArgs(createSandboxPlan({ ...fixed, ...extra })),
@@ -165,7 +177,7 @@ export function prepareSandbox(options: ResolvedSandboxOptions, facts: IdentityF
  * Writes the sandbox's nsswitch.conf (names from the hosts file alone) next to the
  * hosts file; undefined where the host has none (musl reads no nsswitch.conf).
  */
-function writeNsswitch(stateDir: string): string | undefined {
+function writeNsswitch(stateDir: string, sources: 'files' | 'files dns'): string | undefined {
   let host: string
   try {
     host = readFileSync('/etc/nsswitch.conf', 'utf8')
@@ -173,7 +185,7 @@ function writeNsswitch(stateDir: string): string | undefined {
     return undefined
   }
   const path = join(stateDir, 'nsswitch.conf')
-  writeFileSync(path, renderNsswitch(host), { mode: 0o644 })
+  writeFileSync(path, renderNsswitch(host, sources), { mode: 0o644 })
   return path
 }
 

@@ -106,7 +106,7 @@ export function withServiceNames(hosts: ReadonlyMap<string, string[]>, services:
  * ranges. Resolves the names first, synchronously: a bad one throws here.
  */
 export function hostForwardsOnce(options: ResolvedSandboxOptions, option: string, lookUp?: LookUp): { forwards: Promise<PortForward[]>; close(): void } {
-  if (options.network !== 'isolated') return { forwards: Promise.resolve([]), close() {} }
+  if (options.network === 'host') return { forwards: Promise.resolve([]), close() {} }
   const relays = new ServiceRelays(resolveServices(options.hostPorts.filter(isService), option, lookUp))
   const ranges = options.hostPorts.filter(isRange)
   const forwards = relays.forwards().then((services) => [...services, ...(ranges.length > 0 ? rangeForwards(ranges, hostListeningPorts().filter((port) => !relays.ports().includes(port))) : [])])

@@ -17,7 +17,7 @@ let said = false
  */
 export function workerDebugger(run: SandboxRun): { publish: number; env: Record<string, string> } | undefined {
   const url = inspectorUrl()
-  if (!url || run.options.network !== 'isolated' || process.env.VSCODE_INSPECTOR_OPTIONS) return undefined
+  if (!url || run.options.network === 'host' || process.env.VSCODE_INSPECTOR_OPTIONS) return undefined
   const jest = new URL(url)
   const address = { host: jest.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(jest.port) + 1 }
   const flags = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)]

@@ -52,13 +52,14 @@ function withoutNames(base: string, drop: ReadonlySet<string>): { text: string; 
  * alone. No DNS server is reachable inside, and glibc answers a name its `dns` source
  * can't reach with EAI_AGAIN ("temporary failure"), which reads like a flaky network;
  * with `files` alone an unknown name is ENOTFOUND at once, as on an offline host. The
- * other databases (passwd, group...) stay as the host has them.
+ * other databases (passwd, group...) stay as the host has them. Under `network:
+ * 'egress'` (`sources` 'files dns'), names not in the hosts file go to DNS after it.
  */
-export function renderNsswitch(host: string): string {
+export function renderNsswitch(host: string, sources: 'files' | 'files dns' = 'files'): string {
   const lines = host.split('\n')
   const at = lines.findIndex((line) => /^\s*hosts\s*:/.test(line))
   // no comment on the line: glibc would take it for a source name and fail every lookup
-  const ours = 'hosts:          files'
+  const ours = `hosts:          ${sources}`
   if (at === -1) lines.splice(lines.at(-1) === '' ? -1 : lines.length, 0, ours)
   else lines[at] = ours
   return `${lines.join('\n').trimEnd()}\n`

@@ -112,10 +112,10 @@ export const SANDBOX_SPECS = {
     resolve: (value, { option }) => oneOf(value === undefined ? 'auto' : value, option, ['auto', false] as const),
   },
   network: {
-    summary: 'isolated (default) or host',
+    summary: 'isolated (default), egress (isolated, plus outbound connections) or host',
     surfaces: ['pool', 'cli'],
     cli: [{ name: 'network', takes: 'MODE' }],
-    resolve: (value, { option }) => oneOf(value === undefined ? 'isolated' : value, option, ['isolated', 'host'] as const),
+    resolve: (value, { option }) => oneOf(value === undefined ? 'isolated' : value, option, ['isolated', 'egress', 'host'] as const),
   },
   hostPorts: {
     summary: "reach the host's loopback PORT inside, at PORT (or INSIDE:HOST, FROM-TO, or the service NAME:PORT)",

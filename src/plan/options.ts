@@ -62,12 +62,15 @@ export interface SandboxOptions {
    */
   subids?: 'auto' | false
   /**
-   * `'isolated'`: a private network with only loopback. `'host'`: keep the host's
-   * network. A debugger (`--inspect-brk`) needs no `'host'`: the worker's inspector is
-   * published to the host at the address given.
+   * `'isolated'`: a private network with only loopback. `'egress'`: the same, plus
+   * outbound connections and DNS through a user-mode network stack (slirp4netns,
+   * else pasta): the sandbox keeps its own ports and the host's loopback stays closed
+   * but for `hostPorts` and the runner's ports. `'host'`: keep the host's network. A
+   * debugger (`--inspect-brk`) needs no `'host'`: the worker's inspector is published
+   * to the host at the address given.
    * @default 'isolated'
    */
-  network?: 'isolated' | 'host'
+  network?: 'isolated' | 'egress' | 'host'
   /**
    * Ports of the host's loopback that the sandbox reaches at the same number on its own
    * (127.0.0.1 and ::1): a database or cache the CI job runs as a service. A port, or
@@ -75,7 +78,7 @@ export interface SandboxOptions {
    * host port stays out of reach, and the sandbox's other ports stay its own. A host
    * port nothing listens on when a sandbox starts is refused inside. A connect to one
    * goes straight to the host's server (with `pidNamespace`, on Linux 5.14+), else
-   * through a relay. Needs `network: 'isolated'`.
+   * through a relay. Needs `network: 'isolated'` or `'egress'`.
    *
    * Also `'FROM-TO'`, a range of host ports reached at the same numbers (the ports a
    * container runtime publishes on, e.g. `'32768-60999'`): each port of it served when a
@@ -254,7 +257,7 @@ function crossChecks(options: ResolvedSandboxOptions, input: Record<string, unkn
     }
   }
   if (options.hostPorts.length > 0 && options.network === 'host') {
-    throw new RootlessOptionError(spell('hostPorts'), input.hostPorts, `can't be used with ${spellSetting(spell, 'network', 'host')}, where every host port is reachable already; use ${spellSetting(spell, 'network', 'isolated')}`)
+    throw new RootlessOptionError(spell('hostPorts'), input.hostPorts, `can't be used with ${spellSetting(spell, 'network', 'host')}, where every host port is reachable already; use ${spellSetting(spell, 'network', 'isolated')} or ${spellSetting(spell, 'network', 'egress')}`)
   }
   // on the command line, --no-tmpfs is asked for by name (often to remove what a test left
   // in the project, as the runner suggests): only a test run gets the warning

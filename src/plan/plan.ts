@@ -3,6 +3,7 @@ import { isInside } from './paths.js'
 import type { ResolvedSandboxOptions } from './options.js'
 import { isForward, type PortForward } from './host-ports.js'
 import type { ResetPlan } from '../wire/wire.js'
+import { egressArg, type EgressHelper } from './egress.js'
 
 /** One private tmpfs and the paths under it that are bound back (outermost only, sorted). */
 export interface MountPlan {
@@ -25,8 +26,12 @@ export interface SandboxPlan {
   hostsFile?: string
   /** A private copy goes on /etc/nsswitch.conf: names resolve from the hosts file alone. */
   nsswitchFile?: string
+  /** With egress: a private copy goes on /etc/resolv.conf, naming the helper's DNS forwarder. */
+  resolvFile?: string
   hostname?: string
-  network: 'isolated' | 'host'
+  network: 'isolated' | 'egress' | 'host'
+  /** With `network: 'egress'`: the user-mode network stack that carries outbound traffic. */
+  egress?: EgressHelper
   /** Ports of the sandbox's loopback that lead to the host's (hostPorts, the runner's own). */
   forwards: PortForward[]
   newSession: boolean
@@ -55,6 +60,9 @@ export interface PlanInputs {
    * runner's ports.
    */
   hostForwards?: PortForward[]
+  /** With egress: the helper, and the path of the rendered resolv.conf (written by the caller). */
+  egress?: EgressHelper
+  resolvFile?: string
   /** Ports the runner's own process (and its children) listen on: forwarded too, where nothing above names them. */
   runnerPorts?: number[]
   /** Paths the command needs (cwd, project, node binary…); those under a tmpfs stay visible. */
@@ -78,11 +86,13 @@ export interface PlanInputs {
  */
 export function createSandboxPlan(inputs: PlanInputs): SandboxPlan {
   const { options } = inputs
+  // egress is the isolated network plus a route out: the same private ports, forwards and namespaces made ahead
+  const own = options.network !== 'host'
   const plan: SandboxPlan = {
-    user: inputs.usernsFd === undefined ? { idMap: inputs.idMap } : inputs.networksSocket && options.network === 'isolated' ? { joinFd: inputs.usernsFd, networksSocket: inputs.networksSocket } : { joinFd: inputs.usernsFd },
+    user: inputs.usernsFd === undefined ? { idMap: inputs.idMap } : inputs.networksSocket && own ? { joinFd: inputs.usernsFd, networksSocket: inputs.networksSocket } : { joinFd: inputs.usernsFd },
     mounts: mountPlan(options.tmpfs, [...options.keep, ...(inputs.needs ?? [])]),
     network: options.network,
-    forwards: options.network === 'isolated' ? forwardsOf([...options.hostPorts.filter(isForward), ...(inputs.hostForwards ?? [])], inputs.runnerPorts ?? []) : [],
+    forwards: own ? forwardsOf([...options.hostPorts.filter(isForward), ...(inputs.hostForwards ?? [])], inputs.runnerPorts ?? []) : [],
     newSession: inputs.newSession ?? false,
     pidNamespace: options.pidNamespace,
   }
@@ -90,10 +100,15 @@ export function createSandboxPlan(inputs: PlanInputs): SandboxPlan {
   if (options.tmpfsDirs?.length) plan.tmpfsDirs = options.tmpfsDirs
   if (options.tmpfsSize) plan.tmpfsSize = options.tmpfsSize
   if (inputs.hostsFile) plan.hostsFile = inputs.hostsFile
-  if (inputs.nsswitchFile && options.network === 'isolated') plan.nsswitchFile = inputs.nsswitchFile
+  if (inputs.nsswitchFile && own) plan.nsswitchFile = inputs.nsswitchFile
+  if (options.network === 'egress') {
+    if (!inputs.egress) throw new Error("network: 'egress' planned without its helper")
+    plan.egress = inputs.egress
+    if (inputs.resolvFile) plan.resolvFile = inputs.resolvFile
+  }
   if (options.hostname) plan.hostname = options.hostname
   if (inputs.statusFd !== undefined) plan.statusFd = inputs.statusFd
-  if (inputs.publish && options.network === 'isolated') plan.publish = inputs.publish
+  if (inputs.publish && options.network !== 'host') plan.publish = inputs.publish
   return plan
 }
 
@@ -111,10 +126,12 @@ export function launcherArgs(plan: SandboxPlan): string[] {
   args.push(...mountArgs(plan))
   if (plan.hostsFile) args.push('--hosts-file', plan.hostsFile)
   if (plan.nsswitchFile) args.push('--nsswitch-file', plan.nsswitchFile)
+  if (plan.resolvFile) args.push('--resolv-file', plan.resolvFile)
   args.push(...forwardArgs(plan))
   if (plan.publish) args.push('--publish', `${plan.publish.port}=${plan.publish.socket}`)
   if (plan.hostname) args.push('--hostname', plan.hostname)
   if (plan.network === 'host') args.push('--host-network')
+  if (plan.egress) args.push('--egress', egressArg(plan.egress))
   if (plan.newSession) args.push('--new-session')
   if (plan.enforcePermissions) args.push('--enforce-permissions')
   if (plan.pidNamespace) args.push('--pid-namespace')
@@ -153,9 +170,10 @@ export function createResetPlan(plan: SandboxPlan, hosts: string, addon: string)
   const args = ['--reset', ...mountArgs(plan)]
   // only in a pid namespace of its own does the worker see just the sandbox's processes
   if (plan.pidNamespace) args.push('--kill-others')
-  // a fresh network namespace, with the same ports forwarded into it -- but where a
-  // debugger is published, the one its publisher (made with the sandbox) connects in
-  if (plan.network === 'isolated' && !plan.publish) args.push('--new-network', ...forwardArgs(plan))
+  // a fresh network namespace, with the same ports forwarded into it (and its own egress
+  // helper) -- but where a debugger is published, the one its publisher (made with the
+  // sandbox) connects in
+  if (plan.network !== 'host' && !plan.publish) args.push('--new-network', ...(plan.egress ? ['--egress', egressArg(plan.egress)] : []), ...forwardArgs(plan))
   return { addon, args, hosts }
 }
 

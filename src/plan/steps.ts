@@ -27,6 +27,7 @@ export const LAUNCHER_STEPS: Readonly<Record<number, string>> = {
   250: 'pid-namespace',
   251: 'forward',
   252: 'nsswitch',
+  253: 'egress',
 }
 
 /** The step name for a launcher exit status, or `undefined` if the command itself exited. */

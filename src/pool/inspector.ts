@@ -14,8 +14,8 @@ const FLAG = /^--inspect(-brk)?(?:=(.*))?$/
  * a debugger there. Flags in the config file (`test.inspectBrk`) are checked when the
  * first worker starts instead.
  */
-export function checkInspector(argv: readonly string[], network: 'isolated' | 'host'): void {
-  if (network !== 'isolated') return
+export function checkInspector(argv: readonly string[], network: 'isolated' | 'egress' | 'host'): void {
+  if (network === 'host') return
   for (const arg of argv) {
     const match = FLAG.exec(arg)
     if (!match) continue
@@ -46,7 +46,7 @@ interface InspectorConfig {
  */
 export function publishInspector(run: SandboxRun, config: InspectorConfig): number | undefined {
   const inspector = config.inspector
-  if (!inspector?.enabled || run.options.network !== 'isolated') return undefined
+  if (!inspector?.enabled || run.options.network === 'host') return undefined
   const address = { host: inspector.host ?? DEFAULT_ADDRESS.host, port: inspector.port ?? DEFAULT_ADDRESS.port }
   run.publish(address, config.inspectBrk ? '--inspect-brk' : '--inspect')
   return address.port

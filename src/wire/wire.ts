@@ -72,6 +72,14 @@ export interface LeakChecks {
 export const FORWARDER_ENV = 'VITEST_POOL_ROOTLESS_FORWARDER'
 
 /**
+ * Set by the launcher, like FORWARDER_ENV, with `network: 'egress'`: the fd of the
+ * socket of the spawner that starts egress helpers (native/egress.c). A reused worker's
+ * addon sends it each fresh network namespace, made ahead, and takes the fd away from
+ * the test's children when it loads.
+ */
+export const EGRESS_ENV = 'VITEST_POOL_ROOTLESS_EGRESS'
+
+/**
  * Vitest 4/5, `isolate: false`: the test file whose worker crashed, for the worker that
  * takes over the files it had not reached (`CrashedFile` as JSON). That worker fails the
  * file at once with `message`, through Vitest's own reporting, then runs the rest.
