@@ -7,8 +7,12 @@
 //                                   rows, a second or two each, get five times as many)
 //   BENCH_QUICK=1 npm run bench     fewer iterations everywhere, for a smoke test
 //   BENCH_PARTS=loop BENCH_LOOP=1500 npm run bench
-//                                   only some parts (setup, suites, vitest3, jest, network, loop), a longer start
-//                                   loop; partial runs print and don't write the results
+//                                   only some parts (setup, suites, vitest3, jest, network, loop, egress), a
+//                                   longer start loop; partial runs print and don't write the results
+//   egress (bench/egress.mjs): network: 'egress' vs 'isolated' per sandbox, and a download
+//                                   through the helper; needs slirp4netns or pasta and the test
+//                                   outside up (sudo scripts/outside-network.sh up), else skipped
+//                                   with a note
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
@@ -27,7 +31,7 @@ const quick = process.env.BENCH_QUICK === '1'
 const vitestRuns = Number(process.env.BENCH_RUNS ?? (quick ? 1 : 3))
 const setupRuns = quick ? 50 : 500
 const loopRuns = Number(process.env.BENCH_LOOP ?? (quick ? 100 : 500))
-const parts = new Set((process.env.BENCH_PARTS ?? 'setup,suites,vitest3,jest,network,loop').split(','))
+const parts = new Set((process.env.BENCH_PARTS ?? 'setup,suites,vitest3,jest,network,loop,egress').split(','))
 const launcher = locateLauncher()
 const idMap = createIdMapPlan(readHostFacts(), 'auto')
 const results = { machine: machine(), user: { uid: process.getuid(), idMap: idMap.mode }, setup: [], suites: [], vitest3: [], jest: [], network: null, loop: null, notes: [] }
@@ -423,6 +427,20 @@ function leftovers() {
   })
 }
 
+// ---------------------------------------------------------------- 7. egress
+// its own script (it holds namespaces with and without helpers); folded in here so one
+// `npm run bench` has every row
+if (parts.has('egress')) {
+  const outside = await fetch('http://198.18.0.2:8080/', { signal: AbortSignal.timeout(2000) }).then(() => true, () => false)
+  if (!outside) {
+    results.notes.push("egress rows skipped: the test outside (198.18.0.2:8080) isn't up; `sudo scripts/outside-network.sh up` first")
+  } else {
+    const egress = spawnSync(process.execPath, [join(root, 'bench', 'egress.mjs')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, BENCH_EGRESS_RUNS: process.env.BENCH_EGRESS_RUNS ?? String(quick ? 20 : 100) } })
+    if (egress.status === 0) results.egress = JSON.parse(egress.stdout)
+    else results.notes.push(`egress rows failed (exit ${egress.status}); run node bench/egress.mjs for its words`)
+  }
+}
+
 // ---------------------------------------------------------------- report
 const by = (name) => results.setup.find((r) => r.name.startsWith(name))?.medianMs
 const ratio = (a, b) => (a && b ? round(a / b) : null)
@@ -463,6 +481,11 @@ console.log('Vitest 3.2 wall time, rootless vs forks (median of alternating runs
 console.table(Object.fromEntries(results.vitest3.map((r) => [`${r.suite}, isolate ${r.isolate ? 'on' : 'off'}`, { forks_s: r.forksMedianS, rootless_s: r.rootlessMedianS, ratio: r.ratio }])))
 console.log(`Jest wall time, rootless vs default runner, maxWorkers ${jestWorkers} (median of alternating runs)`)
 console.table(Object.fromEntries(results.jest.map((r) => [r.suite, { default_s: r.defaultMedianS, rootless_s: r.rootlessMedianS, ratio: r.ratio }])))
+if (results.egress) {
+  console.log("network: 'egress' vs 'isolated', per sandbox (median ms; target: at most +5 ms)")
+  console.table(Object.fromEntries(results.egress.setup.map((r) => [`${r.helper}, ${r.pauseMs} ms between starts`, { isolated_ms: r.isolatedMs, egress_ms: r.egressMs, added_ms: r.addedMs }])))
+  console.table(Object.fromEntries(results.egress.download.map((r) => [`${r.mb} MB download, ${r.helper}`, { host_MBps: r.hostMBps, sandbox_MBps: r.sandboxMBps, ratio: r.ratio }])))
+}
 if (results.network) {
   const n = results.network
   console.log(`Forwarded port vs direct (network: 'host'), median of alternating runs`)
