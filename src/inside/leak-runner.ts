@@ -1,5 +1,6 @@
 import { leakLine } from '../engine/leak-report.js'
 import { LEAKS_ENV, marked, RESET_ENV } from '../wire/wire.js'
+import { withBeforeFile } from './before-file-runner.js'
 import { LeakWatch } from './leak-watch.js'
 
 /** What this needs of a Vitest test runner class: its public `importFile` and `onAfterRunSuite`. */
@@ -30,26 +31,7 @@ export function withLeakWatch<T extends RunnerClass>(Base: T): T {
   const watch = LeakWatch.fromEnv(process.env[RESET_ENV] !== undefined)
   if (!watch) return Base
   const fail = (JSON.parse(checks!) as { fail: boolean }).fail
-  abstract class LeakWatchRunner extends Base {
-    #nextFileStarts = true
-
-    override importFile(filepath: string, source: 'collect' | 'setup'): unknown {
-      if (this.#nextFileStarts) {
-        watch!.start()
-        this.#nextFileStarts = false
-      }
-      // as in reset-runner.ts: a file's last import is the file itself, or a setup file that failed
-      if (source === 'collect') {
-        this.#nextFileStarts = true
-        return super.importFile(filepath, source)
-      }
-      const imported = (async () => super.importFile(filepath, source))()
-      return imported.catch((error: unknown) => {
-        this.#nextFileStarts = true
-        throw error
-      })
-    }
-
+  abstract class LeakWatchRunner extends (withBeforeFile(Base, () => watch!.start()) as RunnerClass) {
     override async onAfterRunSuite(suite: SuiteView): Promise<void> {
       await super.onAfterRunSuite?.(suite)
       if (suite.filepath === undefined || suite.mode === 'skip') return
@@ -63,5 +45,5 @@ export function withLeakWatch<T extends RunnerClass>(Base: T): T {
       process.send?.(marked({ type: 'file-leaks', file: suite.filepath, leaks }), () => {})
     }
   }
-  return LeakWatchRunner
+  return LeakWatchRunner as unknown as T
 }

@@ -1,7 +1,7 @@
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process'
 import { copyFileSync, linkSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import { userInfo } from 'node:os'
-import { dirname, join, resolve } from 'node:path'
+import { homedir, tmpdir, userInfo } from 'node:os'
+import { dirname, join, relative, resolve } from 'node:path'
 import { describe, it } from 'vitest'
 import { locateLauncher } from '../../src/engine/launcher-path.js'
 
@@ -83,7 +83,10 @@ export function mountTable(): string[] {
  * lives under the directory a test hides.
  */
 export function homeWithNode(node: string): { home: string; node: string; secret: string } {
-  const parent = join(ROOT, '.e2e')
+  // /tmp and the temp dir always get a tmpfs, and a tmpfs inside them is refused: a
+  // checkout there (a CI's clone under /tmp) puts the home under the user's own instead
+  const parent = [ROOT, homedir()].map((dir) => (dir === ROOT ? join(dir, '.e2e') : join(dir, '.cache', 'vitest-pool-rootless-e2e'))).find((dir) => !underTmp(dir))
+  if (!parent) throw new Error(`homeWithNode: neither ${ROOT} nor ${homedir()} lies outside /tmp and the temp dir`)
   mkdirSync(parent, { recursive: true })
   const home = mkdtempSync(join(parent, 'home-'))
   const linked = join(home, '.nvm', 'versions', 'node', 'v0.0.0', 'bin', 'node')
@@ -96,4 +99,11 @@ export function homeWithNode(node: string): { home: string; node: string; secret
   const secret = join(home, 'secret.txt')
   writeFileSync(secret, 'hidden by the tmpfs\n')
   return { home, node: linked, secret }
+}
+
+function underTmp(path: string): boolean {
+  return ['/tmp', tmpdir()].some((tmp) => {
+    const rel = relative(tmp, path)
+    return rel === '' || (!rel.startsWith('..') && !rel.startsWith('/'))
+  })
 }
