@@ -114,6 +114,91 @@ uint16_t connect_target(const struct sockaddr_storage *to, uint64_t to_len, int 
   return 0;
 }
 
+/* ---- what the forwarder's direct connects and the addon's earlier networks share ---- */
+
+#ifdef SECCOMP_IOCTL_NOTIF_ADDFD
+/* Socket options a client may have set before connecting; the new socket gets them too. */
+static void copy_options(int from, int to, int family) {
+  static const int ints[][2] = {
+      {SOL_SOCKET, SO_KEEPALIVE},   {SOL_SOCKET, SO_REUSEADDR},  {SOL_SOCKET, SO_PRIORITY},
+      {IPPROTO_TCP, TCP_NODELAY},   {IPPROTO_TCP, TCP_KEEPIDLE}, {IPPROTO_TCP, TCP_KEEPINTVL},
+      {IPPROTO_TCP, TCP_KEEPCNT},   {IPPROTO_TCP, TCP_USER_TIMEOUT},
+  };
+  for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+    int value;
+    socklen_t len = sizeof value;
+    if (getsockopt(from, ints[i][0], ints[i][1], &value, &len) == 0) setsockopt(to, ints[i][0], ints[i][1], &value, len);
+  }
+  if (family == AF_INET6) {
+    int value;
+    socklen_t len = sizeof value;
+    if (getsockopt(from, IPPROTO_IPV6, IPV6_V6ONLY, &value, &len) == 0) setsockopt(to, IPPROTO_IPV6, IPV6_V6ONLY, &value, len);
+  }
+  struct linger linger;
+  socklen_t len = sizeof linger;
+  if (getsockopt(from, SOL_SOCKET, SO_LINGER, &linger, &len) == 0) setsockopt(to, SOL_SOCKET, SO_LINGER, &linger, len);
+  int timeouts[] = {SO_RCVTIMEO, SO_SNDTIMEO};
+  for (int i = 0; i < 2; i++) {
+    struct timeval tv;
+    len = sizeof tv;
+    if (getsockopt(from, SOL_SOCKET, timeouts[i], &tv, &len) == 0) setsockopt(to, SOL_SOCKET, timeouts[i], &tv, len);
+  }
+}
+
+static int answer(int notify_fd, __u64 id, int error) {
+  struct seccomp_notif_resp resp = {.id = id, .error = error ? -error : 0};
+  ioctl(notify_fd, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+  return 1;
+}
+
+int connect_in_place(int notify_fd, const struct seccomp_notif *req, int theirs, int family, const struct sockaddr_storage *to,
+                     socklen_t to_len, int newfd, int flags) {
+  int ours = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (ours < 0) return 0;
+  copy_options(theirs, ours, family);
+  int connected = connect(ours, (const struct sockaddr *)to, to_len) == 0;
+  if (!connected && errno != EINPROGRESS) {
+    close(ours);
+    return 0;
+  }
+  if (!connected) {
+    /* on loopback the handshake (or the refusal) is done by the time connect(2) returns */
+    struct pollfd pfd = {.fd = ours, .events = POLLOUT};
+    if (poll(&pfd, 1, 0) == 1) {
+      int error = 0;
+      socklen_t len = sizeof error;
+      getsockopt(ours, SOL_SOCKET, SO_ERROR, &error, &len);
+      if (error) {
+        /* refused there: the caller hears what its own connect says (or the relay tries) */
+        close(ours);
+        return 0;
+      }
+      connected = 1;
+    }
+  }
+  if (!(flags & O_NONBLOCK) && fcntl(ours, F_SETFL, 0) < 0) {
+    close(ours);
+    return 0;
+  }
+  struct seccomp_notif_addfd addfd = {
+      .id = req->id,
+      .flags = SECCOMP_ADDFD_FLAG_SETFD,
+      .srcfd = (__u32)ours,
+      .newfd = (__u32)newfd,
+      .newfd_flags = (flags & O_CLOEXEC) ? O_CLOEXEC : 0,
+  };
+  int rc = ioctl(notify_fd, SECCOMP_IOCTL_NOTIF_ADDFD, &addfd);
+  close(ours);
+  /* the caller is gone or was interrupted: nothing to answer */
+  if (rc < 0) return errno == ENOENT;
+  if (connected) return answer(notify_fd, req->id, 0);
+  /* still under way: a non-blocking caller hears so; a blocking one waits in the kernel,
+     which finds our socket connecting and waits for it (as for a restarted connect) */
+  if (flags & O_NONBLOCK) return answer(notify_fd, req->id, EINPROGRESS);
+  return 0;
+}
+#endif
+
 /* ---- the forwarder's side ---- */
 
 /* The addon links this file for the launcher's side alone: no threads there (glibc 2.34's
@@ -160,34 +245,6 @@ static int fd_flags(pid_t tid, int fd, int *flags) {
   while (!found && fgets(line, sizeof line, f)) found = sscanf(line, "flags: %o", (unsigned *)flags) == 1;
   fclose(f);
   return found ? 0 : -1;
-}
-
-/* Socket options a client may have set before connecting; the new socket gets them too. */
-static void copy_options(int from, int to, int family) {
-  static const int ints[][2] = {
-      {SOL_SOCKET, SO_KEEPALIVE},   {SOL_SOCKET, SO_REUSEADDR},  {SOL_SOCKET, SO_PRIORITY},
-      {IPPROTO_TCP, TCP_NODELAY},   {IPPROTO_TCP, TCP_KEEPIDLE}, {IPPROTO_TCP, TCP_KEEPINTVL},
-      {IPPROTO_TCP, TCP_KEEPCNT},   {IPPROTO_TCP, TCP_USER_TIMEOUT},
-  };
-  for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
-    int value;
-    socklen_t len = sizeof value;
-    if (getsockopt(from, ints[i][0], ints[i][1], &value, &len) == 0) setsockopt(to, ints[i][0], ints[i][1], &value, len);
-  }
-  if (family == AF_INET6) {
-    int value;
-    socklen_t len = sizeof value;
-    if (getsockopt(from, IPPROTO_IPV6, IPV6_V6ONLY, &value, &len) == 0) setsockopt(to, IPPROTO_IPV6, IPV6_V6ONLY, &value, len);
-  }
-  struct linger linger;
-  socklen_t len = sizeof linger;
-  if (getsockopt(from, SOL_SOCKET, SO_LINGER, &linger, &len) == 0) setsockopt(to, SOL_SOCKET, SO_LINGER, &linger, len);
-  int timeouts[] = {SO_RCVTIMEO, SO_SNDTIMEO};
-  for (int i = 0; i < 2; i++) {
-    struct timeval tv;
-    len = sizeof tv;
-    if (getsockopt(from, SOL_SOCKET, timeouts[i], &tv, &len) == 0) setsockopt(to, SOL_SOCKET, timeouts[i], &tv, len);
-  }
 }
 
 static void set_port(struct sockaddr_storage *a, uint16_t port) {
@@ -259,52 +316,9 @@ static enum verdict redirect(int notify_fd, const struct seccomp_notif *req, int
   int flags;
   if (fd_flags(req->pid, (int)req->data.args[0], &flags) < 0) return CONTINUE;
 
-  int ours = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
-  if (ours < 0) return CONTINUE;
-  copy_options(theirs, ours, family);
   struct sockaddr_storage target = *to;
   set_port(&target, (uint16_t)host);
-  int rc = connect(ours, (struct sockaddr *)&target, to_len);
-  int connected = rc == 0;
-  if (rc < 0 && errno != EINPROGRESS) {
-    close(ours);
-    return CONTINUE;
-  }
-  if (!connected) {
-    /* on loopback the handshake (or the refusal) is done by the time connect(2) returns */
-    struct pollfd pfd = {.fd = ours, .events = POLLOUT};
-    if (poll(&pfd, 1, 0) == 1) {
-      int error = 0;
-      len = sizeof error;
-      getsockopt(ours, SOL_SOCKET, SO_ERROR, &error, &len);
-      if (error) {
-        /* refused here: the relay tries the other loopback, where the service may listen */
-        close(ours);
-        return CONTINUE;
-      }
-      connected = 1;
-    }
-  }
-  if (!(flags & O_NONBLOCK) && fcntl(ours, F_SETFL, 0) < 0) {
-    close(ours);
-    return CONTINUE;
-  }
-  struct seccomp_notif_addfd addfd = {
-      .id = req->id,
-      .flags = SECCOMP_ADDFD_FLAG_SETFD,
-      .srcfd = (__u32)ours,
-      .newfd = (__u32)req->data.args[0],
-      .newfd_flags = (flags & O_CLOEXEC) ? O_CLOEXEC : 0,
-  };
-  rc = ioctl(notify_fd, SECCOMP_IOCTL_NOTIF_ADDFD, &addfd);
-  close(ours);
-  /* the caller is gone or was interrupted: nothing to answer */
-  if (rc < 0) return errno == ENOENT ? ANSWERED : CONTINUE;
-  if (connected) return respond(notify_fd, req->id, 0);
-  /* still under way: a non-blocking caller hears so; a blocking one waits in the kernel,
-     which finds our socket connecting and waits for it (as for a restarted connect) */
-  if (flags & O_NONBLOCK) return respond(notify_fd, req->id, EINPROGRESS);
-  return CONTINUE;
+  return connect_in_place(notify_fd, req, theirs, family, &target, to_len, (int)req->data.args[0], flags) ? ANSWERED : CONTINUE;
 }
 
 int answer_connect(int notify_fd, host_port_fn host_port) {

@@ -29,8 +29,6 @@
 #include <linux/seccomp.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -125,12 +123,6 @@ static int listened_on_in_network_of(int fd, uint16_t port) {
 
 enum verdict { CONTINUE, ANSWERED };
 
-static enum verdict respond(__u64 id, int error) {
-  struct seccomp_notif_resp resp = {.id = id, .error = error ? -error : 0};
-  ioctl(notify_fd, SECCOMP_IOCTL_NOTIF_SEND, &resp);
-  return ANSWERED;
-}
-
 /* One connect(2) of a thread of ours: `fd` is its socket, in our own fd table. */
 static enum verdict redirect(const struct seccomp_notif *req, const struct sockaddr_storage *to, socklen_t to_len, uint16_t port) {
   int fd = (int)req->data.args[0];
@@ -153,53 +145,8 @@ static enum verdict redirect(const struct seccomp_notif *req, const struct socka
   if (!entered) return CONTINUE;
   int status = fcntl(fd, F_GETFL), descriptor = fcntl(fd, F_GETFD);
   if (status < 0 || descriptor < 0) return CONTINUE;
-  int ours = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
-  if (ours < 0) return CONTINUE;
-  /* what a client sets before connecting, most often */
-  static const int options[][2] = {{IPPROTO_TCP, TCP_NODELAY}, {SOL_SOCKET, SO_KEEPALIVE}, {SOL_SOCKET, SO_REUSEADDR}};
-  for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
-    int value;
-    len = sizeof value;
-    if (getsockopt(fd, options[i][0], options[i][1], &value, &len) == 0) setsockopt(ours, options[i][0], options[i][1], &value, len);
-  }
-  int connected = connect(ours, (const struct sockaddr *)to, to_len) == 0;
-  if (!connected && errno != EINPROGRESS) {
-    close(ours);
-    return CONTINUE;
-  }
-  if (!connected) {
-    /* on loopback the handshake (or the refusal) is done by the time connect(2) returns */
-    struct pollfd pfd = {.fd = ours, .events = POLLOUT};
-    if (poll(&pfd, 1, 0) == 1) {
-      int error = 0;
-      len = sizeof error;
-      getsockopt(ours, SOL_SOCKET, SO_ERROR, &error, &len);
-      if (error) {
-        /* the listener is gone: the caller hears what its own network says */
-        close(ours);
-        return CONTINUE;
-      }
-      connected = 1;
-    }
-  }
-  if (!(status & O_NONBLOCK) && fcntl(ours, F_SETFL, 0) < 0) {
-    close(ours);
-    return CONTINUE;
-  }
-  struct seccomp_notif_addfd addfd = {
-      .id = req->id,
-      .flags = SECCOMP_ADDFD_FLAG_SETFD,
-      .srcfd = (__u32)ours,
-      .newfd = (__u32)fd,
-      .newfd_flags = (descriptor & FD_CLOEXEC) ? O_CLOEXEC : 0,
-  };
-  int rc = ioctl(notify_fd, SECCOMP_IOCTL_NOTIF_ADDFD, &addfd);
-  close(ours);
-  if (rc < 0) return errno == ENOENT ? ANSWERED : CONTINUE;
-  if (connected) return respond(req->id, 0);
-  if (status & O_NONBLOCK) return respond(req->id, EINPROGRESS);
-  /* a blocking caller waits in the kernel, which finds our socket connecting */
-  return CONTINUE;
+  int flags = (status & O_NONBLOCK) | ((descriptor & FD_CLOEXEC) ? O_CLOEXEC : 0);
+  return connect_in_place(notify_fd, req, fd, family, to, to_len, fd, flags) ? ANSWERED : CONTINUE;
 }
 
 /* A thread of this process: the fd and the address it names are ours to read. */

@@ -33,7 +33,6 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "sandbox.h"
@@ -147,25 +146,11 @@ static void run_spawner(int ctl, const struct plan *p) {
 }
 
 int start_egress_spawner(const struct plan *p, int own_mounts, pid_t *spawner) {
-  int pair[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) return -1;
-  pid_t pid = fork();
-  if (pid < 0) {
-    int saved = errno;
-    close(pair[0]);
-    close(pair[1]);
-    errno = saved;
-    return -1;
-  }
+  int ctl;
+  pid_t pid = fork_helper(&ctl);
+  if (pid < 0) return -1;
   if (pid == 0) {
-    /* as the forwarder: nothing of the sandbox's held open (stdio, the runner's IPC
-       channel, the status pipe), only our end of the socket */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int ctl = dup2(pair[1], 3) < 0 ? pair[1] : 3;
-    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-    for (int fd = 0; fd < 3 && null >= 0; fd++) dup2(null, fd);
-    if (ctl != 3 || syscall(SYS_close_range, 4U, ~0U, 0U) < 0)
-      for (int fd = 4; fd < 1024; fd++) if (fd != ctl) close(fd);
     fcntl(ctl, F_SETFD, FD_CLOEXEC);
     /*
      * The helpers read the host's /etc/resolv.conf (their DNS forwarder asks the host's
@@ -177,15 +162,14 @@ int start_egress_spawner(const struct plan *p, int own_mounts, pid_t *spawner) {
     if (write_all(ctl, "r", 1) < 0) _exit(1);
     run_spawner(ctl, p);
   }
-  close(pair[1]);
   char ready;
-  if (read_retry(pair[0], &ready, 1) != 1) {
-    close(pair[0]);
+  if (read_retry(ctl, &ready, 1) != 1) {
+    close(ctl);
     errno = ECHILD;
     return -1;
   }
   *spawner = pid;
-  return pair[0];
+  return ctl;
 }
 
 int attach_egress(int spawner, int ns, int *exit_w) {

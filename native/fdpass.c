@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "sandbox.h"
@@ -89,4 +90,30 @@ ssize_t recv_with_fd(int sock, void *buf, size_t len, int *fd) {
   for (int i = 0; i < count; i++) close(received[i]);
   errno = EBADMSG;
   return -1;
+}
+
+pid_t fork_helper(int *ctl) {
+  int pair[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) return -1;
+  pid_t pid = fork();
+  if (pid < 0) {
+    int saved = errno;
+    close(pair[0]);
+    close(pair[1]);
+    errno = saved;
+    return -1;
+  }
+  if (pid == 0) {
+    /* hold nothing of the sandbox's: its stdio, the runner's IPC channel, the status pipe
+       (each would stay open as long as we do); only our end of the control socket */
+    *ctl = dup2(pair[1], 3) < 0 ? pair[1] : 3;
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    for (int fd = 0; fd < 3 && null >= 0; fd++) dup2(null, fd);
+    if (*ctl != 3 || syscall(SYS_close_range, 4U, ~0U, 0U) < 0)
+      for (int fd = 4; fd < 1024; fd++) if (fd != *ctl) close(fd);
+    return 0;
+  }
+  close(pair[1]);
+  *ctl = pair[0];
+  return pid;
 }

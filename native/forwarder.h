@@ -81,5 +81,16 @@ struct sockaddr_storage;
  * The loopback port it names (127.0.0.1, ::1, ::ffff:127.0.0.1; *v6_loopback: ::1), or 0.
  */
 uint16_t connect_target(const struct sockaddr_storage *to, uint64_t to_len, int *v6_loopback);
+struct seccomp_notif;
+/*
+ * The end of a redirected connect(2), shared by the forwarder's direct connects and the
+ * addon's connects to an earlier network: a TCP socket of ours, made in the network the
+ * calling thread is in, with the options of the caller's socket `theirs`, connects to `to`
+ * and takes the place of the caller's fd `newfd` (SECCOMP_ADDFD); `flags` are the caller's
+ * O_NONBLOCK and O_CLOEXEC. 1: the caller was answered (or is gone); 0: its own connect(2)
+ * goes on -- refused there, or a blocking caller, which the kernel keeps waiting on ours.
+ */
+int connect_in_place(int notify_fd, const struct seccomp_notif *req, int theirs, int family, const struct sockaddr_storage *to,
+                     socklen_t to_len, int newfd, int flags);
 
 #endif

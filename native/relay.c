@@ -18,7 +18,6 @@
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "forwarder.h"
@@ -30,29 +29,12 @@
 static void run_forwarder(int ctl, const struct forward *forwards, int n) __attribute__((noreturn));
 
 int start_forwarder(const struct forward *forwards, int n, pid_t *forwarder) {
-  int pair[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) return -1;
-  pid_t pid = fork();
-  if (pid < 0) {
-    int saved = errno;
-    close(pair[0]);
-    close(pair[1]);
-    errno = saved;
-    return -1;
-  }
-  if (pid == 0) {
-    /* hold nothing of the sandbox's: its stdio, the runner's IPC channel, the status pipe
-       (each would stay open as long as we do); only our end of the control socket */
-    int ctl = dup2(pair[1], 3) < 0 ? pair[1] : 3;
-    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-    for (int fd = 0; fd < 3 && null >= 0; fd++) dup2(null, fd);
-    if (ctl != 3 || syscall(SYS_close_range, 4U, ~0U, 0U) < 0)
-      for (int fd = 4; fd < 1024; fd++) if (fd != ctl) close(fd);
-    run_forwarder(ctl, forwards, n);
-  }
-  close(pair[1]);
+  int ctl;
+  pid_t pid = fork_helper(&ctl);
+  if (pid < 0) return -1;
+  if (pid == 0) run_forwarder(ctl, forwards, n);
   *forwarder = pid;
-  return pair[0];
+  return ctl;
 }
 
 /* One direction of a relayed connection: src -> pipe -> dst. */

@@ -184,6 +184,12 @@ ssize_t send_with_fd(int sock, const void *buf, size_t len, int fd);
  * came with it is closed, and the result is -1 with errno EBADMSG. EINTR retried.
  */
 ssize_t recv_with_fd(int sock, void *buf, size_t len, int *fd);
+/*
+ * Forks a helper process (the forwarder, the egress spawner) that holds nothing of the
+ * sandbox's: stdio on /dev/null, no other fd but its end of a SOCK_SEQPACKET pair, at 3.
+ * In the helper: 0, *ctl its end. In the caller: the pid, *ctl the other end. -1 with errno.
+ */
+pid_t fork_helper(int *ctl);
 
 /* mounts.c */
 /* Opens `path` as a bind source (O_PATH) and tells whether it is a directory. */
