@@ -106,7 +106,7 @@ describe('vitest-pool-rootless exec: bad input', () => {
     [['--host-port', '70000'], 'option `--host-port` expects PORT or INSIDE:HOST, ports from 1 to 65535, got "70000"'],
     [['--host-port', '5432:0'], 'option `--host-port` expects PORT or INSIDE:HOST, ports from 1 to 65535, got "5432:0"'],
     [['--host-port', '80', '--network', 'host'], "option `--host-port` can't be used with --network host, where every host port is reachable already; use --network isolated"],
-    [['--network', 'bridge'], 'option `--network` expects one of "isolated", "host", got "bridge"'],
+    [['--network', 'bridge'], 'option `--network` expects one of "isolated", "egress", "host", got "bridge"'],
     [['--hostname', 'a...'], 'option `--hostname` expects 1 to 64 letters'],
     [['--hosts-file', '/proc/self/mem'], 'option `--hosts-file` expects a readable file, but reading it failed (EIO: i/o error), got "/proc/self/mem"'],
     [['--tmpfs', '/proc'], 'option `--tmpfs` expects directories that don\'t hide /proc'],
