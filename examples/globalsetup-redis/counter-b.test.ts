@@ -1,7 +1,7 @@
 import Redis from 'ioredis'
 import { expect, inject, test } from 'vitest'
 
-test("reaches the same Redis from another file's sandbox", async () => {
+test.skipIf(!inject('redisPort'))("reaches the same Redis from another file's sandbox", async () => {
   const redis = new Redis({ host: '127.0.0.1', port: inject('redisPort') })
   try {
     expect(await redis.incr('example:visits')).toBeGreaterThanOrEqual(1)

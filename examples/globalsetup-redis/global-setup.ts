@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { createServer, type AddressInfo } from 'node:net'
 import type { TestProject } from 'vitest/node'
 
@@ -20,6 +20,12 @@ const freePort = () =>
 // one with redis-memory-server or a spawn of their own. The test files run in sandboxes
 // with networks of their own, and still reach it at 127.0.0.1:PORT (runnerPorts).
 export default async function setup(project: TestProject) {
+  // no npm package ships redis-server itself: this example needs the system's
+  if (spawnSync('sh', ['-c', 'command -v redis-server']).status !== 0) {
+    console.warn('globalsetup-redis skipped: no redis-server on the PATH (Debian/Ubuntu: apt-get install redis-server; Fedora: dnf install redis)')
+    project.provide('redisPort', 0)
+    return
+  }
   const port = await freePort()
   const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] })
   await new Promise<void>((resolve, reject) => {

@@ -41,6 +41,7 @@ describeSandbox('npm run example on a machine without PostgreSQL, Redis or musl-
     expect(run.status, output).toBe(0)
     expect(output).toMatch(/(\d+) of \1 examples passed/)
     expect(output).toContain('cache.test.ts skipped: no redis-server on the PATH (Debian/Ubuntu: apt-get install redis-server')
+    expect(output).toContain('globalsetup-redis skipped: no redis-server on the PATH (Debian/Ubuntu: apt-get install redis-server')
     expect(output).toMatch(/postgres-per-file\s+passed/)
   }, 420_000)
 })
