@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ROOT } from './sandbox.js'
@@ -21,12 +22,14 @@ const NODE_24 = '^24.0.0'
 // per user and checkout: two checkouts' runs on one machine never remove each other's
 const TMP_PREFIX = `vitest-pool-rootless-e2e-${process.geteuid!()}-${createHash('sha1').update(ROOT).digest('hex').slice(0, 8)}-`
 
-/** Removes the consumers of earlier runs (global setup, before any test file starts). */
-export function removeOldConsumers(): void {
-  rmSync(join(ROOT, '.e2e'), { recursive: true, force: true })
-  for (const entry of readdirSync(tmpdir())) {
-    if (entry.startsWith(TMP_PREFIX)) rmSync(join(tmpdir(), entry), { recursive: true, force: true })
-  }
+/**
+ * Removes the consumers of earlier runs (global setup, before any test file starts, and
+ * at the end). Asynchronous: at the end of a run Vitest is still reaping its workers, which
+ * a synchronous removal of a few GB would hold up ("Timeout terminating forks worker").
+ */
+export async function removeOldConsumers(): Promise<void> {
+  const old = readdirSync(tmpdir()).filter((entry) => entry.startsWith(TMP_PREFIX)).map((entry) => join(tmpdir(), entry))
+  await Promise.all([join(ROOT, '.e2e'), ...old].map((dir) => rm(dir, { recursive: true, force: true })))
 }
 
 const npm = (args: string[], cwd: string) =>
