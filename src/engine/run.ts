@@ -1,5 +1,5 @@
 import { fork, spawnSync, type ChildProcess, type Serializable } from 'node:child_process'
-import type { Readable } from 'node:stream'
+import type { Readable, Writable } from 'node:stream'
 import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { explainFailure } from './machine-checks.js'
@@ -12,7 +12,7 @@ import { createResetPlan } from '../plan/plan.js'
 import { launcherStep } from '../plan/steps.js'
 import { watchExit, type ChildExit } from './exit.js'
 import { hostListeningPorts, listeningNow, ownListeningPorts } from './listening-ports.js'
-import { registeredForwards } from './forwarded-at-run-time.js'
+import { onHostPortRegistered, registeredForwards } from './forwarded-at-run-time.js'
 import { isForward, isRange, isService, rangeForwards, type PortForward } from '../plan/host-ports.js'
 import { resolveServices, ServiceRelays, type LookUp } from './services.js'
 import { ideDebuggerPaths } from './ide-debugger.js'
@@ -31,6 +31,8 @@ const STATUS_FD_INDEX = 4
 /** The launcher's limit of `--forward`s (MAX_LIST in native/sandbox.h). */
 const MAX_FORWARDS = 64
 const USERNS_FD_INDEX = 5
+/** A reused worker's: the host's channel to its forwarder (ports registered later). */
+const FORWARD_HOST_FD_INDEX = 6
 
 /**
  * What every sandboxed process starts with, before the runner's entry: src/inside/entry.ts
@@ -99,8 +101,11 @@ export interface RunDeps {
   /** Builds one sandbox and throws a SandboxError if it can't. */
   probe(sandbox: PreparedSandbox): void
   holdUserNamespace(sandbox: PreparedSandbox): Promise<HeldUserNamespace>
-  /** Starts one sandboxed process. */
-  fork(sandbox: PreparedSandbox, userns: HeldUserNamespace | undefined, spec: LaunchSpec, env: NodeJS.ProcessEnv, publish?: { port: number; socket: string }): ChildProcess
+  /**
+   * Starts one sandboxed process. With `forwardHost`, its forwarder takes forwards added
+   * later from the host, written as `INSIDE:HOST` lines to the child's stdio[6].
+   */
+  fork(sandbox: PreparedSandbox, userns: HeldUserNamespace | undefined, spec: LaunchSpec, env: NodeJS.ProcessEnv, publish?: { port: number; socket: string }, forwardHost?: boolean): ChildProcess
   /** Resolves `hostPorts` service names on the host (default: `dns.lookup`, in a child). */
   lookUp?: LookUp
 }
@@ -114,6 +119,8 @@ interface OpenRun {
   holding?: Promise<void>
   /** How the sandboxes reach `hostPorts`' named services. */
   services: ServiceRelays
+  /** Stops passing `forwardHostPort()`'s registrations to running workers. */
+  stopListening: () => void
 }
 type RunPhase = OpenRun | { kind: 'closed' }
 
@@ -149,6 +156,8 @@ export class SandboxRun {
   /** Where the host reaches the workers' debugger, once a runner asked (`publish`). */
   private published?: PublishedPort
   private publishedSockets = 0
+  /** The running reused workers' channels to their forwarders (see `forkNow`). */
+  private readonly forwarderChannels = new Set<Writable>()
 
   constructor(
     readonly options: ResolvedSandboxOptions,
@@ -174,7 +183,11 @@ export class SandboxRun {
     }
     // said only once the sandbox is known to work: a failed probe's message says it all
     if (sandbox.idMap.warning) process.stderr.write(`${sandbox.idMap.warning}\n`)
-    this.phase = { kind: 'open', sandbox, services }
+    // a port registered once workers run reaches each reused one from its next reset
+    const stopListening = onHostPortRegistered((forward) => {
+      for (const channel of this.forwarderChannels) channel.write(`${forward.inside}:${forward.host}\n`)
+    })
+    this.phase = { kind: 'open', sandbox, services, stopListening }
   }
 
   /** The run's private state directory (hosts file, generated files). */
@@ -254,6 +267,7 @@ export class SandboxRun {
     if (phase.kind === 'closed') return
     this.phase = { kind: 'closed' }
     this.spares.killAll()
+    phase.stopListening()
     phase.services.close()
     this.published?.close()
     this.published = undefined
@@ -319,7 +333,18 @@ export class SandboxRun {
       const plan = createResetPlan(sandbox.plan({ needs: spec.needs, runnerPorts: spec.runnerPorts, hostForwards: spec.hostForwards, publish }), sandbox.hosts, sandbox.addon)
       env = { ...env, [RESET_ENV]: JSON.stringify(plan) }
     }
-    const child = this.deps.fork(sandbox, userns, spec, env, publish)
+    // a worker that resets in place into a fresh network of its own can take ports the
+    // run registers later (forwardHostPort() after it started); one with a debugger
+    // published keeps its first network
+    const forwardHost = spec.reusable && this.options.network !== 'host' && !publish
+    const child = this.deps.fork(sandbox, userns, spec, env, publish, forwardHost)
+    const channel = forwardHost ? ((child.stdio as unknown as Array<Writable | null | undefined> | undefined)?.[FORWARD_HOST_FD_INDEX]) : undefined
+    if (channel) {
+      // a worker gone: what was written to it doesn't matter any more
+      channel.on('error', () => {})
+      this.forwarderChannels.add(channel)
+      child.once('exit', () => this.forwarderChannels.delete(channel))
+    }
     if (publish) {
       const socket = publish.socket
       child.once('exit', () => {
@@ -336,14 +361,14 @@ export const launcherDeps: RunDeps = {
   prepare: prepareSandbox,
   probe: probeSandbox,
   holdUserNamespace: (sandbox) => holdUserNamespace(sandbox.launcher, sandbox.idMap, sandbox.networksSocket, sandbox.egress),
-  fork(sandbox, userns, spec, env, publish) {
-    const args = sandbox.args({ needs: spec.needs, runnerPorts: spec.runnerPorts, hostForwards: spec.hostForwards, publish, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined, networksSocket: userns?.networksSocket, statusFd: STATUS_FD_INDEX })
+  fork(sandbox, userns, spec, env, publish, forwardHost) {
+    const args = sandbox.args({ needs: spec.needs, runnerPorts: spec.runnerPorts, hostForwards: spec.hostForwards, publish, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined, networksSocket: userns?.networksSocket, statusFd: STATUS_FD_INDEX, forwardHostFd: forwardHost ? FORWARD_HOST_FD_INDEX : undefined })
     const child = fork(SANDBOX_ENTRY, [spec.entrypoint], {
       execPath: sandbox.launcher,
       // fork() runs `execPath ...execArgv SANDBOX_ENTRY entrypoint`: the launcher's plan, then node
       execArgv: [...args, '--', process.execPath, ...spec.execArgv],
       env,
-      stdio: ['pipe', 'pipe', 'pipe', 'ipc', 'pipe', ...(userns ? [userns.fd] : [])],
+      stdio: ['pipe', 'pipe', 'pipe', 'ipc', 'pipe', userns ? userns.fd : 'ignore', ...(forwardHost ? ['pipe' as const] : [])],
       serialization: spec.serialization ?? 'advanced',
     })
     exits.set(child, watchExit(child, child.stdio[STATUS_FD_INDEX] as Readable | null))
