@@ -17,7 +17,7 @@ import { isForward, isRange, isService, rangeForwards, type PortForward } from '
 import { resolveServices, ServiceRelays, type LookUp } from './services.js'
 import { ideDebuggerPaths } from './ide-debugger.js'
 import { PublishedPort, type PublishAddress } from './published-port.js'
-import { findForeignOwned, foreignIds, foreignOwnedReport } from './foreign-files.js'
+import { findForeignOwned, foreignIds, foreignOwnedReport, OUTSIDE_LIMITS, outsideRoots } from './foreign-files.js'
 import { holdUserNamespace, type HeldUserNamespace } from './holder.js'
 import { PACKAGE_ROOT } from './launcher-path.js'
 import { prepareSandbox, type PreparedSandbox } from './sandbox.js'
@@ -152,6 +152,8 @@ export class SandboxRun {
   private readonly spares = new SparePool((spec) => this.forkNow(spec))
   /** The projects whose files tests may have chowned: looked through when the run closes. */
   private readonly projects = new Set<string>()
+  /** When the run opened: a path outside the projects changed since is this run's. */
+  private openedAt = 0
   private saidRangeLimit = false
   /** Where the host reaches the workers' debugger, once a runner asked (`publish`). */
   private published?: PublishedPort
@@ -174,6 +176,7 @@ export class SandboxRun {
     if (this.phase.kind === 'open') return
     // a name the host can't resolve stops the run here, before anything is built
     const services = new ServiceRelays(resolveServices(this.options.hostPorts.filter(isService), 'hostPorts', this.deps.lookUp))
+    this.openedAt = Date.now()
     const sandbox = this.deps.prepare(this.options)
     try {
       this.deps.probe(sandbox)
@@ -282,8 +285,14 @@ export class SandboxRun {
     const uid = process.geteuid?.() ?? 0
     if (uid === 0 || this.projects.size === 0) return
     const { uidMap = [], gidMap = [] } = sandbox.idMap
-    const found = findForeignOwned([...this.projects], foreignIds(uidMap, uid), foreignIds(gidMap, process.getegid!()))
+    const [uids, gids] = [foreignIds(uidMap, uid), foreignIds(gidMap, process.getegid!())]
+    const found = findForeignOwned([...this.projects], uids, gids)
     if (found.length > 0) process.stderr.write(foreignOwnedReport(found))
+    // outside the projects, where the host keeps what tests write (the home, /var/tmp,
+    // /dev/shm): a few levels deep, and only what changed during the run -- a
+    // subordinate id's files from before may be another tool's (rootless Podman's storage)
+    const outside = findForeignOwned(outsideRoots(), uids, gids, { ...OUTSIDE_LIMITS, changedSince: this.openedAt - 1000, skip: [...this.projects] })
+    if (outside.length > 0) process.stderr.write(foreignOwnedReport(outside, 'outside the project'))
   }
 
   private openPhase(): OpenRun {
