@@ -3,7 +3,8 @@
  * end is the launcher's, and a reused worker's for its resets -- a process a test can
  * reach: so every message is checked for exactly what its op defines (size, op, number
  * and kind of fds), and anything else is dropped without exiting, leaking or spinning.
- * Whatever it is sent, the forwarder only ever connects to the host ports of its plan.
+ * Whatever it is sent, the forwarder only ever connects to the host ports of its plan, and
+ * of what the host added on its own channel, which no process of the sandbox holds.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -20,8 +21,14 @@
 
 #include "forwarder.h"
 
-static const struct forward *allowed;
+/* the plan's forwards, then those the host added since (host_message) */
+static struct forward allowed[MAX_ALLOWED];
 static int n_allowed;
+/* the host's channel for more, and a line of it read in part */
+static int host_fd = -1;
+static char host_line[16];
+static size_t host_line_len;
+static int host_line_long;
 static struct listener *listeners;
 static int n_listeners;
 int connects = -1;
@@ -30,9 +37,18 @@ static pthread_mutex_t listeners_lock = PTHREAD_MUTEX_INITIALIZER;
 /* the host's network namespace, where the forwarder lives: no listener of the sandbox's is in it */
 static ino_t own_netns;
 
-void control_init(const struct forward *forwards, int n) {
-  allowed = forwards;
-  n_allowed = n;
+/* One forward more; an inside port the list has already keeps its first meaning, as in the plan. */
+static void allow(struct forward f) {
+  for (int i = 0; i < n_allowed; i++)
+    if (allowed[i].inside == f.inside) return;
+  if (n_allowed < MAX_ALLOWED) allowed[n_allowed++] = f;
+}
+
+void control_init(const struct forward *forwards, int n, int host) {
+  n_allowed = 0;
+  for (int i = 0; i < n; i++) allow(forwards[i]);
+  host_fd = host;
+  if (host_fd >= 0) fcntl(host_fd, F_SETFL, O_NONBLOCK);
   int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (probe >= 0) own_netns = socket_netns(probe), close(probe);
 }
@@ -48,6 +64,58 @@ int host_port_for(ino_t netns, int v6, uint16_t inside) {
     if (l->inside_port == inside && (l->family == AF_INET6) == v6 && (netns == 0 || l->netns == netns)) port = l->host_port;
   pthread_mutex_unlock(&listeners_lock);
   return port;
+}
+
+/* "INSIDE:HOST", each a port from 1 to 65535 in decimal digits; 0 if it is not that. */
+static int parse_line(const char *line, struct forward *f) {
+  unsigned long ports[2] = {0, 0};
+  int which = 0, digits = 0;
+  for (const char *c = line; *c; c++) {
+    if (*c == ':' && which == 0 && digits > 0) which = 1, digits = 0;
+    else if (*c >= '0' && *c <= '9' && ++digits <= 5) ports[which] = ports[which] * 10 + (unsigned long)(*c - '0');
+    else return 0;
+  }
+  if (which != 1 || digits == 0 || ports[0] < 1 || ports[0] > 65535 || ports[1] < 1 || ports[1] > 65535) return 0;
+  *f = (struct forward){(uint16_t)ports[0], (uint16_t)ports[1]};
+  return 1;
+}
+
+int host_message(void) {
+  if (host_fd < 0) return -1;
+  char buf[512];
+  for (;;) {
+    ssize_t n = read(host_fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno == EAGAIN ? 0 : (host_fd = -1, -1);
+    if (n == 0) return host_fd = -1, -1;
+    for (ssize_t i = 0; i < n; i++) {
+      if (buf[i] != '\n') {
+        /* a line longer than any forward's is no forward: dropped whole */
+        if (host_line_len + 1 < sizeof host_line) host_line[host_line_len++] = buf[i];
+        else host_line_long = 1;
+        continue;
+      }
+      host_line[host_line_len] = 0;
+      struct forward f;
+      if (!host_line_long && parse_line(host_line, &f)) allow(f);
+      host_line_len = 0, host_line_long = 0;
+    }
+  }
+}
+
+/* What the host wrote reaches us before a question it made possible: a worker asks right
+   after the host registered a port, and the two sockets' events come in either order. */
+static void take_host_additions(void) {
+  if (host_fd >= 0) host_message();
+}
+
+/* 'P': every forward now, in one message. */
+static void answer_plan(int ctl) {
+  char message[1 + MAX_ALLOWED * sizeof(struct forward)];
+  message[0] = 'p';
+  memcpy(message + 1, allowed, (size_t)n_allowed * sizeof(struct forward));
+  ssize_t sent;
+  do sent = send(ctl, message, 1 + (size_t)n_allowed * sizeof(struct forward), MSG_NOSIGNAL | MSG_DONTWAIT); while (sent < 0 && errno == EINTR);
 }
 
 static int allowed_port(uint16_t host_port) {
@@ -160,7 +228,9 @@ int control_message(int ctl) {
   if (n == (ssize_t)sizeof m && m.zero == 0) {
     /* a round of questions ends with anything that is not one */
     if (m.op != 'Q') forget_served();
-    if (m.op == 'Q' && fd < 0) answer(ctl, allowed_port(m.host_port) && host_serves(m.host_port) ? '1' : '0');
+    if (m.op == 'Q' || m.op == 'L' || m.op == 'P') take_host_additions();
+    if (m.op == 'P' && fd < 0) answer_plan(ctl);
+    else if (m.op == 'Q' && fd < 0) answer(ctl, allowed_port(m.host_port) && host_serves(m.host_port) ? '1' : '0');
     else if (m.op == 'R' && fd < 0) drop_listeners();
     /* answered: the sandbox's side waits until its listeners are taken, so that a connect
        right after a reset finds them (and goes straight to the host, not via the relay) */

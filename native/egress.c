@@ -147,7 +147,7 @@ static void run_spawner(int ctl, const struct plan *p) {
 
 int start_egress_spawner(const struct plan *p, int own_mounts, pid_t *spawner) {
   int ctl;
-  pid_t pid = fork_helper(&ctl);
+  pid_t pid = fork_helper(&ctl, NULL);
   if (pid < 0) return -1;
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);

@@ -92,7 +92,7 @@ ssize_t recv_with_fd(int sock, void *buf, size_t len, int *fd) {
   return -1;
 }
 
-pid_t fork_helper(int *ctl) {
+pid_t fork_helper(int *ctl, int *keep) {
   int pair[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) return -1;
   pid_t pid = fork();
@@ -106,11 +106,17 @@ pid_t fork_helper(int *ctl) {
   if (pid == 0) {
     /* hold nothing of the sandbox's: its stdio, the runner's IPC channel, the status pipe
        (each would stay open as long as we do); only our end of the control socket */
+    /* `keep` out of the way of 3 and 4 first: it may be either */
+    int moved = keep && *keep >= 0 ? fcntl(*keep, F_DUPFD_CLOEXEC, 5) : -1;
     *ctl = dup2(pair[1], 3) < 0 ? pair[1] : 3;
+    /* the one other fd a helper may need, at 4 (dup2 drops close-on-exec: no exec follows) */
+    int kept = moved >= 0 && *ctl == 3 ? dup2(moved, 4) : -1;
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     for (int fd = 0; fd < 3 && null >= 0; fd++) dup2(null, fd);
-    if (*ctl != 3 || syscall(SYS_close_range, 4U, ~0U, 0U) < 0)
-      for (int fd = 4; fd < 1024; fd++) if (fd != *ctl) close(fd);
+    int first = kept == 4 ? 5 : 4;
+    if (*ctl != 3 || syscall(SYS_close_range, (unsigned)first, ~0U, 0U) < 0)
+      for (int fd = first; fd < 1024; fd++) if (fd != *ctl) close(fd);
+    if (keep) *keep = kept;
     return 0;
   }
   close(pair[1]);

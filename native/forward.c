@@ -68,15 +68,39 @@ static int read_answer(int ctl) {
   return answer == '1';
 }
 
+/*
+ * The forwarder's forwards now: the plan's, and those the host added since this sandbox
+ * started (a port registered with forwardHostPort() during the run). Their number, or -1.
+ */
+static int ask_forwards(int ctl, struct forward *now) {
+  if (send_control(ctl, 'P', 0, -1) < 0) return -1;
+  char message[1 + MAX_ALLOWED * sizeof(struct forward)];
+  ssize_t n;
+  /* a one-byte answer is a stale one of an earlier question (a test's, sent late): passed by */
+  do n = recv(ctl, message, sizeof message, 0); while ((n < 0 && errno == EINTR) || (n == 1 && message[0] != 'p'));
+  if (n < 1 || message[0] != 'p' || (size_t)(n - 1) % sizeof(struct forward) != 0) {
+    errno = n == 0 ? EPIPE : EPROTO;
+    return -1;
+  }
+  memcpy(now, message + 1, (size_t)(n - 1));
+  return (int)((size_t)(n - 1) / sizeof(struct forward));
+}
+
 int send_forwards(int ctl, const struct forward *forwards, int n, int replace) {
   /* answers nobody read (a test that got hold of the socket asked something): they would
      be taken for ours */
   char stale;
   while (recv(ctl, &stale, 1, MSG_DONTWAIT) == 1) {}
-  if (replace && send_control(ctl, 'R', 0, -1) < 0) return -1;
+  struct forward now[MAX_ALLOWED];
+  if (replace) {
+    if (send_control(ctl, 'R', 0, -1) < 0) return -1;
+    /* a reset forwards what the forwarder has now, the host's later additions included */
+    if ((n = ask_forwards(ctl, now)) < 0) return -1;
+    forwards = now;
+  }
   /* every question first: the forwarder answers them all from one read of the host's
      socket tables, which costs more than the rest of a forward's setup */
-  int alive[MAX_LIST];
+  int alive[MAX_ALLOWED];
   for (int i = 0; i < n; i++)
     if (send_control(ctl, 'Q', forwards[i].host, -1) < 0) return -1;
   for (int i = 0; i < n; i++)

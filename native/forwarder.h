@@ -11,6 +11,13 @@
  *                              byte back, '1' taken / '0' refused
  *   'R' no fd                  drop every listener (a reset's fresh network follows)
  *   'S' one fd                 the sandbox's seccomp listener, for direct connects (connect.c)
+ *   'P' no fd                  which forwards now? one message back: 'p', then each
+ *                              struct forward (the plan's, then the host's additions)
+ *
+ * The host's own channel (--forward-host-fd, a byte stream only the test runner's process
+ * and the forwarder hold: never the sandbox) adds forwards a run registers after the
+ * sandbox started (forwardHostPort()): lines "INSIDE:HOST\n". A reused worker's next
+ * reset asks 'P' and forwards them too. Nothing on the control socket can add one.
  */
 #ifndef VPR_FORWARDER_H
 #define VPR_FORWARDER_H
@@ -27,7 +34,10 @@ struct control {
 };
 
 /* The kinds of things the forwarder's epoll watches, told apart by a tagged pointer. */
-enum kind { CONTROL, LISTENER, CONNECTION, CONNECTS };
+enum kind { CONTROL, HOST, LISTENER, CONNECTION, CONNECTS };
+
+/* The forwards a forwarder takes in all: its plan's and the host's additions. */
+#define MAX_ALLOWED (2 * MAX_LIST)
 
 struct listener {
   enum kind kind;
@@ -50,9 +60,12 @@ void bury(void *thing);
 void free_buried(void);
 
 /* control.c */
-void control_init(const struct forward *allowed, int n);
+/* The plan's forwards, and the host's channel for more (or -1). */
+void control_init(const struct forward *allowed, int n, int host);
 /* Reads and handles one message: 0, or -1 when the socket is gone (every sender closed it). */
 int control_message(int ctl);
+/* Takes the forwards the host added since: 0, or -1 when its channel is gone. */
+int host_message(void);
 /* The listener list, for relay.c's accepts: stop relaying one that broke. */
 void drop_listener(struct listener *l);
 /* connect.c's question: where a connect to `inside` on a loopback of `netns` (0: any) leads. */

@@ -84,6 +84,9 @@ int main(int argc, char **argv) {
   /* a reset runs inside a worker's own process (addon.c), never as a process of its own */
   errno = 0;
   if (p.reset) die_step(STEP_USAGE, "--reset is for the worker's in-process reset, not the launcher");
+  /* the host's channel to the forwarder: nothing this launcher execs may hold it (the
+     forwarder gets its own copy, and the launcher closes this one once it is forked) */
+  if (p.forward_host_fd >= 0 && fcntl(p.forward_host_fd, F_SETFD, FD_CLOEXEC) < 0) die_step(STEP_USAGE, "--forward-host-fd %d is not an open fd", p.forward_host_fd);
 
   struct run r;
   run_init(&r);

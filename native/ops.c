@@ -62,8 +62,12 @@ static int prepare(struct plan *p, struct run *r, int from) {
      * The forwarder is forked here, in the host's network namespace, which it stays in
      * (relay.c): the ports this plan forwards reach the host's loopback through it.
      */
-    if (op->kind == OP_FORWARD && !op->flag && (r->forwarder = start_forwarder(p->forwards, p->n_forwards, &r->forwarder_pid)) < 0)
-      return fail(STEP_FORWARD, "can't start the forwarder");
+    if (op->kind == OP_FORWARD && !op->flag) {
+      if ((r->forwarder = start_forwarder(p->forwards, p->n_forwards, p->forward_host_fd, &r->forwarder_pid)) < 0)
+        return fail(STEP_FORWARD, "can't start the forwarder");
+      /* the host's channel is the forwarder's alone: nothing of the sandbox may add ports */
+      if (p->forward_host_fd >= 0) close(p->forward_host_fd), p->forward_host_fd = -1;
+    }
     /* the egress helpers' spawner stays in the host's network too (egress.c): it starts
        the helper on our network namespace once there is one, and on a reused worker's
        fresh ones; not needed where the holder's namespace, helper running, is ours */

@@ -84,7 +84,7 @@ static int usage_error(const char *fmt, const char *arg) {
   return fail(STEP_USAGE, "%s (usage: launcher [--uid-map I:O:N]... [--gid-map I:O:N]... "
                           "[--newuidmap PATH --newgidmap PATH] [--userns-fd FD [--networks SOCKET]] [--tmpfs PATH [--keep PATH]...]... [--tmpfs-dir PATH]... "
                           "[--tmpfs-size SIZE] [--hosts-file PATH] [--nsswitch-file PATH] [--resolv-file PATH] [--hostname NAME] "
-                          "[--forward INSIDE_PORT:HOST_PORT]... [--relay-only] [--publish PORT=PATH] [--enforce-permissions] [--host-network | --egress KIND:PATH] "
+                          "[--forward INSIDE_PORT:HOST_PORT]... [--forward-host-fd FD] [--relay-only] [--publish PORT=PATH] [--enforce-permissions] [--host-network | --egress KIND:PATH] "
                           "[--new-session] [--pid-namespace] [--status-fd FD] -- CMD [ARGS...] | --hold [--networks SOCKET [--egress KIND:PATH]] | "
                           "--reset [--tmpfs PATH [--keep PATH]...]... [--tmpfs-dir PATH]... [--tmpfs-size SIZE] [--hostname NAME] "
                           "[--new-network [--egress KIND:PATH]] [--kill-others] [--unmount PATH]... [--forward INSIDE_PORT:HOST_PORT]...)",
@@ -120,6 +120,10 @@ static void add_dirs(struct plan *p) {
   for (int i = 0; i < p->n_dirs; i++) add(p, OP_MKDIR, p->dirs[i], 0);
 }
 
+static int has_forwarder(const struct plan *p) {
+  return p->n_forwards > 0 || p->forward_host_fd >= 0;
+}
+
 static void plan_launch(struct plan *p) {
   if (p->networks && !p->host_network) add(p, OP_TAKE_NETWORK, p->networks, 0);
   if (p->userns_fd >= 0) add(p, OP_JOIN_USER, NULL, 0);
@@ -143,13 +147,14 @@ static void plan_launch(struct plan *p) {
   if (p->egress_kind) add(p, OP_EGRESS, NULL, 0);
   /* before the forwarder's connect filter: the publisher's own connects need no asking */
   if (p->publish_path) add(p, OP_PUBLISH, p->publish_path, 0);
-  if (p->n_forwards > 0) add(p, OP_FORWARD, NULL, 0);
+  /* a forwarder the host may add ports to later is started with none too */
+  if (has_forwarder(p)) add(p, OP_FORWARD, NULL, 0);
   add(p, OP_CHDIR, NULL, 0);
   if (p->new_session) add(p, OP_SESSION, NULL, 0);
   /* after every mount and file this launcher opens; before init and CMD exist */
   if (p->enforce_permissions) add(p, OP_DROP_CAPS, NULL, 0);
   if (p->pid_namespace) add(p, OP_PID_NAMESPACE, NULL, 0);
-  else if (p->n_forwards > 0) add(p, OP_STAY, NULL, 0);
+  else if (has_forwarder(p)) add(p, OP_STAY, NULL, 0);
   add(p, OP_PDEATHSIG, NULL, 0);
   add(p, OP_EXEC, p->argv[0], 0);
 }
@@ -173,7 +178,9 @@ static void plan_reset(struct plan *p) {
   if (p->new_network) {
     add(p, OP_NEW_NETWORK, NULL, 0);
     if (p->egress_kind) add(p, OP_EGRESS, NULL, 1);
-    if (p->n_forwards > 0) add(p, OP_FORWARD, NULL, 1);
+    /* the forwarder says what it forwards now (the host may have added ports): asked even
+       where the plan has none; a worker without a forwarder skips it */
+    add(p, OP_FORWARD, NULL, 1);
   }
 }
 
@@ -186,7 +193,7 @@ static void plan_reset(struct plan *p) {
 static int check_plan(struct plan *p, int has_command) {
   if (p->reset) {
     if (has_command || p->hold || p->userns_fd >= 0 || p->n_uid_map || p->n_gid_map || p->newuidmap || p->newgidmap || p->hosts_file || p->nsswitch_file ||
-        p->host_network || p->new_session || p->pid_namespace || p->networks || p->relay_only || p->status_fd >= 0 || p->publish_path || p->enforce_permissions || p->resolv_file)
+        p->host_network || p->new_session || p->pid_namespace || p->networks || p->relay_only || p->status_fd >= 0 || p->forward_host_fd >= 0 || p->publish_path || p->enforce_permissions || p->resolv_file)
       return usage_error("%s", "--reset takes only --tmpfs, --keep, --tmpfs-dir, --tmpfs-size, --hostname, --new-network, --kill-others, --unmount, --forward and --egress");
     if (p->egress_kind && !p->new_network) return usage_error("%s", "--egress in a reset goes with --new-network");
     return 0;
@@ -195,6 +202,8 @@ static int check_plan(struct plan *p, int has_command) {
     return usage_error("%s", "--new-network, --kill-others and --unmount go with --reset");
   if (p->n_forwards && p->host_network)
     return usage_error("%s", "--forward needs the sandbox's own network, not --host-network");
+  if (p->forward_host_fd >= 0 && p->host_network)
+    return usage_error("%s", "--forward-host-fd needs the sandbox's own network, not --host-network");
   if (p->egress_kind && p->host_network)
     return usage_error("%s", "--egress needs the sandbox's own network, not --host-network");
   if (p->publish_path && p->host_network)
@@ -202,7 +211,7 @@ static int check_plan(struct plan *p, int has_command) {
   if ((p->newuidmap == NULL) != (p->newgidmap == NULL))
     return usage_error("%s", "--newuidmap and --newgidmap go together");
   if (p->hold) {
-    if (has_command || p->userns_fd >= 0) return usage_error("%s", "--hold takes no command and no --userns-fd");
+    if (has_command || p->userns_fd >= 0 || p->forward_host_fd >= 0) return usage_error("%s", "--hold takes no command, no --userns-fd and no --forward-host-fd");
     if (p->n_uid_map == 0 || p->n_gid_map == 0) return usage_error("%s", "--hold needs --uid-map and --gid-map");
     if (p->egress_kind && !p->networks) return usage_error("%s", "--egress with --hold goes with --networks");
     return 0;
@@ -213,6 +222,8 @@ static int check_plan(struct plan *p, int has_command) {
   if (p->userns_fd < 0 && (p->n_uid_map == 0 || p->n_gid_map == 0))
     return usage_error("%s", "--uid-map and --gid-map are required unless --userns-fd is given");
   if (p->status_fd >= 0 && p->status_fd == p->userns_fd) return usage_error("%s", "--status-fd and --userns-fd must differ");
+  if (p->forward_host_fd >= 0 && (p->forward_host_fd <= 2 || p->forward_host_fd == p->status_fd || p->forward_host_fd == p->userns_fd))
+    return usage_error("%s", "--forward-host-fd must be an fd of its own, not a standard stream, --status-fd or --userns-fd");
   return 0;
 }
 
@@ -220,6 +231,7 @@ int parse_plan(int argc, char **argv, struct plan *p) {
   memset(p, 0, sizeof *p);
   p->userns_fd = -1;
   p->status_fd = -1;
+  p->forward_host_fd = -1;
   int i = 1;
   for (; i < argc; i++) {
     const char *a = argv[i];
@@ -240,9 +252,9 @@ int parse_plan(int argc, char **argv, struct plan *p) {
     }
     else if (strcmp(a, "--newuidmap") == 0) ONCE(p->newuidmap);
     else if (strcmp(a, "--newgidmap") == 0) ONCE(p->newgidmap);
-    else if (strcmp(a, "--userns-fd") == 0 || strcmp(a, "--status-fd") == 0) {
+    else if (strcmp(a, "--userns-fd") == 0 || strcmp(a, "--status-fd") == 0 || strcmp(a, "--forward-host-fd") == 0) {
       NEED_VALUE();
-      int *fd = a[2] == 'u' ? &p->userns_fd : &p->status_fd;
+      int *fd = a[2] == 'u' ? &p->userns_fd : a[2] == 's' ? &p->status_fd : &p->forward_host_fd;
       if (*fd >= 0) return usage_error("%s is given twice", a);
       if ((*fd = parse_fd(v)) < 0) return usage_error("bad fd '%s'", v);
     }

@@ -26,13 +26,13 @@
 #define CHUNK (1024 * 1024)
 #define MAX_EVENTS 64
 
-static void run_forwarder(int ctl, const struct forward *forwards, int n) __attribute__((noreturn));
+static void run_forwarder(int ctl, const struct forward *forwards, int n, int host) __attribute__((noreturn));
 
-int start_forwarder(const struct forward *forwards, int n, pid_t *forwarder) {
-  int ctl;
-  pid_t pid = fork_helper(&ctl);
+int start_forwarder(const struct forward *forwards, int n, int host_fd, pid_t *forwarder) {
+  int ctl, host = host_fd;
+  pid_t pid = fork_helper(&ctl, &host);
   if (pid < 0) return -1;
-  if (pid == 0) run_forwarder(ctl, forwards, n);
+  if (pid == 0) run_forwarder(ctl, forwards, n, host);
   *forwarder = pid;
   return ctl;
 }
@@ -272,14 +272,15 @@ static void serve(struct connection *c) {
   rewatch(c);
 }
 
-static void run_forwarder(int ctl, const struct forward *forwards, int n) {
+static void run_forwarder(int ctl, const struct forward *forwards, int n, int host) {
   /* dies with the launcher's process (its parent): the sandbox is gone then */
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   signal(SIGPIPE, SIG_IGN);
   if (relay_init() < 0) _exit(1);
-  control_init(forwards, n);
-  static enum kind control_tag = CONTROL;
+  control_init(forwards, n, host);
+  static enum kind control_tag = CONTROL, host_tag = HOST;
   relay_watch(ctl, EPOLLIN | EPOLLRDHUP, &control_tag);
+  if (host >= 0) relay_watch(host, EPOLLIN | EPOLLRDHUP, &host_tag);
   struct epoll_event events[MAX_EVENTS];
   for (;;) {
     int ready = epoll_wait(epfd, events, MAX_EVENTS, -1);
@@ -290,6 +291,10 @@ static void run_forwarder(int ctl, const struct forward *forwards, int n) {
       /* every sender gone: the listeners it sent keep working until we are killed */
       if (*tag == CONTROL) {
         if (control_message(ctl) < 0) relay_unwatch(ctl);
+      }
+      else if (*tag == HOST) {
+        /* the run is over (or the host closed it): the ports added so far stay */
+        if (host_message() < 0) relay_unwatch(host), close(host);
       }
       else if (*tag == CONNECTS) {
         /* hung up (every process of the sandbox gone) or broken: a receive would block */

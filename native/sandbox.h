@@ -108,6 +108,7 @@ struct plan {
   const char *hostname;
   struct forward forwards[MAX_LIST];
   int n_forwards;
+  int forward_host_fd;   /* --forward-host-fd: the host's own channel to the forwarder (more ports), or -1 */
   int relay_only;        /* forwarded connections all go through the relay (no direct connects) */
   uint16_t publish_port; /* --publish: the sandbox's port the host reaches... */
   const char *publish_path; /* ...through this Unix socket, made before any mount */
@@ -186,10 +187,11 @@ ssize_t send_with_fd(int sock, const void *buf, size_t len, int fd);
 ssize_t recv_with_fd(int sock, void *buf, size_t len, int *fd);
 /*
  * Forks a helper process (the forwarder, the egress spawner) that holds nothing of the
- * sandbox's: stdio on /dev/null, no other fd but its end of a SOCK_SEQPACKET pair, at 3.
+ * sandbox's: stdio on /dev/null, no other fd but its end of a SOCK_SEQPACKET pair, at 3,
+ * and *keep if `keep` points at one (in the helper *keep is then that fd's copy, or -1).
  * In the helper: 0, *ctl its end. In the caller: the pid, *ctl the other end. -1 with errno.
  */
-pid_t fork_helper(int *ctl);
+pid_t fork_helper(int *ctl, int *keep);
 
 /* mounts.c */
 /* Opens `path` as a bind source (O_PATH) and tells whether it is a directory. */
@@ -239,9 +241,10 @@ void send_connect_listener(int ctl);
 /* relay.c: the forwarder's process */
 /*
  * Forks the forwarder (call it in the host's network namespace); its control socket, or
- * -1. Its pid goes to *pid: the process that outlives the command reaps it.
+ * -1. Its pid goes to *pid: the process that outlives the command reaps it. `host_fd`
+ * (or -1) is the host's own channel for ports added later: the forwarder alone keeps it.
  */
-int start_forwarder(const struct forward *forwards, int n, pid_t *pid);
+int start_forwarder(const struct forward *forwards, int n, int host_fd, pid_t *pid);
 
 /* connect.c */
 /* Makes this process's connect(2) calls notify a listener (seccomp); its fd, or -1. */

@@ -14,9 +14,9 @@ import { jestRunsHere } from './jest/jest-internals.js'
  * ```
  *
  * Test files started afterwards reach `127.0.0.1:inside` (and `[::1]:inside`) inside;
- * a worker already running (`isolate: false`, a Jest worker) gets it only when it is
- * started anew. Throws for a bad port, inside a test's sandbox, and where no run of the
- * rootless pool or runner is configured in this process.
+ * a worker already running (`isolate: false`, a Jest worker) gets it from its next file
+ * on, when it resets its sandbox. Throws for a bad port, inside a test's sandbox, and
+ * where no run of the rootless pool or runner is configured in this process.
  */
 export function forwardHostPort(port: number | { inside: number; host: number }): void {
   registerHostPort(port, jestRunsHere)

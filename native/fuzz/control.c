@@ -84,7 +84,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     }
   }
   CHECK(relay_init() >= 0, "no epoll");
-  control_init(plan, N_PLAN);
+  control_init(plan, N_PLAN, -1);
   CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) == 0, "no socket pair");
   return 0;
 }

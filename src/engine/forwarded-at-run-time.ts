@@ -12,6 +12,8 @@ interface Registry {
   forwards: PortForward[]
   /** A `rootless()` config or a rootless Jest runner was opened in this process. */
   configured: boolean
+  /** Told of each registration: the open runs, which pass it to their running workers. */
+  listeners?: Set<(forward: PortForward) => void>
 }
 
 const KEY = Symbol.for('vitest-pool-rootless.forwarded-at-run-time')
@@ -29,6 +31,17 @@ export function markRunConfigured(): void {
 /** The ports registered so far, each inside port once (the last registration wins). */
 export function registeredForwards(): PortForward[] {
   return [...registry().forwards]
+}
+
+/**
+ * Calls `listener` with each port registered from now on; the returned function stops it.
+ * An open run passes them to the workers it started before (a reused worker forwards them
+ * from its next reset on).
+ */
+export function onHostPortRegistered(listener: (forward: PortForward) => void): () => void {
+  const listeners = (registry().listeners ??= new Set())
+  listeners.add(listener)
+  return () => void listeners.delete(listener)
 }
 
 const isPort = (port: unknown): port is number => typeof port === 'number' && Number.isInteger(port) && port >= 1 && port <= 65535
@@ -58,4 +71,5 @@ export function registerHostPort(port: unknown, runnerHere: () => boolean): void
     )
   }
   state.forwards = [...state.forwards.filter((f) => f.inside !== forward.inside), forward]
+  for (const listener of state.listeners ?? []) listener(forward)
 }

@@ -1,5 +1,5 @@
 import { fork, spawnSync, type ChildProcess, type Serializable } from 'node:child_process'
-import type { Readable } from 'node:stream'
+import type { Readable, Writable } from 'node:stream'
 import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { explainFailure } from './machine-checks.js'
@@ -12,12 +12,12 @@ import { createResetPlan } from '../plan/plan.js'
 import { launcherStep } from '../plan/steps.js'
 import { watchExit, type ChildExit } from './exit.js'
 import { hostListeningPorts, listeningNow, ownListeningPorts } from './listening-ports.js'
-import { registeredForwards } from './forwarded-at-run-time.js'
+import { onHostPortRegistered, registeredForwards } from './forwarded-at-run-time.js'
 import { isForward, isRange, isService, rangeForwards, type PortForward } from '../plan/host-ports.js'
 import { resolveServices, ServiceRelays, type LookUp } from './services.js'
 import { ideDebuggerPaths } from './ide-debugger.js'
 import { PublishedPort, type PublishAddress } from './published-port.js'
-import { findForeignOwned, foreignIds, foreignOwnedReport } from './foreign-files.js'
+import { findForeignOwned, foreignIds, foreignOwnedReport, OUTSIDE_LIMITS, outsideRoots } from './foreign-files.js'
 import { holdUserNamespace, type HeldUserNamespace } from './holder.js'
 import { PACKAGE_ROOT } from './launcher-path.js'
 import { prepareSandbox, type PreparedSandbox } from './sandbox.js'
@@ -31,6 +31,8 @@ const STATUS_FD_INDEX = 4
 /** The launcher's limit of `--forward`s (MAX_LIST in native/sandbox.h). */
 const MAX_FORWARDS = 64
 const USERNS_FD_INDEX = 5
+/** A reused worker's: the host's channel to its forwarder (ports registered later). */
+const FORWARD_HOST_FD_INDEX = 6
 
 /**
  * What every sandboxed process starts with, before the runner's entry: src/inside/entry.ts
@@ -99,8 +101,11 @@ export interface RunDeps {
   /** Builds one sandbox and throws a SandboxError if it can't. */
   probe(sandbox: PreparedSandbox): void
   holdUserNamespace(sandbox: PreparedSandbox): Promise<HeldUserNamespace>
-  /** Starts one sandboxed process. */
-  fork(sandbox: PreparedSandbox, userns: HeldUserNamespace | undefined, spec: LaunchSpec, env: NodeJS.ProcessEnv, publish?: { port: number; socket: string }): ChildProcess
+  /**
+   * Starts one sandboxed process. With `forwardHost`, its forwarder takes forwards added
+   * later from the host, written as `INSIDE:HOST` lines to the child's stdio[6].
+   */
+  fork(sandbox: PreparedSandbox, userns: HeldUserNamespace | undefined, spec: LaunchSpec, env: NodeJS.ProcessEnv, publish?: { port: number; socket: string }, forwardHost?: boolean): ChildProcess
   /** Resolves `hostPorts` service names on the host (default: `dns.lookup`, in a child). */
   lookUp?: LookUp
 }
@@ -114,6 +119,8 @@ interface OpenRun {
   holding?: Promise<void>
   /** How the sandboxes reach `hostPorts`' named services. */
   services: ServiceRelays
+  /** Stops passing `forwardHostPort()`'s registrations to running workers. */
+  stopListening: () => void
 }
 type RunPhase = OpenRun | { kind: 'closed' }
 
@@ -145,10 +152,14 @@ export class SandboxRun {
   private readonly spares = new SparePool((spec) => this.forkNow(spec))
   /** The projects whose files tests may have chowned: looked through when the run closes. */
   private readonly projects = new Set<string>()
+  /** When the run opened: a path outside the projects changed since is this run's. */
+  private openedAt = 0
   private saidRangeLimit = false
   /** Where the host reaches the workers' debugger, once a runner asked (`publish`). */
   private published?: PublishedPort
   private publishedSockets = 0
+  /** The running reused workers' channels to their forwarders (see `forkNow`). */
+  private readonly forwarderChannels = new Set<Writable>()
 
   constructor(
     readonly options: ResolvedSandboxOptions,
@@ -165,6 +176,7 @@ export class SandboxRun {
     if (this.phase.kind === 'open') return
     // a name the host can't resolve stops the run here, before anything is built
     const services = new ServiceRelays(resolveServices(this.options.hostPorts.filter(isService), 'hostPorts', this.deps.lookUp))
+    this.openedAt = Date.now()
     const sandbox = this.deps.prepare(this.options)
     try {
       this.deps.probe(sandbox)
@@ -174,7 +186,11 @@ export class SandboxRun {
     }
     // said only once the sandbox is known to work: a failed probe's message says it all
     if (sandbox.idMap.warning) process.stderr.write(`${sandbox.idMap.warning}\n`)
-    this.phase = { kind: 'open', sandbox, services }
+    // a port registered once workers run reaches each reused one from its next reset
+    const stopListening = onHostPortRegistered((forward) => {
+      for (const channel of this.forwarderChannels) channel.write(`${forward.inside}:${forward.host}\n`)
+    })
+    this.phase = { kind: 'open', sandbox, services, stopListening }
   }
 
   /** The run's private state directory (hosts file, generated files). */
@@ -254,6 +270,7 @@ export class SandboxRun {
     if (phase.kind === 'closed') return
     this.phase = { kind: 'closed' }
     this.spares.killAll()
+    phase.stopListening()
     phase.services.close()
     this.published?.close()
     this.published = undefined
@@ -268,8 +285,14 @@ export class SandboxRun {
     const uid = process.geteuid?.() ?? 0
     if (uid === 0 || this.projects.size === 0) return
     const { uidMap = [], gidMap = [] } = sandbox.idMap
-    const found = findForeignOwned([...this.projects], foreignIds(uidMap, uid), foreignIds(gidMap, process.getegid!()))
+    const [uids, gids] = [foreignIds(uidMap, uid), foreignIds(gidMap, process.getegid!())]
+    const found = findForeignOwned([...this.projects], uids, gids)
     if (found.length > 0) process.stderr.write(foreignOwnedReport(found))
+    // outside the projects, where the host keeps what tests write (the home, /var/tmp,
+    // /dev/shm): a few levels deep, and only what changed during the run -- a
+    // subordinate id's files from before may be another tool's (rootless Podman's storage)
+    const outside = findForeignOwned(outsideRoots(), uids, gids, { ...OUTSIDE_LIMITS, changedSince: this.openedAt - 1000, skip: [...this.projects] })
+    if (outside.length > 0) process.stderr.write(foreignOwnedReport(outside, 'outside the project'))
   }
 
   private openPhase(): OpenRun {
@@ -319,7 +342,18 @@ export class SandboxRun {
       const plan = createResetPlan(sandbox.plan({ needs: spec.needs, runnerPorts: spec.runnerPorts, hostForwards: spec.hostForwards, publish }), sandbox.hosts, sandbox.addon)
       env = { ...env, [RESET_ENV]: JSON.stringify(plan) }
     }
-    const child = this.deps.fork(sandbox, userns, spec, env, publish)
+    // a worker that resets in place into a fresh network of its own can take ports the
+    // run registers later (forwardHostPort() after it started); one with a debugger
+    // published keeps its first network
+    const forwardHost = spec.reusable && this.options.network !== 'host' && !publish
+    const child = this.deps.fork(sandbox, userns, spec, env, publish, forwardHost)
+    const channel = forwardHost ? ((child.stdio as unknown as Array<Writable | null | undefined> | undefined)?.[FORWARD_HOST_FD_INDEX]) : undefined
+    if (channel) {
+      // a worker gone: what was written to it doesn't matter any more
+      channel.on('error', () => {})
+      this.forwarderChannels.add(channel)
+      child.once('exit', () => this.forwarderChannels.delete(channel))
+    }
     if (publish) {
       const socket = publish.socket
       child.once('exit', () => {
@@ -336,14 +370,14 @@ export const launcherDeps: RunDeps = {
   prepare: prepareSandbox,
   probe: probeSandbox,
   holdUserNamespace: (sandbox) => holdUserNamespace(sandbox.launcher, sandbox.idMap, sandbox.networksSocket, sandbox.egress),
-  fork(sandbox, userns, spec, env, publish) {
-    const args = sandbox.args({ needs: spec.needs, runnerPorts: spec.runnerPorts, hostForwards: spec.hostForwards, publish, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined, networksSocket: userns?.networksSocket, statusFd: STATUS_FD_INDEX })
+  fork(sandbox, userns, spec, env, publish, forwardHost) {
+    const args = sandbox.args({ needs: spec.needs, runnerPorts: spec.runnerPorts, hostForwards: spec.hostForwards, publish, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined, networksSocket: userns?.networksSocket, statusFd: STATUS_FD_INDEX, forwardHostFd: forwardHost ? FORWARD_HOST_FD_INDEX : undefined })
     const child = fork(SANDBOX_ENTRY, [spec.entrypoint], {
       execPath: sandbox.launcher,
       // fork() runs `execPath ...execArgv SANDBOX_ENTRY entrypoint`: the launcher's plan, then node
       execArgv: [...args, '--', process.execPath, ...spec.execArgv],
       env,
-      stdio: ['pipe', 'pipe', 'pipe', 'ipc', 'pipe', ...(userns ? [userns.fd] : [])],
+      stdio: ['pipe', 'pipe', 'pipe', 'ipc', 'pipe', userns ? userns.fd : 'ignore', ...(forwardHost ? ['pipe' as const] : [])],
       serialization: spec.serialization ?? 'advanced',
     })
     exits.set(child, watchExit(child, child.stdio[STATUS_FD_INDEX] as Readable | null))

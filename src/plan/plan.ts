@@ -45,6 +45,12 @@ export interface SandboxPlan {
   enforcePermissions?: boolean
   /** The launcher reports a failed setup step on this fd (see launcherArgs). */
   statusFd?: number
+  /**
+   * The host's channel to the forwarder, at this fd of the launcher: forwards a run adds
+   * once the sandbox is started (`forwardHostPort()`), which a reused worker's next reset
+   * takes. Only the forwarder keeps it, never the sandbox.
+   */
+  forwardHostFd?: number
 }
 
 export interface PlanInputs {
@@ -77,6 +83,8 @@ export interface PlanInputs {
   statusFd?: number
   /** Reach this port of the sandbox's loopback from the host, through this Unix socket. */
   publish?: { port: number; socket: string }
+  /** The host's channel to the forwarder for forwards added later, at this fd (not 0-2). */
+  forwardHostFd?: number
 }
 
 /**
@@ -109,6 +117,7 @@ export function createSandboxPlan(inputs: PlanInputs): SandboxPlan {
   if (options.hostname) plan.hostname = options.hostname
   if (inputs.statusFd !== undefined) plan.statusFd = inputs.statusFd
   if (inputs.publish && options.network !== 'host') plan.publish = inputs.publish
+  if (inputs.forwardHostFd !== undefined && own) plan.forwardHostFd = inputs.forwardHostFd
   return plan
 }
 
@@ -128,6 +137,7 @@ export function launcherArgs(plan: SandboxPlan): string[] {
   if (plan.nsswitchFile) args.push('--nsswitch-file', plan.nsswitchFile)
   if (plan.resolvFile) args.push('--resolv-file', plan.resolvFile)
   args.push(...forwardArgs(plan))
+  if (plan.forwardHostFd !== undefined) args.push('--forward-host-fd', String(plan.forwardHostFd))
   if (plan.publish) args.push('--publish', `${plan.publish.port}=${plan.publish.socket}`)
   if (plan.hostname) args.push('--hostname', plan.hostname)
   if (plan.network === 'host') args.push('--host-network')

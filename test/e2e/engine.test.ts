@@ -66,28 +66,39 @@ for (const major of [4, 5] as const) {
       expect(run.output).toMatch(/Tests\s+1 passed/)
     })
 
-    it('names the files tests gave to a subordinate id in the project, with a command that gives them back', async () => {
+    it('names the files tests gave to a subordinate id in the project and in the home directory, with commands that give them back', async () => {
       const root = copyFixture(consumer, 'foreign-owned')
       const file = join(root, 'out', 'owned-by-1000.txt')
-      const run = await runVitest(consumer, root)
-      expect(run.code, run.output).toBe(0)
-      if (process.geteuid!() === 0) {
-        // root can take back whatever its tests chowned: nothing to say
-        expect(run.output).not.toContain('tests left')
-        return
-      }
+      // a home of its own, outside /tmp and the temp dir (those are private in the sandbox)
+      const { home } = homeWithNode(consumer.node)
+      const homeFile = join(home, 'left-by-tests', 'owned-by-1000.txt')
       const cli = join(consumer.dir, 'node_modules', 'vitest-pool-rootless', 'dist', 'cli.js')
       try {
+        const run = await runVitest(consumer, root, { env: { HOME: home } })
+        expect(run.code, run.output).toBe(0)
+        expect(run.output).toMatch(/Tests\s+2 passed/)
+        if (process.geteuid!() === 0) {
+          // root can take back whatever its tests chowned: nothing to say
+          expect(run.output).not.toContain('tests left')
+          return
+        }
         expect(statSync(file).uid).not.toBe(process.geteuid!())
+        expect(statSync(homeFile).uid).not.toBe(process.geteuid!())
         expect(run.output).toContain(`tests left 1 path in the project owned by ids only the sandbox maps; your user can't change or remove it:\n  ${file} (uid `)
-        // the command it gives works
-        const command = /npx vitest-pool-rootless (exec --no-tmpfs -- chown -R 0:0 \S+)/.exec(run.output)![1]!
-        const fix = spawnSync(consumer.node, [cli, ...command.split(' ')], { cwd: root, encoding: 'utf8' })
-        expect(fix.status, fix.stderr).toBe(0)
+        expect(run.output).toContain(`tests left 1 path outside the project owned by ids only the sandbox maps; your user can't change or remove it:\n  ${homeFile} (uid `)
+        // the commands it gives work
+        const commands = [...run.output.matchAll(/npx vitest-pool-rootless (exec --no-tmpfs -- chown -R 0:0 \S+)/g)].map((m) => m[1]!)
+        expect(commands).toHaveLength(2)
+        for (const command of commands) {
+          const fix = spawnSync(consumer.node, [cli, ...command.split(' ')], { cwd: root, encoding: 'utf8' })
+          expect(fix.status, fix.stderr).toBe(0)
+        }
         expect(statSync(file).uid).toBe(process.geteuid!())
+        expect(statSync(homeFile).uid).toBe(process.geteuid!())
       } finally {
-        // whatever happened above, the file must be the user's again, or nobody can remove the consumer
-        spawnSync(consumer.node, [cli, 'exec', '--no-tmpfs', '--', 'chown', '-R', '0:0', join(root, 'out')], { cwd: root })
+        // whatever happened above, the files must be the user's again, or nobody can remove them
+        spawnSync(consumer.node, [cli, 'exec', '--no-tmpfs', '--', 'chown', '-R', '0:0', join(root, 'out'), home], { cwd: root })
+        rmSync(home, { recursive: true, force: true })
       }
     })
 

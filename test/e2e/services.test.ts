@@ -79,6 +79,13 @@ describeSandbox('services a suite reaches on purpose', () => {
       expect(run.output).toMatch(/Test Files\s+3 passed \(3\)/)
       expect(run.output).toMatch(/Tests\s+5 passed \(5\)/)
     })
+
+    it('reaches a port registered with forwardHostPort after its worker started, from the next file on (isolate: false)', async () => {
+      const root = copyFixture(consumer, 'services-late')
+      const run = await runVitest(consumer, root)
+      expect(run.output).toMatch(/Test Files\s+2 passed \(2\)/)
+      expect(run.code).toBe(0)
+    })
   })
 
   describe('Jest 30', () => {
@@ -93,6 +100,13 @@ describeSandbox('services a suite reaches on purpose', () => {
       const run = await runJest(consumer, root, { args: ['--maxWorkers=2'], env: env() })
       expect(run.output).toMatch(/Tests:\s+5 passed, 5 total/)
       expect(run.output).toMatch(/Test Suites:\s+3 passed, 3 total/)
+    })
+
+    it('reaches a port registered with forwardHostPort after its worker started, from the next file on (-i)', async () => {
+      const root = copyFixture(consumer, 'jest-services-late')
+      const run = await runJest(consumer, root, { args: ['-i'] })
+      expect(run.output).toMatch(/Test Suites:\s+2 passed, 2 total/)
+      expect(run.code).toBe(0)
     })
   })
 })

@@ -51,6 +51,29 @@ describe('launcher: --forward is checked before anything is created', () => {
   })
 })
 
+describe('launcher: --forward-host-fd is checked before anything is created', () => {
+  it.each([
+    [['--host-network'], "--forward-host-fd needs the sandbox's own network, not --host-network"],
+    [['--status-fd', '3'], '--forward-host-fd must be an fd of its own'],
+  ])('refuses it with %s', (flags, words) => {
+    const result = spawnSync(LAUNCHER, [...SELF, '--forward-host-fd', '3', ...flags, '--', 'true'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe', 'pipe'] })
+    expect(result.status).toBe(stepCode('usage'))
+    expect(result.stderr).toContain(words)
+  })
+
+  it.each(['1', 'x', '-3'])('refuses --forward-host-fd %s', (value) => {
+    const result = spawnSync(LAUNCHER, [...SELF, '--forward-host-fd', value, '--', 'true'], { encoding: 'utf8' })
+    expect(result.status).toBe(stepCode('usage'))
+    expect(result.stderr).toMatch(value === '1' ? /--forward-host-fd must be an fd of its own, not a standard stream/ : new RegExp(`bad fd '${value}'`))
+  })
+
+  it('refuses an fd that is not open', () => {
+    const result = spawnSync(LAUNCHER, [...SELF, '--forward-host-fd', '57', '--', 'true'], { encoding: 'utf8' })
+    expect(result.status).toBe(stepCode('usage'))
+    expect(result.stderr).toContain('--forward-host-fd 57 is not an open fd')
+  })
+})
+
 describeSandbox('launcher: --forward leads a port inside to the host', () => {
   let echo: Server
   let echoPort: number

@@ -1,5 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer, type AddressInfo } from 'node:net'
+import type { Writable } from 'node:stream'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -258,6 +260,68 @@ describeSandbox('a reused worker\'s sandbox, reset in place between files', () =
       expect(JSON.parse(r.stdout)).toEqual({ first: ['relayed', 'relayed'], second: ['relayed', 'ECONNREFUSED'] })
     } finally {
       servers.kill()
+    }
+  })
+
+  it('forwards at its next reset a port the host added on --forward-host-fd while it ran; the sandbox holds no copy of that channel', async () => {
+    const server = createServer((c) => c.end('late'))
+    const port = await new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)))
+    const hostsFile = join(base, 'hosts')
+    writeFileSync(hostsFile, HOSTS)
+    const module = join(ROOT, 'dist', 'inside', 'sandbox-reset.js')
+    /** A worker whose sandbox forwards 7001 (so both runs have a forwarder), with or without the host's channel. */
+    const run = async (hostChannel: boolean) => {
+      const dir = join(base, `forward-host-fd-${hostChannel}`)
+      const kept = join(dir, 'kept')
+      mkdirSync(kept, { recursive: true })
+      const plan: SandboxPlan = { user: { joinFd: 3 }, mounts: [{ tmpfs: dir, keep: [kept] }], network: 'isolated', forwards: [{ inside: 7001, host: port }], newSession: false, pidNamespace: true }
+      const body = `import { SandboxReset } from ${JSON.stringify(module)}
+        import * as fs from 'node:fs'
+        import * as net from 'node:net'
+        // sockets past the standard streams, in this process and in the sandbox's init, before the addon takes the forwarder's
+        const sockets = (pid) => fs.readdirSync('/proc/' + pid + '/fd').filter((fd) => { try { return fd > 2 && fs.readlinkSync('/proc/' + pid + '/fd/' + fd).startsWith('socket:') } catch { return false } }).length
+        const held = [sockets('self'), sockets(1)]
+        const sandbox = SandboxReset.fromEnv()
+        const read = (port) => new Promise((resolve) => {
+          const s = net.connect(port, '127.0.0.1'); let got = ''
+          s.on('data', (d) => (got += d)).on('end', () => resolve(got)).on('error', (e) => resolve(e.code))
+        })
+        const first = await read(7003)
+        console.log('waiting')
+        while (!fs.existsSync('${kept}/added')) await new Promise((r) => setTimeout(r, 20))
+        sandbox.reset()
+        console.log(JSON.stringify({ held, first, second: await read(7003) }))`
+      const child = spawn(LAUNCHER, [...SELF, '--tmpfs', dir, '--keep', kept, '--hosts-file', hostsFile, '--pid-namespace', '--forward', `7001:${port}`, ...(hostChannel ? ['--forward-host-fd', '3'] : []), '--', process.execPath, '--input-type=module', '-e', body], {
+        cwd: '/',
+        env: { ...process.env, [RESET_ENV]: JSON.stringify(createResetPlan(plan, HOSTS, ADDON)) },
+        stdio: ['ignore', 'pipe', 'pipe', hostChannel ? 'pipe' : 'ignore'],
+      })
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
+      let stdout = ''
+      let stderr = ''
+      child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+      child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+        stdout += d
+        if (!d.includes('waiting')) return
+        // the host's line first, then the worker's go-ahead: the forwarder reads it when asked
+        const added = () => writeFileSync(join(kept, 'added'), '')
+        if (hostChannel) (child.stdio[3] as Writable).write(`7003:${port}\n`, added)
+        else added()
+      })
+      await new Promise((resolve) => child.once('close', resolve))
+      clearTimeout(timer)
+      expect(stderr).toBe('')
+      return JSON.parse(stdout.split('\n').find((line) => line.startsWith('{'))!) as { held: number[]; first: string; second: string }
+    }
+    try {
+      const without = await run(false)
+      const withChannel = await run(true)
+      expect(without).toMatchObject({ first: 'ECONNREFUSED', second: 'ECONNREFUSED' })
+      expect(withChannel).toMatchObject({ first: 'ECONNREFUSED', second: 'late' })
+      // the launcher handed the channel to the forwarder alone: nothing more inside than without it
+      expect(withChannel.held).toEqual(without.held)
+    } finally {
+      server.close()
     }
   })
 

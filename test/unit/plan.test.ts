@@ -214,6 +214,12 @@ describe('createSandboxPlan: mounts and flags', () => {
     })
   })
 
+  it("gives the forwarder the host's channel for later forwards where the sandbox has a network of its own, never on the host's", () => {
+    expect(values(argv({ options: options({}), idMap: selfMap, forwardHostFd: 6 }), '--forward-host-fd')).toEqual(['6'])
+    expect(argv({ options: options({ network: 'host' }), idMap: selfMap, forwardHostFd: 6 })).not.toContain('--forward-host-fd')
+    expect(argv({ options: options({}), idMap: selfMap })).not.toContain('--forward-host-fd')
+  })
+
   it('forwards hostPorts, then runner ports hostPorts leaves free, each once; none on the host network', () => {
     const hostPorts = [{ inside: 5432, host: 5432 }, { inside: 6379, host: 32768 }]
     const plan = createSandboxPlan({ options: options({ hostPorts }), idMap: selfMap, runnerPorts: [41000, 6379, 41000], nsswitchFile: '/run/nsswitch.conf' })

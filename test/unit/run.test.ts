@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events'
 import { createServer, type AddressInfo } from 'node:net'
 import { describe, expect, it, vi } from 'vitest'
 import type { HeldUserNamespace } from '../../src/engine/holder.js'
+import { markRunConfigured, registerHostPort } from '../../src/engine/forwarded-at-run-time.js'
 import { SandboxRun, type LaunchSpec, type RunDeps } from '../../src/engine/run.js'
 import type { PreparedSandbox } from '../../src/engine/sandbox.js'
 import { SandboxError } from '../../src/plan/errors.js'
@@ -158,5 +159,35 @@ describe('SandboxRun: the lifecycle of one sandbox configuration', () => {
     } finally {
       server.close()
     }
+  })
+
+  it("passes a port forwardHostPort() registers to each running reused worker's forwarder, and to no other", async () => {
+    const channels: Array<{ reusable: boolean; written: string[] }> = []
+    const { deps } = fakeDeps({
+      fork(_sandbox, _userns, spec, _env, _publish, forwardHost) {
+        const child = fakeChild()
+        const written: string[] = []
+        channels.push({ reusable: spec.reusable, written })
+        // the launcher's stdio: the host's channel to the forwarder at 6, when asked for
+        const channel = Object.assign(new EventEmitter(), { write: (line: string) => void written.push(line) })
+        Object.assign(child, { stdio: forwardHost ? [null, null, null, null, null, null, channel] : [null, null, null, null, null] })
+        return child
+      },
+    })
+    const run = new SandboxRun(options, { heldUserNamespace: false, runnerPorts: false }, deps)
+    // last in this file: the registry is process-wide, and keeps what this registers
+    markRunConfigured()
+    const reused = await run.launch({ ...spec, reusable: true }, 0)
+    await run.launch(spec, 0)
+    registerHostPort({ inside: 6380, host: 32771 }, () => false)
+    // a worker gone gets nothing more
+    reused.kill()
+    registerHostPort(32772, () => false)
+    await run.close()
+    registerHostPort(32773, () => false)
+    expect(channels).toEqual([
+      { reusable: true, written: ['6380:32771\n'] },
+      { reusable: false, written: [] },
+    ])
   })
 })
