@@ -1,0 +1,33 @@
+import { dirname } from 'node:path'
+import type { SandboxRun } from '../engine/run.js'
+
+/** What of a Vitest project (3.2, 4, 5) the writable paths are found with: public API of each. */
+interface ProjectWithSnapshots {
+  config: { root: string }
+  serializedConfig?: unknown
+  getSerializableConfig?(): unknown
+  globTestFiles(): Promise<{ testFiles: string[] }>
+  vitest: { snapshot: { resolvePath(testPath: string, context: { config: unknown }): string } }
+}
+
+const found = new WeakMap<object, Promise<string[] | undefined>>()
+
+/**
+ * With `writable` set, what stays writable for a project's workers: the entries, and the
+ * directory each of its test files' snapshots go to, as Vitest resolves it
+ * (`resolveSnapshotPath` included) -- the worker writes them. Once per project and run.
+ */
+export function vitestWritable(run: SandboxRun, project: ProjectWithSnapshots): Promise<string[] | undefined> {
+  if (!run.options.writable) return Promise.resolve(undefined)
+  let paths = found.get(project)
+  if (!paths) {
+    paths = (async () => {
+      const { testFiles } = await project.globTestFiles()
+      const config = project.serializedConfig ?? project.getSerializableConfig?.()
+      const dirs = testFiles.map((file) => dirname(project.vitest.snapshot.resolvePath(file, { config })))
+      return run.writablePaths(project.config.root, dirs)
+    })()
+    found.set(project, paths)
+  }
+  return paths
+}
