@@ -11,7 +11,7 @@ import { allowInVite, failCrashedFile, leakRunnerFile, resetRunnerFile, resetSet
 import { forksWorkerEntry, hasForksWorkerEntry, usesNativeModuleRunner } from './vitest-internals.js'
 import { publishInspector } from './inspector.js'
 import { workerPaths } from './worker-paths.js'
-import { vitestWritable } from './snapshot-dirs.js'
+import { vitestWritable } from './vitest-writable.js'
 
 /** How long a write error waits for the worker's exit before it is reported itself. */
 const PIPE_ERROR_GRACE_MS = 200

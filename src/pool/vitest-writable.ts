@@ -7,15 +7,20 @@ interface ProjectWithSnapshots {
   serializedConfig?: unknown
   getSerializableConfig?(): unknown
   globTestFiles(): Promise<{ testFiles: string[] }>
-  vitest: { snapshot: { resolvePath(testPath: string, context: { config: unknown }): string } }
+  vitest: {
+    snapshot: { resolvePath(testPath: string, context: { config: unknown }): string }
+    config: { coverage?: { enabled?: boolean; reportsDirectory?: string } }
+  }
 }
 
 const found = new WeakMap<object, Promise<string[] | undefined>>()
 
 /**
- * With `writable` set, what stays writable for a project's workers: the entries, and the
- * directory each of its test files' snapshots go to, as Vitest resolves it
- * (`resolveSnapshotPath` included) -- the worker writes them. Once per project and run.
+ * With `writable` set, what stays writable for a project's workers: the entries, and what
+ * Vitest's worker writes itself -- the directory each test file's snapshots go to, as
+ * Vitest resolves it (`resolveSnapshotPath` included), and with coverage on its
+ * `reportsDirectory` (the v8 and istanbul providers write each file's coverage to
+ * `.tmp` there from the worker). Once per project and run.
  */
 export function vitestWritable(run: SandboxRun, project: ProjectWithSnapshots): Promise<string[] | undefined> {
   if (!run.options.writable) return Promise.resolve(undefined)
@@ -25,7 +30,8 @@ export function vitestWritable(run: SandboxRun, project: ProjectWithSnapshots): 
       const { testFiles } = await project.globTestFiles()
       const config = project.serializedConfig ?? project.getSerializableConfig?.()
       const dirs = testFiles.map((file) => dirname(project.vitest.snapshot.resolvePath(file, { config })))
-      return run.writablePaths(project.config.root, dirs)
+      const coverage = project.vitest.config.coverage
+      return run.writablePaths(project.config.root, [...dirs, ...(coverage?.enabled && coverage.reportsDirectory ? [coverage.reportsDirectory] : [])])
     })()
     found.set(project, paths)
   }
