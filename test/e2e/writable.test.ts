@@ -2,17 +2,19 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { beforeAll, expect, inject, it } from 'vitest'
-import { copyFixture, prepareConsumer, type Consumer } from '../support/consumer.js'
+import { copyFixture, prepareConsumer, prepareJestConsumer, type Consumer, type JestConsumer } from '../support/consumer.js'
+import { runJest } from '../support/jest-run.js'
 import { expectNoLeftovers, releaseNamespaces, snapshotLeftovers } from '../support/leftovers.js'
 import { runVitest } from '../support/vitest-run.js'
 import { describeSandbox } from '../support/sandbox.js'
 
 // `writable: ['./out']`: the host read-only but ./out, the temp dirs, and what Vitest's
-// worker writes itself (a new snapshot); v8 coverage is collected too.
-describeSandbox('a read-only host with a writable allow-list on Vitest 5', () => {
+// worker writes itself (a new snapshot, v8 coverage). Vitest 3.2 finds the paths on its
+// own pool's path (src/pool/v3.ts).
+for (const major of [5, 3] as const) describeSandbox(`a read-only host with a writable allow-list on Vitest ${major}`, () => {
   let consumer: Consumer
   beforeAll(() => {
-    consumer = prepareConsumer(5, inject('tarball'))
+    consumer = prepareConsumer(major, inject('tarball'))
   }, 300_000)
 
   for (const isolate of [true, false]) {
@@ -41,5 +43,27 @@ describeSandbox('a read-only host with a writable allow-list on Vitest 5', () =>
     // ./out was made for the run (and files.test.ts's snapshot dir, the same __snapshots__), and goes with it
     expect(readdirSync(root).filter((name) => name !== 'node_modules').sort()).toEqual(['__snapshots__', 'files.test.ts', 'math.ts', 'snapshot.test.ts', 'vitest.config.ts'])
     expect(readdirSync(join(root, 'node_modules'))).toEqual(['.vite']) // Vitest's results cache, written by its main process
+  })
+})
+
+describeSandbox('a read-only host with a writable allow-list on Jest 30', () => {
+  let consumer: JestConsumer
+  beforeAll(() => {
+    consumer = prepareJestConsumer(30, inject('tarball'))
+  }, 300_000)
+
+  it('writes ./out, the temp dir and a new snapshot; not the project or $HOME (one worker, reset between files)', async () => {
+    const root = copyFixture(consumer, 'jest-writable')
+    const before = snapshotLeftovers(consumer)
+    // --ci=false: a new snapshot is written, as outside CI (runJest sets CI=true)
+    const run = await runJest(consumer, root, { args: ['--ci=false', '-i'] })
+    expect(run.code, run.output).toBe(0)
+    expect(run.output).toMatch(/Tests:\s+2 passed, 2 total/)
+    expect(run.output).toMatch(/1 snapshot written/)
+    expect(readFileSync(join(root, 'out', 'x'), 'utf8')).toBe('written in the sandbox')
+    expect(existsSync(join(root, 'x'))).toBe(false)
+    expect(readFileSync(join(root, '__snapshots__', 'files.test.js.snap'), 'utf8')).toContain('"doubled": 42')
+    await expectNoLeftovers(before, consumer)
+    releaseNamespaces()
   })
 })
