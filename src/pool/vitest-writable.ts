@@ -19,8 +19,8 @@ const found = new WeakMap<object, Promise<string[] | undefined>>()
  * With `writable` set, what stays writable for a project's workers: the entries, and what
  * Vitest's worker writes itself -- the directory each test file's snapshots go to, as
  * Vitest resolves it (`resolveSnapshotPath` included), and with coverage on its
- * `reportsDirectory` (the v8 and istanbul providers write each file's coverage to
- * `.tmp` there from the worker). Once per project and run.
+ * `reportsDirectory` (the coverage provider writes each file's coverage to `.tmp` there
+ * from the worker). Once per project and run.
  */
 export function vitestWritable(run: SandboxRun, project: ProjectWithSnapshots): Promise<string[] | undefined> {
   if (!run.options.writable) return Promise.resolve(undefined)
