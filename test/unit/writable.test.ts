@@ -3,6 +3,7 @@ import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { removeIfEmpty, writablePaths } from '../../src/engine/writable.js'
+import type { IdMapPlan } from '../../src/plan/idmap.js'
 import { validateSandboxOptions } from '../../src/plan/options.js'
 import { createSandboxPlan, launcherArgs } from '../../src/plan/plan.js'
 
@@ -29,7 +30,7 @@ describe('writablePaths', () => {
 })
 
 describe('the plan of a read-only host', () => {
-  const idMap = { uidMap: [{ inside: 0, outside: 1000, count: 1 }], gidMap: [{ inside: 0, outside: 1000, count: 1 }] }
+  const idMap: IdMapPlan = { uidMap: [{ inside: 0, outside: 1000, count: 1 }], gidMap: [{ inside: 0, outside: 1000, count: 1 }], helpers: null, mode: 'self' }
   it('asks the launcher for a read-only host with /dev, /proc and the writable paths, kept under a tmpfs', () => {
     const options = validateSandboxOptions({ writable: ['./out'] })
     const temp = options.tmpfs[0]!
