@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { isAbsolute, join, resolve } from 'node:path'
+import { RootlessOptionError } from '../plan/errors.js'
 import { isInside, realpathOrSelf } from '../plan/paths.js'
 
 /** The launcher's limit of `--writable`s (MAX_LIST in native/sandbox.h), less /dev and /proc. */
@@ -19,7 +20,7 @@ export function writablePaths(entries: readonly string[], projectRoot: string, r
   const real = [...new Set(absolute.map((path) => realpathOrSelf(makeDir(path, created))))].sort()
   const outermost = real.filter((path) => !real.some((other) => isInside(path, other)))
   if (outermost.length > MAX_WRITABLE_PATHS) {
-    throw new Error(`vitest-pool-rootless: \`writable\`: ${outermost.length} paths to keep writable (with the runner's snapshot directories), a sandbox takes at most ${MAX_WRITABLE_PATHS}; list a directory that holds them`)
+    throw new RootlessOptionError('writable', entries, `expects at most ${MAX_WRITABLE_PATHS} paths to keep writable with the runner's own (snapshot directories: ${outermost.length} in all here); list a directory that holds them`)
   }
   return outermost
 }

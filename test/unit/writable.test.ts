@@ -27,6 +27,14 @@ describe('writablePaths', () => {
     expect(existsSync(join(project, 'new', 'dir', 'inner'))).toBe(false)
     expect(existsSync(join(project, 'out'))).toBe(true)
   })
+
+  it('stops with one error naming `writable` past the launcher\'s limit of writable paths', () => {
+    const many = Array.from({ length: 63 }, (_, i) => join(project, 'many', String(i)))
+    const created = new Set<string>()
+    expect(() => writablePaths(['out'], project, many, created)).toThrow(/^vitest-pool-rootless: option `writable` expects at most 62 paths to keep writable .*64 in all here.*got \["out"\]$/)
+    removeIfEmpty(created)
+    expect(existsSync(join(project, 'many'))).toBe(false)
+  })
 })
 
 describe('the plan of a read-only host', () => {
