@@ -7,7 +7,7 @@
 //                                   rows, a second or two each, get five times as many)
 //   BENCH_QUICK=1 npm run bench     fewer iterations everywhere, for a smoke test
 //   BENCH_PARTS=loop BENCH_LOOP=1500 npm run bench
-//                                   only some parts (setup, suites, vitest3, jest, network, loop, egress), a
+//                                   only some parts (setup, suites, leaks, vitest3, jest, network, loop, egress), a
 //                                   longer start loop; partial runs print and don't write the results
 //   egress (bench/egress.mjs): network: 'egress' vs 'isolated' per sandbox, and a download
 //                                   through the helper; needs slirp4netns or pasta and the test
@@ -31,10 +31,10 @@ const quick = process.env.BENCH_QUICK === '1'
 const vitestRuns = Number(process.env.BENCH_RUNS ?? (quick ? 1 : 3))
 const setupRuns = quick ? 50 : 500
 const loopRuns = Number(process.env.BENCH_LOOP ?? (quick ? 100 : 500))
-const parts = new Set((process.env.BENCH_PARTS ?? 'setup,suites,vitest3,jest,network,loop,egress').split(','))
+const parts = new Set((process.env.BENCH_PARTS ?? 'setup,suites,leaks,vitest3,jest,network,loop,egress').split(','))
 const launcher = locateLauncher()
 const idMap = createIdMapPlan(readHostFacts(), 'auto')
-const results = { machine: machine(), user: { uid: process.getuid(), idMap: idMap.mode }, setup: [], suites: [], vitest3: [], jest: [], network: null, loop: null, notes: [] }
+const results = { machine: machine(), user: { uid: process.getuid(), idMap: idMap.mode }, setup: [], suites: [], leaks: [], vitest3: [], jest: [], network: null, loop: null, notes: [] }
 if (process.getuid() === 0) results.notes.push('ran as root: run as a normal user with a subuid range for the rootless numbers')
 if (idMap.warning) results.notes.push(idMap.warning)
 
@@ -116,7 +116,7 @@ function makeSuite(suite) {
 import { rootless } from 'vitest-pool-rootless'
 export default defineConfig({ test: {
   include: ['*.test.js'],
-  pool: process.env.BENCH_POOL === 'rootless' ? rootless() : 'forks',
+  pool: process.env.BENCH_POOL === 'rootless' ? rootless({ leaks: process.env.BENCH_LEAKS ?? 'report' }) : 'forks',
   isolate: process.env.BENCH_ISOLATE !== 'false',
 } })
 `)
@@ -126,6 +126,35 @@ export default defineConfig({ test: {
 for (const suite of suites) suite.dir = makeSuite(suite)
 const vitest = join(root, 'node_modules', 'vitest', 'vitest.mjs')
 if (parts.has('suites')) await compareVitest(vitest, results.suites, 'vitest', (suite) => suite.dir)
+
+// ---------------------------------------------------------------- 2a. what looking for leaks costs
+// the 100 tiny files under rootless(), leaks: 'report' (the default) against 'ignore',
+// alternating; pair by pair, so the machine's drift cancels out of each ratio
+if (parts.has('leaks')) {
+  const suite = suites[0]
+  for (const isolate of [true, false]) {
+    const runs = isolate ? vitestRuns * 2 : vitestRuns * 5
+    const times = { report: [], ignore: [] }
+    const ratios = []
+    for (let run = 0; run < runs; run++) {
+      const order = run % 2 === 0 ? ['report', 'ignore'] : ['ignore', 'report']
+      for (const leaks of order) times[leaks].push(await timeVitest(vitest, suite.dir, 'rootless', isolate, { BENCH_LEAKS: leaks }))
+      ratios.push(times.report.at(-1) / times.ignore.at(-1))
+    }
+    const row = {
+      suite: suite.name,
+      isolate,
+      runs,
+      reportMedianS: round(median(times.report) / 1000),
+      ignoreMedianS: round(median(times.ignore) / 1000),
+      ratio: round(median(ratios)),
+      ratioMin: round(Math.min(...ratios)),
+      ratioMax: round(Math.max(...ratios)),
+    }
+    results.leaks.push(row)
+    console.error(`leaks: ${suite.name}, isolate ${isolate}: report/ignore = ${row.ratio} (pairs ${row.ratioMin}..${row.ratioMax})`)
+  }
+}
 
 // ---------------------------------------------------------------- 2b. Vitest 3.2
 // the same suites through a Vitest 3.2 install of the packed package (Vitest 3 takes the
@@ -180,12 +209,12 @@ async function compareVitest(bin, rows, label, dirOf) {
   }
 }
 
-function timeVitest(bin, dir, pool, isolate) {
+function timeVitest(bin, dir, pool, isolate, env = {}) {
   return new Promise((resolveTime, reject) => {
     const t = performance.now()
     const child = spawn(process.execPath, [bin, 'run', '--root', dir, '--reporter=dot'], {
       cwd: dir,
-      env: { ...process.env, BENCH_POOL: pool, BENCH_ISOLATE: String(isolate), NO_COLOR: '1' },
+      env: { ...process.env, BENCH_POOL: pool, BENCH_ISOLATE: String(isolate), NO_COLOR: '1', ...env },
       stdio: ['ignore', 'ignore', 'pipe'],
     })
     let stderr = ''
@@ -446,6 +475,7 @@ const by = (name) => results.setup.find((r) => r.name.startsWith(name))?.medianM
 const ratio = (a, b) => (a && b ? round(a / b) : null)
 const suite = (name, isolate) => results.suites.find((r) => r.suite === name && r.isolate === isolate)?.ratio ?? null
 const jestSuite = (name) => results.jest.find((r) => r.suite === name)?.ratio ?? null
+const leaks = (isolate) => results.leaks.find((r) => r.isolate === isolate)?.ratio ?? null
 const v3 = (name, isolate) => results.vitest3.find((r) => r.suite === name && r.isolate === isolate)?.ratio ?? null
 results.targets = [
   { what: 'warm setup / bwrap', ratio: ratio(by('launcher, warm user namespace'), by('bwrap (user')), target: 0.5 },
@@ -456,6 +486,8 @@ results.targets = [
   { what: '40 I/O-bound files, isolate on: rootless / forks', ratio: suite('40 files awaiting 200 ms', true), target: 0.8 },
   { what: '100 tiny files, isolate off: rootless / forks', ratio: suite('100 tiny files', false), target: 1.05 },
   { what: '40 I/O-bound files, isolate off: rootless / forks', ratio: suite('40 files awaiting 200 ms', false), target: 1.05 },
+  { what: "100 tiny files, isolate on: leaks 'report' / 'ignore'", ratio: leaks(true), target: 1.02 },
+  { what: "100 tiny files, isolate off: leaks 'report' / 'ignore'", ratio: leaks(false), target: 1.02 },
   { what: 'Vitest 3.2, 100 tiny files, isolate on: rootless / forks', ratio: v3('100 tiny files', true), target: 1.02 },
   { what: 'Vitest 3.2, 40 I/O-bound files, isolate on: rootless / forks', ratio: v3('40 files awaiting 200 ms', true), target: 0.8 },
   { what: 'Vitest 3.2, 100 tiny files, isolate off: rootless / forks', ratio: v3('100 tiny files', false), target: 1.05 },
@@ -466,7 +498,7 @@ results.targets = [
   { what: '1 GB through a forwarded port: throughput / direct', ratio: results.network?.throughputRatio ?? null, target: 0.8, better: 'higher' },
 ]
 for (const t of results.targets) t.met = t.target == null ? null : t.ratio != null && (t.better === 'higher' ? t.ratio >= t.target : t.ratio <= t.target)
-const complete = ['setup', 'suites', 'vitest3', 'jest', 'network', 'loop'].every((part) => parts.has(part))
+const complete = ['setup', 'suites', 'leaks', 'vitest3', 'jest', 'network', 'loop'].every((part) => parts.has(part))
 if (complete) {
   mkdirSync(join(root, 'bench'), { recursive: true })
   writeFileSync(join(root, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`)
@@ -477,6 +509,8 @@ console.log('\nSandbox setup -> /bin/true (median / p95, ms)')
 console.table(Object.fromEntries(results.setup.map((r) => [r.name, { median: r.medianMs, p95: r.p95Ms, runs: r.runs }])))
 console.log('Vitest wall time, rootless vs forks (median of alternating runs)')
 console.table(Object.fromEntries(results.suites.map((r) => [`${r.suite}, isolate ${r.isolate ? 'on' : 'off'}`, { forks_s: r.forksMedianS, rootless_s: r.rootlessMedianS, ratio: r.ratio }])))
+console.log("What looking for leaks costs: leaks 'report' (the default) vs 'ignore', rootless (median of pair ratios)")
+console.table(Object.fromEntries(results.leaks.map((r) => [`${r.suite}, isolate ${r.isolate ? 'on' : 'off'}`, { report_s: r.reportMedianS, ignore_s: r.ignoreMedianS, ratio: r.ratio, pairs: `${r.ratioMin}..${r.ratioMax}`, runs: r.runs }])))
 console.log('Vitest 3.2 wall time, rootless vs forks (median of alternating runs)')
 console.table(Object.fromEntries(results.vitest3.map((r) => [`${r.suite}, isolate ${r.isolate ? 'on' : 'off'}`, { forks_s: r.forksMedianS, rootless_s: r.rootlessMedianS, ratio: r.ratio }])))
 console.log(`Jest wall time, rootless vs default runner, maxWorkers ${jestWorkers} (median of alternating runs)`)
@@ -500,7 +534,7 @@ if (results.network) {
 }
 console.log('Targets')
 console.table(Object.fromEntries(results.targets.map((t) => [t.what, { ratio: t.ratio, target: t.target == null ? 'none' : `${t.better === 'higher' ? '>=' : '<='} ${t.target}`, met: t.met ?? '-' }])))
-console.log(`Start loop: ${results.loop.starts} starts, ${results.loop.failures} failures, p95 per 100 = ${results.loop.p95MsPerHundred.join(', ')} ms; leftover processes ${results.loop.leftoverProcesses}, mounts ${results.loop.leftoverMounts}`)
+if (results.loop) console.log(`Start loop: ${results.loop.starts} starts, ${results.loop.failures} failures, p95 per 100 = ${results.loop.p95MsPerHundred.join(', ')} ms; leftover processes ${results.loop.leftoverProcesses}, mounts ${results.loop.leftoverMounts}`)
 for (const note of results.notes) console.log(`note: ${note}`)
 console.log(complete ? '\nwrote bench/results.json and bench/results.svg' : '\npartial run (BENCH_PARTS): nothing written')
 

@@ -8,8 +8,10 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -85,4 +87,40 @@ int uncover(const char *path) {
   }
   errno = E2BIG;
   return -1;
+}
+
+/*
+ * The new mount API (Linux 5.2; mount_setattr 5.12), called by number: the C libraries
+ * the launcher is built with (musl, older glibc) don't all wrap it, and the numbers are
+ * the same on every architecture since Linux 5.1 (asm-generic's unified table).
+ */
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#define VPR_OPEN_TREE_CLONE 1
+#define VPR_MOVE_MOUNT_F_EMPTY_PATH 0x4
+#define VPR_MOUNT_ATTR_RDONLY 0x1
+#define VPR_AT_RECURSIVE 0x8000
+
+struct vpr_mount_attr {
+  uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
+
+int clone_tree(const char *path) {
+  return (int)syscall(SYS_open_tree, AT_FDCWD, path, VPR_OPEN_TREE_CLONE | O_CLOEXEC | VPR_AT_RECURSIVE);
+}
+
+int read_only_tree(const char *path) {
+  struct vpr_mount_attr attr = {.attr_set = VPR_MOUNT_ATTR_RDONLY};
+  return (int)syscall(SYS_mount_setattr, AT_FDCWD, path, VPR_AT_RECURSIVE, &attr, sizeof attr);
+}
+
+int place_tree(int fd, const char *path) {
+  return (int)syscall(SYS_move_mount, fd, "", AT_FDCWD, path, VPR_MOVE_MOUNT_F_EMPTY_PATH);
 }

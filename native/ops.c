@@ -285,6 +285,31 @@ static int run_op(struct plan *p, struct run *r, int i) {
     return 0;
   case OP_OPEN_FLOOR:
     return open_floor(p, i + 1);
+  case OP_WRITABLE:
+    /* launcher, outer mount namespace, rprivate: a copy of the tree as it is now, its
+       mounts writable as on the host; placed back once the rest is read-only */
+    if ((op->fd = clone_tree(op->arg)) < 0) return fail(STEP_KEEP, "can't copy the mounts at %s, to keep it writable", op->arg);
+    return 0;
+  case OP_READ_ONLY_ROOT:
+    /* every mount of the tree read-only, down to the host's own; once OP_LOCK copies the
+       tree into the nested namespace the kernel locks that, so no test can remount it
+       writable. Mounts made after this are new and writable: the tmpfs layers, the
+       private hosts files */
+    if (read_only_tree(op->arg) < 0) {
+      if (errno == ENOSYS) return fail(STEP_KEEP, "can't make %s read-only: the read-only host needs Linux 5.12 or newer (mount_setattr)", op->arg);
+      return fail(STEP_KEEP, "can't make %s read-only", op->arg);
+    }
+    return 0;
+  case OP_PLACE_WRITABLE:
+    /* each copy back where it came from, over the read-only tree (a path under a tmpfs
+       target is on the floor: kept, as the plan listed it) */
+    for (int w = 0; w < i; w++) {
+      struct op *copy = &p->ops[w];
+      if (copy->kind != OP_WRITABLE || copy->fd < 0) continue;
+      if (place_tree(copy->fd, copy->arg) < 0) return fail(STEP_KEEP, "can't mount %s back writable", copy->arg);
+      close(copy->fd), copy->fd = -1;
+    }
+    return 0;
   case OP_HOSTNAME:
     if (sethostname(op->arg, strlen(op->arg)) < 0) return fail(STEP_HOSTNAME, "can't set hostname %s", op->arg);
     return 0;

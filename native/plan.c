@@ -84,7 +84,7 @@ static int usage_error(const char *fmt, const char *arg) {
   return fail(STEP_USAGE, "%s (usage: launcher [--uid-map I:O:N]... [--gid-map I:O:N]... "
                           "[--newuidmap PATH --newgidmap PATH] [--userns-fd FD [--networks SOCKET]] [--tmpfs PATH [--keep PATH]...]... [--tmpfs-dir PATH]... "
                           "[--tmpfs-size SIZE] [--hosts-file PATH] [--nsswitch-file PATH] [--resolv-file PATH] [--hostname NAME] "
-                          "[--forward INSIDE_PORT:HOST_PORT]... [--forward-host-fd FD] [--relay-only] [--publish PORT=PATH] [--enforce-permissions] [--host-network | --egress KIND:PATH] "
+                          "[--forward INSIDE_PORT:HOST_PORT]... [--forward-host-fd FD] [--relay-only] [--publish PORT=PATH] [--enforce-permissions] [--read-only [--writable PATH]...] [--host-network | --egress KIND:PATH] "
                           "[--new-session] [--pid-namespace] [--status-fd FD] -- CMD [ARGS...] | --hold [--networks SOCKET [--egress KIND:PATH]] | "
                           "--reset [--tmpfs PATH [--keep PATH]...]... [--tmpfs-dir PATH]... [--tmpfs-size SIZE] [--hostname NAME] "
                           "[--new-network [--egress KIND:PATH]] [--kill-others] [--unmount PATH]... [--forward INSIDE_PORT:HOST_PORT]...)",
@@ -135,10 +135,19 @@ static void plan_launch(struct plan *p) {
   add(p, OP_PREPARE, NULL, 0);
   add(p, OP_SETID, NULL, 0);
   add(p, OP_MOUNT_PRIVATE, NULL, 0);
+  /* a read-only host: the writable paths copied first, then everything made read-only --
+     before the private files and the tmpfs floors, which are new mounts and stay as made */
+  if (p->read_only) {
+    for (int w = 0; w < p->n_writable; w++) add(p, OP_WRITABLE, p->writable[w], 0);
+    add(p, OP_READ_ONLY_ROOT, "/", 0);
+  }
   if (p->hosts_file) add(p, OP_HOSTS, p->hosts_file, 0);
   if (p->nsswitch_file) add(p, OP_NSSWITCH, p->nsswitch_file, 0);
   if (p->resolv_file) add(p, OP_RESOLV, p->resolv_file, 0);
   add_layers(p, 1);
+  /* back on the floor, where a writable path under a tmpfs target has its kept place: the
+     lock then holds them too, and a reset binds them again with the kept paths */
+  if (p->read_only && p->n_writable > 0) add(p, OP_PLACE_WRITABLE, NULL, 0);
   add(p, OP_LOCK, NULL, 0);
   add_layers(p, 0);
   add_dirs(p);
@@ -193,13 +202,15 @@ static void plan_reset(struct plan *p) {
 static int check_plan(struct plan *p, int has_command) {
   if (p->reset) {
     if (has_command || p->hold || p->userns_fd >= 0 || p->n_uid_map || p->n_gid_map || p->newuidmap || p->newgidmap || p->hosts_file || p->nsswitch_file ||
-        p->host_network || p->new_session || p->pid_namespace || p->networks || p->relay_only || p->status_fd >= 0 || p->forward_host_fd >= 0 || p->publish_path || p->enforce_permissions || p->resolv_file)
+        p->host_network || p->new_session || p->pid_namespace || p->networks || p->relay_only || p->status_fd >= 0 || p->forward_host_fd >= 0 || p->publish_path || p->enforce_permissions || p->resolv_file ||
+        p->read_only || p->n_writable)
       return usage_error("%s", "--reset takes only --tmpfs, --keep, --tmpfs-dir, --tmpfs-size, --hostname, --new-network, --kill-others, --unmount, --forward and --egress");
     if (p->egress_kind && !p->new_network) return usage_error("%s", "--egress in a reset goes with --new-network");
     return 0;
   }
   if (p->new_network || p->kill_others || p->n_unmount)
     return usage_error("%s", "--new-network, --kill-others and --unmount go with --reset");
+  if (p->n_writable && !p->read_only) return usage_error("%s", "--writable goes with --read-only");
   if (p->n_forwards && p->host_network)
     return usage_error("%s", "--forward needs the sandbox's own network, not --host-network");
   if (p->forward_host_fd >= 0 && p->host_network)
@@ -275,6 +286,11 @@ int parse_plan(int argc, char **argv, struct plan *p) {
       /* the kernel judges the size; a comma would smuggle in other mount options */
       if (!*v || strlen(v) > MAX_TMPFS_SIZE || strchr(v, ',')) return usage_error("bad tmpfs size '%s'", v);
     }
+    else if (strcmp(a, "--writable") == 0) {
+      PUSH(p->writable, p->n_writable);
+      if (v[0] != '/') return usage_error("--writable %s is not an absolute path", v);
+    }
+    else if (strcmp(a, "--read-only") == 0) p->read_only = 1;
     else if (strcmp(a, "--keep") == 0) {
       /* the plan says which tmpfs each kept path goes back onto: the --tmpfs before it */
       if (v && p->n_tmpfs == 0) return usage_error("--keep %s comes before any --tmpfs", v);

@@ -20,8 +20,8 @@
 #include "steps.h"
 
 #define MAX_LIST 64
-/* Every op a plan can hold: a fixed few, three per tmpfs, two per kept path, one per unmount and per dir. */
-#define MAX_OPS (32 + 3 * MAX_LIST + 2 * MAX_LIST + MAX_LIST + MAX_LIST)
+/* Every op a plan can hold: a fixed few, three per tmpfs, two per kept path, one per unmount, per dir and per writable path. */
+#define MAX_OPS (32 + 3 * MAX_LIST + 2 * MAX_LIST + MAX_LIST + MAX_LIST + MAX_LIST)
 /* The longest --tmpfs-size taken: "50%", "512m", "1073741824k" all fit. */
 #define MAX_TMPFS_SIZE 32
 
@@ -73,12 +73,16 @@ enum op_kind {
   OP_UNCOVER,       /* unmount what covers `arg`, down to the locked floor */
   OP_MKDIR,         /* `arg`, an empty temp dir on a tmpfs's writable layer (--tmpfs-dir) */
   OP_NEW_NETWORK,   /* --new-network */
+  OP_WRITABLE,      /* a copy of the tree at `arg` taken while still writable (--writable) */
+  OP_READ_ONLY_ROOT,/* every mount of the host's tree made read-only (--read-only) */
+  OP_PLACE_WRITABLE,/* each OP_WRITABLE copy mounted back on its path */
 };
 
 struct op {
   enum op_kind kind;
   const char *arg; /* the path or name it acts on */
-  int fd;          /* OP_HOSTS, OP_NSSWITCH, OP_RESOLV, OP_KEEP: its source, opened ahead; -1 until then */
+  int fd;          /* OP_HOSTS, OP_NSSWITCH, OP_RESOLV, OP_KEEP: its source, opened ahead; OP_WRITABLE:
+                      the detached copy; -1 until then */
   int flag;        /* OP_KEEP: 1 when opened from the locked floor (OP_OPEN_FLOOR), where it may
                       be missing; OP_NEW_USER: also a mount namespace; OP_FORWARD: a reset's */
   int is_dir;      /* OP_KEEP: the source is a directory */
@@ -100,6 +104,9 @@ struct plan {
   int n_keep;
   const char *dirs[MAX_LIST]; /* --tmpfs-dir: made anew on a tmpfs's writable layer */
   int n_dirs;
+  const char *writable[MAX_LIST]; /* --writable: what stays writable of a --read-only host */
+  int n_writable;
+  int read_only;         /* --read-only: the host's file system read-only inside */
   const char *tmpfs_size;
   char tmpfs_options[32 + MAX_TMPFS_SIZE]; /* mount options of every tmpfs target */
   const char *hosts_file;
@@ -201,6 +208,12 @@ int bind_fd(int fd, const char *target);
 int private_copy_bind(int src_fd, const char *src_path, const char *target);
 /* Unmounts what covers `path` down to the first locked mount; -1 with errno (E2BIG: too many). */
 int uncover(const char *path);
+/* A detached copy of the mount tree at `path`, as it is now (open_tree(2)); its fd, or -1. */
+int clone_tree(const char *path);
+/* Every mount at and under `path` made read-only (mount_setattr(2), AT_RECURSIVE). */
+int read_only_tree(const char *path);
+/* Mounts the detached tree `fd` on `path` (move_mount(2)). */
+int place_tree(int fd, const char *path);
 
 /* loopback.c */
 int loopback_up(void);

@@ -180,7 +180,7 @@ async function runExec(values: Values, command: string[]): Promise<Outcome> {
   const options = validateSandboxOptions(input, cliSpell)
   resolveTempDir() // even with --no-tmpfs: the engine keeps its state there
   for (const warning of options.warnings) process.stderr.write(`${warning}\n`)
-  const [{ spawn }, { prepareSandbox }, { scrubEnv }, { hostForwardsOnce }] = await Promise.all([import('node:child_process'), import('./engine/sandbox.js'), import('./plan/env.js'), import('./engine/services.js')])
+  const [{ spawn }, { prepareSandbox }, { scrubEnv }, { hostForwardsOnce }, { writablePaths }] = await Promise.all([import('node:child_process'), import('./engine/sandbox.js'), import('./plan/env.js'), import('./engine/services.js'), import('./engine/writable.js')])
   // named services resolve before anything is built: a name the host can't resolve stops here
   const forwards = hostForwardsOnce(options, cliSpell('hostPorts'))
   const sandbox = await prepareSandbox(options)
@@ -190,7 +190,7 @@ async function runExec(values: Values, command: string[]): Promise<Outcome> {
     const env = scrubEnv(process.env, options.dropEnv)
     // the node running this CLI (nvm's, fnm's, volta's under $HOME) stays usable inside,
     // as for a test worker: `exec --tmpfs ~ -- node --test`
-    const child = spawn(sandbox.launcher, [...sandbox.args({ needs: [cwd, NODE_DIR], hostForwards: await forwards.forwards }), '--', ...command], { stdio: 'inherit', env })
+    const child = spawn(sandbox.launcher, [...sandbox.args({ needs: [cwd, NODE_DIR], writable: options.writable && writablePaths(options.writable, cwd, [], new Set()), hostForwards: await forwards.forwards }), '--', ...command], { stdio: 'inherit', env })
     // A terminal's ^C already reaches the command (same process group): stay alive for
     // its exit status, but don't deliver it twice. Other senders' signals are passed on.
     const fromTerminal = process.stdin.isTTY === true

@@ -102,9 +102,30 @@ async function probeWith(host: { port: number; downPort: number }): Promise<Chec
       },
       { id: 'probe-dns', title: 'sandbox: unknown names', status: r.dns === 'ENOTFOUND' ? 'ok' : 'warn', detail: `${r.dns ?? 'not run'}${r.dns === 'ENOTFOUND' ? ' (no DNS inside: names come from `hosts`)' : ''}`, fix: 'expected ENOTFOUND: a test asserting it may see another code here' },
       { id: 'probe-apparmor', title: 'sandbox: AppArmor label', status: 'ok', detail: r.apparmor || 'none (AppArmor not active)' },
+      await readOnlyProbe(),
     ]
   } finally {
     await sandbox.cleanup()
+  }
+}
+
+/**
+ * `writable`'s read-only host, built once: its root mount must say `ro` (read, not
+ * tried by writing: a host that stayed writable would keep the file). A warning where it
+ * can't be built: only that option needs it.
+ */
+async function readOnlyProbe(): Promise<Check> {
+  const row = { id: 'probe-read-only', title: 'sandbox: read-only host (`writable`)' }
+  const fix = '`writable` needs Linux 5.12 or newer (mount_setattr); without it, leave `writable` unset'
+  const sandbox = await prepareSandbox(validateSandboxOptions({ writable: [] }))
+  try {
+    const script = `const root = require('node:fs').readFileSync('/proc/self/mountinfo', 'utf8').split('\\n').map((l) => l.split(' ')).find((f) => f[4] === '/'); console.log(root[5].split(',').includes('ro') ? 'read-only' : 'writable')`
+    const { code, stdout, stderr } = await runSandboxed(sandbox.launcher, sandbox.args({ needs: [process.execPath], writable: [] }), [process.execPath, '-e', script])
+    if (code !== 0) return { ...row, status: 'warn', detail: `${launcherStep(code) ?? 'probe'} failed: ${stderr.trim()}`, fix }
+    const got = stdout.trim()
+    return { ...row, status: got === 'read-only' ? 'ok' : 'warn', detail: `the host's files: ${got}`, fix }
+  } finally {
+    sandbox.cleanup()
   }
 }
 

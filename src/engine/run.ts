@@ -22,6 +22,7 @@ import { holdUserNamespace, type HeldUserNamespace } from './holder.js'
 import { PACKAGE_ROOT } from './launcher-path.js'
 import { prepareSandbox, type PreparedSandbox } from './sandbox.js'
 import { SparePool } from './spares.js'
+import { removeIfEmpty, writablePaths } from './writable.js'
 
 /**
  * A launched child's extra fds, after stdin/out/err and the IPC channel: the launcher's
@@ -50,6 +51,8 @@ export interface LaunchSpec {
   env: Partial<NodeJS.ProcessEnv>
   /** Paths the process reads that must stay visible under a tmpfs. */
   needs: string[]
+  /** With `writable` set: the paths that stay writable (`SandboxRun.writablePaths`). */
+  writable?: string[]
   /** The process is reused across test files: it gets the plan to reset its sandbox. */
   reusable: boolean
   /** How messages cross the IPC channel (as in `child_process.fork`). @default 'advanced' */
@@ -160,6 +163,8 @@ export class SandboxRun {
   private publishedSockets = 0
   /** The running reused workers' channels to their forwarders (see `forkNow`). */
   private readonly forwarderChannels = new Set<Writable>()
+  /** Directories `writablePaths` made: removed when the run closes if nothing was written there. */
+  private readonly madeWritable = new Set<string>()
 
   constructor(
     readonly options: ResolvedSandboxOptions,
@@ -264,6 +269,16 @@ export class SandboxRun {
     this.published ??= new PublishedPort(address, option)
   }
 
+  /**
+   * With `writable` set, what stays writable of a read-only host for the project at
+   * `projectRoot`: the entries, and `runnerPaths` the runner itself writes from the
+   * worker (snapshot directories, caches); missing ones are made (engine/writable.ts).
+   * Undefined without `writable`.
+   */
+  writablePaths(projectRoot: string, runnerPaths: readonly string[] = []): string[] | undefined {
+    return this.options.writable ? writablePaths(this.options.writable, projectRoot, runnerPaths, this.madeWritable) : undefined
+  }
+
   /** Stops the spares and releases the user namespace and the state dir. Idempotent. */
   async close(): Promise<void> {
     const phase = this.phase
@@ -277,6 +292,7 @@ export class SandboxRun {
     await phase.holding
     phase.userns?.close()
     phase.sandbox.cleanup()
+    removeIfEmpty(this.madeWritable)
     this.reportForeignOwned(phase.sandbox)
   }
 
@@ -339,7 +355,7 @@ export class SandboxRun {
       // read by inside/reset.ts, before each file after the first: the same mounts the
       // launcher builds, from the same plan, by the same C code (the addon)
       spec = { ...spec, needs: [...spec.needs, sandbox.addon] }
-      const plan = createResetPlan(sandbox.plan({ needs: spec.needs, runnerPorts: spec.runnerPorts, hostForwards: spec.hostForwards, publish }), sandbox.hosts, sandbox.addon)
+      const plan = createResetPlan(sandbox.plan({ needs: spec.needs, writable: spec.writable, runnerPorts: spec.runnerPorts, hostForwards: spec.hostForwards, publish }), sandbox.hosts, sandbox.addon)
       env = { ...env, [RESET_ENV]: JSON.stringify(plan) }
     }
     // a worker that resets in place into a fresh network of its own can take ports the
@@ -371,7 +387,7 @@ export const launcherDeps: RunDeps = {
   probe: probeSandbox,
   holdUserNamespace: (sandbox) => holdUserNamespace(sandbox.launcher, sandbox.idMap, sandbox.networksSocket, sandbox.egress),
   fork(sandbox, userns, spec, env, publish, forwardHost) {
-    const args = sandbox.args({ needs: spec.needs, runnerPorts: spec.runnerPorts, hostForwards: spec.hostForwards, publish, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined, networksSocket: userns?.networksSocket, statusFd: STATUS_FD_INDEX, forwardHostFd: forwardHost ? FORWARD_HOST_FD_INDEX : undefined })
+    const args = sandbox.args({ needs: spec.needs, writable: spec.writable, runnerPorts: spec.runnerPorts, hostForwards: spec.hostForwards, publish, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined, networksSocket: userns?.networksSocket, statusFd: STATUS_FD_INDEX, forwardHostFd: forwardHost ? FORWARD_HOST_FD_INDEX : undefined })
     const child = fork(SANDBOX_ENTRY, [spec.entrypoint], {
       execPath: sandbox.launcher,
       // fork() runs `execPath ...execArgv SANDBOX_ENTRY entrypoint`: the launcher's plan, then node
@@ -396,7 +412,7 @@ const OPTION_STEPS: Readonly<Record<string, string>> = {
   'open-hosts': '`hostsFile`',
   hosts: '`hosts`/`hostsFile`',
   'open-keep': '`keep`',
-  keep: '`keep`',
+  keep: '`keep`/`writable`',
   tmpfs: '`tmpfs`/`tmpfsSize`',
   hostname: '`hostname`',
   // the node binary's own directory is kept: what fails is what it loads (libc under /usr)

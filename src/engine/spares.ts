@@ -95,7 +95,7 @@ export class SparePool {
 }
 
 function keyOf(spec: LaunchSpec): string {
-  return JSON.stringify([spec.entrypoint, spec.execArgv, spec.env, spec.needs, spec.reusable, spec.serialization, spec.greeting?.key, spec.runnerPorts, spec.hostForwards])
+  return JSON.stringify([spec.entrypoint, spec.execArgv, spec.env, spec.needs, spec.writable, spec.reusable, spec.serialization, spec.greeting?.key, spec.runnerPorts, spec.hostForwards])
 }
 
 interface Refable {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { mkdirSync } from 'node:fs'
-import { dirname } from 'node:path'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { WorkerFarm, type FarmJob } from '../engine/farm.js'
 import { LeakTally, leakWatchEnv, type LeaksMode } from '../engine/leak-report.js'
@@ -51,7 +51,9 @@ export async function runFiles(run: FilesRun): Promise<void> {
   const { tests, watcher, globalConfig } = run
   if (tests.length === 0) return
   const base = launchSpec(tests, globalConfig, workerDebugger(run.run))
-  const spec = { ...base, env: { ...base.env, ...leakWatchEnv(run.leaks, run.run.options) } }
+  // a read-only host (`writable`): the worker still writes snapshots and the transform cache
+  const writable = run.run.writablePaths(globalConfig.rootDir, tests.flatMap((test) => [join(dirname(test.path), '__snapshots__'), test.context.config.cacheDirectory]))
+  const spec = { ...base, env: { ...base.env, ...leakWatchEnv(run.leaks, run.run.options) }, ...(writable ? { writable } : {}) }
   const tally = new LeakTally(run.leaks)
   run.run.watchProjects(new Set(tests.map((test) => test.context.config.rootDir)))
   const farm = new WorkerFarm(run.run, {

@@ -141,6 +141,12 @@ export const SANDBOX_SPECS = {
     cli: [{ name: 'drop-env', takes: 'NAME', multiple: true }],
     resolve: (value, { option }) => validateEnvNames(value, option),
   },
+  writable: {
+    summary: "make the host read-only but PATH (relative to the project, ~/ for home; the tmpfs, snapshots and runner caches stay writable)",
+    surfaces: ['pool', 'cli'],
+    cli: [{ name: 'writable', takes: 'PATH', multiple: true }],
+    resolve: (value, { option }) => validateWritable(value, option),
+  },
 } satisfies SpecTable<SandboxOptions>
 
 /** Options of the pool itself. */
@@ -471,6 +477,32 @@ function validateEnvNames(value: unknown, option: string): string[] {
     }
   }
   return [...value] as string[]
+}
+
+/** Kept below the launcher's 64, with room for what the runner adds (snapshot directories). */
+const MAX_WRITABLE = 16
+
+/**
+ * `writable` as given, each entry normalized: relative to the project (`out`, from
+ * `./out/`), `~/...` for the home directory, or absolute. Made absolute once the project
+ * root is known (engine/writable.ts). A relative entry that leaves the project is refused.
+ */
+function validateWritable(value: unknown, option: string): string[] | undefined {
+  if (value === undefined) return undefined
+  if (!Array.isArray(value) || !value.every((entry) => typeof entry === 'string' && entry !== '')) {
+    throw new RootlessOptionError(option, value, "expects an array of paths: relative to the project root ('./out'), under the home directory ('~/.cache/x') or absolute")
+  }
+  if (value.length > MAX_WRITABLE) throw new RootlessOptionError(option, value, `expects at most ${MAX_WRITABLE} paths`)
+  return (value as string[]).map((entry) => {
+    const home = entry === '~' || entry.startsWith('~/')
+    if (entry.startsWith('~') && !home) throw new RootlessOptionError(option, entry, "expects '~' only as the home directory ('~/x'), not another user's ('~name')")
+    const rest = home ? entry.slice(1).replace(/^\/+/, '') || '.' : entry
+    const path = normalize(rest).replace(/(.)\/$/, '$1')
+    if (!isAbsolute(path) && (path === '..' || path.startsWith('../'))) {
+      throw new RootlessOptionError(option, entry, `expects paths inside the ${home ? 'home directory' : 'project'}; ${entry} leaves it through ".." (give an absolute path for a place outside)`)
+    }
+    return home ? (path === '.' ? '~' : `~/${path}`) : path
+  })
 }
 
 const MIN_SIZE = 4096n

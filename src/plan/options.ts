@@ -119,6 +119,19 @@ export interface SandboxOptions {
    * @default []
    */
   dropEnv?: readonly string[]
+  /**
+   * A read-only host: when set, every file of the host is read-only inside the sandbox
+   * (a write fails with `EROFS`) except these paths -- relative to the project root
+   * (`'./out'`), under your home directory (`'~/.cache/x'`) or absolute -- the private
+   * tmpfs (`/tmp`, the temp dir, `tmpfs` entries), `/dev` and `/proc`, and what the
+   * runner itself writes from the worker: snapshot directories (`__snapshots__` next to
+   * each test file, or where `resolveSnapshotPath` puts them) and Jest's
+   * `cacheDirectory`. A path that doesn't exist is made (an empty directory) when the
+   * run starts; one inside another entry is covered by it. A relative path may not
+   * leave the project through `..`. Refused with `tmpfs: false` (the temp dir would be
+   * read-only). Unset: the host's files are as writable as outside.
+   */
+  writable?: readonly string[]
 }
 
 /** Options only `rootless()` takes (they describe the pool, not the sandbox). */
@@ -255,6 +268,9 @@ function crossChecks(options: ResolvedSandboxOptions, input: Record<string, unkn
       const where = targets.length > 0 ? `any tmpfs target (${targets.join(', ')})` : 'a tmpfs (there is none)'
       options.warnings.push(`vitest-pool-rootless: \`${spell('keep')}\` path ${path} is not under ${where}: it is visible in the sandbox anyway, so keeping it does nothing`)
     }
+  }
+  if (options.writable && input.tmpfs === false) {
+    throw new RootlessOptionError(spell('writable'), input.writable, `can't be used with ${spellSetting(spell, 'tmpfs', false)}: the host is read-only then, and so would be /tmp and the temp dir every test process writes to; drop ${spellSetting(spell, 'tmpfs', false)}`)
   }
   if (options.hostPorts.length > 0 && options.network === 'host') {
     throw new RootlessOptionError(spell('hostPorts'), input.hostPorts, `can't be used with ${spellSetting(spell, 'network', 'host')}, where every host port is reachable already; use ${spellSetting(spell, 'network', 'isolated')} or ${spellSetting(spell, 'network', 'egress')}`)

@@ -43,6 +43,11 @@ export interface SandboxPlan {
   publish?: { port: number; socket: string }
   /** uid 0 without the capabilities that bypass file permissions (`permissions: 'enforce'`). */
   enforcePermissions?: boolean
+  /**
+   * A read-only host (`writable`): every mount read-only but these trees, which keep the
+   * host's own modes (`/dev` and `/proc` among them); the tmpfs targets are new mounts.
+   */
+  readOnly?: { writable: string[] }
   /** The launcher reports a failed setup step on this fd (see launcherArgs). */
   statusFd?: number
   /**
@@ -73,6 +78,11 @@ export interface PlanInputs {
   runnerPorts?: number[]
   /** Paths the command needs (cwd, project, node binary…); those under a tmpfs stay visible. */
   needs?: string[]
+  /**
+   * With `writable` set: the absolute paths that stay writable (engine/writable.ts: the
+   * entries and the runner's own); those under a tmpfs stay visible, as `needs`.
+   */
+  writable?: string[]
   /** Join this already-mapped user namespace (warm holder) instead of creating one. */
   usernsFd?: number
   /** With `usernsFd`: the warm holder's socket for network namespaces made ahead. */
@@ -98,13 +108,16 @@ export function createSandboxPlan(inputs: PlanInputs): SandboxPlan {
   const own = options.network !== 'host'
   const plan: SandboxPlan = {
     user: inputs.usernsFd === undefined ? { idMap: inputs.idMap } : inputs.networksSocket && own ? { joinFd: inputs.usernsFd, networksSocket: inputs.networksSocket } : { joinFd: inputs.usernsFd },
-    mounts: mountPlan(options.tmpfs, [...options.keep, ...(inputs.needs ?? [])]),
+    mounts: mountPlan(options.tmpfs, [...options.keep, ...(inputs.needs ?? []), ...(options.writable ? (inputs.writable ?? []) : [])]),
     network: options.network,
     forwards: own ? forwardsOf([...options.hostPorts.filter(isForward), ...(inputs.hostForwards ?? [])], inputs.runnerPorts ?? []) : [],
     newSession: inputs.newSession ?? false,
     pidNamespace: options.pidNamespace,
   }
   if (options.permissions === 'enforce') plan.enforcePermissions = true
+  // device nodes and the kernel's files keep their modes: /dev/null is written to, and a
+  // pid namespace's own /proc can only be mounted where the one in sight is writable
+  if (options.writable) plan.readOnly = { writable: [...new Set(['/dev', '/proc', ...(inputs.writable ?? [])])] }
   if (options.tmpfsDirs?.length) plan.tmpfsDirs = options.tmpfsDirs
   if (options.tmpfsSize) plan.tmpfsSize = options.tmpfsSize
   if (inputs.hostsFile) plan.hostsFile = inputs.hostsFile
@@ -144,6 +157,7 @@ export function launcherArgs(plan: SandboxPlan): string[] {
   if (plan.egress) args.push('--egress', egressArg(plan.egress))
   if (plan.newSession) args.push('--new-session')
   if (plan.enforcePermissions) args.push('--enforce-permissions')
+  if (plan.readOnly) args.push('--read-only', ...plan.readOnly.writable.flatMap((path) => ['--writable', path]))
   if (plan.pidNamespace) args.push('--pid-namespace')
   return args
 }

@@ -17,6 +17,7 @@ import { openVitestRun } from './open.js'
 import { allowInVite, failCrashedFile, type ViteServerView } from './reset-setup-file.js'
 import { environmentOf, vitest3Worker, wrapSerializableConfig, type EnvironmentConfigView, type RpcMessage, type Vitest3Environment, type Vitest3Worker } from './v3-internals.js'
 import { workerPaths } from './worker-paths.js'
+import { vitestWritable } from './vitest-writable.js'
 
 // The Vitest 3.2 adapter: Vitest 3 takes a pool as a module whose default export makes a
 // `ProcessPool` (`runTests`, `collectTests`, `close`). This one is a driver over the
@@ -127,6 +128,7 @@ async function createPool(vitest: Vitest3, options: { execArgv: string[]; env: N
 
   // per project, not per file: what its workers start with
   const specs = new Map<Project3, Map<boolean, LaunchSpec>>()
+  const writableOf = new Map<Project3, string[] | undefined>()
   function specOf(project: Project3, reusable: boolean): LaunchSpec {
     let bySharing = specs.get(project)
     if (!bySharing) {
@@ -143,6 +145,7 @@ async function createPool(vitest: Vitest3, options: { execArgv: string[]; env: N
         execArgv: options.execArgv,
         env: { ...options.env, ...leakWatchEnv(leaks, run.options) },
         needs: workerPaths(project.config.root, vitest.config.root, vitest.distPath),
+        ...(writableOf.get(project) ? { writable: writableOf.get(project) } : {}),
         reusable,
         ...(inspectorPort === undefined ? {} : { publish: inspectorPort }),
         greeting: { key: 'vitest3', message: marked({ type: 'setup', driver: 'vitest3', data: setup }) },
@@ -200,6 +203,8 @@ async function createPool(vitest: Vitest3, options: { execArgv: string[]; env: N
     cancelled = false
     for (const project of new Set(specs.map((s) => s.project))) {
       vitest.state.clearFiles(project, specs.filter((s) => s.project === project).map((s) => s.moduleId))
+      // a read-only host (`writable`): what stays writable, found once per project
+      if (!writableOf.has(project)) writableOf.set(project, await vitestWritable(run, project as unknown as Parameters<typeof vitestWritable>[1]))
     }
     const jobs = specs.map((spec) => {
       const environment = environmentOf(spec.moduleId, spec.project.config, vitest.distPath)

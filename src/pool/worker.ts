@@ -11,6 +11,7 @@ import { allowInVite, failCrashedFile, leakRunnerFile, resetRunnerFile, resetSet
 import { forksWorkerEntry, hasForksWorkerEntry, usesNativeModuleRunner } from './vitest-internals.js'
 import { publishInspector } from './inspector.js'
 import { workerPaths } from './worker-paths.js'
+import { vitestWritable } from './vitest-writable.js'
 
 /** How long a write error waits for the worker's exit before it is reported itself. */
 const PIPE_ERROR_GRACE_MS = 200
@@ -65,6 +66,8 @@ export class RootlessPoolWorker implements PoolWorker {
   private request?: Request
   /** The files of the last request, named when a worker dies where no file can be told. */
   private files: string[] = []
+  /** With `writable` set: what stays writable of the read-only host (snapshot dirs among it). */
+  private writable?: string[]
   /** Messages for a worker still taking over, sent once it has. */
   private held?: WorkerRequest[]
   /** The file the current worker was started to fail (it took over from one that crashed there). */
@@ -154,6 +157,7 @@ export class RootlessPoolWorker implements PoolWorker {
     else if (this.leakRunner) this.resetFile = leakRunnerFile(this.run.stateDir, this.options.distPath, vite)
     this.run.watchProjects([this.options.project.config.root])
     this.exit = undefined
+    this.writable = await vitestWritable(this.run, this.options.project as unknown as Parameters<typeof vitestWritable>[1])
     const worker = await this.launch(this.spec(), this.spares)
     // Vitest 4.1 waits up to 60 s for a 'started' reply and not for an exit: for a worker
     // that died before answering (it could not even load), answer with how it died
@@ -185,6 +189,7 @@ export class RootlessPoolWorker implements PoolWorker {
       execArgv: this.options.execArgv,
       env: this.resetByRunner || this.leakRunner ? { ...env, ...leakWatchEnv(this.leaks.mode, this.run.options) } : env,
       needs: workerPaths(this.options.project.config.root, this.options.project.vitest.config.root, this.options.distPath),
+      ...(this.writable ? { writable: this.writable } : {}),
       reusable: this.reusable,
       ...(this.inspectorPort === undefined ? {} : { publish: this.inspectorPort }),
     }

@@ -92,10 +92,10 @@ describeSandbox('environments the pool meets, under real conditions', () => {
     const report = JSON.parse(r.stdout) as { ok: boolean; checks: Array<{ id: string; status: string; detail: string }> }
     expect(report.ok).toBe(true)
     const ids = report.checks.map((c) => c.id)
-    for (const id of ['kernel-userns', 'max-user-namespaces', 'unprivileged-userns-clone', 'apparmor-userns', 'seccomp', 'no-new-privs', 'newuidmap', 'newgidmap', '/etc/subuid', '/etc/subgid', 'nested', 'launcher', 'probe-uid', 'probe-chown', 'probe-port80', 'probe-hosts', 'probe-forward', 'probe-dns', 'probe-apparmor']) {
+    for (const id of ['kernel-userns', 'max-user-namespaces', 'unprivileged-userns-clone', 'apparmor-userns', 'seccomp', 'no-new-privs', 'newuidmap', 'newgidmap', '/etc/subuid', '/etc/subgid', 'nested', 'launcher', 'probe-uid', 'probe-chown', 'probe-port80', 'probe-hosts', 'probe-forward', 'probe-dns', 'probe-apparmor', 'probe-read-only']) {
       expect(ids, id).toContain(id)
     }
-    for (const id of ['probe-port80', 'probe-forward', 'probe-dns']) expect(report.checks.find((c) => c.id === id)?.status, id).toBe('ok')
+    for (const id of ['probe-port80', 'probe-forward', 'probe-dns', 'probe-read-only']) expect(report.checks.find((c) => c.id === id)?.status, id).toBe('ok')
     // this kernel (5.14+) takes connects to forwarded ports straight to the host
     expect(report.checks.find((c) => c.id === 'probe-forward')?.detail).toContain('connected straight to the host')
   })

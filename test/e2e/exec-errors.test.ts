@@ -63,7 +63,7 @@ describe('vitest-pool-rootless exec: bad input', () => {
 
   it('lists every exec flag in its usage', () => {
     const usage = cli('exec', '--help').stdout
-    for (const flag of ['--host NAME=IP', '--hosts-file PATH', '--hostname NAME', '--tmpfs PATH', '--no-tmpfs', '--tmpfs-size SIZE', '--keep PATH', '--no-subids', '--network MODE', '--no-pid-namespace', '--drop-env NAME']) {
+    for (const flag of ['--host NAME=IP', '--hosts-file PATH', '--hostname NAME', '--tmpfs PATH', '--no-tmpfs', '--tmpfs-size SIZE', '--keep PATH', '--no-subids', '--network MODE', '--no-pid-namespace', '--drop-env NAME', '--writable PATH']) {
       expect(usage).toContain(flag)
     }
   })

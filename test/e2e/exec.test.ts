@@ -222,6 +222,23 @@ describeSandbox('vitest-pool-rootless exec', () => {
     expect(r.stdout).toBe('gone kept\n')
   })
 
+  it('makes the host read-only but --writable paths (relative to the working directory) and the temp dirs', () => {
+    const project = mkdtempSync(join(ROOT, 'test', '.exec-writable-'))
+    try {
+      const script = 'for f in out/x x "$HOME/vpr-exec-writable" /tmp/x; do if (echo a > "$f") 2>/dev/null; then echo "$f ok"; else echo "$f no"; fi; done'
+      const r = exec(['--writable', './out'], ['sh', '-c', script], { cwd: project })
+      expect(r.stdout.replace(`${process.env.HOME}`, '~')).toBe('out/x ok\nx no\n~/vpr-exec-writable no\n/tmp/x ok\n')
+      expect(readFileSync(join(project, 'out', 'x'), 'utf8')).toBe('a\n')
+      expect(existsSync(join(project, 'x'))).toBe(false)
+      // one message naming the option, for a path that leaves the working directory
+      const out = exec(['--writable', '../elsewhere'], ['true'], { cwd: project })
+      expect(out.status).not.toBe(0)
+      expect(out.stderr).toBe('vitest-pool-rootless exec: option `--writable` expects paths inside the project; ../elsewhere leaves it through ".." (give an absolute path for a place outside), got "../elsewhere"\n')
+    } finally {
+      rmSync(project, { recursive: true, force: true })
+    }
+  })
+
   it('never reads arguments after "--" as its own options', () => {
     const r = exec([], ['echo', '--tmpfs', '--no-subids', '--', '--help', '-v'])
     expect(r.stdout).toBe('--tmpfs --no-subids -- --help -v\n')

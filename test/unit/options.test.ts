@@ -171,8 +171,10 @@ describe('validateSandboxOptions: valid values', () => {
       pidNamespace: false,
       permissions: 'enforce',
       dropEnv: ['NPM_TOKEN', 'AWS_*'],
+      writable: ['./out/', '~/.cache/x', '/var/cache/x/', 'a/../b', '~'],
     })
     expect(resolved).toEqual({
+      writable: ['out', '~/.cache/x', '/var/cache/x', 'b', '~'],
       hosts: new Map([['db', ['10.0.0.2']]]),
       hostsFile: file,
       hostsBase: '127.0.0.1 localhost',
@@ -312,6 +314,14 @@ describe('validateSandboxOptions: invalid values', () => {
     ['hostPorts two services on one port', { hostPorts: ['db1:5432', 'db2:5432'] }, 'hostPorts', ['db1:5432', 'db2:5432']],
     ['permissions a word of its own', { permissions: 'strict' }, 'permissions', 'strict'],
     ['permissions a boolean', { permissions: true }, 'permissions', true],
+    ['writable a string', { writable: './out' }, 'writable', './out'],
+    ['writable a number in the list', { writable: ['./out', 1] }, 'writable', ['./out', 1]],
+    ['writable an empty path', { writable: [''] }, 'writable', ['']],
+    ['writable leaving the project through ".."', { writable: ['../x'] }, 'writable', '../x'],
+    ['writable leaving it through "a/../.."', { writable: ['./a/../../x'] }, 'writable', './a/../../x'],
+    ['writable leaving the home directory', { writable: ['~/../x'] }, 'writable', '~/../x'],
+    ["writable another user's home", { writable: ['~root/x'] }, 'writable', '~root/x'],
+    ['writable with tmpfs false (the temp dir would be read-only)', { writable: ['./out'], tmpfs: false }, 'writable', ['./out']],
   ]
 
   it('covers at least 30 invalid inputs', () => {

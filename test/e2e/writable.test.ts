@@ -1,0 +1,69 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { homedir } from 'node:os'
+import { join } from 'node:path'
+import { beforeAll, expect, inject, it } from 'vitest'
+import { copyFixture, prepareConsumer, prepareJestConsumer, type Consumer, type JestConsumer } from '../support/consumer.js'
+import { runJest } from '../support/jest-run.js'
+import { expectNoLeftovers, releaseNamespaces, snapshotLeftovers } from '../support/leftovers.js'
+import { runVitest } from '../support/vitest-run.js'
+import { describeSandbox } from '../support/sandbox.js'
+
+// `writable: ['./out']`: the host read-only but ./out, the temp dirs, and what Vitest's
+// worker writes itself (a new snapshot, v8 coverage). Vitest 3.2 finds the paths on its
+// own pool's path (src/pool/v3.ts).
+for (const major of [5, 3] as const) describeSandbox(`a read-only host with a writable allow-list on Vitest ${major}`, () => {
+  let consumer: Consumer
+  beforeAll(() => {
+    consumer = prepareConsumer(major, inject('tarball'))
+  }, 300_000)
+
+  for (const isolate of [true, false]) {
+    it(`writes ./out, the temp dir, a new snapshot and coverage; not the project or $HOME (isolate: ${isolate})`, async () => {
+      const root = copyFixture(consumer, 'writable')
+      const before = snapshotLeftovers(consumer)
+      // UPDATE_SNAPSHOT=new: a new snapshot is written, as outside CI (runVitest sets CI=true)
+      const run = await runVitest(consumer, root, { args: ['--coverage', ...(isolate ? [] : ['--maxWorkers=1'])], env: { UPDATE_SNAPSHOT: 'new', E2E_ISOLATE: String(isolate) } })
+      expect(run.output).toMatch(/Test Files\s+2 passed \(2\)/)
+      expect(run.code, run.output).toBe(0)
+      expect(readFileSync(join(root, 'out', 'x'), 'utf8')).toBe('written in the sandbox')
+      expect(existsSync(join(root, 'x'))).toBe(false)
+      expect(existsSync(join(process.env.HOME ?? homedir(), 'vpr-writable-e2e'))).toBe(false)
+      expect(readFileSync(join(root, '__snapshots__', 'snapshot.test.ts.snap'), 'utf8')).toContain('"doubled": 42')
+      const coverage = JSON.parse(readFileSync(join(root, 'coverage', 'coverage-final.json'), 'utf8')) as Record<string, unknown>
+      expect(Object.keys(coverage).map((file) => file.slice(root.length + 1))).toEqual(['math.ts'])
+      await expectNoLeftovers(before, consumer)
+      releaseNamespaces()
+    })
+  }
+
+  it('makes a missing writable path and removes it again when nothing was written there', async () => {
+    const root = copyFixture(consumer, 'writable')
+    const run = await runVitest(consumer, root, { args: ['snapshot.test.ts'], env: { UPDATE_SNAPSHOT: 'new' } })
+    expect(run.code, run.output).toBe(0)
+    // ./out was made for the run (and files.test.ts's snapshot dir, the same __snapshots__), and goes with it
+    expect(readdirSync(root).filter((name) => name !== 'node_modules').sort()).toEqual(['__snapshots__', 'files.test.ts', 'math.ts', 'snapshot.test.ts', 'vitest.config.ts'])
+    expect(readdirSync(join(root, 'node_modules'))).toEqual(['.vite']) // Vitest's results cache, written by its main process
+  })
+})
+
+describeSandbox('a read-only host with a writable allow-list on Jest 30', () => {
+  let consumer: JestConsumer
+  beforeAll(() => {
+    consumer = prepareJestConsumer(30, inject('tarball'))
+  }, 300_000)
+
+  it('writes ./out, the temp dir and a new snapshot; not the project or $HOME (one worker, reset between files)', async () => {
+    const root = copyFixture(consumer, 'jest-writable')
+    const before = snapshotLeftovers(consumer)
+    // --ci=false: a new snapshot is written, as outside CI (runJest sets CI=true)
+    const run = await runJest(consumer, root, { args: ['--ci=false', '-i'] })
+    expect(run.code, run.output).toBe(0)
+    expect(run.output).toMatch(/Tests:\s+2 passed, 2 total/)
+    expect(run.output).toMatch(/1 snapshot written/)
+    expect(readFileSync(join(root, 'out', 'x'), 'utf8')).toBe('written in the sandbox')
+    expect(existsSync(join(root, 'x'))).toBe(false)
+    expect(readFileSync(join(root, '__snapshots__', 'files.test.js.snap'), 'utf8')).toContain('"doubled": 42')
+    await expectNoLeftovers(before, consumer)
+    releaseNamespaces()
+  })
+})
