@@ -21,6 +21,7 @@ import { findForeignOwned, foreignIds, foreignOwnedReport } from './foreign-file
 import { holdUserNamespace, type HeldUserNamespace } from './holder.js'
 import { PACKAGE_ROOT } from './launcher-path.js'
 import { prepareSandbox, type PreparedSandbox } from './sandbox.js'
+import { resolveEgressAllow } from './egress.js'
 import { SparePool } from './spares.js'
 
 /**
@@ -95,13 +96,14 @@ export function runSettings(runnerPorts: boolean): RunSettings {
 
 /** What a run does to the machine; tests inject fakes (see test/unit/run.test.ts). */
 export interface RunDeps {
-  prepare(options: ResolvedSandboxOptions): PreparedSandbox
+  /** `egressAllow`: the `egress` list as ranges, its names resolved. */
+  prepare(options: ResolvedSandboxOptions, egressAllow: readonly string[]): PreparedSandbox
   /** Builds one sandbox and throws a SandboxError if it can't. */
   probe(sandbox: PreparedSandbox): void
   holdUserNamespace(sandbox: PreparedSandbox): Promise<HeldUserNamespace>
   /** Starts one sandboxed process. */
   fork(sandbox: PreparedSandbox, userns: HeldUserNamespace | undefined, spec: LaunchSpec, env: NodeJS.ProcessEnv, publish?: { port: number; socket: string }): ChildProcess
-  /** Resolves `hostPorts` service names on the host (default: `dns.lookup`, in a child). */
+  /** Resolves `hostPorts` service names and `egress` names on the host (default: `dns.lookup`, in a child). */
   lookUp?: LookUp
 }
 
@@ -165,7 +167,8 @@ export class SandboxRun {
     if (this.phase.kind === 'open') return
     // a name the host can't resolve stops the run here, before anything is built
     const services = new ServiceRelays(resolveServices(this.options.hostPorts.filter(isService), 'hostPorts', this.deps.lookUp))
-    const sandbox = this.deps.prepare(this.options)
+    const egressAllow = resolveEgressAllow(this.options.egress, 'egress', this.deps.lookUp)
+    const sandbox = this.deps.prepare(this.options, egressAllow)
     try {
       this.deps.probe(sandbox)
     } catch (error) {
@@ -333,7 +336,7 @@ export class SandboxRun {
 
 /** The real thing: the launcher binary, forking Node entry points through it. */
 export const launcherDeps: RunDeps = {
-  prepare: prepareSandbox,
+  prepare: (options, egressAllow) => prepareSandbox(options, undefined, egressAllow),
   probe: probeSandbox,
   holdUserNamespace: (sandbox) => holdUserNamespace(sandbox.launcher, sandbox.idMap, sandbox.networksSocket, sandbox.egress),
   fork(sandbox, userns, spec, env, publish) {
