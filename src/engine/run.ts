@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream'
 import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { explainFailure } from './machine-checks.js'
-import { FORWARDED_PORTS_ENV, LEAKS_ENV, RESET_ENV, SANDBOXED_ENV, type LeakChecks } from '../wire/wire.js'
+import { FORWARDED_PORTS_ENV, LEAKS_ENV, NETWORK_ENV, RESET_ENV, SANDBOXED_ENV, type LeakChecks } from '../wire/wire.js'
 import { scrubEnv } from '../plan/env.js'
 import { SandboxError } from '../plan/errors.js'
 import type { ResolvedSandboxOptions } from '../plan/options.js'
@@ -297,10 +297,11 @@ export class SandboxRun {
     spec = { ...spec, needs: [...new Set(spec.needs.flatMap((path) => [path, realpathOrSelf(path)]))] }
     // tells `vitest-pool-rootless/runtime` that it runs in a sandbox
     let env: Partial<NodeJS.ProcessEnv> = { ...scrubEnv(spec.env, this.options.dropEnv), [SANDBOXED_ENV]: '1' }
-    if (this.options.network === 'isolated') {
-      // words for what the isolated network causes: an unknown name, a forwarded port taken
+    if (this.options.network !== 'host') {
+      // words for what the sandbox's own network causes: a forwarded port taken, and (isolated: no DNS) an unknown name
       const forwards = sandbox.plan({ runnerPorts: spec.runnerPorts, hostForwards: spec.hostForwards }).forwards
       env[FORWARDED_PORTS_ENV] = forwards.map((f) => f.inside).join(',')
+      env[NETWORK_ENV] = this.options.network
     }
     spec = { ...spec, needs: [...spec.needs, DIST, ...ideDebuggerPaths(spec.env)] }
     let publish: { port: number; socket: string } | undefined
