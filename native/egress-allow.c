@@ -93,8 +93,7 @@ static int ask(int nl, struct request *m) {
   if (send(nl, m, m->h.nlmsg_len, 0) < 0) return -1;
   char buf[4096];
   for (;;) {
-    ssize_t n = recv(nl, buf, sizeof buf, 0);
-    if (n < 0 && errno == EINTR) continue;
+    ssize_t n = read_retry(nl, buf, sizeof buf);
     if (n < 0) return -1;
     for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
       if (h->nlmsg_seq != m->h.nlmsg_seq || h->nlmsg_type != NLMSG_ERROR) continue;
@@ -113,8 +112,7 @@ static int main_routes(int nl, struct route *routes) {
   int count = 0;
   char buf[16384];
   for (;;) {
-    ssize_t n = recv(nl, buf, sizeof buf, 0);
-    if (n < 0 && errno == EINTR) continue;
+    ssize_t n = read_retry(nl, buf, sizeof buf);
     if (n < 0) return -1;
     for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
       if (h->nlmsg_type == NLMSG_DONE) return count;
