@@ -269,6 +269,10 @@ int start_egress_spawner(const struct plan *p, int own_mounts, pid_t *pid);
 /* Starts a helper on the network namespace `ns` and waits for it: 0 (with the fd that keeps
    it alive, or -1, in *exit_w), or -1 with `failure` set. */
 int attach_egress(int spawner, int ns, int *exit_w);
+/* attach_egress in two halves, for a caller that serves others while the helper starts:
+   the request (0, or -1 with `failure` set), then, once `spawner` is readable, the answer. */
+int request_egress(int spawner, int ns);
+int egress_answer(int spawner, int *exit_w);
 /* egress-allow.c */
 /* Parses ADDR or ADDR/LEN (IPv4 or IPv6) into *out: 0, or -1 where it is neither. */
 int parse_egress_allow(const char *text, struct egress_allow *out);
