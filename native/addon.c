@@ -151,11 +151,6 @@ static void take_forwarder(void) {
   fd = env ? parse_fd(env) : -1;
   if (fd >= 0 && fcntl(fd, F_SETFD, FD_CLOEXEC) == 0) spawner = fd;
   unsetenv(EGRESS_ENV);
-  /* and the helper of the network it started in: closed at the first reset */
-  env = getenv(EGRESS_EXIT_ENV);
-  fd = env ? parse_fd(env) : -1;
-  if (fd >= 0 && fcntl(fd, F_SETFD, FD_CLOEXEC) == 0) current_exit = fd;
-  unsetenv(EGRESS_EXIT_ENV);
 }
 
 /* Runs `--reset ARGS...`: 0, or -1 with `failure` set. */

@@ -27,7 +27,7 @@ void run_init(struct run *r) {
   memset(r, 0, sizeof *r);
   r->inner_fd = r->network_fd = r->forwarder = -1;
   r->forwarder_pid = -1;
-  r->spawner = r->egress_exit = r->cmd_only = -1;
+  r->spawner = r->egress_exit = -1;
   r->spawner_pid = -1;
 }
 
@@ -124,20 +124,12 @@ static int forward(struct plan *p, struct run *r, const struct op *op) {
   return 0;
 }
 
-/*
- * A worker that resets its sandbox in place asks the spawner for its fresh networks'
- * helpers, and holds its first network's slirp4netns alone: its first reset lets that
- * helper go (the launcher and init keeping a copy would keep it until the worker ends).
- */
+/* A worker that resets its sandbox in place asks the spawner for its fresh networks' helpers. */
 static int pass_spawner(struct run *r) {
   if (!getenv(RESET_ENV) || r->spawner < 0) return 0;
   char fd[16];
   snprintf(fd, sizeof fd, "%d", r->spawner);
   if (fcntl(r->spawner, F_SETFD, 0) < 0 || setenv(EGRESS_ENV, fd, 1) < 0) return fail(STEP_EGRESS, "can't pass the egress spawner on");
-  if (r->egress_exit < 0) return 0;
-  snprintf(fd, sizeof fd, "%d", r->egress_exit);
-  if (fcntl(r->egress_exit, F_SETFD, 0) < 0 || setenv(EGRESS_EXIT_ENV, fd, 1) < 0) return fail(STEP_EGRESS, "can't pass the egress helper's exit fd on");
-  r->cmd_only = r->egress_exit;
   return 0;
 }
 
@@ -218,7 +210,7 @@ static int run_op(struct plan *p, struct run *r, int i) {
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) return fail(STEP_PDEATHSIG, "can't set PR_SET_PDEATHSIG");
     errno = 0;
     if (getppid() != r->parent) return fail(STEP_PDEATHSIG, "parent process exited before the sandbox started");
-    if (enter_pid_namespace(r->forwarder_pid, r->cmd_only) < 0) return -1;
+    if (enter_pid_namespace(r->forwarder_pid) < 0) return -1;
     r->parent = 1; /* from here on, our parent is the namespace's init */
     return 0;
   case OP_DROP_CAPS:
@@ -236,7 +228,7 @@ static int run_op(struct plan *p, struct run *r, int i) {
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) return fail(STEP_PDEATHSIG, "can't set PR_SET_PDEATHSIG");
     errno = 0;
     if (getppid() != r->parent) return fail(STEP_PDEATHSIG, "parent process exited before the sandbox started");
-    if (stay_for_forwarder(r->forwarder_pid, r->cmd_only) < 0) return -1;
+    if (stay_for_forwarder(r->forwarder_pid) < 0) return -1;
     r->parent = getppid(); /* the launcher that stayed */
     return 0;
   case OP_EXEC:

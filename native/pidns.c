@@ -90,7 +90,7 @@ static void outlive(pid_t child, pid_t forwarder, int report) {
  * and stays, passing signals on, so that the forwarder (its child, not CMD's) is killed
  * and reaped the moment CMD ends. Returns in the child.
  */
-int stay_for_forwarder(pid_t forwarder, int cmd_only) {
+int stay_for_forwarder(pid_t forwarder) {
   sigset_t old;
   block_forwarded(&old);
   pid_t cmd = fork();
@@ -99,7 +99,6 @@ int stay_for_forwarder(pid_t forwarder, int cmd_only) {
     return fail(STEP_FORWARD, "can't start the command");
   }
   if (cmd > 0) {
-    if (cmd_only >= 0) close(cmd_only);
     forward_signals_to(cmd, &old);
     outlive(cmd, forwarder, -1);
   }
@@ -121,13 +120,11 @@ int stay_for_forwarder(pid_t forwarder, int cmd_only) {
  * before this), init on the outer launcher, CMD on init. Each checks, after arming it,
  * that its parent is still there.
  *
- * `cmd_only` (or -1): an fd CMD alone keeps; the outer launcher and init close theirs.
- *
  * The status fd: the outer launcher and init keep their copies (close-on-exec only
  * drops CMD's) but write only when they fail themselves; the outer launcher mirrors
  * CMD's end and writes nothing, so EOF without a byte still means "CMD ran".
  */
-int enter_pid_namespace(pid_t forwarder, int cmd_only) {
+int enter_pid_namespace(pid_t forwarder) {
   pid_t host_pid = getpid();
   if (unshare(CLONE_NEWPID) < 0) return fail(STEP_PID_NAMESPACE, "can't create a pid namespace");
   int report[2];
@@ -139,7 +136,6 @@ int enter_pid_namespace(pid_t forwarder, int cmd_only) {
   if (init > 0) {
     /* outer launcher, in the caller's pid namespace: the process Vitest knows */
     close(report[1]);
-    if (cmd_only >= 0) close(cmd_only);
     forward_signals_to(init, &old);
     outlive(init, forwarder, report[0]);
   }
@@ -166,7 +162,6 @@ int enter_pid_namespace(pid_t forwarder, int cmd_only) {
     sigprocmask(SIG_SETMASK, &old, NULL);
     return 0;
   }
-  if (cmd_only >= 0) close(cmd_only);
   forward_signals_to(cmd, &old);
   for (;;) {
     int status;

@@ -150,7 +150,6 @@ struct run {
   int spawner;         /* the egress helpers' spawner (egress.c), or -1 */
   pid_t spawner_pid;
   int egress_exit;     /* held while the sandbox's helper should live (slirp4netns), or -1 */
-  int cmd_only;        /* an fd CMD alone keeps (the launcher and init close theirs), or -1 */
   int have_cwd;
   char cwd[PATH_MAX];
 };
@@ -293,9 +292,9 @@ int new_user_namespace(const struct plan *p, int with_mounts);
 int join_user_namespace(int userns_fd, int *inner_fd);
 int lock_mounts(const struct plan *p, struct run *r);
 void hold(const struct plan *p, struct run *r) __attribute__((noreturn));
-int enter_pid_namespace(pid_t forwarder, int cmd_only);
+int enter_pid_namespace(pid_t forwarder);
 /* Returns in a child that goes on to exec CMD; this process mirrors CMD's end after reaping `forwarder`. */
-int stay_for_forwarder(pid_t forwarder, int cmd_only);
+int stay_for_forwarder(pid_t forwarder);
 /* The holder's socket for network namespaces made ahead; -1 with errno if it can't be made. */
 int listen_networks(const char *path);
 /* Makes network namespaces ahead and hands each out once, until stdin's EOF; never returns. */
@@ -308,8 +307,6 @@ int take_network(const char *path, int *egress_exit);
 #define FORWARDER_ENV "VITEST_POOL_ROOTLESS_FORWARDER"
 /* The environment variable that tells a reused worker the egress spawner's fd. */
 #define EGRESS_ENV "VITEST_POOL_ROOTLESS_EGRESS"
-/* ...and the fd that keeps its first network's slirp4netns alive, for it to close at its first reset. */
-#define EGRESS_EXIT_ENV "VITEST_POOL_ROOTLESS_EGRESS_EXIT"
 /* Set (src/wire/wire.ts) when the worker will reset its sandbox: only then does it get that fd. */
 #define RESET_ENV "VITEST_POOL_ROOTLESS_RESET"
 

@@ -1,13 +1,11 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { locateAddon } from '../../src/engine/launcher-path.js'
 import { createResetPlan, type SandboxPlan } from '../../src/plan/plan.js'
 import { RESET_ENV } from '../../src/wire/wire.js'
-import { installedEgressHelpers } from '../../src/engine/egress.js'
-import { egressArg, type EgressHelper } from '../../src/plan/egress.js'
 import { LAUNCHER, ROOT, describeSandbox } from '../support/sandbox.js'
 
 // The in-process reset (native/addon.c through src/inside/sandbox-reset.ts), run where it
@@ -33,29 +31,26 @@ describeSandbox('a reused worker\'s sandbox, reset in place between files', () =
   afterAll(() => rmSync(base, { recursive: true, force: true }))
 
   /**
-   * How to run `script` (an ES module body) as the worker, in a sandbox the launcher builds
-   * with a tmpfs on `dir` (keeping `keep`), given the reset plan the engine would hand it.
+   * Runs `script` (an ES module body) as the worker, in a sandbox the launcher builds with
+   * a tmpfs on `dir` (keeping `keep`), given the reset plan the engine would hand it.
    */
-  function workerCommand(flags: string[], script: string, keep: string[], dir: string, options: { pidNamespace?: boolean; resetTmpfs?: string; forwards?: SandboxPlan['forwards']; egress?: EgressHelper } = {}) {
+  function worker(flags: string[], script: string, keep: string[], dir: string, options: { pidNamespace?: boolean; resetTmpfs?: string; forwards?: SandboxPlan['forwards'] } = {}) {
     const pidNamespace = options.pidNamespace ?? true
     const forwards = options.forwards ?? []
-    const plan: SandboxPlan = { user: { joinFd: 3 }, mounts: [{ tmpfs: options.resetTmpfs ?? dir, keep }], network: options.egress ? 'egress' : 'isolated', forwards, newSession: false, pidNamespace }
-    if (options.egress) plan.egress = options.egress
-    flags = [...flags, ...forwards.flatMap((f) => ['--forward', `${f.inside}:${f.host}`]), ...(options.egress ? ['--egress', egressArg(options.egress)] : [])]
+    const plan: SandboxPlan = { user: { joinFd: 3 }, mounts: [{ tmpfs: options.resetTmpfs ?? dir, keep }], network: 'isolated', forwards, newSession: false, pidNamespace }
+    flags = [...flags, ...forwards.flatMap((f) => ['--forward', `${f.inside}:${f.host}`])]
     const reset = createResetPlan(plan, HOSTS, ADDON)
     const hostsFile = join(base, 'hosts')
     writeFileSync(hostsFile, HOSTS)
     const module = join(ROOT, 'dist', 'inside', 'sandbox-reset.js')
     const body = `import { SandboxReset } from ${JSON.stringify(module)}\nimport { spawn, spawnSync } from 'node:child_process'\nimport * as fs from 'node:fs'\nimport * as net from 'node:net'\nimport * as os from 'node:os'\nconst sh = (s) => spawnSync('sh', ['-c', s], { encoding: 'utf8' })\n${script}`
     const pidns = pidNamespace ? ['--pid-namespace'] : []
-    const args = [...SELF, '--tmpfs', dir, ...keep.flatMap((k) => ['--keep', k]), '--hosts-file', hostsFile, '--hostname', 'first', ...pidns, ...flags, '--', process.execPath, '--input-type=module', '-e', body]
-    return { args, env: { ...process.env, [RESET_ENV]: JSON.stringify(reset) } }
-  }
-
-  /** Runs `script` as the worker (see workerCommand) and returns what it did. */
-  function worker(...inputs: Parameters<typeof workerCommand>) {
-    const { args, env } = workerCommand(...inputs)
-    return spawnSync(LAUNCHER, args, { encoding: 'utf8', cwd: '/', env, timeout: 30_000 })
+    return spawnSync(LAUNCHER, [...SELF, '--tmpfs', dir, ...keep.flatMap((k) => ['--keep', k]), '--hosts-file', hostsFile, '--hostname', 'first', ...pidns, ...flags, '--', process.execPath, '--input-type=module', '-e', body], {
+      encoding: 'utf8',
+      cwd: '/',
+      env: { ...process.env, [RESET_ENV]: JSON.stringify(reset) },
+      timeout: 30_000,
+    })
   }
 
   it('leaves nothing of the first file: temp dir, mounts, processes, sockets, hostname, /etc/hosts', () => {
@@ -207,42 +202,6 @@ describeSandbox('a reused worker\'s sandbox, reset in place between files', () =
     // its inode number to a later one, as a run under load once showed)
     for (let i = 1; i < files.length; i++) expect(files[i]!.ns).not.toBe(files[i - 1]!.ns)
     for (const file of files.slice(1)) expect(file).toEqual({ ahead: [file.ns], ns: file.ns, got: 'lo' })
-  })
-
-  const slirp = installedEgressHelpers().find((helper) => helper.kind === 'slirp4netns')
-  // pasta ends with its namespace by itself; slirp4netns only when the fd that keeps it is closed
-  it.skipIf(!slirp)("lets each earlier network's slirp4netns go at the next reset, the first file's too", async () => {
-    const dir = join(base, 'egress-helpers')
-    mkdirSync(dir, { recursive: true })
-    const { args, env } = workerCommand([], `
-      const sandbox = SandboxReset.fromEnv()
-      for (let i = 0; i < 3; i++) sandbox.reset()
-      // the next network's helper, started ahead on the addon's thread, gets ready meanwhile
-      process.stdout.write('reset\\n')
-      process.stdin.resume().on('end', () => process.exit(0))
-    `, [], dir, { egress: slirp! })
-    // this worker's helpers: slirp4netns processes that carry its reset plan (naming `dir`) in their environment
-    const helpers = () => readdirSync('/proc').filter((pid) => {
-      try {
-        return readFileSync(`/proc/${pid}/comm`, 'utf8') === 'slirp4netns\n' && readFileSync(`/proc/${pid}/environ`, 'utf8').includes(dir)
-      } catch {
-        return false
-      }
-    })
-    const child = spawn(LAUNCHER, args, { cwd: '/', env, stdio: ['pipe', 'pipe', 'inherit'] })
-    try {
-      await new Promise((resolve) => child.stdout.once('data', resolve))
-      // the network in use and the one made ahead; not the first file's, nor the two between
-      let count = helpers().length
-      for (let wait = 0; count !== 2 && wait < 50; wait++) {
-        await new Promise((r) => setTimeout(r, 20))
-        count = helpers().length
-      }
-      expect(count).toBe(2)
-    } finally {
-      child.stdin.end()
-      await new Promise((resolve) => child.once('exit', resolve))
-    }
   })
 
   it('stops no process where the worker doesn\'t own its pid namespace (pidNamespace: false)', () => {
