@@ -172,10 +172,14 @@ int start_egress_spawner(const struct plan *p, int own_mounts, pid_t *spawner) {
   return ctl;
 }
 
-int attach_egress(int spawner, int ns, int *exit_w) {
+int request_egress(int spawner, int ns) {
+  if (send_with_fd(spawner, "n", 1, ns) < 0) return fail(STEP_EGRESS, "can't reach the egress helper's spawner");
+  return 0;
+}
+
+int egress_answer(int spawner, int *exit_w) {
   char answer[512];
   *exit_w = -1;
-  if (send_with_fd(spawner, "n", 1, ns) < 0) return fail(STEP_EGRESS, "can't reach the egress helper's spawner");
   ssize_t n = recv_with_fd(spawner, answer, sizeof answer - 1, exit_w);
   errno = 0;
   if (n <= 0) return fail(STEP_EGRESS, "the egress helper's spawner ended");
@@ -185,4 +189,9 @@ int attach_egress(int spawner, int ns, int *exit_w) {
     return fail(STEP_EGRESS, "can't start the user-mode network: %s", answer + 1);
   }
   return 0;
+}
+
+int attach_egress(int spawner, int ns, int *exit_w) {
+  *exit_w = -1;
+  return request_egress(spawner, ns) < 0 ? -1 : egress_answer(spawner, exit_w);
 }

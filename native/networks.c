@@ -71,10 +71,13 @@ void serve_networks(int listener, const struct plan *p) {
   int home = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
   if (home < 0) die_step(STEP_HOLD, "%s", "can't open the holder's own network namespace");
   int stock[STOCK], exits[STOCK], n = 0, can_make = !p->egress_kind || spawner >= 0;
+  /* the namespace whose helper is starting: launchers are served meanwhile (a helper takes
+     tens of ms to start, pasta hundreds; a launcher waiting on that would pay for it) */
+  int pending = -1;
   for (;;) {
-    struct pollfd fds[2] = {{.fd = 0, .events = POLLIN}, {.fd = listener, .events = POLLIN}};
+    struct pollfd fds[3] = {{.fd = 0, .events = POLLIN}, {.fd = listener, .events = POLLIN}, {.fd = pending >= 0 ? spawner : -1, .events = POLLIN}};
     /* launchers first; with nobody waiting, make the next one */
-    int ready = poll(fds, 2, n < STOCK && can_make ? 0 : -1);
+    int ready = poll(fds, 3, n < STOCK && can_make && pending < 0 ? 0 : -1);
     if (ready < 0) {
       if (errno == EINTR) continue;
       die_step(STEP_HOLD, "%s", "can't wait for launchers");
@@ -98,12 +101,20 @@ void serve_networks(int listener, const struct plan *p) {
       close(conn);
       continue;
     }
+    if (fds[2].revents) {
+      /* its helper is ready (or failed: the launchers make their own, and report why if they can't) */
+      int exit_w = -1;
+      if (egress_answer(spawner, &exit_w) == 0) stock[n] = pending, exits[n++] = exit_w;
+      else close(pending), can_make = 0;
+      pending = -1;
+      continue;
+    }
     if (ready == 0) {
-      int fd = make_network(home), exit_w = -1;
-      /* the launchers make their own, and report why if they can't */
-      if (fd >= 0 && spawner >= 0 && attach_egress(spawner, fd, &exit_w) < 0) close(fd), fd = -1;
-      if (fd >= 0) stock[n] = fd, exits[n++] = exit_w;
-      else can_make = 0;
+      int fd = make_network(home);
+      if (fd < 0) can_make = 0;
+      else if (spawner < 0) stock[n] = fd, exits[n++] = -1;
+      else if (request_egress(spawner, fd) == 0) pending = fd;
+      else close(fd), can_make = 0;
     }
   }
 }

@@ -147,20 +147,23 @@ static int egress(struct plan *p, struct run *r, const struct op *op) {
   if (r->network_ready) {
     /* a launch's: taken from the holder; a reset's: made ahead on the addon's thread */
     if (r->egress_exit >= 0 && !p->pid_namespace && !op->flag) fcntl(r->egress_exit, F_SETFD, 0);
-    return op->flag ? 0 : pass_spawner(r);
+  } else {
+    if (r->spawner < 0) {
+      errno = 0;
+      return fail(STEP_EGRESS, "the network namespace made ahead, with its helper, could not be joined");
+    }
+    int ns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (ns < 0) return fail(STEP_EGRESS, "can't open the sandbox's network namespace");
+    int exit_w = -1, rc = attach_egress(r->spawner, ns, &exit_w);
+    close(ns);
+    if (rc < 0) return -1;
+    if (r->egress_exit >= 0) close(r->egress_exit);
+    r->egress_exit = exit_w;
+    if (exit_w >= 0 && !p->pid_namespace && !op->flag) fcntl(exit_w, F_SETFD, 0);
   }
-  if (r->spawner < 0) {
-    errno = 0;
-    return fail(STEP_EGRESS, "the network namespace made ahead, with its helper, could not be joined");
-  }
-  int ns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  if (ns < 0) return fail(STEP_EGRESS, "can't open the sandbox's network namespace");
-  int exit_w = -1, rc = attach_egress(r->spawner, ns, &exit_w);
-  close(ns);
-  if (rc < 0) return -1;
-  if (r->egress_exit >= 0) close(r->egress_exit);
-  r->egress_exit = exit_w;
-  if (exit_w >= 0 && !p->pid_namespace && !op->flag) fcntl(exit_w, F_SETFD, 0);
+  /* with an allow-list, the helper's routes give way to the list's (egress-allow.c):
+     here, where every sandbox's network passes once its helper is ready */
+  if (p->n_egress_allow && restrict_egress(p) < 0) return -1;
   return op->flag ? 0 : pass_spawner(r);
 }
 

@@ -84,10 +84,10 @@ static int usage_error(const char *fmt, const char *arg) {
   return fail(STEP_USAGE, "%s (usage: launcher [--uid-map I:O:N]... [--gid-map I:O:N]... "
                           "[--newuidmap PATH --newgidmap PATH] [--userns-fd FD [--networks SOCKET]] [--tmpfs PATH [--keep PATH]...]... [--tmpfs-dir PATH]... "
                           "[--tmpfs-size SIZE] [--hosts-file PATH] [--nsswitch-file PATH] [--resolv-file PATH] [--hostname NAME] "
-                          "[--forward INSIDE_PORT:HOST_PORT]... [--forward-host-fd FD] [--relay-only] [--publish PORT=PATH] [--enforce-permissions] [--read-only [--writable PATH]...] [--host-network | --egress KIND:PATH] "
+                          "[--forward INSIDE_PORT:HOST_PORT]... [--forward-host-fd FD] [--relay-only] [--publish PORT=PATH] [--enforce-permissions] [--read-only [--writable PATH]...] [--host-network | --egress KIND:PATH [--egress-allow ADDR[/LEN]]...] "
                           "[--new-session] [--pid-namespace] [--status-fd FD] -- CMD [ARGS...] | --hold [--networks SOCKET [--egress KIND:PATH]] | "
                           "--reset [--tmpfs PATH [--keep PATH]...]... [--tmpfs-dir PATH]... [--tmpfs-size SIZE] [--hostname NAME] "
-                          "[--new-network [--egress KIND:PATH]] [--kill-others] [--unmount PATH]... [--forward INSIDE_PORT:HOST_PORT]...)",
+                          "[--new-network [--egress KIND:PATH [--egress-allow ADDR[/LEN]]...]] [--kill-others] [--unmount PATH]... [--forward INSIDE_PORT:HOST_PORT]...)",
               msg);
 }
 
@@ -204,10 +204,12 @@ static int check_plan(struct plan *p, int has_command) {
     if (has_command || p->hold || p->userns_fd >= 0 || p->n_uid_map || p->n_gid_map || p->newuidmap || p->newgidmap || p->hosts_file || p->nsswitch_file ||
         p->host_network || p->new_session || p->pid_namespace || p->networks || p->relay_only || p->status_fd >= 0 || p->forward_host_fd >= 0 || p->publish_path || p->enforce_permissions || p->resolv_file ||
         p->read_only || p->n_writable)
-      return usage_error("%s", "--reset takes only --tmpfs, --keep, --tmpfs-dir, --tmpfs-size, --hostname, --new-network, --kill-others, --unmount, --forward and --egress");
+      return usage_error("%s", "--reset takes only --tmpfs, --keep, --tmpfs-dir, --tmpfs-size, --hostname, --new-network, --kill-others, --unmount, --forward, --egress and --egress-allow");
     if (p->egress_kind && !p->new_network) return usage_error("%s", "--egress in a reset goes with --new-network");
+    if (p->n_egress_allow && !p->egress_kind) return usage_error("%s", "--egress-allow goes with --egress");
     return 0;
   }
+  if (p->n_egress_allow && !p->egress_kind) return usage_error("%s", "--egress-allow goes with --egress");
   if (p->new_network || p->kill_others || p->n_unmount)
     return usage_error("%s", "--new-network, --kill-others and --unmount go with --reset");
   if (p->n_writable && !p->read_only) return usage_error("%s", "--writable goes with --read-only");
@@ -307,6 +309,12 @@ int parse_plan(int argc, char **argv, struct plan *p) {
       if (strncmp(v, "pasta:/", 7) == 0) p->egress_kind = EGRESS_PASTA, p->egress_path = v + 6;
       else if (strncmp(v, "slirp4netns:/", 13) == 0) p->egress_kind = EGRESS_SLIRP, p->egress_path = v + 12;
       else return usage_error("bad egress '%s', expected pasta:PATH or slirp4netns:PATH, PATH absolute", v);
+    }
+    else if (strcmp(a, "--egress-allow") == 0) {
+      NEED_VALUE();
+      if (p->n_egress_allow >= MAX_LIST) return usage_error("too many %s", a);
+      if (parse_egress_allow(v, &p->egress_allow[p->n_egress_allow])) return usage_error("bad egress range '%s', expected ADDR or ADDR/LEN, IPv4 or IPv6", v);
+      p->n_egress_allow++;
     }
     else if (strcmp(a, "--forward") == 0) {
       NEED_VALUE();

@@ -34,6 +34,13 @@ struct forward {
   uint16_t inside, host;
 };
 
+/* One range of --egress-allow: an IPv4 or IPv6 prefix, host bits clear. */
+struct egress_allow {
+  int family;
+  unsigned char addr[16];
+  int len;
+};
+
 /*
  * The setup operations, each one thing the sandbox gets, run in list order by run_ops()
  * (ops.c), where each case says why it is there and on which side it runs. plan.c makes
@@ -123,6 +130,8 @@ struct plan {
   int host_network;
   enum { EGRESS_NONE, EGRESS_PASTA, EGRESS_SLIRP } egress_kind; /* --egress KIND:PATH */
   const char *egress_path;
+  struct egress_allow egress_allow[MAX_LIST]; /* --egress-allow: the only ranges reached */
+  int n_egress_allow;
   int new_session;
   int hold;              /* create only the user namespace, report, wait for stdin EOF */
   const char *networks;  /* --hold: serve network namespaces made ahead here; else take one */
@@ -275,6 +284,16 @@ int start_egress_spawner(const struct plan *p, int own_mounts, pid_t *pid);
 /* Starts a helper on the network namespace `ns` and waits for it: 0 (with the fd that keeps
    it alive, or -1, in *exit_w), or -1 with `failure` set. */
 int attach_egress(int spawner, int ns, int *exit_w);
+/* attach_egress in two halves, for a caller that serves others while the helper starts:
+   the request (0, or -1 with `failure` set), then, once `spawner` is readable, the answer. */
+int request_egress(int spawner, int ns);
+int egress_answer(int spawner, int *exit_w);
+/* egress-allow.c */
+/* Parses ADDR or ADDR/LEN (IPv4 or IPv6) into *out: 0, or -1 where it is neither. */
+int parse_egress_allow(const char *text, struct egress_allow *out);
+/* Restricts this network namespace's routes (its helper running) to p's allow-list and the
+   helper's DNS forwarder; anything else is unreachable. 0, or -1 with `failure` set. */
+int restrict_egress(const struct plan *p);
 /* caps.c: drops the capabilities that bypass file permissions (bounding set included) */
 int drop_permission_caps(void);
 

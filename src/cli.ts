@@ -180,10 +180,18 @@ async function runExec(values: Values, command: string[]): Promise<Outcome> {
   const options = validateSandboxOptions(input, cliSpell)
   resolveTempDir() // even with --no-tmpfs: the engine keeps its state there
   for (const warning of options.warnings) process.stderr.write(`${warning}\n`)
-  const [{ spawn }, { prepareSandbox }, { scrubEnv }, { hostForwardsOnce }, { writablePaths }] = await Promise.all([import('node:child_process'), import('./engine/sandbox.js'), import('./plan/env.js'), import('./engine/services.js'), import('./engine/writable.js')])
-  // named services resolve before anything is built: a name the host can't resolve stops here
+  const [{ spawn }, { prepareSandbox }, { scrubEnv }, { hostForwardsOnce }, { resolveEgressAllow }, { writablePaths }] = await Promise.all([
+    import('node:child_process'),
+    import('./engine/sandbox.js'),
+    import('./plan/env.js'),
+    import('./engine/services.js'),
+    import('./engine/egress.js'),
+    import('./engine/writable.js'),
+  ])
+  // names (egress destinations, named services) resolve before anything is built: a name the host can't resolve stops here
+  const egressAllow = resolveEgressAllow(options.egress, cliSpell('egress'))
   const forwards = hostForwardsOnce(options, cliSpell('hostPorts'))
-  const sandbox = await prepareSandbox(options)
+  const sandbox = await prepareSandbox(options, undefined, egressAllow)
   if (sandbox.idMap.warning) process.stderr.write(`${sandbox.idMap.warning}\n`)
   try {
     const cwd = process.cwd()

@@ -1,7 +1,8 @@
 import { accessSync, constants } from 'node:fs'
-import { SandboxError } from '../plan/errors.js'
-import { EGRESS_KINDS, EGRESS_PACKAGES, type EgressHelper } from '../plan/egress.js'
+import { RootlessOptionError, SandboxError } from '../plan/errors.js'
+import { EGRESS_KINDS, EGRESS_PACKAGES, MAX_EGRESS_RANGES, egressRange, type EgressHelper } from '../plan/egress.js'
 import { findExecutable } from './host-facts.js'
+import { lookUpInChild, type LookUp } from './services.js'
 
 /** Where distributions install them, looked in after PATH (sbin may be off a user's PATH). */
 const SYSTEM_DIRS = ['/usr/bin', '/usr/sbin', '/bin', '/sbin', '/usr/local/bin']
@@ -61,4 +62,29 @@ export function findEgressHelper(env: NodeJS.ProcessEnv = process.env, device = 
     )
   }
   return helper
+}
+
+/**
+ * The `egress` list as the launcher takes it: its ranges as they are, each name as every
+ * address the host resolves it to now, when the run opens (a name that moves later keeps
+ * its old addresses for this run). A name the host can't resolve is one error naming the
+ * option (`egress` or `--egress`).
+ */
+export function resolveEgressAllow(entries: readonly string[], option: string, lookUp: LookUp = lookUpInChild): string[] {
+  const names = entries.filter((entry) => egressRange(entry) === undefined)
+  const answers = names.length > 0 ? lookUp(names) : []
+  const ranges = entries.flatMap((entry) => {
+    const range = egressRange(entry)
+    if (range) return [range]
+    const answer = answers[names.indexOf(entry)]!
+    if ('error' in answer) {
+      throw new RootlessOptionError(option, entry, `names a destination, but this machine can't resolve "${entry}" (${answer.error}): give a name the host resolves, or its address or CIDR range`)
+    }
+    return (answer.addresses ?? [answer.address]).map((address) => egressRange(address)!)
+  })
+  const unique = [...new Set(ranges)]
+  if (unique.length > MAX_EGRESS_RANGES) {
+    throw new RootlessOptionError(option, [...entries], `resolves to ${unique.length} addresses and ranges, more than the ${MAX_EGRESS_RANGES} a sandbox takes: name fewer destinations, or a CIDR range that covers them`)
+  }
+  return unique
 }

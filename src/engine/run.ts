@@ -3,7 +3,7 @@ import type { Readable, Writable } from 'node:stream'
 import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { explainFailure } from './machine-checks.js'
-import { FORWARDED_PORTS_ENV, LEAKS_ENV, RESET_ENV, SANDBOXED_ENV, type LeakChecks } from '../wire/wire.js'
+import { FORWARDED_PORTS_ENV, LEAKS_ENV, NETWORK_ENV, RESET_ENV, SANDBOXED_ENV, type LeakChecks } from '../wire/wire.js'
 import { scrubEnv } from '../plan/env.js'
 import { SandboxError } from '../plan/errors.js'
 import type { ResolvedSandboxOptions } from '../plan/options.js'
@@ -21,6 +21,7 @@ import { findForeignOwned, foreignIds, foreignOwnedReport, OUTSIDE_LIMITS, outsi
 import { holdUserNamespace, type HeldUserNamespace } from './holder.js'
 import { PACKAGE_ROOT } from './launcher-path.js'
 import { prepareSandbox, type PreparedSandbox } from './sandbox.js'
+import { resolveEgressAllow } from './egress.js'
 import { SparePool } from './spares.js'
 import { removeIfEmpty, writablePaths } from './writable.js'
 
@@ -100,7 +101,8 @@ export function runSettings(runnerPorts: boolean): RunSettings {
 
 /** What a run does to the machine; tests inject fakes (see test/unit/run.test.ts). */
 export interface RunDeps {
-  prepare(options: ResolvedSandboxOptions): PreparedSandbox
+  /** `egressAllow`: the `egress` list as ranges, its names resolved. */
+  prepare(options: ResolvedSandboxOptions, egressAllow: readonly string[]): PreparedSandbox
   /** Builds one sandbox and throws a SandboxError if it can't. */
   probe(sandbox: PreparedSandbox): void
   holdUserNamespace(sandbox: PreparedSandbox): Promise<HeldUserNamespace>
@@ -109,7 +111,7 @@ export interface RunDeps {
    * later from the host, written as `INSIDE:HOST` lines to the child's stdio[6].
    */
   fork(sandbox: PreparedSandbox, userns: HeldUserNamespace | undefined, spec: LaunchSpec, env: NodeJS.ProcessEnv, publish?: { port: number; socket: string }, forwardHost?: boolean): ChildProcess
-  /** Resolves `hostPorts` service names on the host (default: `dns.lookup`, in a child). */
+  /** Resolves `hostPorts` service names and `egress` names on the host (default: `dns.lookup`, in a child). */
   lookUp?: LookUp
 }
 
@@ -182,7 +184,8 @@ export class SandboxRun {
     // a name the host can't resolve stops the run here, before anything is built
     const services = new ServiceRelays(resolveServices(this.options.hostPorts.filter(isService), 'hostPorts', this.deps.lookUp))
     this.openedAt = Date.now()
-    const sandbox = this.deps.prepare(this.options)
+    const egressAllow = resolveEgressAllow(this.options.egress, 'egress', this.deps.lookUp)
+    const sandbox = this.deps.prepare(this.options, egressAllow)
     try {
       this.deps.probe(sandbox)
     } catch (error) {
@@ -333,10 +336,11 @@ export class SandboxRun {
     spec = { ...spec, needs: [...new Set(spec.needs.flatMap((path) => [path, realpathOrSelf(path)]))] }
     // tells `vitest-pool-rootless/runtime` that it runs in a sandbox
     let env: Partial<NodeJS.ProcessEnv> = { ...scrubEnv(spec.env, this.options.dropEnv), [SANDBOXED_ENV]: '1' }
-    if (this.options.network === 'isolated') {
-      // words for what the isolated network causes: an unknown name, a forwarded port taken
+    if (this.options.network !== 'host') {
+      // words for what the sandbox's own network causes: a forwarded port taken, and (isolated: no DNS) an unknown name
       const forwards = sandbox.plan({ runnerPorts: spec.runnerPorts, hostForwards: spec.hostForwards }).forwards
       env[FORWARDED_PORTS_ENV] = forwards.map((f) => f.inside).join(',')
+      env[NETWORK_ENV] = this.options.network
     }
     spec = { ...spec, needs: [...spec.needs, DIST, ...ideDebuggerPaths(spec.env)] }
     let publish: { port: number; socket: string } | undefined
@@ -383,7 +387,7 @@ export class SandboxRun {
 
 /** The real thing: the launcher binary, forking Node entry points through it. */
 export const launcherDeps: RunDeps = {
-  prepare: prepareSandbox,
+  prepare: (options, egressAllow) => prepareSandbox(options, undefined, egressAllow),
   probe: probeSandbox,
   holdUserNamespace: (sandbox) => holdUserNamespace(sandbox.launcher, sandbox.idMap, sandbox.networksSocket, sandbox.egress),
   fork(sandbox, userns, spec, env, publish, forwardHost) {

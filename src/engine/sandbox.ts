@@ -113,9 +113,9 @@ export interface PreparedSandbox {
   /** What was written to `hostsFile`. */
   hosts: string
   /** The plan of one sandbox: what the launcher will do, in order. */
-  plan(extra?: Omit<PlanInputs, 'options' | 'idMap' | 'hostsFile' | 'nsswitchFile' | 'egress' | 'resolvFile'>): SandboxPlan
+  plan(extra?: Omit<PlanInputs, 'options' | 'idMap' | 'hostsFile' | 'nsswitchFile' | 'egress' | 'resolvFile' | 'egressAllow'>): SandboxPlan
   /** Launcher flags for one sandbox (`launcherArgs(plan(extra))`); append `--` and the command. */
-  args(extra?: Omit<PlanInputs, 'options' | 'idMap' | 'hostsFile' | 'nsswitchFile' | 'egress' | 'resolvFile'>): string[]
+  args(extra?: Omit<PlanInputs, 'options' | 'idMap' | 'hostsFile' | 'nsswitchFile' | 'egress' | 'resolvFile' | 'egressAllow'>): string[]
   /** Removes the state directory. Idempotent. */
   cleanup(): void
 }
@@ -125,9 +125,10 @@ export interface PreparedSandbox {
  * hosts file into a private state directory. Each sandbox then only needs `args()`.
  * Synchronous, so a pool can prove the sandbox works while its config loads. Throws a
  * RootlessEnvironmentError naming TMPDIR where the temp dir can't be used (the state
- * directory lives there even with `tmpfs: false`).
+ * directory lives there even with `tmpfs: false`). `egressAllow`: the `egress` list as
+ * ranges, its names resolved (`resolveEgressAllow`).
  */
-export function prepareSandbox(options: ResolvedSandboxOptions, facts: IdentityFacts = readHostFacts()): PreparedSandbox {
+export function prepareSandbox(options: ResolvedSandboxOptions, facts: IdentityFacts = readHostFacts(), egressAllow: readonly string[] = []): PreparedSandbox {
   // before anything is written: a missing helper is the one error of this run
   const egress = options.network === 'egress' ? findEgressHelper() : undefined
   const tempDir = resolveTempDir()
@@ -151,7 +152,7 @@ export function prepareSandbox(options: ResolvedSandboxOptions, facts: IdentityF
     resolvFile = join(stateDir, 'resolv.conf')
     writeFileSync(resolvFile, renderEgressResolvConf(egress), { mode: 0o644 })
   }
-  const fixed = { options, idMap, hostsFile, nsswitchFile, egress, resolvFile }
+  const fixed = { options, idMap, hostsFile, nsswitchFile, egress, resolvFile, egressAllow }
   const networksSocket = join(stateDir, 'networks')
   let cleaned = false
   return {

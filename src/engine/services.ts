@@ -10,16 +10,19 @@ export interface ResolvedService extends NamedService {
   address: string
 }
 
-/** Resolves host names as the host does (nsswitch: /etc/hosts, DNS…); throws where it can't. */
-export type LookUp = (names: string[]) => Array<{ address: string } | { error: string }>
+/**
+ * Resolves host names as the host does (nsswitch: /etc/hosts, DNS…): per name its first
+ * address, and every address it has (`addresses`, where the resolver gave them), or why not.
+ */
+export type LookUp = (names: string[]) => Array<{ address: string; addresses?: string[] } | { error: string }>
 
 /**
  * `dns.lookup` of each name, from a child process: a run opens synchronously (its errors
  * must stop the config load), and the resolver must be the host's own -- the one a test
  * would have used without the sandbox.
  */
-const lookUpInChild: LookUp = (names) => {
-  const script = `Promise.all(process.argv.slice(1).map((n) => require('dns').promises.lookup(n).then((r) => ({ address: r.address }), (e) => ({ error: e.code || e.message })))).then((r) => process.stdout.write(JSON.stringify(r)))`
+export const lookUpInChild: LookUp = (names) => {
+  const script = `Promise.all(process.argv.slice(1).map((n) => require('dns').promises.lookup(n, { all: true }).then((r) => ({ address: r[0].address, addresses: r.map((a) => a.address) }), (e) => ({ error: e.code || e.message })))).then((r) => process.stdout.write(JSON.stringify(r)))`
   const result = spawnSync(process.execPath, ['-e', script, ...names], { encoding: 'utf8', timeout: 30_000 })
   if (result.status !== 0) return names.map(() => ({ error: result.error?.message ?? (result.stderr.trim() || `exit ${result.status}`) }))
   return JSON.parse(result.stdout) as Array<{ address: string } | { error: string }>

@@ -19,6 +19,6 @@ if (inspect !== undefined) {
   // one an IDE's bootloader (NODE_OPTIONS) opened already serves
   if (inspector.url() === undefined) inspector.open(port, '127.0.0.1', wait)
 }
-// words for what the isolated network causes, where it is isolated
+// words for what the sandbox's own network causes (isolated or egress), where it has one
 if (process.env[FORWARDED_PORTS_ENV] !== undefined) await import('./network-notices.js')
 await import(pathToFileURL(entry).href)

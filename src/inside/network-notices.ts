@@ -1,18 +1,20 @@
 /**
- * Loaded first (by inside/entry.ts) in every sandboxed process with an isolated network: two
- * failures that the sandbox causes get words that say so, instead of reading like a
- * flaky network or a port clash with some unknown process.
+ * Loaded first (by inside/entry.ts) in every sandboxed process with a network of its own
+ * (isolated or egress): failures that the sandbox causes get words that say so, instead
+ * of reading like a flaky network or a port clash with some unknown process.
  *
- * - The first name that fails to resolve (ENOTFOUND: it is not in the sandbox's hosts
- *   file, and no DNS is reachable inside) prints one notice naming `hosts` and
- *   `network`; the runner shows the first process's and drops the others'. The error itself is untouched: tests that expect ENOTFOUND still get it.
+ * - Isolated only: the first name that fails to resolve (ENOTFOUND: it is not in the
+ *   sandbox's hosts file, and no DNS is reachable inside) prints one notice naming
+ *   `hosts` and `network`; the runner shows the first process's and drops the others'.
+ *   The error itself is untouched: tests that expect ENOTFOUND still get it. Under
+ *   egress the host's resolvers answer, and their ENOTFOUND means what it says.
  * - A server that can't listen on a port forwarded to the host (`hostPorts`, or one of
  *   the runner's own ports) gets its EADDRINUSE message extended with why.
  */
 import dns from 'node:dns'
 import { syncBuiltinESMExports } from 'node:module'
 import net from 'node:net'
-import { FORWARDED_PORTS_ENV, ONCE_PER_RUN_MARK } from '../wire/wire.js'
+import { FORWARDED_PORTS_ENV, NETWORK_ENV, ONCE_PER_RUN_MARK } from '../wire/wire.js'
 
 const forwarded = new Set((process.env[FORWARDED_PORTS_ENV] ?? '').split(',').filter(Boolean).map(Number))
 let noticed = false
@@ -28,28 +30,30 @@ function notice(hostname: unknown): void {
 
 const isNotFound = (error: unknown) => (error as NodeJS.ErrnoException | null)?.code === 'ENOTFOUND'
 
-const lookup = dns.lookup
-dns.lookup = function (this: unknown, hostname: string, ...rest: unknown[]) {
-  const at = rest.findIndex((arg) => typeof arg === 'function')
-  if (at !== -1) {
-    const callback = rest[at] as (error: unknown, ...results: unknown[]) => void
-    rest[at] = function (this: unknown, error: unknown, ...results: unknown[]) {
-      if (isNotFound(error)) notice(hostname)
-      return callback.call(this, error, ...results)
+if (process.env[NETWORK_ENV] !== 'egress') {
+  const lookup = dns.lookup
+  dns.lookup = function (this: unknown, hostname: string, ...rest: unknown[]) {
+    const at = rest.findIndex((arg) => typeof arg === 'function')
+    if (at !== -1) {
+      const callback = rest[at] as (error: unknown, ...results: unknown[]) => void
+      rest[at] = function (this: unknown, error: unknown, ...results: unknown[]) {
+        if (isNotFound(error)) notice(hostname)
+        return callback.call(this, error, ...results)
+      }
     }
-  }
-  return (lookup as (...args: unknown[]) => unknown).call(this, hostname, ...rest)
-} as typeof dns.lookup
+    return (lookup as (...args: unknown[]) => unknown).call(this, hostname, ...rest)
+  } as typeof dns.lookup
 
-const promisesLookup = dns.promises.lookup
-dns.promises.lookup = async function (this: unknown, ...args: Parameters<typeof promisesLookup>) {
-  try {
-    return await promisesLookup.apply(this, args)
-  } catch (error) {
-    if (isNotFound(error)) notice(args[0])
-    throw error
-  }
-} as typeof promisesLookup
+  const promisesLookup = dns.promises.lookup
+  dns.promises.lookup = async function (this: unknown, ...args: Parameters<typeof promisesLookup>) {
+    try {
+      return await promisesLookup.apply(this, args)
+    } catch (error) {
+      if (isNotFound(error)) notice(args[0])
+      throw error
+    }
+  } as typeof promisesLookup
+}
 
 if (forwarded.size > 0) {
   // every net (and http, https) server emits its listen error through here

@@ -1,3 +1,6 @@
+/** A host name as `hosts`, `hostsFile` and `egress` take it: labels of letters, digits, "-", "_", at most 253 characters. */
+export const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/
+
 /**
  * Renders the sandbox's /etc/hosts. With no `base`: `entries`, then `localhost`
  * (127.0.0.1 and ::1) and the sandbox hostname on loopback, unless `entries` name them.

@@ -3,7 +3,9 @@ import { isIP } from 'node:net'
 import { tmpdir } from 'node:os'
 import { isAbsolute, normalize } from 'node:path'
 import { RootlessEnvironmentError, RootlessOptionError, RootlessUsageError } from './errors.js'
+import { validateEgressList } from './egress.js'
 import { parsePortFlags, validateHostPorts } from './host-ports.js'
+import { HOST_NAME } from './hosts.js'
 import { isInside } from './paths.js'
 import type { PoolOnlyOptions, SandboxOptions } from './options.js'
 
@@ -116,6 +118,12 @@ export const SANDBOX_SPECS = {
     surfaces: ['pool', 'cli'],
     cli: [{ name: 'network', takes: 'MODE' }],
     resolve: (value, { option }) => oneOf(value === undefined ? 'isolated' : value, option, ['isolated', 'egress', 'host'] as const),
+  },
+  egress: {
+    summary: "with it, egress reaches only these: host names (resolved when the run starts), addresses, CIDR ranges; implies --network egress",
+    surfaces: ['pool', 'cli'],
+    cli: [{ name: 'egress', takes: 'DEST', multiple: true }],
+    resolve: (value, { option }) => validateEgressList(value, option),
   },
   hostPorts: {
     summary: "reach the host's loopback PORT inside, at PORT (or INSIDE:HOST, FROM-TO, or the service NAME:PORT)",
@@ -310,7 +318,6 @@ function parseHostFlags(flags: string[], option: string): Record<string, string[
 // ---------------------------------------------------------------------------------
 // Validators
 
-const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/
 /** The kernel's limits (at most 64 bytes, no "/", no NUL) and the `hosts` name rules (labels of letters, digits, "-", "_"). */
 const UTS_NAME = /^(?=.{1,64}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*$/
 

@@ -72,6 +72,18 @@ export interface SandboxOptions {
    */
   network?: 'isolated' | 'egress' | 'host'
   /**
+   * The only destinations `network: 'egress'` reaches: host names (resolved by the host
+   * when the run starts, every address they have; a name it can't resolve stops the
+   * run), IPv4/IPv6 addresses and CIDR ranges, e.g. `['api.example.com', '10.0.0.0/8']`.
+   * A connect to anything else fails at once (`EHOSTUNREACH`); names still resolve
+   * through the host's resolvers. Implies `network: 'egress'` (another `network` with it
+   * is an error). Enforced by the sandbox's routes, for every process in it: a guard
+   * against reaching the wrong thing by accident, not against a test that changes its
+   * sandbox's routes as root. IPv6 destinations need pasta (slirp4netns here carries
+   * IPv4 only). Unset: every destination.
+   */
+  egress?: readonly string[]
+  /**
    * Ports of the host's loopback that the sandbox reaches at the same number on its own
    * (127.0.0.1 and ::1): a database or cache the CI job runs as a service. A port, or
    * `{ inside, host }` where they differ (a container's published port). Every other
@@ -271,6 +283,13 @@ function crossChecks(options: ResolvedSandboxOptions, input: Record<string, unkn
   }
   if (options.writable && input.tmpfs === false) {
     throw new RootlessOptionError(spell('writable'), input.writable, `can't be used with ${spellSetting(spell, 'tmpfs', false)}: the host is read-only then, and so would be /tmp and the temp dir every test process writes to; drop ${spellSetting(spell, 'tmpfs', false)}`)
+  }
+  // a list of destinations to reach says egress by itself; another network beside it is a contradiction
+  if (options.egress.length > 0) {
+    if (input.network === undefined) options.network = 'egress'
+    else if (options.network !== 'egress') {
+      throw new RootlessOptionError(spell('egress'), input.egress, `lists the destinations ${spellSetting(spell, 'network', 'egress')} reaches, so it can't be used with ${spellSetting(spell, 'network', options.network)}; leave out ${spell('network')} (or set ${spellSetting(spell, 'network', 'egress')})`)
+    }
   }
   if (options.hostPorts.length > 0 && options.network === 'host') {
     throw new RootlessOptionError(spell('hostPorts'), input.hostPorts, `can't be used with ${spellSetting(spell, 'network', 'host')}, where every host port is reachable already; use ${spellSetting(spell, 'network', 'isolated')} or ${spellSetting(spell, 'network', 'egress')}`)

@@ -32,6 +32,8 @@ export interface SandboxPlan {
   network: 'isolated' | 'egress' | 'host'
   /** With `network: 'egress'`: the user-mode network stack that carries outbound traffic. */
   egress?: EgressHelper
+  /** With egress and an `egress` list: the only ranges reached (ADDR/LEN), names resolved. */
+  egressAllow?: string[]
   /** Ports of the sandbox's loopback that lead to the host's (hostPorts, the runner's own). */
   forwards: PortForward[]
   newSession: boolean
@@ -74,6 +76,8 @@ export interface PlanInputs {
   /** With egress: the helper, and the path of the rendered resolv.conf (written by the caller). */
   egress?: EgressHelper
   resolvFile?: string
+  /** With egress: the `egress` list as ranges, its names resolved when the run opened. */
+  egressAllow?: readonly string[]
   /** Ports the runner's own process (and its children) listen on: forwarded too, where nothing above names them. */
   runnerPorts?: number[]
   /** Paths the command needs (cwd, project, node binary…); those under a tmpfs stay visible. */
@@ -126,6 +130,7 @@ export function createSandboxPlan(inputs: PlanInputs): SandboxPlan {
     if (!inputs.egress) throw new Error("network: 'egress' planned without its helper")
     plan.egress = inputs.egress
     if (inputs.resolvFile) plan.resolvFile = inputs.resolvFile
+    if (inputs.egressAllow?.length) plan.egressAllow = [...inputs.egressAllow]
   }
   if (options.hostname) plan.hostname = options.hostname
   if (inputs.statusFd !== undefined) plan.statusFd = inputs.statusFd
@@ -154,7 +159,7 @@ export function launcherArgs(plan: SandboxPlan): string[] {
   if (plan.publish) args.push('--publish', `${plan.publish.port}=${plan.publish.socket}`)
   if (plan.hostname) args.push('--hostname', plan.hostname)
   if (plan.network === 'host') args.push('--host-network')
-  if (plan.egress) args.push('--egress', egressArg(plan.egress))
+  args.push(...egressArgs(plan))
   if (plan.newSession) args.push('--new-session')
   if (plan.enforcePermissions) args.push('--enforce-permissions')
   if (plan.readOnly) args.push('--read-only', ...plan.readOnly.writable.flatMap((path) => ['--writable', path]))
@@ -197,7 +202,7 @@ export function createResetPlan(plan: SandboxPlan, hosts: string, addon: string)
   // a fresh network namespace, with the same ports forwarded into it (and its own egress
   // helper) -- but where a debugger is published, the one its publisher (made with the
   // sandbox) connects in
-  if (plan.network !== 'host' && !plan.publish) args.push('--new-network', ...(plan.egress ? ['--egress', egressArg(plan.egress)] : []), ...forwardArgs(plan))
+  if (plan.network !== 'host' && !plan.publish) args.push('--new-network', ...egressArgs(plan), ...forwardArgs(plan))
   return { addon, args, hosts }
 }
 
@@ -205,6 +210,12 @@ export function createResetPlan(plan: SandboxPlan, hosts: string, addon: string)
 function forwardsOf(hostPorts: readonly PortForward[], runnerPorts: readonly number[]): PortForward[] {
   const seen = new Set<number>()
   return [...hostPorts, ...runnerPorts.map((port) => ({ inside: port, host: port }))].filter((f) => !seen.has(f.inside) && seen.add(f.inside))
+}
+
+/** The helper, and the allow-list its routes give way to: the same for a sandbox and its reset. */
+function egressArgs(plan: SandboxPlan): string[] {
+  if (!plan.egress) return []
+  return ['--egress', egressArg(plan.egress), ...(plan.egressAllow ?? []).flatMap((range) => ['--egress-allow', range])]
 }
 
 function forwardArgs(plan: SandboxPlan): string[] {

@@ -15,11 +15,17 @@
 export const SANDBOXED_ENV = 'VITEST_POOL_ROOTLESS_SANDBOXED'
 
 /**
- * Set where the network is isolated: the ports inside that lead to the host,
- * comma-separated (maybe none). The process's words for what the isolated network
- * causes (inside/network-notices.ts) are loaded where it is set.
+ * Set where the network is the sandbox's own (`'isolated'` or `'egress'`): the ports
+ * inside that lead to the host, comma-separated (maybe none). The process's words for
+ * what that network causes (inside/network-notices.ts) are loaded where it is set.
  */
 export const FORWARDED_PORTS_ENV = 'VITEST_POOL_ROOTLESS_FORWARDED_PORTS'
+
+/**
+ * Beside FORWARDED_PORTS_ENV: `'isolated'` or `'egress'`. Only the isolated network has
+ * no DNS, so only there does an unknown name get the notice that says so.
+ */
+export const NETWORK_ENV = 'VITEST_POOL_ROOTLESS_NETWORK'
 
 /**
  * Jest's worker, where the Jest process itself runs under a debugger: `InspectRequest` as

@@ -24,6 +24,24 @@ it('refuses --egress that is not KIND:/PATH, or with the host network', () => {
   expect(host.stderr).toContain("--egress needs the sandbox's own network, not --host-network")
 })
 
+it('refuses --egress-allow that is no address or range, or without --egress', () => {
+  for (const bad of ['10.0.0.0/33', 'example.com', '10.0.0.0/', 'fd00::/129']) {
+    const r = run([...SELF, '--egress', 'slirp4netns:/usr/bin/slirp4netns', '--egress-allow', bad])
+    expect(r.status, bad).toBe(230)
+    expect(r.stderr).toContain(`bad egress range '${bad}', expected ADDR or ADDR/LEN, IPv4 or IPv6`)
+  }
+  const alone = run([...SELF, '--egress-allow', '10.0.0.0/8'])
+  expect(alone.status).toBe(230)
+  expect(alone.stderr).toContain('--egress-allow goes with --egress')
+})
+
+/** What a connect(2) to each host:port gives inside, and how long it took. */
+const CONNECTS = `const net = require('net'); Promise.all(process.argv.slice(1).map((to) => new Promise((resolve) => {
+  const [host, port] = to.split(' '); const start = Date.now()
+  net.connect({ host, port: Number(port) }).on('connect', function () { this.destroy(); resolve(to + ' connected') })
+    .on('error', (e) => resolve(to + ' ' + e.code + ' ' + (Date.now() - start < 1000 ? 'at once' : 'slowly')))
+}))).then((r) => console.log(r.join('\\n')))`
+
 describeSandbox('launcher --egress', () => {
   it("fails the egress step, with the helper's words, when the helper never gets ready", () => {
     const r = run([...SELF, '--egress', 'slirp4netns:/bin/false', '--pid-namespace'])
@@ -49,6 +67,27 @@ describeSandbox('launcher --egress', () => {
       } finally {
         holder.stdin.end()
       }
+    })
+
+    it(`restricts ${helper.kind}'s routes to --egress-allow: the rest refused at once, the DNS forwarder kept`, () => {
+      const egress = ['--egress', `${helper.kind}:${helper.path}`, '--egress-allow', '192.0.2.0/24', '--egress-allow', '10.1.2.3/16']
+      const r = run([...SELF, ...egress, '--pid-namespace'], [process.execPath, '-e', `require('fs').writeSync(1, require('fs').readFileSync('/proc/net/route', 'utf8')); ${CONNECTS}`, '203.0.113.1 80', '10.0.2.2 80'])
+      expect(r.status, r.stderr).toBe(0)
+      const routes = r.stdout.split('\n').filter((line) => /^\S+\t[0-9A-F]{8}\t/.test(line)).map((line) => line.split('\t'))
+      // Iface Destination Gateway Flags ... Mask, little-endian hex: an unreachable default (RTF_REJECT 0x0200),
+      // the allowed ranges through the gateway (host bits cleared), the DNS forwarder on the link
+      expect(routes.find((f) => f[1] === '00000000')?.[3]).toBe('0201')
+      expect(routes.filter((f) => f[1] !== '00000000').map((f) => [f[1], f[2] !== '00000000', f[7]])).toEqual(
+        expect.arrayContaining([
+          ['000200C0', true, '00FFFFFF'],
+          ['0000010A', true, '0000FFFF'],
+          [helper.kind === 'pasta' ? '0101FEA9' : '0302000A', false, 'FFFFFFFF'],
+        ]),
+      )
+      // nothing else: not the helper's default route, not its subnet
+      expect(routes).toHaveLength(4)
+      expect(r.stdout).toContain('203.0.113.1 80 EHOSTUNREACH at once')
+      expect(r.stdout).toContain('10.0.2.2 80 EHOSTUNREACH at once')
     })
   }
 })

@@ -302,7 +302,7 @@ describeSandbox('launcher: each failing step names itself', () => {
     for (const d of [join(a, 'proj'), join(b, 'cache'), join(b, 'junk')]) mkdirSync(d, { recursive: true })
     writeFileSync(join(a, 'proj', 'f'), 'proj')
     const plan = createSandboxPlan({
-      options: { hosts: new Map(), hostsFile: undefined, hostsBase: undefined, hostname: undefined, tmpfs: [a, b], tmpfsSize: undefined, keep: [join(b, 'cache')], subids: false, network: 'isolated', hostPorts: [], pidNamespace: false, permissions: 'bypass', dropEnv: [], writable: undefined, warnings: [] },
+      options: { hosts: new Map(), hostsFile: undefined, hostsBase: undefined, hostname: undefined, tmpfs: [a, b], tmpfsSize: undefined, keep: [join(b, 'cache')], subids: false, network: 'isolated', egress: [], hostPorts: [], pidNamespace: false, permissions: 'bypass', dropEnv: [], writable: undefined, warnings: [] },
       idMap: { uidMap: [{ inside: 0, outside: uid, count: 1 }], gidMap: [{ inside: 0, outside: gid, count: 1 }], helpers: null, mode: 'self' },
       needs: [join(a, 'proj'), join(a, 'proj', 'sub'), '/usr/bin'],
       statusFd: 3,

@@ -2,7 +2,7 @@ import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { findEgressHelper, installedEgressHelpers } from '../../src/engine/egress.js'
+import { findEgressHelper, installedEgressHelpers, resolveEgressAllow } from '../../src/engine/egress.js'
 import { renderEgressResolvConf } from '../../src/plan/egress.js'
 import { renderNsswitch } from '../../src/plan/hosts.js'
 import { validatePoolOptions, validateSandboxOptions } from '../../src/plan/options.js'
@@ -57,6 +57,60 @@ describe("network: 'egress' plan", () => {
     expect(renderNsswitch('passwd: files\nhosts: files mdns4_minimal [NOTFOUND=return] dns\n', 'files dns')).toBe('passwd: files\nhosts:          files dns\n')
     expect(renderEgressResolvConf(pasta)).toMatch(/^nameserver 169\.254\.1\.1$/m)
     expect(renderEgressResolvConf({ kind: 'slirp4netns', path: '/usr/bin/slirp4netns' })).toMatch(/^nameserver 10\.0\.2\.3$/m)
+  })
+})
+
+describe('the egress allow-list (option `egress`)', () => {
+  it('takes names, addresses and CIDR ranges; an address is its own /32 or /128, host bits stay for the launcher to clear', () => {
+    const options = validatePoolOptions({ egress: ['API.Example.com.', '198.18.0.2', '10.0.0.0/8', 'fd00::/8', '2001:db8::1', '10.1.2.3/16'] })
+    expect(options.egress).toEqual(['api.example.com', '198.18.0.2/32', '10.0.0.0/8', 'fd00::/8', '2001:db8::1/128', '10.1.2.3/16'])
+  })
+
+  it('implies the egress network, and refuses another network beside it', () => {
+    expect(validatePoolOptions({ egress: ['10.0.0.0/8'] }).network).toBe('egress')
+    expect(validatePoolOptions({ network: 'egress', egress: ['10.0.0.0/8'] }).network).toBe('egress')
+    expect(validatePoolOptions({ network: 'isolated' }).egress).toEqual([])
+    expect(() => validatePoolOptions({ network: 'isolated', egress: ['10.0.0.0/8'] })).toThrow(
+      "vitest-pool-rootless: option `egress` lists the destinations network: 'egress' reaches, so it can't be used with network: 'isolated'; leave out network (or set network: 'egress'), got [\"10.0.0.0/8\"]",
+    )
+    expect(() => validateSandboxOptions({ network: 'host', egress: ['10.0.0.0/8'] }, (key) => (key === 'egress' ? '--egress' : key === 'network' ? '--network' : key))).toThrow(
+      "option `--egress` lists the destinations --network egress reaches, so it can't be used with --network host",
+    )
+  })
+
+  it('refuses an entry that is neither a name nor an address or range, an empty list, and a non-list, naming the option', () => {
+    for (const bad of ['10.0.0.0/33', 'fd00::/129', '10.0.0', '300.1.1.1', 'has space.com', '10.0.0.0/8/1', '/8', 'a/8', '']) {
+      expect(() => validatePoolOptions({ egress: [bad] }), bad).toThrow(`option \`egress\` expects host names, IP addresses or CIDR ranges (e.g. ['api.example.com', '10.0.0.0/8', 'fd00::/8']): a host name, an IPv4 or IPv6 address, or ADDR/LEN`)
+    }
+    expect(() => validatePoolOptions({ egress: [8080] })).toThrow('option `egress` expects host names')
+    expect(() => validatePoolOptions({ egress: [] })).toThrow('option `egress` expects at least one destination; leave it out to reach every destination')
+    expect(() => validatePoolOptions({ egress: 'api.example.com' })).toThrow('option `egress` expects an array of host names')
+  })
+
+  it("resolves names to every address the host gives them; a name it can't resolve is one error naming the option", () => {
+    const asked: string[][] = []
+    const lookUp = (names: string[]) => {
+      asked.push(names)
+      return names.map((name) => (name === 'api.example.com' ? { address: '192.0.2.7', addresses: ['192.0.2.7', '2001:db8::7'] } : name === 'one.test' ? { address: '192.0.2.9' } : { error: 'ENOTFOUND' }))
+    }
+    expect(resolveEgressAllow(['10.0.0.0/8', 'api.example.com', 'one.test', '192.0.2.7/32'], 'egress', lookUp)).toEqual(['10.0.0.0/8', '192.0.2.7/32', '2001:db8::7/128', '192.0.2.9/32'])
+    expect(asked).toEqual([['api.example.com', 'one.test']])
+    expect(() => resolveEgressAllow(['nowhere.invalid'], '--egress', lookUp)).toThrow(
+      'vitest-pool-rootless: option `--egress` names a destination, but this machine can\'t resolve "nowhere.invalid" (ENOTFOUND): give a name the host resolves, or its address or CIDR range, got "nowhere.invalid"',
+    )
+    // ranges alone ask the resolver nothing
+    expect(resolveEgressAllow([], 'egress', () => { throw new Error('asked') })).toEqual([])
+    const many = (names: string[]) => names.map(() => ({ address: '192.0.2.1', addresses: Array.from({ length: 65 }, (_, i) => `192.0.2.${i + 1}`) }))
+    expect(() => resolveEgressAllow(['big.test'], 'egress', many)).toThrow('resolves to 65 addresses and ranges, more than the 64 a sandbox takes')
+  })
+
+  it('goes to the launcher after --egress, for a sandbox and for a reused worker\'s fresh network', () => {
+    const options = { ...validateSandboxOptions({ egress: ['10.0.0.0/8'] }), tmpfs: [] } as ResolvedSandboxOptions
+    const plan = createSandboxPlan({ options, idMap: selfMap, egress: pasta, egressAllow: ['10.0.0.0/8', '198.18.0.2/32'] })
+    expect(launcherArgs(plan).join(' ')).toContain('--egress pasta:/usr/bin/pasta --egress-allow 10.0.0.0/8 --egress-allow 198.18.0.2/32')
+    expect(createResetPlan(plan, '', '/addon').args.join(' ')).toContain('--new-network --egress pasta:/usr/bin/pasta --egress-allow 10.0.0.0/8 --egress-allow 198.18.0.2/32')
+    // no list, no flag
+    expect(launcherArgs(createSandboxPlan({ options, idMap: selfMap, egress: pasta }))).not.toContain('--egress-allow')
   })
 })
 

@@ -6,7 +6,7 @@ import type { IdMapPlan } from '../../src/plan/idmap.js'
 import type { ResolvedSandboxOptions } from '../../src/plan/options.js'
 
 function options(overrides: Partial<ResolvedSandboxOptions> = {}): ResolvedSandboxOptions {
-  const defaults: ResolvedSandboxOptions = { hosts: new Map(), hostsFile: undefined, hostsBase: undefined, hostname: undefined, tmpfs: [], tmpfsSize: undefined, keep: [], subids: 'auto', network: 'isolated', hostPorts: [], pidNamespace: false, permissions: 'bypass', dropEnv: [], writable: undefined, warnings: [] }
+  const defaults: ResolvedSandboxOptions = { hosts: new Map(), hostsFile: undefined, hostsBase: undefined, hostname: undefined, tmpfs: [], tmpfsSize: undefined, keep: [], subids: 'auto', network: 'isolated', egress: [], hostPorts: [], pidNamespace: false, permissions: 'bypass', dropEnv: [], writable: undefined, warnings: [] }
   return { ...defaults, ...overrides } as ResolvedSandboxOptions
 }
 

@@ -125,7 +125,7 @@ describe('SandboxRun: the lifecycle of one sandbox configuration', () => {
     await run.close()
   })
 
-  it('forwards the ports this process listens on at launch (runnerPorts), and says which where the network is isolated', async () => {
+  it('forwards the ports this process listens on at launch (runnerPorts), and says which where the network is the sandbox\'s own (isolated, egress)', async () => {
     const server = createServer()
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     const port = (server.address() as AddressInfo).port
@@ -156,6 +156,14 @@ describe('SandboxRun: the lifecycle of one sandbox configuration', () => {
       expect(seen[2]!.spec.runnerPorts).toBeUndefined()
       expect(seen[2]!.env.VITEST_POOL_ROOTLESS_FORWARDED_PORTS).toBeUndefined()
       await host.close()
+
+      // egress keeps the sandbox's own ports: the notices load there too, told which network it is
+      const egress = new SandboxRun({ ...options, network: 'egress' }, { heldUserNamespace: false, runnerPorts: false }, deps)
+      await egress.launch(spec, 0)
+      expect(seen[3]!.env.VITEST_POOL_ROOTLESS_FORWARDED_PORTS).toBe('5432')
+      expect(seen[3]!.env.VITEST_POOL_ROOTLESS_NETWORK).toBe('egress')
+      expect(seen[0]!.env.VITEST_POOL_ROOTLESS_NETWORK).toBe('isolated')
+      await egress.close()
     } finally {
       server.close()
     }
