@@ -19,11 +19,7 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { createIdMapPlan } from '../dist/plan/idmap.js'
-import { holdUserNamespace } from '../dist/engine/holder.js'
-import { readHostFacts, findExecutable } from '../dist/engine/host-facts.js'
-import { locateLauncher } from '../dist/engine/launcher-path.js'
-import { idMapArgs } from '../dist/plan/plan.js'
+import { createIdMapPlan, holdUserNamespace, readHostFacts, findExecutable, locateLauncher, idMapArgs } from '../dist/chunks/internals.js'
 import { renderChart } from './chart.mjs'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
