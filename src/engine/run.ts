@@ -215,7 +215,7 @@ export class SandboxRun {
     const services = await phase.services.forwards()
     const relays = new Set(phase.services.ports())
     const ranges = this.options.hostPorts.filter(isRange)
-    const listening = ranges.length > 0 || this.settings.runnerPorts ? listeningNow() : []
+    const listening = ranges.length > 0 || this.settings.runnerPorts ? listeningNow(phase.sandbox.addon) : []
     const inRanges = ranges.length > 0 ? rangeForwards(ranges, hostListeningPorts(listening).filter((port) => !relays.has(port))) : []
     const fixed = this.options.hostPorts.filter(isForward).length
     const room = Math.max(0, MAX_FORWARDS - fixed - services.length - registeredForwards().length)
