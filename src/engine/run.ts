@@ -109,7 +109,7 @@ export interface RunDeps {
 interface OpenRun {
   kind: 'open'
   sandbox: PreparedSandbox
-  /** Set once the warm user namespace exists; forks made before that map ids themselves. */
+  /** Set once the warm user namespace exists (started by `open()`); forks made before that map ids themselves. */
   userns?: HeldUserNamespace
   holding?: Promise<void>
   /** How the sandboxes reach `hostPorts`' named services. */
@@ -174,7 +174,16 @@ export class SandboxRun {
     }
     // said only once the sandbox is known to work: a failed probe's message says it all
     if (sandbox.idMap.warning) process.stderr.write(`${sandbox.idMap.warning}\n`)
-    this.phase = { kind: 'open', sandbox, services }
+    const phase: OpenRun = { kind: 'open', sandbox, services }
+    this.phase = phase
+    // made now, while the runner goes on starting up (Vitest's plugins, globbing, its
+    // first worker's options): the first launch finds it ready instead of waiting for a
+    // launcher to map ids. The holder never holds the run open and ends with this process.
+    if (this.settings.heldUserNamespace) this.startHolding(phase)
+  }
+
+  private startHolding(phase: OpenRun): Promise<void> {
+    return (phase.holding ??= this.holdUserNamespace(phase.sandbox).then((userns) => void (phase.userns = userns)))
   }
 
   /** The run's private state directory (hosts file, generated files). */
@@ -194,8 +203,7 @@ export class SandboxRun {
       // a spare would take the debugger's connections from the worker that runs the file
       spares = 0
     }
-    if (this.settings.heldUserNamespace) phase.holding ??= this.holdUserNamespace(phase.sandbox).then((userns) => void (phase.userns = userns))
-    await phase.holding
+    if (this.settings.heldUserNamespace) await this.startHolding(phase)
     // a globalSetup server started since the spares booted makes them no match: they
     // would not reach it
     if (this.options.network !== 'host') spec = { ...spec, ...(await this.forwardsNow(phase)) }

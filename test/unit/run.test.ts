@@ -68,6 +68,18 @@ describe('SandboxRun: the lifecycle of one sandbox configuration', () => {
     expect(bad.log).toEqual(['prepare 1', 'cleanup 1'])
   })
 
+  it("open() starts making the warm user namespace at once, while the runner starts up, not at the first launch", async () => {
+    const { deps, log } = fakeDeps()
+    const run = new SandboxRun(options, { heldUserNamespace: true, runnerPorts: false }, deps)
+    run.open()
+    expect(log).toEqual(['prepare 1', 'probe /state/1', 'userns'])
+    await run.launch(spec, 0)
+    // made once: the launch joined the one open() started
+    expect(log).toEqual(['prepare 1', 'probe /state/1', 'userns', 'fork /state/1 userns=99 reset=false'])
+    await run.close()
+    expect(log.at(-2)).toBe('userns closed')
+  })
+
   it('launch() joins the warm user namespace, hands out a booted spare, and keeps spares topped up', async () => {
     const { deps, log } = fakeDeps()
     const run = new SandboxRun(options, { heldUserNamespace: true, runnerPorts: false }, deps)
