@@ -1,15 +1,13 @@
-import { fork, spawnSync, type ChildProcess, type Serializable } from 'node:child_process'
+import { fork, type ChildProcess, type Serializable } from 'node:child_process'
 import type { Readable } from 'node:stream'
 import { rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { explainFailure } from './machine-checks.js'
 import { FORWARDED_PORTS_ENV, LEAKS_ENV, RESET_ENV, SANDBOXED_ENV, type LeakChecks } from '../wire/wire.js'
 import { scrubEnv } from '../plan/env.js'
 import { SandboxError } from '../plan/errors.js'
 import type { ResolvedSandboxOptions } from '../plan/options.js'
 import { realpathOrSelf } from '../plan/paths.js'
 import { createResetPlan } from '../plan/plan.js'
-import { launcherStep } from '../plan/steps.js'
 import { watchExit, type ChildExit } from './exit.js'
 import { hostListeningPorts, listeningNow, ownListeningPorts } from './listening-ports.js'
 import { registeredForwards } from './forwarded-at-run-time.js'
@@ -21,6 +19,7 @@ import { findForeignOwned, foreignIds, foreignOwnedReport } from './foreign-file
 import { holdUserNamespace, type HeldUserNamespace } from './holder.js'
 import { PACKAGE_ROOT } from './launcher-path.js'
 import { prepareSandbox, type PreparedSandbox } from './sandbox.js'
+import { probeInBackground, probeSandbox, ProbeVerdicts } from './probe.js'
 import { SparePool } from './spares.js'
 
 /**
@@ -98,6 +97,13 @@ export interface RunDeps {
   prepare(options: ResolvedSandboxOptions): PreparedSandbox
   /** Builds one sandbox and throws a SandboxError if it can't. */
   probe(sandbox: PreparedSandbox): void
+  /**
+   * Probes that passed on this machine since it booted (engine/probe-verdict.ts) and
+   * `probe` without blocking, to check a remembered verdict again while the runner starts
+   * up. Without them every open() probes.
+   */
+  verdicts?: Pick<ProbeVerdicts, 'key' | 'passed' | 'remember' | 'forget'>
+  probeInBackground?(sandbox: PreparedSandbox): Promise<void>
   holdUserNamespace(sandbox: PreparedSandbox): Promise<HeldUserNamespace>
   /** Starts one sandboxed process. */
   fork(sandbox: PreparedSandbox, userns: HeldUserNamespace | undefined, spec: LaunchSpec, env: NodeJS.ProcessEnv, publish?: { port: number; socket: string }): ChildProcess
@@ -112,6 +118,8 @@ interface OpenRun {
   /** Set once the warm user namespace exists (started by `open()`); forks made before that map ids themselves. */
   userns?: HeldUserNamespace
   holding?: Promise<void>
+  /** A remembered probe verdict checked again: rejects with the probe's error if it fails now. */
+  checking?: Promise<void>
   /** How the sandboxes reach `hostPorts`' named services. */
   services: ServiceRelays
 }
@@ -166,15 +174,29 @@ export class SandboxRun {
     // a name the host can't resolve stops the run here, before anything is built
     const services = new ServiceRelays(resolveServices(this.options.hostPorts.filter(isService), 'hostPorts', this.deps.lookUp))
     const sandbox = this.deps.prepare(this.options)
-    try {
-      this.deps.probe(sandbox)
-    } catch (error) {
-      sandbox.cleanup()
-      throw error
+    const { verdicts, probeInBackground } = this.deps
+    const key = verdicts && probeInBackground ? verdicts.key(this.options, sandbox.launcher) : undefined
+    let checking: Promise<void> | undefined
+    if (key && verdicts!.passed(key)) {
+      // this machine built this sandbox since it booted, with these settings: the probe
+      // runs again beside the runner's start-up, and the first launch waits for its word
+      checking = probeInBackground!(sandbox).catch((error: unknown) => {
+        verdicts!.forget(key)
+        throw error
+      })
+      checking.catch(() => {}) // said by every launch
+    } else {
+      try {
+        this.deps.probe(sandbox)
+      } catch (error) {
+        sandbox.cleanup()
+        throw error
+      }
+      if (key) verdicts!.remember(key)
     }
     // said only once the sandbox is known to work: a failed probe's message says it all
     if (sandbox.idMap.warning) process.stderr.write(`${sandbox.idMap.warning}\n`)
-    const phase: OpenRun = { kind: 'open', sandbox, services }
+    const phase: OpenRun = { kind: 'open', sandbox, services, checking }
     this.phase = phase
     // made now, while the runner goes on starting up (Vitest's plugins, globbing, its
     // first worker's options): the first launch finds it ready instead of waiting for a
@@ -203,6 +225,7 @@ export class SandboxRun {
       // a spare would take the debugger's connections from the worker that runs the file
       spares = 0
     }
+    await phase.checking
     if (this.settings.heldUserNamespace) await this.startHolding(phase)
     // a globalSetup server started since the spares booted makes them no match: they
     // would not reach it
@@ -265,6 +288,8 @@ export class SandboxRun {
     phase.services.close()
     this.published?.close()
     this.published = undefined
+    // (its sandbox's state dir is removed below)
+    await phase.checking?.catch(() => {})
     await phase.holding
     phase.userns?.close()
     phase.sandbox.cleanup()
@@ -343,6 +368,8 @@ export class SandboxRun {
 export const launcherDeps: RunDeps = {
   prepare: prepareSandbox,
   probe: probeSandbox,
+  verdicts: new ProbeVerdicts(),
+  probeInBackground,
   holdUserNamespace: (sandbox) => holdUserNamespace(sandbox.launcher, sandbox.idMap, sandbox.networksSocket, sandbox.egress),
   fork(sandbox, userns, spec, env, publish) {
     const args = sandbox.args({ needs: spec.needs, runnerPorts: spec.runnerPorts, hostForwards: spec.hostForwards, publish, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined, networksSocket: userns?.networksSocket, statusFd: STATUS_FD_INDEX })
@@ -359,38 +386,4 @@ export const launcherDeps: RunDeps = {
     if (spec.greeting) child.send(spec.greeting.message as Serializable, () => {})
     return child
   },
-}
-
-
-/**
- * Steps that fail because of what the options ask for, not because of the machine: the
- * error names the options instead of sending the user to the doctor.
- */
-const OPTION_STEPS: Readonly<Record<string, string>> = {
-  'open-hosts': '`hostsFile`',
-  hosts: '`hosts`/`hostsFile`',
-  'open-keep': '`keep`',
-  keep: '`keep`',
-  tmpfs: '`tmpfs`/`tmpfsSize`',
-  hostname: '`hostname`',
-  // the node binary's own directory is kept: what fails is what it loads (libc under /usr)
-  exec: '`tmpfs` (it hides what node needs to start)',
-  chdir: '`tmpfs`/`keep` (the working directory is hidden)',
-}
-
-/** Builds one sandbox around `node --version`, synchronously; throws the doctor's words. */
-function probeSandbox(sandbox: PreparedSandbox): void {
-  const args = sandbox.args({ needs: [process.execPath] })
-  const result = spawnSync(sandbox.launcher, [...args, '--', process.execPath, '--version'], { cwd: '/', encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
-  if (result.status === 0) return
-  const code = result.status
-  const stderr = `${result.stderr ?? ''}`.trim() || (result.error ? String(result.error.message) : '')
-  const step = launcherStep(code) ?? 'probe'
-  const how = code === null ? `signal ${result.signal}` : `exit ${code}`
-  const option = OPTION_STEPS[step]
-  const message = option
-    ? `vitest-pool-rootless: the sandbox can't be built with these options (${step} failed, ${how}).\n${stderr}\nCheck the option ${option} of rootless().`
-    : // the doctor's words for what is wrong with this machine
-      `vitest-pool-rootless: can't build the test sandbox on this machine (${step} failed, ${how}).\n${stderr}\n${explainFailure(step, stderr)}`
-  throw new SandboxError(message, { step, exitCode: code, signal: result.signal, fault: option ? 'options' : 'machine' })
 }

@@ -68,6 +68,47 @@ describe('SandboxRun: the lifecycle of one sandbox configuration', () => {
     expect(bad.log).toEqual(['prepare 1', 'cleanup 1'])
   })
 
+  it('a passed probe is remembered: the next open() with the same key checks it off the critical path, and a check that fails forgets it and fails each launch with its words', async () => {
+    const remembered = new Set<string>()
+    let background: () => Promise<void> = async () => {}
+    const verdictDeps = () =>
+      fakeDeps({
+        verdicts: {
+          key: () => 'boot-1',
+          passed: (key) => remembered.has(key),
+          remember: (key) => void remembered.add(key),
+          forget: (key) => void remembered.delete(key),
+        },
+        probeInBackground: () => background(),
+      })
+    const first = verdictDeps()
+    const run1 = new SandboxRun(options, { heldUserNamespace: false, runnerPorts: false }, first.deps)
+    run1.open()
+    expect(first.log).toEqual(['prepare 1', 'probe /state/1'])
+    expect([...remembered]).toEqual(['boot-1'])
+    await run1.close()
+
+    const second = verdictDeps()
+    const run2 = new SandboxRun(options, { heldUserNamespace: false, runnerPorts: false }, second.deps)
+    run2.open()
+    // no blocking probe: the background one checks
+    expect(second.log).toEqual(['prepare 1'])
+    await run2.launch(spec, 0)
+    await run2.close()
+
+    background = async () => {
+      throw new SandboxError("vitest-pool-rootless: can't build the test sandbox on this machine (unshare failed)", { step: 'unshare', exitCode: 234 })
+    }
+    const third = verdictDeps()
+    const run3 = new SandboxRun(options, { heldUserNamespace: false, runnerPorts: false }, third.deps)
+    run3.open()
+    await expect(run3.launch(spec, 0)).rejects.toThrow("can't build the test sandbox on this machine (unshare failed)")
+    await expect(run3.launch(spec, 0)).rejects.toThrow('unshare failed')
+    expect(third.log.filter((l) => l.startsWith('fork'))).toEqual([])
+    expect(remembered.size).toBe(0)
+    await run3.close()
+  })
+
   it("open() starts making the warm user namespace at once, while the runner starts up, not at the first launch", async () => {
     const { deps, log } = fakeDeps()
     const run = new SandboxRun(options, { heldUserNamespace: true, runnerPorts: false }, deps)
