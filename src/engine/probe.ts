@@ -1,6 +1,6 @@
 // The probe: one sandbox built while a run opens, so a machine or options that can't build
 // it stop the run with one error before any worker starts; and its verdicts, remembered.
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -32,7 +32,7 @@ const MACHINE_FILES = [
 /**
  * Probes that passed, remembered in the user's cache directory: a run whose machine,
  * launcher, node and options are those of a passed probe skips building the probe
- * sandbox while its config loads (the caller checks it again off the critical path).
+ * sandbox while its config loads (its first sandbox that fails says the machine changed).
  * One empty file a verdict, named by the boot and a hash of the rest; a new boot's first
  * verdict removes the older boots'. Failures are never remembered. Where the cache can't
  * be written, nothing is remembered and every run probes.
@@ -109,28 +109,8 @@ export function probeSandbox(sandbox: PreparedSandbox): void {
   throw probeFailure(result.status, result.signal, `${result.stderr ?? ''}`.trim() || (result.error ? String(result.error.message) : ''))
 }
 
-/**
- * The same probe without blocking, where a remembered verdict says it passed here before:
- * rejects with the same words, and that the machine changed since it last passed.
- */
-export function probeInBackground(sandbox: PreparedSandbox): Promise<void> {
-  const [launcher, args] = probeCommand(sandbox)
-  return new Promise((resolve, reject) => {
-    const child = spawn(launcher, args, { cwd: '/', stdio: ['ignore', 'ignore', 'pipe'] })
-    let stderr = ''
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
-    child.once('error', (error) => (stderr ||= error.message))
-    child.once('close', (code, signal) => {
-      if (code === 0) return resolve()
-      const error = probeFailure(code, signal, stderr.trim())
-      error.message += '\n(This sandbox was built on this machine before, since it booted: something changed since. The next run checks again while its config loads.)'
-      reject(error)
-    })
-  })
-}
-
 /** A failed probe's error: the option to check, or the doctor's words for this machine. */
-function probeFailure(code: number | null, signal: NodeJS.Signals | null, stderr: string): SandboxError {
+export function probeFailure(code: number | null, signal: NodeJS.Signals | null, stderr: string): SandboxError {
   const step = launcherStep(code) ?? 'probe'
   const how = code === null ? `signal ${signal}` : `exit ${code}`
   const option = OPTION_STEPS[step]

@@ -19,7 +19,7 @@ import { findForeignOwned, foreignIds, foreignOwnedReport } from './foreign-file
 import { holdUserNamespace, type HeldUserNamespace } from './holder.js'
 import { PACKAGE_ROOT } from './launcher-path.js'
 import { prepareSandbox, type PreparedSandbox } from './sandbox.js'
-import { probeInBackground, probeSandbox, ProbeVerdicts } from './probe.js'
+import { probeFailure, probeSandbox, ProbeVerdicts } from './probe.js'
 import { SparePool } from './spares.js'
 
 /**
@@ -97,13 +97,8 @@ export interface RunDeps {
   prepare(options: ResolvedSandboxOptions): PreparedSandbox
   /** Builds one sandbox and throws a SandboxError if it can't. */
   probe(sandbox: PreparedSandbox): void
-  /**
-   * Probes that passed on this machine since it booted (engine/probe-verdict.ts) and
-   * `probe` without blocking, to check a remembered verdict again while the runner starts
-   * up. Without them every open() probes.
-   */
+  /** Probes that passed on this machine since it booted (engine/probe.ts); without it every open() probes. */
   verdicts?: Pick<ProbeVerdicts, 'key' | 'passed' | 'remember' | 'forget'>
-  probeInBackground?(sandbox: PreparedSandbox): Promise<void>
   holdUserNamespace(sandbox: PreparedSandbox): Promise<HeldUserNamespace>
   /** Starts one sandboxed process. */
   fork(sandbox: PreparedSandbox, userns: HeldUserNamespace | undefined, spec: LaunchSpec, env: NodeJS.ProcessEnv, publish?: { port: number; socket: string }): ChildProcess
@@ -118,14 +113,19 @@ interface OpenRun {
   /** Set once the warm user namespace exists (started by `open()`); forks made before that map ids themselves. */
   userns?: HeldUserNamespace
   holding?: Promise<void>
-  /** A remembered probe verdict checked again: rejects with the probe's error if it fails now. */
-  checking?: Promise<void>
+  /** The key of the remembered verdict this run skipped its probe on, until a sandbox fails. */
+  unverified?: string
   /** How the sandboxes reach `hostPorts`' named services. */
   services: ServiceRelays
 }
 type RunPhase = OpenRun | { kind: 'closed' }
 
 const exits = new WeakMap<ChildProcess, Promise<ChildExit>>()
+
+/** Notes how a process `RunDeps.fork` started ends, for `exitOf` (fakes in tests too). */
+export function trackExit(child: ChildProcess, exit: Promise<ChildExit>): void {
+  exits.set(child, exit)
+}
 
 /**
  * How a process started by `SandboxRun.launch` ended: its exit code or signal, and the
@@ -174,18 +174,12 @@ export class SandboxRun {
     // a name the host can't resolve stops the run here, before anything is built
     const services = new ServiceRelays(resolveServices(this.options.hostPorts.filter(isService), 'hostPorts', this.deps.lookUp))
     const sandbox = this.deps.prepare(this.options)
-    const { verdicts, probeInBackground } = this.deps
-    const key = verdicts && probeInBackground ? verdicts.key(this.options, sandbox.launcher) : undefined
-    let checking: Promise<void> | undefined
-    if (key && verdicts!.passed(key)) {
-      // this machine built this sandbox since it booted, with these settings: the probe
-      // runs again beside the runner's start-up, and the first launch waits for its word
-      checking = probeInBackground!(sandbox).catch((error: unknown) => {
-        verdicts!.forget(key)
-        throw error
-      })
-      checking.catch(() => {}) // said by every launch
-    } else {
+    const { verdicts } = this.deps
+    const key = verdicts?.key(this.options, sandbox.launcher)
+    // this machine built this sandbox since it booted, with these settings: no probe
+    // (each sandbox is checked as it starts: see watchUnverified)
+    const unverified = key && verdicts!.passed(key) ? key : undefined
+    if (!unverified) {
       try {
         this.deps.probe(sandbox)
       } catch (error) {
@@ -196,7 +190,7 @@ export class SandboxRun {
     }
     // said only once the sandbox is known to work: a failed probe's message says it all
     if (sandbox.idMap.warning) process.stderr.write(`${sandbox.idMap.warning}\n`)
-    const phase: OpenRun = { kind: 'open', sandbox, services, checking }
+    const phase: OpenRun = { kind: 'open', sandbox, services, unverified }
     this.phase = phase
     // made now, while the runner goes on starting up (Vitest's plugins, globbing, its
     // first worker's options): the first launch finds it ready instead of waiting for a
@@ -225,7 +219,6 @@ export class SandboxRun {
       // a spare would take the debugger's connections from the worker that runs the file
       spares = 0
     }
-    await phase.checking
     if (this.settings.heldUserNamespace) await this.startHolding(phase)
     // a globalSetup server started since the spares booted makes them no match: they
     // would not reach it
@@ -288,8 +281,6 @@ export class SandboxRun {
     phase.services.close()
     this.published?.close()
     this.published = undefined
-    // (its sandbox's state dir is removed below)
-    await phase.checking?.catch(() => {})
     await phase.holding
     phase.userns?.close()
     phase.sandbox.cleanup()
@@ -318,6 +309,23 @@ export class SandboxRun {
       process.stderr.write(`${(error as Error).message}\nvitest-pool-rootless: mapping ids per worker instead (slower, same sandbox).\n`)
       return undefined
     }
+  }
+
+  /**
+   * A run that skipped its probe on a remembered verdict: a sandbox that fails to build
+   * now means the machine changed since. Said once, in the probe's words (the launcher's
+   * own line is in the worker's output); the verdict is forgotten, so the next run
+   * probes while its config loads.
+   */
+  private watchUnverified(phase: OpenRun, child: ChildProcess): void {
+    const key = phase.unverified!
+    void exits.get(child)?.then((exit) => {
+      if (exit.step === undefined || phase.unverified !== key) return
+      phase.unverified = undefined
+      this.deps.verdicts?.forget(key)
+      const { message } = probeFailure(exit.code, exit.signal, '')
+      process.stderr.write(`${message}\n(A sandbox with these options was built on this machine since it booted: something changed since. The next run checks while its config loads.)\n`)
+    })
   }
 
   private forkNow(spec: LaunchSpec): ChildProcess {
@@ -353,6 +361,8 @@ export class SandboxRun {
       env = { ...env, [RESET_ENV]: JSON.stringify(plan) }
     }
     const child = this.deps.fork(sandbox, userns, spec, env, publish)
+    const phase = this.phase as OpenRun
+    if (phase.unverified) this.watchUnverified(phase, child)
     if (publish) {
       const socket = publish.socket
       child.once('exit', () => {
@@ -369,7 +379,6 @@ export const launcherDeps: RunDeps = {
   prepare: prepareSandbox,
   probe: probeSandbox,
   verdicts: new ProbeVerdicts(),
-  probeInBackground,
   holdUserNamespace: (sandbox) => holdUserNamespace(sandbox.launcher, sandbox.idMap, sandbox.networksSocket, sandbox.egress),
   fork(sandbox, userns, spec, env, publish) {
     const args = sandbox.args({ needs: spec.needs, runnerPorts: spec.runnerPorts, hostForwards: spec.hostForwards, publish, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined, networksSocket: userns?.networksSocket, statusFd: STATUS_FD_INDEX })
@@ -381,7 +390,7 @@ export const launcherDeps: RunDeps = {
       stdio: ['pipe', 'pipe', 'pipe', 'ipc', 'pipe', ...(userns ? [userns.fd] : [])],
       serialization: spec.serialization ?? 'advanced',
     })
-    exits.set(child, watchExit(child, child.stdio[STATUS_FD_INDEX] as Readable | null))
+    trackExit(child, watchExit(child, child.stdio[STATUS_FD_INDEX] as Readable | null))
     // a process that dies before reading it is reported by its exit, not by this send
     if (spec.greeting) child.send(spec.greeting.message as Serializable, () => {})
     return child

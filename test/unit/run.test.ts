@@ -3,7 +3,8 @@ import { EventEmitter } from 'node:events'
 import { createServer, type AddressInfo } from 'node:net'
 import { describe, expect, it, vi } from 'vitest'
 import type { HeldUserNamespace } from '../../src/engine/holder.js'
-import { SandboxRun, type LaunchSpec, type RunDeps } from '../../src/engine/run.js'
+import type { ChildExit } from '../../src/engine/exit.js'
+import { SandboxRun, trackExit, type LaunchSpec, type RunDeps } from '../../src/engine/run.js'
 import type { PreparedSandbox } from '../../src/engine/sandbox.js'
 import { SandboxError } from '../../src/plan/errors.js'
 import { validateSandboxOptions } from '../../src/plan/options.js'
@@ -68,19 +69,26 @@ describe('SandboxRun: the lifecycle of one sandbox configuration', () => {
     expect(bad.log).toEqual(['prepare 1', 'cleanup 1'])
   })
 
-  it('a passed probe is remembered: the next open() with the same key checks it off the critical path, and a check that fails forgets it and fails each launch with its words', async () => {
+  it('a passed probe is remembered: the next open() with the same key builds no probe; a sandbox that fails to build then forgets it and says so once', async () => {
     const remembered = new Set<string>()
-    let background: () => Promise<void> = async () => {}
-    const verdictDeps = () =>
-      fakeDeps({
+    const exits: Array<(exit: ChildExit) => void> = []
+    const verdictDeps = () => {
+      const made = fakeDeps({
         verdicts: {
           key: () => 'boot-1',
           passed: (key) => remembered.has(key),
           remember: (key) => void remembered.add(key),
           forget: (key) => void remembered.delete(key),
         },
-        probeInBackground: () => background(),
       })
+      const fork = made.deps.fork
+      made.deps.fork = (...args) => {
+        const child = fork(...args)
+        trackExit(child, new Promise((resolve) => exits.push(resolve)))
+        return child
+      }
+      return made
+    }
     const first = verdictDeps()
     const run1 = new SandboxRun(options, { heldUserNamespace: false, runnerPorts: false }, first.deps)
     run1.open()
@@ -88,25 +96,26 @@ describe('SandboxRun: the lifecycle of one sandbox configuration', () => {
     expect([...remembered]).toEqual(['boot-1'])
     await run1.close()
 
-    const second = verdictDeps()
-    const run2 = new SandboxRun(options, { heldUserNamespace: false, runnerPorts: false }, second.deps)
-    run2.open()
-    // no blocking probe: the background one checks
-    expect(second.log).toEqual(['prepare 1'])
-    await run2.launch(spec, 0)
-    await run2.close()
-
-    background = async () => {
-      throw new SandboxError("vitest-pool-rootless: can't build the test sandbox on this machine (unshare failed)", { step: 'unshare', exitCode: 234 })
+    const write = vi.spyOn(process.stderr, 'write').mockImplementation(() => true)
+    try {
+      const second = verdictDeps()
+      const run2 = new SandboxRun(options, { heldUserNamespace: false, runnerPorts: false }, second.deps)
+      run2.open()
+      // no probe: the remembered verdict stands in for it
+      expect(second.log).toEqual(['prepare 1'])
+      await run2.launch(spec, 0)
+      await run2.launch(spec, 0)
+      // the machine changed: both sandboxes fail to build; said once, verdict forgotten
+      exits.forEach((exit) => exit({ code: 234, signal: null, step: 'unshare' }))
+      await new Promise((resolve) => setTimeout(resolve, 10))
+      expect(remembered.size).toBe(0)
+      const said = write.mock.calls.map((c) => String(c[0])).join('')
+      expect(said.match(/can't build the test sandbox on this machine \(unshare failed, exit 234\)/g)).toHaveLength(1)
+      expect(said).toContain('something changed since')
+      await run2.close()
+    } finally {
+      write.mockRestore()
     }
-    const third = verdictDeps()
-    const run3 = new SandboxRun(options, { heldUserNamespace: false, runnerPorts: false }, third.deps)
-    run3.open()
-    await expect(run3.launch(spec, 0)).rejects.toThrow("can't build the test sandbox on this machine (unshare failed)")
-    await expect(run3.launch(spec, 0)).rejects.toThrow('unshare failed')
-    expect(third.log.filter((l) => l.startsWith('fork'))).toEqual([])
-    expect(remembered.size).toBe(0)
-    await run3.close()
   })
 
   it("open() starts making the warm user namespace at once, while the runner starts up, not at the first launch", async () => {
