@@ -48,6 +48,17 @@ function fakeDeps(overrides: Partial<RunDeps> = {}) {
   return { deps, log, children }
 }
 
+/** What `body` writes to stderr (kept off the test's output). */
+async function stderrOf(body: () => Promise<void>): Promise<string> {
+  const write = vi.spyOn(process.stderr, 'write').mockImplementation(() => true)
+  try {
+    await body()
+    return write.mock.calls.map((c) => String(c[0])).join('')
+  } finally {
+    write.mockRestore()
+  }
+}
+
 const spec: LaunchSpec = { entrypoint: '/entry.js', execArgv: [], env: { A: '1' }, needs: [], reusable: false }
 const options = validateSandboxOptions({})
 
@@ -96,10 +107,9 @@ describe('SandboxRun: the lifecycle of one sandbox configuration', () => {
     expect([...remembered]).toEqual(['boot-1'])
     await run1.close()
 
-    const write = vi.spyOn(process.stderr, 'write').mockImplementation(() => true)
-    try {
-      const second = verdictDeps()
-      const run2 = new SandboxRun(options, { heldUserNamespace: false, runnerPorts: false }, second.deps)
+    const second = verdictDeps()
+    const run2 = new SandboxRun(options, { heldUserNamespace: false, runnerPorts: false }, second.deps)
+    const said = await stderrOf(async () => {
       run2.open()
       // no probe: the remembered verdict stands in for it
       expect(second.log).toEqual(['prepare 1'])
@@ -108,14 +118,11 @@ describe('SandboxRun: the lifecycle of one sandbox configuration', () => {
       // the machine changed: both sandboxes fail to build; said once, verdict forgotten
       exits.forEach((exit) => exit({ code: 234, signal: null, step: 'unshare' }))
       await new Promise((resolve) => setTimeout(resolve, 10))
-      expect(remembered.size).toBe(0)
-      const said = write.mock.calls.map((c) => String(c[0])).join('')
-      expect(said.match(/can't build the test sandbox on this machine \(unshare failed, exit 234\)/g)).toHaveLength(1)
-      expect(said).toContain('something changed since')
-      await run2.close()
-    } finally {
-      write.mockRestore()
-    }
+    })
+    expect(remembered.size).toBe(0)
+    expect(said.match(/can't build the test sandbox on this machine \(unshare failed, exit 234\)/g)).toHaveLength(1)
+    expect(said).toContain('something changed since')
+    await run2.close()
   })
 
   it("open() starts making the warm user namespace at once, while the runner starts up, not at the first launch", async () => {
@@ -158,24 +165,20 @@ describe('SandboxRun: the lifecycle of one sandbox configuration', () => {
   })
 
   it('a warm user namespace that fails falls back to per-worker maps, saying so once', async () => {
-    const write = vi.spyOn(process.stderr, 'write').mockImplementation(() => true)
-    try {
-      const { deps, log } = fakeDeps({
-        async holdUserNamespace() {
-          throw new Error('vitest-pool-rootless: no holder today')
-        },
-      })
-      const run = new SandboxRun(options, { heldUserNamespace: true, runnerPorts: false }, deps)
+    const { deps, log } = fakeDeps({
+      async holdUserNamespace() {
+        throw new Error('vitest-pool-rootless: no holder today')
+      },
+    })
+    const run = new SandboxRun(options, { heldUserNamespace: true, runnerPorts: false }, deps)
+    const said = await stderrOf(async () => {
       await run.launch(spec, 0)
       await run.launch(spec, 0)
-      expect(log.filter((l) => l.startsWith('fork'))).toEqual(['fork /state/1 userns=- reset=false', 'fork /state/1 userns=- reset=false'])
-      const said = write.mock.calls.map((c) => String(c[0])).join('')
-      expect(said.match(/no holder today/g)).toHaveLength(1)
-      expect(said).toContain('mapping ids per worker instead')
-      await run.close()
-    } finally {
-      write.mockRestore()
-    }
+    })
+    expect(log.filter((l) => l.startsWith('fork'))).toEqual(['fork /state/1 userns=- reset=false', 'fork /state/1 userns=- reset=false'])
+    expect(said.match(/no holder today/g)).toHaveLength(1)
+    expect(said).toContain('mapping ids per worker instead')
+    await run.close()
   })
 
   it('a reusable worker gets the reset plan in its environment; others do not', async () => {
