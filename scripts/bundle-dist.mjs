@@ -41,9 +41,10 @@ const BUILDS = [
     },
   },
   {
-    // inside the sandbox, by path: the launcher's node runs these, Vitest loads the setup files
+    // inside the sandbox, by path: the launcher's node runs these, Vitest loads the setup
+    // files; the launcher tests run the reset (sandbox-reset) in a sandbox of their own
     split: true,
-    entries: Object.fromEntries(['entry', 'worker-loop', 'reset-setup', 'reset-hook', 'reset-runner', 'leak-runner', 'fail-crashed-file'].map((name) => [`inside/${name}`, `inside/${name}.js`])),
+    entries: Object.fromEntries(['entry', 'worker-loop', 'reset-setup', 'reset-hook', 'reset-runner', 'leak-runner', 'fail-crashed-file', 'sandbox-reset'].map((name) => [`inside/${name}`, `inside/${name}.js`])),
   },
   // processes of their own: the command line; the repo's benchmark and install test
   { split: false, entries: { 'chunks/cli': 'cli.js' } },
