@@ -13,12 +13,7 @@ import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { installedEgressHelpers } from '../dist/engine/egress.js'
-import { holdUserNamespace } from '../dist/engine/holder.js'
-import { readHostFacts } from '../dist/engine/host-facts.js'
-import { locateLauncher } from '../dist/engine/launcher-path.js'
-import { egressArg } from '../dist/plan/egress.js'
-import { createIdMapPlan } from '../dist/plan/idmap.js'
+import { installedEgressHelpers, holdUserNamespace, readHostFacts, locateLauncher, egressArg, createIdMapPlan } from '../dist/chunks/internals.js'
 
 const runs = Number(process.env.BENCH_EGRESS_RUNS ?? 100)
 const OUTSIDE = 'http://198.18.0.2:8080'

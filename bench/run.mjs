@@ -19,11 +19,7 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { createIdMapPlan } from '../dist/plan/idmap.js'
-import { holdUserNamespace } from '../dist/engine/holder.js'
-import { readHostFacts, findExecutable } from '../dist/engine/host-facts.js'
-import { locateLauncher } from '../dist/engine/launcher-path.js'
-import { idMapArgs } from '../dist/plan/plan.js'
+import { createIdMapPlan, holdUserNamespace, readHostFacts, findExecutable, locateLauncher, idMapArgs } from '../dist/chunks/internals.js'
 import { renderChart } from './chart.mjs'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
@@ -104,8 +100,13 @@ function timeWithNode(argv) {
 // ---------------------------------------------------------------- 2. Vitest suites
 const suitesDir = join(root, 'bench', '.suites')
 rmSync(suitesDir, { recursive: true, force: true })
+const tiny = `it('adds', () => { expect(1 + 1).toBe(2) })`
 const suites = [
-  { name: '100 tiny files', files: 100, body: `it('adds', () => { expect(1 + 1).toBe(2) })` },
+  // a run's fixed cost (loading the package, the probe, the run's user namespace), as Nx's
+  // Atomizer pays it per file: the forks side's config doesn't import the package at all,
+  // as a project without it wouldn't; isolate on only, and more runs (under 2 s each)
+  { name: 'one file', files: 1, body: tiny, fixedCost: true },
+  { name: '100 tiny files', files: 100, body: tiny },
   { name: '40 files awaiting 200 ms', files: 40, body: `it('waits for I/O', async () => { await new Promise((r) => setTimeout(r, 200)); expect(true).toBe(true) })` },
 ]
 /** Writes a suite's project (config and files) under bench/.suites; its directory. */
@@ -120,6 +121,7 @@ export default defineConfig({ test: {
   isolate: process.env.BENCH_ISOLATE !== 'false',
 } })
 `)
+  if (suite.fixedCost) writeFileSync(join(dir, 'vitest.forks.config.mjs'), `export default { test: { include: ['*.test.js'], pool: 'forks' } }\n`)
   for (let i = 0; i < suite.files; i++) writeFileSync(join(dir, `f${String(i).padStart(3, '0')}.test.js`), `import { expect, it } from 'vitest'\n${suite.body}\n`)
   return dir
 }
@@ -138,7 +140,7 @@ if (parts.has('leaks')) {
     const ratios = []
     for (let run = 0; run < runs; run++) {
       const order = run % 2 === 0 ? ['report', 'ignore'] : ['ignore', 'report']
-      for (const leaks of order) times[leaks].push(await timeVitest(vitest, suite.dir, 'rootless', isolate, { BENCH_LEAKS: leaks }))
+      for (const leaks of order) times[leaks].push(await timeVitest(vitest, suite.dir, 'rootless', isolate, { env: { BENCH_LEAKS: leaks } }))
       ratios.push(times.report.at(-1) / times.ignore.at(-1))
     }
     const row = {
@@ -185,15 +187,15 @@ if (parts.has('vitest3')) {
 /** Runs each suite under forks and rootless, alternating, isolate on and off: one row per pair. */
 async function compareVitest(bin, rows, label, dirOf) {
   for (const suite of suites) {
-    for (const isolate of [true, false]) {
+    for (const isolate of suite.fixedCost ? [true] : [true, false]) {
       const times = { forks: [], rootless: [] }
       // an isolate: false run takes a second or two, where the machine's noise is a tenth:
       // more of them, for a median worth comparing
-      const runs = isolate ? vitestRuns : vitestRuns * 5
+      const runs = isolate && !suite.fixedCost ? vitestRuns : vitestRuns * 5
       for (let run = 0; run < runs; run++) {
         // alternate, so drift in the machine's load hits both pools alike
         const order = run % 2 === 0 ? ['forks', 'rootless'] : ['rootless', 'forks']
-        for (const pool of order) times[pool].push(await timeVitest(bin, dirOf(suite), pool, isolate))
+        for (const pool of order) times[pool].push(await timeVitest(bin, dirOf(suite), pool, isolate, { args: suite.fixedCost && pool === 'forks' ? ['--config', 'vitest.forks.config.mjs'] : [] }))
       }
       const row = {
         suite: suite.name,
@@ -209,10 +211,10 @@ async function compareVitest(bin, rows, label, dirOf) {
   }
 }
 
-function timeVitest(bin, dir, pool, isolate, env = {}) {
+function timeVitest(bin, dir, pool, isolate, { env = {}, args = [] } = {}) {
   return new Promise((resolveTime, reject) => {
     const t = performance.now()
-    const child = spawn(process.execPath, [bin, 'run', '--root', dir, '--reporter=dot'], {
+    const child = spawn(process.execPath, [bin, 'run', '--root', dir, '--reporter=dot', ...args], {
       cwd: dir,
       env: { ...process.env, BENCH_POOL: pool, BENCH_ISOLATE: String(isolate), NO_COLOR: '1', ...env },
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -228,7 +230,7 @@ function timeVitest(bin, dir, pool, isolate, env = {}) {
 // .cjs files: this repo's package.json says "type": "module"
 const jestBin = join(root, 'node_modules', 'jest', 'bin', 'jest.js')
 const jestWorkers = 2
-for (const suite of parts.has('jest') ? suites : []) {
+for (const suite of parts.has('jest') ? suites.filter((s) => !s.fixedCost) : []) {
   const dir = join(suitesDir, `jest-${suite.name.replace(/\W+/g, '-')}`)
   mkdirSync(dir, { recursive: true })
   writeFileSync(join(dir, 'jest.config.cjs'), `module.exports = {
@@ -482,6 +484,7 @@ results.targets = [
   // like for like with the pool's default; no target was set for it
   { what: 'warm setup / bwrap, both with a pid namespace', ratio: ratio(by('launcher, warm + pid'), by('bwrap + pid')), target: null },
   { what: 'fresh setup / unshare --map-auto', ratio: ratio(by('launcher, fresh'), by('unshare')), target: 1.0 },
+  { what: 'one-file project (fixed cost of a run): rootless / forks', ratio: suite('one file', true), target: 1.05 },
   { what: '100 tiny files, isolate on: rootless / forks', ratio: suite('100 tiny files', true), target: 1.02 },
   { what: '40 I/O-bound files, isolate on: rootless / forks', ratio: suite('40 files awaiting 200 ms', true), target: 0.8 },
   { what: '100 tiny files, isolate off: rootless / forks', ratio: suite('100 tiny files', false), target: 1.05 },

@@ -73,7 +73,8 @@ function assertExecutable(path: string, what: string): void {
   }
 }
 
-function cacheDir(env: NodeJS.ProcessEnv): string {
+/** This package's directory in the user's cache (built launchers, remembered probes). */
+export function cacheDir(env: NodeJS.ProcessEnv): string {
   return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'vitest-pool-rootless')
 }
 

@@ -1,15 +1,13 @@
-import { fork, spawnSync, type ChildProcess, type Serializable } from 'node:child_process'
+import { fork, type ChildProcess, type Serializable } from 'node:child_process'
 import type { Readable, Writable } from 'node:stream'
 import { rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { explainFailure } from './machine-checks.js'
 import { FORWARDED_PORTS_ENV, LEAKS_ENV, NETWORK_ENV, RESET_ENV, SANDBOXED_ENV, type LeakChecks } from '../wire/wire.js'
 import { scrubEnv } from '../plan/env.js'
 import { SandboxError } from '../plan/errors.js'
 import type { ResolvedSandboxOptions } from '../plan/options.js'
 import { realpathOrSelf } from '../plan/paths.js'
 import { createResetPlan } from '../plan/plan.js'
-import { launcherStep } from '../plan/steps.js'
 import { watchExit, type ChildExit } from './exit.js'
 import { hostListeningPorts, listeningNow, ownListeningPorts } from './listening-ports.js'
 import { onHostPortRegistered, registeredForwards } from './forwarded-at-run-time.js'
@@ -22,6 +20,7 @@ import { holdUserNamespace, type HeldUserNamespace } from './holder.js'
 import { PACKAGE_ROOT } from './launcher-path.js'
 import { prepareSandbox, type PreparedSandbox } from './sandbox.js'
 import { resolveEgressAllow } from './egress.js'
+import { probeFailure, probeSandbox, ProbeVerdicts } from './probe.js'
 import { SparePool } from './spares.js'
 import { removeIfEmpty, writablePaths } from './writable.js'
 
@@ -105,6 +104,8 @@ export interface RunDeps {
   prepare(options: ResolvedSandboxOptions, egressAllow: readonly string[]): PreparedSandbox
   /** Builds one sandbox and throws a SandboxError if it can't. */
   probe(sandbox: PreparedSandbox): void
+  /** Probes that passed on this machine since it booted (engine/probe.ts); without it every open() probes. */
+  verdicts?: Pick<ProbeVerdicts, 'key' | 'passed' | 'remember' | 'forget'>
   holdUserNamespace(sandbox: PreparedSandbox): Promise<HeldUserNamespace>
   /**
    * Starts one sandboxed process. With `forwardHost`, its forwarder takes forwards added
@@ -119,9 +120,11 @@ export interface RunDeps {
 interface OpenRun {
   kind: 'open'
   sandbox: PreparedSandbox
-  /** Set once the warm user namespace exists; forks made before that map ids themselves. */
+  /** Set once the warm user namespace exists (started by `open()`); forks made before that map ids themselves. */
   userns?: HeldUserNamespace
   holding?: Promise<void>
+  /** The key of the remembered verdict this run skipped its probe on, until a sandbox fails. */
+  unverified?: string
   /** How the sandboxes reach `hostPorts`' named services. */
   services: ServiceRelays
   /** Stops passing `forwardHostPort()`'s registrations to running workers. */
@@ -130,6 +133,11 @@ interface OpenRun {
 type RunPhase = OpenRun | { kind: 'closed' }
 
 const exits = new WeakMap<ChildProcess, Promise<ChildExit>>()
+
+/** Notes how a process `RunDeps.fork` started ends, for `exitOf` (fakes in tests too). */
+export function trackExit(child: ChildProcess, exit: Promise<ChildExit>): void {
+  exits.set(child, exit)
+}
 
 /**
  * How a process started by `SandboxRun.launch` ended: its exit code or signal, and the
@@ -186,11 +194,19 @@ export class SandboxRun {
     this.openedAt = Date.now()
     const egressAllow = resolveEgressAllow(this.options.egress, 'egress', this.deps.lookUp)
     const sandbox = this.deps.prepare(this.options, egressAllow)
-    try {
-      this.deps.probe(sandbox)
-    } catch (error) {
-      sandbox.cleanup()
-      throw error
+    const { verdicts } = this.deps
+    const key = verdicts?.key(this.options, sandbox.launcher)
+    // this machine built this sandbox since it booted, with these settings: no probe
+    // (each sandbox is checked as it starts: see watchUnverified)
+    const unverified = key && verdicts!.passed(key) ? key : undefined
+    if (!unverified) {
+      try {
+        this.deps.probe(sandbox)
+      } catch (error) {
+        sandbox.cleanup()
+        throw error
+      }
+      if (key) verdicts!.remember(key)
     }
     // said only once the sandbox is known to work: a failed probe's message says it all
     if (sandbox.idMap.warning) process.stderr.write(`${sandbox.idMap.warning}\n`)
@@ -198,7 +214,16 @@ export class SandboxRun {
     const stopListening = onHostPortRegistered((forward) => {
       for (const channel of this.forwarderChannels) channel.write(`${forward.inside}:${forward.host}\n`)
     })
-    this.phase = { kind: 'open', sandbox, services, stopListening }
+    const phase: OpenRun = { kind: 'open', sandbox, services, unverified, stopListening }
+    this.phase = phase
+    // made now, while the runner goes on starting up (Vitest's plugins, globbing, its
+    // first worker's options): the first launch finds it ready instead of waiting for a
+    // launcher to map ids. The holder never holds the run open and ends with this process.
+    if (this.settings.heldUserNamespace) this.startHolding(phase)
+  }
+
+  private startHolding(phase: OpenRun): Promise<void> {
+    return (phase.holding ??= this.holdUserNamespace(phase.sandbox).then((userns) => void (phase.userns = userns)))
   }
 
   /** The run's private state directory (hosts file, generated files). */
@@ -218,8 +243,7 @@ export class SandboxRun {
       // a spare would take the debugger's connections from the worker that runs the file
       spares = 0
     }
-    if (this.settings.heldUserNamespace) phase.holding ??= this.holdUserNamespace(phase.sandbox).then((userns) => void (phase.userns = userns))
-    await phase.holding
+    if (this.settings.heldUserNamespace) await this.startHolding(phase)
     // a globalSetup server started since the spares booted makes them no match: they
     // would not reach it
     if (this.options.network !== 'host') spec = { ...spec, ...(await this.forwardsNow(phase)) }
@@ -239,7 +263,7 @@ export class SandboxRun {
     const services = await phase.services.forwards()
     const relays = new Set(phase.services.ports())
     const ranges = this.options.hostPorts.filter(isRange)
-    const listening = ranges.length > 0 || this.settings.runnerPorts ? listeningNow() : []
+    const listening = ranges.length > 0 || this.settings.runnerPorts ? listeningNow(phase.sandbox.addon) : []
     const inRanges = ranges.length > 0 ? rangeForwards(ranges, hostListeningPorts(listening).filter((port) => !relays.has(port))) : []
     const fixed = this.options.hostPorts.filter(isForward).length
     const room = Math.max(0, MAX_FORWARDS - fixed - services.length - registeredForwards().length)
@@ -329,6 +353,23 @@ export class SandboxRun {
     }
   }
 
+  /**
+   * A run that skipped its probe on a remembered verdict: a sandbox that fails to build
+   * now means the machine changed since. Said once, in the probe's words (the launcher's
+   * own line is in the worker's output); the verdict is forgotten, so the next run
+   * probes while its config loads.
+   */
+  private watchUnverified(phase: OpenRun, child: ChildProcess): void {
+    const key = phase.unverified!
+    void exits.get(child)?.then((exit) => {
+      if (exit.step === undefined || phase.unverified !== key) return
+      phase.unverified = undefined
+      this.deps.verdicts?.forget(key)
+      const { message } = probeFailure(exit.code, exit.signal, '')
+      process.stderr.write(`${message}\n(A sandbox with these options was built on this machine since it booted: something changed since. The next run checks while its config loads.)\n`)
+    })
+  }
+
   private forkNow(spec: LaunchSpec): ChildProcess {
     const { sandbox, userns } = this.openPhase()
     // a path reached through a symlink is kept as written and as it resolves: either
@@ -374,6 +415,8 @@ export class SandboxRun {
       this.forwarderChannels.add(channel)
       child.once('exit', () => this.forwarderChannels.delete(channel))
     }
+    const phase = this.phase as OpenRun
+    if (phase.unverified) this.watchUnverified(phase, child)
     if (publish) {
       const socket = publish.socket
       child.once('exit', () => {
@@ -389,6 +432,7 @@ export class SandboxRun {
 export const launcherDeps: RunDeps = {
   prepare: (options, egressAllow) => prepareSandbox(options, undefined, egressAllow),
   probe: probeSandbox,
+  verdicts: new ProbeVerdicts(),
   holdUserNamespace: (sandbox) => holdUserNamespace(sandbox.launcher, sandbox.idMap, sandbox.networksSocket, sandbox.egress),
   fork(sandbox, userns, spec, env, publish, forwardHost) {
     const args = sandbox.args({ needs: spec.needs, writable: spec.writable, runnerPorts: spec.runnerPorts, hostForwards: spec.hostForwards, publish, newSession: true, usernsFd: userns ? USERNS_FD_INDEX : undefined, networksSocket: userns?.networksSocket, statusFd: STATUS_FD_INDEX, forwardHostFd: forwardHost ? FORWARD_HOST_FD_INDEX : undefined })
@@ -400,43 +444,9 @@ export const launcherDeps: RunDeps = {
       stdio: ['pipe', 'pipe', 'pipe', 'ipc', 'pipe', userns ? userns.fd : 'ignore', ...(forwardHost ? ['pipe' as const] : [])],
       serialization: spec.serialization ?? 'advanced',
     })
-    exits.set(child, watchExit(child, child.stdio[STATUS_FD_INDEX] as Readable | null))
+    trackExit(child, watchExit(child, child.stdio[STATUS_FD_INDEX] as Readable | null))
     // a process that dies before reading it is reported by its exit, not by this send
     if (spec.greeting) child.send(spec.greeting.message as Serializable, () => {})
     return child
   },
-}
-
-
-/**
- * Steps that fail because of what the options ask for, not because of the machine: the
- * error names the options instead of sending the user to the doctor.
- */
-const OPTION_STEPS: Readonly<Record<string, string>> = {
-  'open-hosts': '`hostsFile`',
-  hosts: '`hosts`/`hostsFile`',
-  'open-keep': '`keep`',
-  keep: '`keep`/`writable`',
-  tmpfs: '`tmpfs`/`tmpfsSize`',
-  hostname: '`hostname`',
-  // the node binary's own directory is kept: what fails is what it loads (libc under /usr)
-  exec: '`tmpfs` (it hides what node needs to start)',
-  chdir: '`tmpfs`/`keep` (the working directory is hidden)',
-}
-
-/** Builds one sandbox around `node --version`, synchronously; throws the doctor's words. */
-function probeSandbox(sandbox: PreparedSandbox): void {
-  const args = sandbox.args({ needs: [process.execPath] })
-  const result = spawnSync(sandbox.launcher, [...args, '--', process.execPath, '--version'], { cwd: '/', encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
-  if (result.status === 0) return
-  const code = result.status
-  const stderr = `${result.stderr ?? ''}`.trim() || (result.error ? String(result.error.message) : '')
-  const step = launcherStep(code) ?? 'probe'
-  const how = code === null ? `signal ${result.signal}` : `exit ${code}`
-  const option = OPTION_STEPS[step]
-  const message = option
-    ? `vitest-pool-rootless: the sandbox can't be built with these options (${step} failed, ${how}).\n${stderr}\nCheck the option ${option} of rootless().`
-    : // the doctor's words for what is wrong with this machine
-      `vitest-pool-rootless: can't build the test sandbox on this machine (${step} failed, ${how}).\n${stderr}\n${explainFailure(step, stderr)}`
-  throw new SandboxError(message, { step, exitCode: code, signal: result.signal, fault: option ? 'options' : 'machine' })
 }

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { LEAKS_ENV, type LeakChecks } from '../wire/wire.js'
 import { readMounts } from './sandbox-reset.js'
+import { parseBoundSockets, type SocketEntry } from '../engine/listening-ports.js'
 
 /**
  * How long what a file left gets to end by itself before it counts: a server closing,
@@ -19,14 +20,6 @@ export interface ProcessEntry {
   ppid: number
   session: number
   zombie: boolean
-}
-
-/** A listening TCP or bound UDP socket of the sandbox's network. */
-export interface SocketEntry {
-  inode: string
-  protocol: 'tcp' | 'udp'
-  address: string
-  port: number
 }
 
 /**
@@ -123,16 +116,6 @@ export function parseStat(text: string): ProcessEntry | undefined {
   return { pid, ppid: Number(fields[1]), session: Number(fields[3]), zombie: fields[0] === 'Z' || fields[0] === 'X' }
 }
 
-/** The addon's `boundSockets()` text: "tcp|udp ADDRESS PORT INODE" a line (native/listeners.c). */
-export function parseBoundSockets(text: string): SocketEntry[] {
-  return text
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => {
-      const [protocol, address, port, inode] = line.split(' ') as ['tcp' | 'udp', string, string, string]
-      return { protocol, address, port: Number(port), inode }
-    })
-}
 
 function describeProcess(p: ProcessEntry): string {
   let command = ''

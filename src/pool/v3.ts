@@ -70,9 +70,17 @@ export function vitest3PoolModule(opened: OpenedRun): string {
   const id = prepared.size + 1
   prepared.set(id, opened)
   const file = join(run.stateDir, `vitest3-pool-${id}.mjs`)
-  writeFileSync(file, `import { poolFor } from ${JSON.stringify(import.meta.url)}\nexport default poolFor(${id})\n`)
+  writeFileSync(file, `import { poolFor } from ${JSON.stringify(SELF)}\nexport default poolFor(${id})\n`)
   return file
 }
+
+/**
+ * This module's URL as Vitest 3 must import it: in the bundled package this code may sit
+ * in a shared chunk, whose export names are the bundler's; the entry dist/pool/v3.js
+ * re-exports `poolFor` from it by name (scripts/bundle-dist.mjs). From the TypeScript
+ * sources, the source file itself.
+ */
+const SELF = import.meta.url.endsWith('.ts') ? import.meta.url : new URL('../pool/v3.js', import.meta.url).href
 
 /** The pool factory of a module `vitest3PoolModule` wrote. */
 export function poolFor(id: number): (vitest: Vitest3, options: { execArgv: string[]; env: NodeJS.ProcessEnv }) => Promise<ProcessPool3> {

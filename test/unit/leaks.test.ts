@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { LeakTally, leakLine, leakWatchEnv } from '../../src/engine/leak-report.js'
-import { leftProcesses, parseBoundSockets, parseStat, type ProcessEntry } from '../../src/inside/leak-watch.js'
+import { parseBoundSockets } from '../../src/engine/listening-ports.js'
+import { leftProcesses, parseStat, type ProcessEntry } from '../../src/inside/leak-watch.js'
 import { LEAKS_ENV } from '../../src/wire/wire.js'
 
 describe('what a test file left', () => {

@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process'
 import { createServer, type AddressInfo, type Server } from 'node:net'
 import { afterAll, describe, expect, it } from 'vitest'
-import { hostListeningPorts, listeningSockets, ownListeningPorts } from '../../src/engine/listening-ports.js'
+import { locateAddon } from '../../src/engine/launcher-path.js'
+import { hostListeningPorts, listeningNow, listeningSockets, ownListeningPorts } from '../../src/engine/listening-ports.js'
 
 const listen = (host?: string) =>
   new Promise<Server>((resolve) => {
@@ -68,6 +69,31 @@ describe('hostListeningPorts', () => {
       expect(hostListeningPorts()).toContain(port)
     } finally {
       child.kill()
+    }
+  })
+})
+
+describe('listeningNow', () => {
+  it("asks the addon (sock_diag) and gets what /proc's tables say: each TCP listener, IPv4 and IPv6, with its inode; no UDP socket", async () => {
+    const v4 = await listen('127.0.0.1')
+    const v6 = await listen('::1')
+    const udp = (await import('node:dgram')).createSocket('udp4')
+    await new Promise<void>((resolve) => udp.bind(0, '127.0.0.1', resolve))
+    try {
+      // (only these servers': other processes on this machine open and close theirs meanwhile)
+      const ours = new Set([portOf(v4), portOf(v6)])
+      const sorted = (list: Array<{ port: number; inode: string }>) => list.filter((s) => ours.has(s.port)).map((s) => `${s.port} ${s.inode}`).sort()
+      const fromAddon = listeningNow(locateAddon())
+      expect(fromAddon.map((s) => s.port)).toEqual(expect.arrayContaining([portOf(v4), portOf(v6)]))
+      expect(fromAddon.map((s) => s.port)).not.toContain(udp.address().port)
+      // the same listing the /proc tables give (the fallback where the addon can't load)
+      expect(sorted(fromAddon)).toHaveLength(2)
+      expect(sorted(fromAddon)).toEqual(sorted(listeningNow()))
+      expect(sorted(listeningNow('/nonexistent/rootless.node'))).toEqual(sorted(listeningNow()))
+    } finally {
+      v4.close()
+      v6.close()
+      udp.close()
     }
   })
 })

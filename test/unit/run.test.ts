@@ -3,8 +3,9 @@ import { EventEmitter } from 'node:events'
 import { createServer, type AddressInfo } from 'node:net'
 import { describe, expect, it, vi } from 'vitest'
 import type { HeldUserNamespace } from '../../src/engine/holder.js'
+import type { ChildExit } from '../../src/engine/exit.js'
 import { markRunConfigured, registerHostPort } from '../../src/engine/forwarded-at-run-time.js'
-import { SandboxRun, type LaunchSpec, type RunDeps } from '../../src/engine/run.js'
+import { SandboxRun, trackExit, type LaunchSpec, type RunDeps } from '../../src/engine/run.js'
 import type { PreparedSandbox } from '../../src/engine/sandbox.js'
 import { SandboxError } from '../../src/plan/errors.js'
 import { validateSandboxOptions } from '../../src/plan/options.js'
@@ -48,6 +49,17 @@ function fakeDeps(overrides: Partial<RunDeps> = {}) {
   return { deps, log, children }
 }
 
+/** What `body` writes to stderr (kept off the test's output). */
+async function stderrOf(body: () => Promise<void>): Promise<string> {
+  const write = vi.spyOn(process.stderr, 'write').mockImplementation(() => true)
+  try {
+    await body()
+    return write.mock.calls.map((c) => String(c[0])).join('')
+  } finally {
+    write.mockRestore()
+  }
+}
+
 const spec: LaunchSpec = { entrypoint: '/entry.js', execArgv: [], env: { A: '1' }, needs: [], reusable: false }
 const options = validateSandboxOptions({})
 
@@ -67,6 +79,63 @@ describe('SandboxRun: the lifecycle of one sandbox configuration', () => {
     const failing = new SandboxRun(options, { heldUserNamespace: false, runnerPorts: false }, bad.deps)
     expect(() => failing.open()).toThrow('no namespaces here')
     expect(bad.log).toEqual(['prepare 1', 'cleanup 1'])
+  })
+
+  it('a passed probe is remembered: the next open() with the same key builds no probe; a sandbox that fails to build then forgets it and says so once', async () => {
+    const remembered = new Set<string>()
+    const exits: Array<(exit: ChildExit) => void> = []
+    const verdictDeps = () => {
+      const made = fakeDeps({
+        verdicts: {
+          key: () => 'boot-1',
+          passed: (key) => remembered.has(key),
+          remember: (key) => void remembered.add(key),
+          forget: (key) => void remembered.delete(key),
+        },
+      })
+      const fork = made.deps.fork
+      made.deps.fork = (...args) => {
+        const child = fork(...args)
+        trackExit(child, new Promise((resolve) => exits.push(resolve)))
+        return child
+      }
+      return made
+    }
+    const first = verdictDeps()
+    const run1 = new SandboxRun(options, { heldUserNamespace: false, runnerPorts: false }, first.deps)
+    run1.open()
+    expect(first.log).toEqual(['prepare 1', 'probe /state/1'])
+    expect([...remembered]).toEqual(['boot-1'])
+    await run1.close()
+
+    const second = verdictDeps()
+    const run2 = new SandboxRun(options, { heldUserNamespace: false, runnerPorts: false }, second.deps)
+    const said = await stderrOf(async () => {
+      run2.open()
+      // no probe: the remembered verdict stands in for it
+      expect(second.log).toEqual(['prepare 1'])
+      await run2.launch(spec, 0)
+      await run2.launch(spec, 0)
+      // the machine changed: both sandboxes fail to build; said once, verdict forgotten
+      exits.forEach((exit) => exit({ code: 234, signal: null, step: 'unshare' }))
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    })
+    expect(remembered.size).toBe(0)
+    expect(said.match(/can't build the test sandbox on this machine \(unshare failed, exit 234\)/g)).toHaveLength(1)
+    expect(said).toContain('something changed since')
+    await run2.close()
+  })
+
+  it("open() starts making the warm user namespace at once, while the runner starts up, not at the first launch", async () => {
+    const { deps, log } = fakeDeps()
+    const run = new SandboxRun(options, { heldUserNamespace: true, runnerPorts: false }, deps)
+    run.open()
+    expect(log).toEqual(['prepare 1', 'probe /state/1', 'userns'])
+    await run.launch(spec, 0)
+    // made once: the launch joined the one open() started
+    expect(log).toEqual(['prepare 1', 'probe /state/1', 'userns', 'fork /state/1 userns=99 reset=false'])
+    await run.close()
+    expect(log.at(-2)).toBe('userns closed')
   })
 
   it('launch() joins the warm user namespace, hands out a booted spare, and keeps spares topped up', async () => {
@@ -97,24 +166,20 @@ describe('SandboxRun: the lifecycle of one sandbox configuration', () => {
   })
 
   it('a warm user namespace that fails falls back to per-worker maps, saying so once', async () => {
-    const write = vi.spyOn(process.stderr, 'write').mockImplementation(() => true)
-    try {
-      const { deps, log } = fakeDeps({
-        async holdUserNamespace() {
-          throw new Error('vitest-pool-rootless: no holder today')
-        },
-      })
-      const run = new SandboxRun(options, { heldUserNamespace: true, runnerPorts: false }, deps)
+    const { deps, log } = fakeDeps({
+      async holdUserNamespace() {
+        throw new Error('vitest-pool-rootless: no holder today')
+      },
+    })
+    const run = new SandboxRun(options, { heldUserNamespace: true, runnerPorts: false }, deps)
+    const said = await stderrOf(async () => {
       await run.launch(spec, 0)
       await run.launch(spec, 0)
-      expect(log.filter((l) => l.startsWith('fork'))).toEqual(['fork /state/1 userns=- reset=false', 'fork /state/1 userns=- reset=false'])
-      const said = write.mock.calls.map((c) => String(c[0])).join('')
-      expect(said.match(/no holder today/g)).toHaveLength(1)
-      expect(said).toContain('mapping ids per worker instead')
-      await run.close()
-    } finally {
-      write.mockRestore()
-    }
+    })
+    expect(log.filter((l) => l.startsWith('fork'))).toEqual(['fork /state/1 userns=- reset=false', 'fork /state/1 userns=- reset=false'])
+    expect(said.match(/no holder today/g)).toHaveLength(1)
+    expect(said).toContain('mapping ids per worker instead')
+    await run.close()
   })
 
   it('a reusable worker gets the reset plan in its environment; others do not', async () => {
