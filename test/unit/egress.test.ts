@@ -1,7 +1,7 @@
-import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it } from 'vitest'
 import { findEgressHelper, installedEgressHelpers, resolveEgressAllow } from '../../src/engine/egress.js'
 import { renderEgressResolvConf } from '../../src/plan/egress.js'
 import { renderNsswitch } from '../../src/plan/hosts.js'
@@ -12,9 +12,15 @@ import type { ResolvedSandboxOptions } from '../../src/plan/options.js'
 const selfMap = { uidMap: [{ inside: 0, outside: 1000, count: 1 }], gidMap: [{ inside: 0, outside: 1001, count: 1 }], helpers: null, mode: 'self' as const }
 const pasta = { kind: 'pasta' as const, path: '/usr/bin/pasta' }
 
+const fakeHosts: string[] = []
+afterAll(() => {
+  for (const dir of fakeHosts) rmSync(dir, { recursive: true, force: true })
+})
+
 /** A PATH directory holding fake helpers of the given names, and a fake tap device. */
 function fakeHost(names: string[], tunMode = 0o666): { env: NodeJS.ProcessEnv; tun: string } {
   const dir = mkdtempSync(join(tmpdir(), 'vpr-egress-unit-'))
+  fakeHosts.push(dir)
   mkdirSync(join(dir, 'bin'))
   for (const name of names) writeFileSync(join(dir, 'bin', name), '#!/bin/sh\n', { mode: 0o755 })
   const tun = join(dir, 'tun')
