@@ -1,5 +1,5 @@
 import { existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
-import { homedir } from 'node:os'
+import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { removeIfEmpty, writablePaths } from '../../src/engine/writable.js'
@@ -9,14 +9,22 @@ import { createSandboxPlan, launcherArgs } from '../../src/plan/plan.js'
 
 // a project of our own outside the temp dir, as most are
 const project = realpathSync(mkdtempSync(join(resolve(import.meta.dirname, '..', '..'), '.vpr-writable-')))
-afterAll(() => rmSync(project, { recursive: true, force: true }))
+// and a home of our own: the checkout may lie in the real one (CI clones into it), and
+// then `~` would hold the project
+const home = realpathSync(mkdtempSync(join(tmpdir(), 'vpr-writable-home-')))
+const realHome = process.env.HOME
+process.env.HOME = home
+afterAll(() => {
+  process.env.HOME = realHome
+  for (const dir of [project, home]) rmSync(dir, { recursive: true, force: true })
+})
 
 describe('writablePaths', () => {
   it('resolves entries against the project and the home directory, outermost only, making what is missing', () => {
     mkdirSync(join(project, 'out', 'deep'), { recursive: true })
     const created = new Set<string>()
     const paths = writablePaths(['out', 'out/deep', 'new/dir', '~'], project, [join(project, 'new', 'dir', 'inner')], created)
-    expect(paths).toEqual([realpathSync(homedir()), join(project, 'new', 'dir'), join(project, 'out')].sort())
+    expect(paths).toEqual([home, join(project, 'new', 'dir'), join(project, 'out')].sort())
     expect(existsSync(join(project, 'new', 'dir', 'inner'))).toBe(true)
     // made here: new, new/dir, new/dir/inner -- out was there already
     expect([...created].sort()).toEqual([join(project, 'new'), join(project, 'new', 'dir'), join(project, 'new', 'dir', 'inner')])
