@@ -150,7 +150,6 @@ int start_egress_spawner(const struct plan *p, int own_mounts, pid_t *spawner) {
   pid_t pid = fork_helper(&ctl, NULL);
   if (pid < 0) return -1;
   if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
     fcntl(ctl, F_SETFD, FD_CLOEXEC);
     /*
      * The helpers read the host's /etc/resolv.conf (their DNS forwarder asks the host's

@@ -6,7 +6,9 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -95,6 +97,7 @@ ssize_t recv_with_fd(int sock, void *buf, size_t len, int *fd) {
 pid_t fork_helper(int *ctl, int *keep) {
   int pair[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) return -1;
+  pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) {
     int saved = errno;
@@ -104,6 +107,10 @@ pid_t fork_helper(int *ctl, int *keep) {
     return -1;
   }
   if (pid == 0) {
+    /* a helper dies with its parent (the launcher, the holder): the sandbox is gone then.
+       A parent that exited before we asked (a later step failed at once) sends nothing */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(0);
     /* hold nothing of the sandbox's: its stdio, the runner's IPC channel, the status pipe
        (each would stay open as long as we do); only our end of the control socket */
     /* `keep` out of the way of 3 and 4 first: it may be either */

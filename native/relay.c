@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -273,8 +272,7 @@ static void serve(struct connection *c) {
 }
 
 static void run_forwarder(int ctl, const struct forward *forwards, int n, int host) {
-  /* dies with the launcher's process (its parent): the sandbox is gone then */
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  /* dies with the launcher's process (fork_helper): the sandbox is gone then */
   signal(SIGPIPE, SIG_IGN);
   if (relay_init() < 0) _exit(1);
   control_init(forwards, n, host);

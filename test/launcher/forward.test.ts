@@ -51,6 +51,21 @@ describe('launcher: --forward is checked before anything is created', () => {
   })
 })
 
+describeSandbox('launcher: a forwarder never outlives its launcher', () => {
+  // the forwarder is forked before the mounts: a launcher whose tmpfs step then fails
+  // exits at once, maybe before its new forwarder asked to die with it
+  it('is gone when a later step fails, every time (a run of 40)', () => {
+    const marker = `/nonexistent-vpr-forwarder-${process.pid}`
+    for (let i = 0; i < 40; i++) {
+      const result = spawnSync(LAUNCHER, [...SELF, '--tmpfs', marker, '--forward-host-fd', '3', '--pid-namespace', '--', 'true'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe', 'pipe'], timeout: 10_000 })
+      // a forwarder left holds the host channel's pipe: the run would not end
+      expect(result.status).toBe(stepCode('tmpfs'))
+    }
+    const left = spawnSync('pgrep', ['-f', marker], { encoding: 'utf8' }).stdout.trim()
+    expect(left, `forwarders left: ${left}`).toBe('')
+  })
+})
+
 describe('launcher: --forward-host-fd is checked before anything is created', () => {
   it.each([
     [['--host-network'], "--forward-host-fd needs the sandbox's own network, not --host-network"],
