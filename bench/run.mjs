@@ -133,16 +133,10 @@ if (parts.has('suites')) await compareVitest(vitest, results.suites, 'vitest', (
 // the 100 tiny files under rootless(), leaks: 'report' (the default) against 'ignore',
 // alternating; pair by pair, so the machine's drift cancels out of each ratio
 if (parts.has('leaks')) {
-  const suite = suites[0]
+  const suite = suites.find((s) => s.name === '100 tiny files')
   for (const isolate of [true, false]) {
     const runs = isolate ? vitestRuns * 2 : vitestRuns * 5
-    const times = { report: [], ignore: [] }
-    const ratios = []
-    for (let run = 0; run < runs; run++) {
-      const order = run % 2 === 0 ? ['report', 'ignore'] : ['ignore', 'report']
-      for (const leaks of order) times[leaks].push(await timeVitest(vitest, suite.dir, 'rootless', isolate, { env: { BENCH_LEAKS: leaks } }))
-      ratios.push(times.report.at(-1) / times.ignore.at(-1))
-    }
+    const { times, ratios } = await alternate(runs, ['report', 'ignore'], (leaks) => timeVitest(vitest, suite.dir, 'rootless', isolate, { env: { BENCH_LEAKS: leaks } }))
     const row = {
       suite: suite.name,
       isolate,
@@ -188,15 +182,10 @@ if (parts.has('vitest3')) {
 async function compareVitest(bin, rows, label, dirOf) {
   for (const suite of suites) {
     for (const isolate of suite.fixedCost ? [true] : [true, false]) {
-      const times = { forks: [], rootless: [] }
       // an isolate: false run takes a second or two, where the machine's noise is a tenth:
       // more of them, for a median worth comparing
       const runs = isolate && !suite.fixedCost ? vitestRuns : vitestRuns * 5
-      for (let run = 0; run < runs; run++) {
-        // alternate, so drift in the machine's load hits both pools alike
-        const order = run % 2 === 0 ? ['forks', 'rootless'] : ['rootless', 'forks']
-        for (const pool of order) times[pool].push(await timeVitest(bin, dirOf(suite), pool, isolate, { args: suite.fixedCost && pool === 'forks' ? ['--config', 'vitest.forks.config.mjs'] : [] }))
-      }
+      const { times } = await alternate(runs, ['forks', 'rootless'], (pool) => timeVitest(bin, dirOf(suite), pool, isolate, { args: suite.fixedCost && pool === 'forks' ? ['--config', 'vitest.forks.config.mjs'] : [] }))
       const row = {
         suite: suite.name,
         isolate,
@@ -209,6 +198,20 @@ async function compareVitest(bin, rows, label, dirOf) {
       console.error(`${label}: ${suite.name}, isolate ${isolate}: rootless/forks = ${row.ratio}`)
     }
   }
+}
+
+/**
+ * Times variants `a` and `b` in turn, `runs` times each, swapping which goes first, so
+ * drift in the machine's load hits both alike: each one's times, and a/b pair by pair.
+ */
+async function alternate(runs, [a, b], time) {
+  const times = { [a]: [], [b]: [] }
+  const ratios = []
+  for (let run = 0; run < runs; run++) {
+    for (const variant of run % 2 === 0 ? [a, b] : [b, a]) times[variant].push(await time(variant))
+    ratios.push(times[a].at(-1) / times[b].at(-1))
+  }
+  return { times, ratios }
 }
 
 function timeVitest(bin, dir, pool, isolate, { env = {}, args = [] } = {}) {
