@@ -1,15 +1,27 @@
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it } from 'vitest'
 import { holdUserNamespace } from '../../src/engine/holder.js'
 import type { IdMapPlan } from '../../src/plan/idmap.js'
 
 const idMap: IdMapPlan = { uidMap: [{ inside: 0, outside: 0, count: 1 }], gidMap: [{ inside: 0, outside: 0, count: 1 }], helpers: null, mode: 'self' }
 
+const made: string[] = []
+afterAll(() => {
+  for (const dir of made) rmSync(dir, { recursive: true, force: true })
+})
+
+/** A temp dir of this file's, gone after its tests. */
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  made.push(dir)
+  return dir
+}
+
 /** A stand-in launcher in --hold mode: prints what it is given, then waits for stdin to close. */
 function fakeHolder(script: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'vpr-holder-'))
+  const dir = tempDir('vpr-holder-')
   const path = join(dir, 'launcher')
   writeFileSync(path, `#!/bin/sh\n${script}\ncat >/dev/null\n`)
   chmodSync(path, 0o755)
@@ -24,7 +36,7 @@ describe('the warm user namespace holder', () => {
   })
 
   it('with a networks socket, stays for the run and ends at close(); without one, is gone before it resolves', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'vpr-holder-run-'))
+    const dir = tempDir('vpr-holder-run-')
     // says what it was given, and when its stdin ended
     const launcher = fakeHolder(`echo "$@" > ${dir}/args; printf 'ready\\n'; cat >/dev/null; echo ended > ${dir}/ended; exit 0`)
     const ended = () => existsSync(join(dir, 'ended'))
