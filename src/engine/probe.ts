@@ -29,12 +29,23 @@ const MACHINE_FILES = [
   '/etc/subgid',
 ]
 
+/** How many verdicts of one boot are kept: the configs and launchers a machine runs in a day. */
+const KEPT_PER_BOOT = 32
+
+const modified = (path: string): number => {
+  try {
+    return statSync(path).mtimeMs
+  } catch {
+    return 0
+  }
+}
+
 /**
  * Probes that passed, remembered in the user's cache directory: a run whose machine,
  * launcher, node and options are those of a passed probe skips building the probe
  * sandbox while its config loads (its first sandbox that fails says the machine changed).
  * One empty file a verdict, named by the boot and a hash of the rest; a new boot's first
- * verdict removes the older boots'. Failures are never remembered. Where the cache can't
+ * verdict removes the older boots', and a boot keeps its newest KEPT_PER_BOOT. Failures are never remembered. Where the cache can't
  * be written, nothing is remembered and every run probes.
  */
 export class ProbeVerdicts {
@@ -68,7 +79,12 @@ export class ProbeVerdicts {
     try {
       mkdirSync(this.dir, { recursive: true })
       const boot = key.slice(0, key.lastIndexOf('-'))
-      for (const old of readdirSync(this.dir)) if (old.startsWith('probe-') && !old.startsWith(`probe-${boot}-`)) rmSync(join(this.dir, old), { force: true })
+      const verdicts = readdirSync(this.dir).filter((name) => name.startsWith('probe-'))
+      for (const old of verdicts) if (!old.startsWith(`probe-${boot}-`)) rmSync(join(this.dir, old), { force: true })
+      // a boot's verdicts: the newest KEPT_PER_BOOT (an edited config or a rebuilt launcher makes a new one)
+      const thisBoot = verdicts.filter((name) => name.startsWith(`probe-${boot}-`) && name !== `probe-${key}`)
+      const oldestFirst = thisBoot.map((name) => ({ name, at: modified(join(this.dir, name)) })).sort((a, b) => a.at - b.at)
+      for (const { name } of oldestFirst.slice(0, Math.max(0, oldestFirst.length - (KEPT_PER_BOOT - 1)))) rmSync(join(this.dir, name), { force: true })
       writeFileSync(join(this.dir, `probe-${key}`), '')
     } catch {
       // a read-only home: probe every run

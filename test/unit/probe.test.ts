@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -37,6 +37,23 @@ describe('ProbeVerdicts: passed probes, remembered per boot, machine settings an
     expect(readdirSync(join(dir, 'probes')).sort()).toEqual(['probe-boot-b-4567', 'unrelated'])
     v.forget('boot-b-4567')
     expect(v.passed('boot-b-4567')).toBe(false)
+  })
+
+  it('keeps the newest 32 verdicts of a boot: a config edited all day does not fill the cache', () => {
+    const { dir, verdicts: v } = verdicts()
+    for (let i = 0; i < 40; i++) {
+      v.remember(`boot-a-${String(i).padStart(4, '0')}`)
+      // one second apart, oldest first, whatever the file system's time resolution
+      utimesSync(join(dir, 'probes', `probe-boot-a-${String(i).padStart(4, '0')}`), 1_000_000 + i, 1_000_000 + i)
+    }
+    const kept = readdirSync(join(dir, 'probes')).sort()
+    expect(kept).toHaveLength(32)
+    expect(kept[0]).toBe('probe-boot-a-0008')
+    expect(kept.at(-1)).toBe('probe-boot-a-0039')
+    // the verdict just remembered is kept even when its file is the oldest
+    utimesSync(join(dir, 'probes', 'probe-boot-a-0039'), 1, 1)
+    v.remember('boot-a-0039')
+    expect(v.passed('boot-a-0039')).toBe(true)
   })
 
   it('remembers nothing, and does not throw, where the cache can not be written', () => {
