@@ -58,33 +58,28 @@ static int parse_publish(const char *s, struct plan *p) {
   return 0;
 }
 
-static int parse_forward(const char *s, struct forward *f) {
+/* A SEP B, each a port from 1 to 65535. */
+static int parse_port_pair(const char *s, char sep, uint16_t *a, uint16_t *b) {
   char buf[16];
   if (strlen(s) >= sizeof buf) return -1;
   strcpy(buf, s);
-  char *colon = strchr(buf, ':');
-  if (!colon) return -1;
-  *colon = 0;
-  unsigned long inside, host;
-  if (parse_ulong(buf, 65535, &inside) || parse_ulong(colon + 1, 65535, &host) || inside == 0 || host == 0) return -1;
-  f->inside = (uint16_t)inside;
-  f->host = (uint16_t)host;
+  char *mid = strchr(buf, sep);
+  if (!mid) return -1;
+  *mid = 0;
+  unsigned long x, y;
+  if (parse_ulong(buf, 65535, &x) || parse_ulong(mid + 1, 65535, &y) || x == 0 || y == 0) return -1;
+  *a = (uint16_t)x;
+  *b = (uint16_t)y;
   return 0;
 }
 
-/* FROM-TO: host ports 1..65535, FROM at most TO. */
+static int parse_forward(const char *s, struct forward *f) {
+  return parse_port_pair(s, ':', &f->inside, &f->host);
+}
+
+/* FROM-TO, FROM at most TO. */
 static int parse_port_range(const char *s, struct port_range *r) {
-  char buf[16];
-  if (strlen(s) >= sizeof buf) return -1;
-  strcpy(buf, s);
-  char *dash = strchr(buf, '-');
-  if (!dash) return -1;
-  *dash = 0;
-  unsigned long from, to;
-  if (parse_ulong(buf, 65535, &from) || parse_ulong(dash + 1, 65535, &to) || from == 0 || from > to) return -1;
-  r->from = (uint16_t)from;
-  r->to = (uint16_t)to;
-  return 0;
+  return parse_port_pair(s, '-', &r->from, &r->to) < 0 || r->from > r->to ? -1 : 0;
 }
 
 int parse_fd(const char *s) {

@@ -385,24 +385,29 @@ const waitForHost = () => new Promise((resolve) => process.stdin.once('data', re
   process.exit(0);
 })()`
 
-  it('with direct connects: every port of the range leads to the host, served at the start or later, with no listener inside', async () => {
+  it.each([
+    [
+      'with direct connects: every port of the range leads to the host, served at the start or later, with no listener inside',
+      ['--pid-namespace'],
+      // a server of the sandbox on a port of the range keeps its own clients
+      { late: ['direct', 'direct'], servedAtStart: 'direct', listenersInRange: 0, own: 'own' },
+    ],
+    [
+      'through the relay (no pid namespace): only the ports served when the sandbox started lead out, one listener each inside',
+      [],
+      // relayed: the host's server saw the relay's socket, not this one
+      { late: ['ECONNREFUSED', 'ECONNREFUSED'], servedAtStart: expect.stringMatching(/^\d+$/), listenersInRange: 2, own: 'EADDRINUSE' },
+    ],
+  ])('%s', async (_, mode, expected) => {
     const base = await fourFreePorts()
     await whoami(base + 2, '127.0.0.1')
     await whoami(base + 3, '127.0.0.1')
     // as the pool passes it: the range, and the port of it served now as a forward (the relay's fallback)
-    const flags = ['--forward-range', `${base}-${base + 2}`, '--forward', `${base + 2}:${base + 2}`, '--pid-namespace']
+    const flags = ['--forward-range', `${base}-${base + 2}`, '--forward', `${base + 2}:${base + 2}`, ...mode]
     const result = await twoSteps(flags, scriptFor(base), () => whoami(base, '::'))
     expect(result.stderr).toBe('')
     expect(result.first).toBe('ECONNREFUSED')
-    expect(result.second).toEqual({
-      late: ['direct', 'direct'],
-      unserved: 'ECONNREFUSED',
-      servedAtStart: 'direct',
-      outside: 'ECONNREFUSED',
-      listenersInRange: 0,
-      // a server of the sandbox on a port of the range keeps its own clients
-      own: 'own',
-    })
+    expect(result.second).toEqual({ unserved: 'ECONNREFUSED', outside: 'ECONNREFUSED', ...expected })
   })
 
   it('with direct connects: leaves alone a connect to a port of the range from a network namespace the test made itself', async () => {
@@ -411,25 +416,6 @@ const waitForHost = () => new Promise((resolve) => process.stdin.once('data', re
     const result = await sandboxedCommand(['--forward-range', `${base}-${base}`, '--pid-namespace'], ['unshare', '--net', process.execPath, '-e', `${TRY} tryConnect(${base}).then((r) => console.log(r))`])
     expect(result.stderr).toBe('')
     expect(result.stdout.trim()).toBe('ENETUNREACH')
-  })
-
-  it('through the relay (no pid namespace): only the ports served when the sandbox started lead out, one listener each inside', async () => {
-    const base = await fourFreePorts()
-    await whoami(base + 2, '127.0.0.1')
-    await whoami(base + 3, '127.0.0.1')
-    const flags = ['--forward-range', `${base}-${base + 2}`, '--forward', `${base + 2}:${base + 2}`]
-    const result = await twoSteps(flags, scriptFor(base), () => whoami(base, '::'))
-    expect(result.stderr).toBe('')
-    expect(result.first).toBe('ECONNREFUSED')
-    expect(result.second).toEqual({
-      late: ['ECONNREFUSED', 'ECONNREFUSED'],
-      unserved: 'ECONNREFUSED',
-      // relayed: the host's server saw the relay's socket, not this one
-      servedAtStart: expect.stringMatching(/^\d+$/),
-      outside: 'ECONNREFUSED',
-      listenersInRange: 2,
-      own: 'EADDRINUSE',
-    })
   })
 })
 
