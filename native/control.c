@@ -9,6 +9,8 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -36,6 +38,12 @@ int connects = -1;
 static pthread_mutex_t listeners_lock = PTHREAD_MUTEX_INITIALIZER;
 /* the host's network namespace, where the forwarder lives: no listener of the sandbox's is in it */
 static ino_t own_netns;
+/* the plan's ranges, and ('N') the sandbox's network they are reached from by direct
+   connects, with a sock_diag socket of it: the sandbox's own listeners there come first */
+static struct port_range ranges[MAX_LIST];
+static int n_ranges;
+static int range_diag = -1;
+static ino_t range_netns;
 
 /* One forward more; an inside port the list has already keeps its first meaning, as in the plan. */
 static void allow(struct forward f) {
@@ -44,9 +52,11 @@ static void allow(struct forward f) {
   if (n_allowed < MAX_ALLOWED) allowed[n_allowed++] = f;
 }
 
-void control_init(const struct forward *forwards, int n, int host) {
+void control_init(const struct forward *forwards, int n, const struct port_range *plan_ranges, int plan_n_ranges, int host) {
   n_allowed = 0;
   for (int i = 0; i < n; i++) allow(forwards[i]);
+  n_ranges = plan_n_ranges < 0 ? 0 : plan_n_ranges > MAX_LIST ? MAX_LIST : plan_n_ranges;
+  if (n_ranges > 0) memcpy(ranges, plan_ranges, (size_t)n_ranges * sizeof *ranges);
   host_fd = host;
   if (host_fd >= 0) fcntl(host_fd, F_SETFL, O_NONBLOCK);
   int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -63,6 +73,15 @@ int host_port_for(ino_t netns, int v6, uint16_t inside) {
   for (struct listener *l = listeners; l && port < 0; l = l->next)
     if (l->inside_port == inside && (l->family == AF_INET6) == v6 && (netns == 0 || l->netns == netns)) port = l->host_port;
   pthread_mutex_unlock(&listeners_lock);
+  /*
+   * A port of a range: the host's same port, served now or later (refused there, the
+   * caller's own connect goes on and is refused inside). Not when the sandbox listens on
+   * it itself -- a test's server on an ephemeral port of the range keeps its clients.
+   * range_netns is set before the seccomp listener is taken, and never again.
+   */
+  if (port < 0 && range_netns != 0 && (netns == 0 || netns == range_netns) && in_port_ranges(ranges, n_ranges, inside) &&
+      (netns == 0 || listens_in(range_diag, inside) != 1))
+    port = inside;
   return port;
 }
 
@@ -213,6 +232,18 @@ static int add_connects(int fd) {
   return 0;
 }
 
+/* 'N': a sock_diag socket of the sandbox's network, for the plan's ranges; taken once,
+   before the seccomp listener, and only where the plan has ranges. */
+static int add_range_network(int fd) {
+  if (range_diag >= 0 || connects >= 0 || n_ranges == 0) return -1;
+  if (int_option(fd, SOL_SOCKET, SO_DOMAIN) != AF_NETLINK || int_option(fd, SOL_SOCKET, SO_PROTOCOL) != NETLINK_SOCK_DIAG) return -1;
+  ino_t netns = socket_netns(fd);
+  if (netns == 0 || netns == own_netns) return -1;
+  range_diag = fd;
+  range_netns = netns;
+  return 0;
+}
+
 int control_message(int ctl) {
   struct control m;
   int fd;
@@ -236,6 +267,7 @@ int control_message(int ctl) {
        right after a reset finds them (and goes straight to the host, not via the relay) */
     else if (m.op == 'L' && fd >= 0) answer(ctl, (taken = add_listener(fd, m.host_port) == 0) ? '1' : '0');
     else if (m.op == 'S' && fd >= 0) taken = add_connects(fd) == 0;
+    else if (m.op == 'N' && fd >= 0) taken = add_range_network(fd) == 0;
   }
   if (fd >= 0 && !taken) close(fd);
   return 0;

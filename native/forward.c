@@ -20,6 +20,8 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -136,13 +138,22 @@ int send_forwards(int ctl, const struct forward *forwards, int n, int replace) {
 }
 
 /*
- * Makes this process's connects (and its children's) go straight to the host where they
- * can (connect.c), and hands the seccomp listener to the forwarder. Best effort: where
- * it fails, the relay serves every connection.
+ * Direct connects are best effort: where the filter can't be installed, the relay serves
+ * every connection. A range's ports go straight to the host only where the forwarder can
+ * tell this network's own listeners (a test's server on a port of the range keeps its
+ * connects): without the sock_diag socket for that, the range's served ports get
+ * listeners, as on the relay path.
  */
-void send_connect_listener(int ctl) {
-  int listener = install_connect_filter();
-  if (listener < 0) return;
-  send_control(ctl, 'S', 0, listener);
-  close(listener);
+int prepare_direct(struct direct *d, int ranges) {
+  d->diag = -1;
+  if ((d->listener = install_connect_filter()) < 0) return -1;
+  if (ranges && (d->diag = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG)) < 0) d->diag = -1;
+  return 0;
+}
+
+void send_direct(int ctl, struct direct *d) {
+  /* 'N' first: the forwarder takes it only before the seccomp listener */
+  if (d->diag >= 0) send_control(ctl, 'N', 0, d->diag), close(d->diag);
+  send_control(ctl, 'S', 0, d->listener);
+  close(d->listener);
 }

@@ -11,6 +11,10 @@
  *                              byte back, '1' taken / '0' refused
  *   'R' no fd                  drop every listener (a reset's fresh network follows)
  *   'S' one fd                 the sandbox's seccomp listener, for direct connects (connect.c)
+ *   'N' one fd                 a sock_diag socket of the sandbox's network, sent before 'S'
+ *                              where the plan has ranges (--forward-range): direct connects
+ *                              from that network to a port of a range go to the host's same
+ *                              port, unless the sandbox listens on it; taken once, no answer
  *   'P' no fd                  which forwards now? one message back: 'p', then each
  *                              struct forward (the plan's, then the host's additions)
  *
@@ -60,8 +64,8 @@ void bury(void *thing);
 void free_buried(void);
 
 /* control.c */
-/* The plan's forwards, and the host's channel for more (or -1). */
-void control_init(const struct forward *allowed, int n, int host);
+/* The plan's forwards and ranges, and the host's channel for more (or -1). */
+void control_init(const struct forward *allowed, int n, const struct port_range *ranges, int n_ranges, int host);
 /* Reads and handles one message: 0, or -1 when the socket is gone (every sender closed it). */
 int control_message(int ctl);
 /* Takes the forwards the host added since: 0, or -1 when its channel is gone. */
@@ -79,6 +83,9 @@ extern int connects;
    per round of questions; forget_served() ends the round */
 int host_serves(uint16_t port);
 void forget_served(void);
+/* whether something listens on TCP `port` in the network of the sock_diag socket `diag`:
+   1, 0, or -1 where it can't be asked */
+int listens_in(int diag, uint16_t port);
 
 /* connect.c: direct connects, answered in the forwarder */
 typedef int (*host_port_fn)(ino_t netns, int v6, uint16_t inside);

@@ -63,7 +63,7 @@ static int prepare(struct plan *p, struct run *r, int from) {
      * (relay.c): the ports this plan forwards reach the host's loopback through it.
      */
     if (op->kind == OP_FORWARD && !op->flag) {
-      if ((r->forwarder = start_forwarder(p->forwards, p->n_forwards, p->forward_host_fd, &r->forwarder_pid)) < 0)
+      if ((r->forwarder = start_forwarder(p->forwards, p->n_forwards, p->ranges, p->n_ranges, p->forward_host_fd, &r->forwarder_pid)) < 0)
         return fail(STEP_FORWARD, "can't start the forwarder");
       /* the host's channel is the forwarder's alone: nothing of the sandbox may add ports */
       if (p->forward_host_fd >= 0) close(p->forward_host_fd), p->forward_host_fd = -1;
@@ -105,7 +105,6 @@ static int forward(struct plan *p, struct run *r, const struct op *op) {
       return fail(STEP_FORWARD, "can't listen on the forwarded ports in the fresh network namespace");
     return 0;
   }
-  if (send_forwards(r->forwarder, p->forwards, p->n_forwards, 0) < 0) return fail(STEP_FORWARD, "can't listen on a forwarded port inside the sandbox");
   /*
    * Every connect(2) of CMD and its children asks the forwarder first from here on, which
    * connects the ones to forwarded ports straight to the host (connect.c). Only with a
@@ -114,7 +113,16 @@ static int forward(struct plan *p, struct run *r, const struct op *op) {
    * A worker that resets in place needs the one seccomp listener a process may have for
    * its own earlier networks (earlier-networks.c): the relay serves it too.
    */
-  if (p->pid_namespace && !p->relay_only && !getenv(RESET_ENV)) send_connect_listener(r->forwarder);
+  struct direct direct;
+  int direct_ok = p->pid_namespace && !p->relay_only && !getenv(RESET_ENV) && prepare_direct(&direct, p->n_ranges > 0) == 0;
+  /* the served ports of a range (--forward P:P within it) are the relay's fallback: with
+     direct connects every port of the range reaches the host, served now or later */
+  struct forward kept[MAX_LIST];
+  int n = 0;
+  for (int i = 0; i < p->n_forwards; i++)
+    if (!direct_ok || direct.diag < 0 || !in_port_ranges(p->ranges, p->n_ranges, p->forwards[i].inside)) kept[n++] = p->forwards[i];
+  if (send_forwards(r->forwarder, kept, n, 0) < 0) return fail(STEP_FORWARD, "can't listen on a forwarded port inside the sandbox");
+  if (direct_ok) send_direct(r->forwarder, &direct);
   /*
    * Only a worker that resets its sandbox in place gets the control socket (its new
    * network's listeners go through it), and that worker's addon makes it close-on-exec

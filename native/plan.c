@@ -58,18 +58,28 @@ static int parse_publish(const char *s, struct plan *p) {
   return 0;
 }
 
-static int parse_forward(const char *s, struct forward *f) {
+/* A SEP B, each a port from 1 to 65535. */
+static int parse_port_pair(const char *s, char sep, uint16_t *a, uint16_t *b) {
   char buf[16];
   if (strlen(s) >= sizeof buf) return -1;
   strcpy(buf, s);
-  char *colon = strchr(buf, ':');
-  if (!colon) return -1;
-  *colon = 0;
-  unsigned long inside, host;
-  if (parse_ulong(buf, 65535, &inside) || parse_ulong(colon + 1, 65535, &host) || inside == 0 || host == 0) return -1;
-  f->inside = (uint16_t)inside;
-  f->host = (uint16_t)host;
+  char *mid = strchr(buf, sep);
+  if (!mid) return -1;
+  *mid = 0;
+  unsigned long x, y;
+  if (parse_ulong(buf, 65535, &x) || parse_ulong(mid + 1, 65535, &y) || x == 0 || y == 0) return -1;
+  *a = (uint16_t)x;
+  *b = (uint16_t)y;
   return 0;
+}
+
+static int parse_forward(const char *s, struct forward *f) {
+  return parse_port_pair(s, ':', &f->inside, &f->host);
+}
+
+/* FROM-TO, FROM at most TO. */
+static int parse_port_range(const char *s, struct port_range *r) {
+  return parse_port_pair(s, '-', &r->from, &r->to) < 0 || r->from > r->to ? -1 : 0;
 }
 
 int parse_fd(const char *s) {
@@ -84,7 +94,7 @@ static int usage_error(const char *fmt, const char *arg) {
   return fail(STEP_USAGE, "%s (usage: launcher [--uid-map I:O:N]... [--gid-map I:O:N]... "
                           "[--newuidmap PATH --newgidmap PATH] [--userns-fd FD [--networks SOCKET]] [--tmpfs PATH [--keep PATH]...]... [--tmpfs-dir PATH]... "
                           "[--tmpfs-size SIZE] [--hosts-file PATH] [--nsswitch-file PATH] [--resolv-file PATH] [--hostname NAME] "
-                          "[--forward INSIDE_PORT:HOST_PORT]... [--forward-host-fd FD] [--relay-only] [--publish PORT=PATH] [--enforce-permissions] [--read-only [--writable PATH]...] [--host-network | --egress KIND:PATH [--egress-allow ADDR[/LEN]]...] "
+                          "[--forward INSIDE_PORT:HOST_PORT]... [--forward-range FROM-TO]... [--forward-host-fd FD] [--relay-only] [--publish PORT=PATH] [--enforce-permissions] [--read-only [--writable PATH]...] [--host-network | --egress KIND:PATH [--egress-allow ADDR[/LEN]]...] "
                           "[--new-session] [--pid-namespace] [--status-fd FD] -- CMD [ARGS...] | --hold [--networks SOCKET [--egress KIND:PATH]] | "
                           "--reset [--tmpfs PATH [--keep PATH]...]... [--tmpfs-dir PATH]... [--tmpfs-size SIZE] [--hostname NAME] "
                           "[--new-network [--egress KIND:PATH [--egress-allow ADDR[/LEN]]...]] [--kill-others] [--unmount PATH]... [--forward INSIDE_PORT:HOST_PORT]...)",
@@ -121,7 +131,7 @@ static void add_dirs(struct plan *p) {
 }
 
 static int has_forwarder(const struct plan *p) {
-  return p->n_forwards > 0 || p->forward_host_fd >= 0;
+  return p->n_forwards > 0 || p->n_ranges > 0 || p->forward_host_fd >= 0;
 }
 
 static void plan_launch(struct plan *p) {
@@ -202,7 +212,7 @@ static void plan_reset(struct plan *p) {
 static int check_plan(struct plan *p, int has_command) {
   if (p->reset) {
     if (has_command || p->hold || p->userns_fd >= 0 || p->n_uid_map || p->n_gid_map || p->newuidmap || p->newgidmap || p->hosts_file || p->nsswitch_file ||
-        p->host_network || p->new_session || p->pid_namespace || p->networks || p->relay_only || p->status_fd >= 0 || p->forward_host_fd >= 0 || p->publish_path || p->enforce_permissions || p->resolv_file ||
+        p->host_network || p->new_session || p->pid_namespace || p->networks || p->relay_only || p->status_fd >= 0 || p->forward_host_fd >= 0 || p->n_ranges || p->publish_path || p->enforce_permissions || p->resolv_file ||
         p->read_only || p->n_writable)
       return usage_error("%s", "--reset takes only --tmpfs, --keep, --tmpfs-dir, --tmpfs-size, --hostname, --new-network, --kill-others, --unmount, --forward, --egress and --egress-allow");
     if (p->egress_kind && !p->new_network) return usage_error("%s", "--egress in a reset goes with --new-network");
@@ -215,6 +225,8 @@ static int check_plan(struct plan *p, int has_command) {
   if (p->n_writable && !p->read_only) return usage_error("%s", "--writable goes with --read-only");
   if (p->n_forwards && p->host_network)
     return usage_error("%s", "--forward needs the sandbox's own network, not --host-network");
+  if (p->n_ranges && p->host_network)
+    return usage_error("%s", "--forward-range needs the sandbox's own network, not --host-network");
   if (p->forward_host_fd >= 0 && p->host_network)
     return usage_error("%s", "--forward-host-fd needs the sandbox's own network, not --host-network");
   if (p->egress_kind && p->host_network)
@@ -321,6 +333,12 @@ int parse_plan(int argc, char **argv, struct plan *p) {
       if (p->n_forwards >= MAX_LIST) return usage_error("too many %s", a);
       if (parse_forward(v, &p->forwards[p->n_forwards])) return usage_error("bad forward '%s', expected INSIDE_PORT:HOST_PORT", v);
       p->n_forwards++;
+    }
+    else if (strcmp(a, "--forward-range") == 0) {
+      NEED_VALUE();
+      if (p->n_ranges >= MAX_LIST) return usage_error("too many %s", a);
+      if (parse_port_range(v, &p->ranges[p->n_ranges])) return usage_error("bad forward range '%s', expected FROM-TO, ports from 1 to 65535 with FROM at most TO", v);
+      p->n_ranges++;
     }
     else if (strcmp(a, "--hostname") == 0) ONCE(p->hostname);
     else if (strcmp(a, "--host-network") == 0) p->host_network = 1;

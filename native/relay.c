@@ -25,13 +25,13 @@
 #define CHUNK (1024 * 1024)
 #define MAX_EVENTS 64
 
-static void run_forwarder(int ctl, const struct forward *forwards, int n, int host) __attribute__((noreturn));
+static void run_forwarder(int ctl, const struct forward *forwards, int n, const struct port_range *ranges, int n_ranges, int host) __attribute__((noreturn));
 
-int start_forwarder(const struct forward *forwards, int n, int host_fd, pid_t *forwarder) {
+int start_forwarder(const struct forward *forwards, int n, const struct port_range *ranges, int n_ranges, int host_fd, pid_t *forwarder) {
   int ctl, host = host_fd;
   pid_t pid = fork_helper(&ctl, &host);
   if (pid < 0) return -1;
-  if (pid == 0) run_forwarder(ctl, forwards, n, host);
+  if (pid == 0) run_forwarder(ctl, forwards, n, ranges, n_ranges, host);
   *forwarder = pid;
   return ctl;
 }
@@ -271,11 +271,11 @@ static void serve(struct connection *c) {
   rewatch(c);
 }
 
-static void run_forwarder(int ctl, const struct forward *forwards, int n, int host) {
+static void run_forwarder(int ctl, const struct forward *forwards, int n, const struct port_range *ranges, int n_ranges, int host) {
   /* dies with the launcher's process (fork_helper): the sandbox is gone then */
   signal(SIGPIPE, SIG_IGN);
   if (relay_init() < 0) _exit(1);
-  control_init(forwards, n, host);
+  control_init(forwards, n, ranges, n_ranges, host);
   static enum kind control_tag = CONTROL, host_tag = HOST;
   relay_watch(ctl, EPOLLIN | EPOLLRDHUP, &control_tag);
   if (host >= 0) relay_watch(host, EPOLLIN | EPOLLRDHUP, &host_tag);

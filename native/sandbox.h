@@ -34,6 +34,11 @@ struct forward {
   uint16_t inside, host;
 };
 
+/* --forward-range: host ports from `from` to `to`, each reached inside at its own number. */
+struct port_range {
+  uint16_t from, to;
+};
+
 /* One range of --egress-allow: an IPv4 or IPv6 prefix, host bits clear. */
 struct egress_allow {
   int family;
@@ -122,6 +127,8 @@ struct plan {
   const char *hostname;
   struct forward forwards[MAX_LIST];
   int n_forwards;
+  struct port_range ranges[MAX_LIST]; /* --forward-range: by direct connects, no listener per port */
+  int n_ranges;
   int forward_host_fd;   /* --forward-host-fd: the host's own channel to the forwarder (more ports), or -1 */
   int relay_only;        /* forwarded connections all go through the relay (no direct connects) */
   uint16_t publish_port; /* --publish: the sandbox's port the host reaches... */
@@ -257,8 +264,26 @@ int reach_earlier_networks(void);
  * the forwarder first drops the listeners it has (a reset's fresh network).
  */
 int send_forwards(int ctl, const struct forward *forwards, int n, int replace);
-/* Sends connects to forwarded ports straight to the host, where it can (connect.c). */
-void send_connect_listener(int ctl);
+/* Direct connects (connect.c), set up before the listeners go out: what 'N' and 'S' send. */
+struct direct {
+  int listener; /* the seccomp listener of this process and its children */
+  int diag;     /* with ranges: a sock_diag socket of this network, or -1 */
+};
+/*
+ * Makes this process's connects (and its children's) ask the forwarder from here on:
+ * 0, or -1 where they can't (then the relay serves every forwarded port). `ranges`: the
+ * plan has --forward-range, whose ports then need no listener here.
+ */
+int prepare_direct(struct direct *d, int ranges);
+/* Hands what prepare_direct() made to the forwarder, and closes it here. */
+void send_direct(int ctl, struct direct *d);
+
+/* Whether `port` lies in one of the `n` ranges. */
+static inline int in_port_ranges(const struct port_range *r, int n, uint16_t port) {
+  for (int i = 0; i < n; i++)
+    if (port >= r[i].from && port <= r[i].to) return 1;
+  return 0;
+}
 
 /* relay.c: the forwarder's process */
 /*
@@ -266,7 +291,7 @@ void send_connect_listener(int ctl);
  * -1. Its pid goes to *pid: the process that outlives the command reaps it. `host_fd`
  * (or -1) is the host's own channel for ports added later: the forwarder alone keeps it.
  */
-int start_forwarder(const struct forward *forwards, int n, int host_fd, pid_t *pid);
+int start_forwarder(const struct forward *forwards, int n, const struct port_range *ranges, int n_ranges, int host_fd, pid_t *pid);
 
 /* connect.c */
 /* Makes this process's connect(2) calls notify a listener (seccomp); its fd, or -1. */

@@ -31,14 +31,13 @@ static uint8_t served[65536 / 8];
 static int served_known;  /* the tables were read for this round */
 static int tables_read;   /* ...and could be: where they can't, every port counts as served */
 
-static void mark(unsigned long port) {
-  if (port > 0 && port < 65536) served[port / 8] |= (uint8_t)(1u << (port % 8));
+static void mark(uint8_t *ports, unsigned long port) {
+  if (port > 0 && port < 65536) ports[port / 8] |= (uint8_t)(1u << (port % 8));
 }
 
-/* The listening TCP sockets of `family`, by sock_diag; -1 where it can't be asked. */
-static int read_diag(int family) {
-  int s = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-  if (s < 0) return -1;
+/* The listening TCP sockets of `family` in the network of the sock_diag socket `s`, marked
+   in `ports`; -1 where it can't be asked. */
+static int dump_listening(int s, int family, uint8_t *ports) {
   struct {
     struct nlmsghdr h;
     struct inet_diag_req_v2 r;
@@ -47,8 +46,8 @@ static int read_diag(int family) {
       .r = {.sdiag_family = (uint8_t)family, .sdiag_protocol = IPPROTO_TCP, .idiag_states = 1u << TCP_LISTEN_STATE},
   };
   int rc = send(s, &req, sizeof req, 0) == (ssize_t)sizeof req ? 0 : -1;
-  /* aligned for the headers read from it */
-  static union { struct nlmsghdr h; char bytes[32768]; } buf;
+  /* aligned for the headers read from it; on the stack: connect.c's thread asks too */
+  union { struct nlmsghdr h; char bytes[32768]; } buf;
   for (int done = 0; rc == 0 && !done;) {
     ssize_t n;
     do n = recv(s, buf.bytes, sizeof buf.bytes, 0); while (n < 0 && errno == EINTR);
@@ -56,11 +55,26 @@ static int read_diag(int family) {
     for (struct nlmsghdr *h = &buf.h; rc == 0 && !done && NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
       if (h->nlmsg_type == NLMSG_DONE) done = 1;
       else if (h->nlmsg_type == NLMSG_ERROR || h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg))) rc = -1;
-      else mark(ntohs(((const struct inet_diag_msg *)NLMSG_DATA(h))->id.idiag_sport));
+      else mark(ports, ntohs(((const struct inet_diag_msg *)NLMSG_DATA(h))->id.idiag_sport));
     }
   }
+  return rc;
+}
+
+/* The host's, by sock_diag. */
+static int read_diag(int family) {
+  int s = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (s < 0) return -1;
+  int rc = dump_listening(s, family, served);
   close(s);
   return rc;
+}
+
+int listens_in(int diag, uint16_t port) {
+  uint8_t ports[65536 / 8];
+  memset(ports, 0, sizeof ports);
+  if (dump_listening(diag, AF_INET, ports) < 0 || dump_listening(diag, AF_INET6, ports) < 0) return -1;
+  return (ports[port / 8] & (1u << (port % 8))) != 0;
 }
 
 /* The same from /proc/self/net/tcp{,6}; -1 where neither can be read. */
@@ -79,7 +93,7 @@ static int read_proc(void) {
         unsigned state;
         if (sscanf(line, " %*s %63s %*s %x", local, &state) != 2 || state != TCP_LISTEN_STATE) continue;
         const char *colon = strrchr(local, ':');
-        mark(colon ? strtoul(colon + 1, NULL, 16) : 0);
+        mark(served, colon ? strtoul(colon + 1, NULL, 16) : 0);
       }
     fclose(f);
   }

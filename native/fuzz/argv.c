@@ -45,6 +45,8 @@ static void check_plan(const struct plan *p) {
   CHECK(strchr(p->tmpfs_options, ',') == NULL || strncmp(p->tmpfs_options, "mode=1777,size=", 15) == 0, "options '%s'", p->tmpfs_options);
   CHECK(strchr(p->tmpfs_options + (p->tmpfs_size ? 15 : 0), ',') == NULL, "more than one size in '%s'", p->tmpfs_options);
   for (int i = 0; i < p->n_forwards; i++) CHECK(p->forwards[i].inside && p->forwards[i].host, "port 0 forwarded");
+  CHECK(p->n_ranges >= 0 && p->n_ranges <= MAX_LIST, "%d port ranges", p->n_ranges);
+  for (int i = 0; i < p->n_ranges; i++) CHECK(p->ranges[i].from > 0 && p->ranges[i].from <= p->ranges[i].to, "port range %u-%u", p->ranges[i].from, p->ranges[i].to);
   int keeps = 0;
   for (int t = 0; t < p->n_tmpfs; t++) {
     CHECK(p->tmpfs[t].first_keep == keeps, "kept paths out of order");

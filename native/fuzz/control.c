@@ -34,6 +34,8 @@ enum { PIPE, UDP, UNBOUND, HOST_LISTENER, SANDBOX_V4, SANDBOX_V6, SANDBOX_OTHER_
 
 static const struct forward plan[] = {{7001, 1}, {7002, 2}};
 #define N_PLAN (int)(sizeof plan / sizeof plan[0])
+/* a range: 'N' is then asked for, and must take a sock_diag socket of the sandbox alone */
+static const struct port_range plan_ranges[] = {{7100, 7199}};
 static int ctl[2] = {-1, -1};     /* [0] the forwarder's end, [1] the sender's */
 static int sandbox[3] = {-1, -1, -1}; /* listeners of the sandbox's network: 7001 v4, v6, 7009 v4 */
 static int baseline;              /* fds open between inputs */
@@ -84,7 +86,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     }
   }
   CHECK(relay_init() >= 0, "no epoll");
-  control_init(plan, N_PLAN, -1);
+  control_init(plan, N_PLAN, plan_ranges, 1, -1);
   CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) == 0, "no socket pair");
   return 0;
 }

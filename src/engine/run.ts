@@ -246,7 +246,7 @@ export class SandboxRun {
     if (this.settings.heldUserNamespace) await this.startHolding(phase)
     // a globalSetup server started since the spares booted makes them no match: they
     // would not reach it
-    if (this.options.network !== 'host') spec = { ...spec, ...(await this.forwardsNow(phase)) }
+    if (this.options.network !== 'host') spec = { ...spec, ...(await this.forwardsNow(phase, spec.reusable)) }
     const child = (spec.publish === undefined ? this.spares.take(spec) : undefined) ?? this.forkNow(spec)
     this.spares.fill(spec, spares)
     return child
@@ -258,8 +258,10 @@ export class SandboxRun {
    * ranges, and (`runnerPorts`) the ports the runner and its children listen on -- not
    * the services' relays, which are reached by the services' own ports. The launcher
    * takes at most MAX_FORWARDS: a range's ports beyond that are left out, said once.
+   * (They are the relay's fallback: where connects go straight to the host, the launcher
+   * gets the ranges themselves and every port of them leads out, served now or later.)
    */
-  private async forwardsNow(phase: OpenRun): Promise<Pick<LaunchSpec, 'hostForwards' | 'runnerPorts'>> {
+  private async forwardsNow(phase: OpenRun, reusable: boolean): Promise<Pick<LaunchSpec, 'hostForwards' | 'runnerPorts'>> {
     const services = await phase.services.forwards()
     const relays = new Set(phase.services.ports())
     const ranges = this.options.hostPorts.filter(isRange)
@@ -269,7 +271,10 @@ export class SandboxRun {
     const room = Math.max(0, MAX_FORWARDS - fixed - services.length - registeredForwards().length)
     if (inRanges.length > room && !this.saidRangeLimit) {
       this.saidRangeLimit = true
-      process.stderr.write(`vitest-pool-rootless: \`hostPorts\` ranges: ${inRanges.length} host ports in them are served, a sandbox forwards at most ${MAX_FORWARDS} ports in all; ports from ${inRanges[room]?.inside} up are left out. Narrow the range.\n`)
+      // only a fresh sandbox per file in a pid namespace can connect straight to the host
+      const relayOnly = !this.options.pidNamespace || reusable
+      const where = relayOnly ? '' : ' where connects go through the relay (Linux before 5.14, a sandbox in a sandbox)'
+      process.stderr.write(`vitest-pool-rootless: \`hostPorts\` ranges: ${inRanges.length} host ports in them are served, a sandbox forwards at most ${MAX_FORWARDS} ports in all${where}; ports from ${inRanges[room]?.inside} up are left out. Narrow the range.\n`)
     }
     const hostForwards = [...services, ...registeredForwards(), ...inRanges.slice(0, room)]
     // (not the debugger's port this process listens on for the sandbox: inside, the worker's own)

@@ -9,7 +9,8 @@ export interface PortForward {
 /**
  * Host ports from `from` to `to` (both included), each reached inside at its own number:
  * the ports a container runtime publishes on (Testcontainers, `docker run -P`), known
- * only once the run is under way. Only the ports served when a sandbox starts lead out.
+ * only once the run is under way. With direct connects every port of it leads out,
+ * served now or later; through the relay only those served when a sandbox starts.
  */
 export interface PortRange {
   from: number
@@ -49,6 +50,8 @@ export function validateHostPorts(value: unknown, option: string): HostPort[] {
   if (value === undefined) return []
   if (!Array.isArray(value)) throw new RootlessOptionError(option, value, 'expects an array of ports, { inside, host } ports, ranges or services')
   const entries = value.map((entry: unknown) => parseEntry(entry, option))
+  // the launcher's limit of --forward-range (MAX_LIST in native/sandbox.h)
+  if (entries.filter(isRange).length > 64) throw new RootlessOptionError(option, value, 'expects at most 64 ranges: join neighbouring ones')
   for (let i = 0; i < entries.length; i++) {
     for (let j = 0; j < i; j++) {
       const overlap = overlapOf(entries[j]!, entries[i]!)

@@ -93,8 +93,10 @@ export interface SandboxOptions {
    * through a relay. Needs `network: 'isolated'` or `'egress'`.
    *
    * Also `'FROM-TO'`, a range of host ports reached at the same numbers (the ports a
-   * container runtime publishes on, e.g. `'32768-60999'`): each port of it served when a
-   * sandbox starts leads out, the others are refused. And `'NAME:PORT'`, a service the
+   * container runtime publishes on, e.g. `'32768-60999'`): with direct connects each port
+   * of it leads out, served when the sandbox starts or later, with no listener inside;
+   * through the relay (`isolate: false`, Jest, `pidNamespace: false`, Linux before 5.14)
+   * only the ports served when a sandbox starts do. Unserved ports are refused. And `'NAME:PORT'`, a service the
    * host reaches by name (a CI job's `services:`, docker-compose): inside, `NAME`
    * resolves to the sandbox's loopback and `PORT` there leads to `NAME:PORT` as the host
    * resolves it when the run starts (a name it can't resolve stops the run). No port

@@ -1,7 +1,7 @@
 import type { IdMapLine, IdMapPlan } from './idmap.js'
 import { isInside } from './paths.js'
 import type { ResolvedSandboxOptions } from './options.js'
-import { isForward, type PortForward } from './host-ports.js'
+import { isForward, isRange, type PortForward, type PortRange } from './host-ports.js'
 import type { ResetPlan } from '../wire/wire.js'
 import { egressArg, type EgressHelper } from './egress.js'
 
@@ -36,6 +36,12 @@ export interface SandboxPlan {
   egressAllow?: string[]
   /** Ports of the sandbox's loopback that lead to the host's (hostPorts, the runner's own). */
   forwards: PortForward[]
+  /**
+   * `hostPorts` ranges (`--forward-range`): where connects go straight to the host, every
+   * port of them leads to the host's same port, served now or later, with no listener
+   * inside; elsewhere only `forwards` (which hold their served ports) lead out.
+   */
+  ranges?: PortRange[]
   newSession: boolean
   pidNamespace: boolean
   /**
@@ -118,6 +124,8 @@ export function createSandboxPlan(inputs: PlanInputs): SandboxPlan {
     newSession: inputs.newSession ?? false,
     pidNamespace: options.pidNamespace,
   }
+  const ranges = own ? options.hostPorts.filter(isRange) : []
+  if (ranges.length > 0) plan.ranges = ranges
   if (options.permissions === 'enforce') plan.enforcePermissions = true
   // device nodes and the kernel's files keep their modes: /dev/null is written to, and a
   // pid namespace's own /proc can only be mounted where the one in sight is writable
@@ -155,6 +163,7 @@ export function launcherArgs(plan: SandboxPlan): string[] {
   if (plan.nsswitchFile) args.push('--nsswitch-file', plan.nsswitchFile)
   if (plan.resolvFile) args.push('--resolv-file', plan.resolvFile)
   args.push(...forwardArgs(plan))
+  for (const range of plan.ranges ?? []) args.push('--forward-range', `${range.from}-${range.to}`)
   if (plan.forwardHostFd !== undefined) args.push('--forward-host-fd', String(plan.forwardHostFd))
   if (plan.publish) args.push('--publish', `${plan.publish.port}=${plan.publish.socket}`)
   if (plan.hostname) args.push('--hostname', plan.hostname)

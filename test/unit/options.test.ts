@@ -309,6 +309,7 @@ describe('validateSandboxOptions: invalid values', () => {
     ['hostPorts a range over a port', { hostPorts: ['5000-6000', 5432] }, 'hostPorts', ['5000-6000', 5432]],
     ['hostPorts two ranges that overlap', { hostPorts: ['5000-6000', '5999-7000'] }, 'hostPorts', ['5000-6000', '5999-7000']],
     ['hostPorts a range over a service', { hostPorts: ['5000-6000', 'db:5432'] }, 'hostPorts', ['5000-6000', 'db:5432']],
+    ['hostPorts 65 ranges (the launcher takes 64)', { hostPorts: Array.from({ length: 65 }, (_, i) => `${1000 + 2 * i}-${1000 + 2 * i}`) }, 'hostPorts', Array.from({ length: 65 }, (_, i) => `${1000 + 2 * i}-${1000 + 2 * i}`)],
     ['hostPorts a service with no port', { hostPorts: ['postgres'] }, 'hostPorts', 'postgres'],
     ['hostPorts a service with port 0', { hostPorts: ['postgres:0'] }, 'hostPorts', 'postgres:0'],
     ['hostPorts a service with port 70000', { hostPorts: ['postgres:70000'] }, 'hostPorts', 'postgres:70000'],

@@ -254,6 +254,14 @@ describe('createSandboxPlan: mounts and flags', () => {
     ])
   })
 
+  it('passes the ranges themselves (--forward-range) to a sandbox, after its forwards, and none to a reset or on the host network', () => {
+    const hostPorts = [{ from: 40000, to: 40010 }, { inside: 5432, host: 5432 }, { from: 50000, to: 50000 }]
+    const plan = createSandboxPlan({ options: options({ hostPorts }), idMap: selfMap, hostForwards: [{ inside: 40003, host: 40003 }] })
+    expect(launcherArgs(plan).slice(idMapArgs(selfMap).length)).toEqual(['--forward', '5432:5432', '--forward', '40003:40003', '--forward-range', '40000-40010', '--forward-range', '50000-50000'])
+    expect(createResetPlan(plan, '', '/addon').args).not.toContain('--forward-range')
+    expect(launcherArgs(createSandboxPlan({ options: options({ hostPorts, network: 'host' }), idMap: selfMap }))).not.toContain('--forward-range')
+  })
+
   it('passes --status-fd only when asked, fd 0 not mistaken for none', () => {
     expect(argv({ options: options(), idMap: selfMap })).not.toContain('--status-fd')
     expect(values(argv({ options: options(), idMap: selfMap, statusFd: 6 }), '--status-fd')).toEqual(['6'])
