@@ -74,6 +74,37 @@ static int count_fds(void) {
   return n - 1; /* the directory's own */
 }
 
+/* What each open fd is, for the report of a failed count. */
+static void list_fds(void) {
+  DIR *d = opendir("/proc/self/fd");
+  for (struct dirent *e; d && (e = readdir(d));) {
+    char path[300], target[256];
+    snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+    ssize_t n = readlink(path, target, sizeof target - 1);
+    if (n > 0) target[n] = 0, fprintf(stderr, "  fd %s -> %s\n", e->d_name, target);
+  }
+  if (d) closedir(d);
+}
+
+/*
+ * Checks that `expected` fds are open, once they are or after 100 ms. Under load, a count
+ * once in a few runs found two fds more than expected and no listener, and the saved
+ * input never did so on replay: something of the process besides the forwarder's code
+ * (libFuzzer's or the sanitizers' own) holds files for a moment. A leak of ours stays
+ * open; the report then lists every fd.
+ */
+static void check_fds(int expected, const char *what) {
+  int n = count_fds();
+  for (int i = 0; i < 100 && n != expected; i++) {
+    usleep(1000);
+    n = count_fds();
+  }
+  if (n == expected) return;
+  fprintf(stderr, "fuzz check failed: %d fds open, %d expected (%s)\n", n, expected, what);
+  list_fds();
+  abort();
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc, (void)argv;
   /* the sandbox's network: a namespace of our own, lo up; then the "host's", another */
@@ -157,7 +188,12 @@ static void drop_all(void) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  if (!baseline) baseline = count_fds();
+  if (!baseline) {
+    /* the fewest seen over 10 ms: the same passing fds must not count here either */
+    baseline = count_fds();
+    for (int i = 0; i < 10; i++, usleep(1000))
+      if (count_fds() < baseline) baseline = count_fds();
+  }
   for (size_t at = 0; at < size;) {
     size_t len = data[at] & 15;
     int n = data[at] >> 4 & 3;
@@ -180,9 +216,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     /* the forwarder holds what it took and nothing else: listeners, each a listening one */
     CHECK(listener_count() <= 2 * N_PLAN, "%d listeners", listener_count());
-    CHECK(count_fds() == baseline + listener_count(), "%d fds open, %d + %d listeners expected", count_fds(), baseline, listener_count());
+    check_fds(baseline + listener_count(), "the fds open between inputs and the listeners taken");
   }
   drop_all();
-  CHECK(count_fds() == baseline, "%d fds open after 'R', %d before", count_fds(), baseline);
+  check_fds(baseline, "after 'R': the fds open between inputs");
   return 0;
 }
