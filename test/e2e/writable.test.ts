@@ -3,9 +3,9 @@ import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { beforeAll, expect, inject, it } from 'vitest'
 import { copyFixture, prepareConsumer, prepareJestConsumer, type Consumer, type JestConsumer } from '../support/consumer.js'
-import { runJest } from '../support/jest-run.js'
+import { runJest, startJest } from '../support/jest-run.js'
 import { expectNoLeftovers, releaseNamespaces, snapshotLeftovers } from '../support/leftovers.js'
-import { runVitest, startVitest } from '../support/vitest-run.js'
+import { runVitest, startVitest, type LiveRun } from '../support/vitest-run.js'
 import { describeSandbox } from '../support/sandbox.js'
 
 // `writable: ['./out']`: the host read-only but ./out, the temp dirs, and what Vitest's
@@ -42,21 +42,12 @@ for (const major of [5, 3] as const) describeSandbox(`a read-only host with a wr
     it(`writes the snapshot of a test file added in watch mode in a directory of its own (isolate: ${isolate})`, async () => {
       const root = copyFixture(consumer, 'writable')
       const before = snapshotLeftovers(consumer)
-      // watch mode runs without CI: new snapshots are written
-      const run = startVitest(consumer, root, { mode: 'watch', args: isolate ? [] : ['--maxWorkers=1'], env: { E2E_ISOLATE: String(isolate) }, timeoutMs: 150_000 })
-      try {
-        // the first run's result is the test above's: here it's the file that comes later
-        await run.waitFor(/Test Files\s+.*\(3\)/, { ms: 90_000 })
-        const since = run.output().length
-        // no test file was in later/ when the run started: nothing there was made writable
-        mkdirSync(join(root, 'later'))
-        writeFileSync(join(root, 'later', 'later.test.ts'), "import { expect, test } from 'vitest'\n\ntest('later', () => {\n  expect({ later: true }).toMatchSnapshot()\n})\n")
-        await run.waitFor(/Test Files\s+\d+ (passed|failed)/, { ms: 90_000, since })
-        expect(run.output(since)).toMatch(/Test Files\s+1 passed \(1\)/)
-      } finally {
-        run.kill('SIGTERM')
-        await run.closed
-      }
+      // UPDATE_SNAPSHOT=new: a new snapshot is written, as outside CI (whatever CI says here)
+      const run = startVitest(consumer, root, { mode: 'watch', args: isolate ? [] : ['--maxWorkers=1'], env: { UPDATE_SNAPSHOT: 'new', E2E_ISOLATE: String(isolate) }, timeoutMs: 150_000 })
+      // the first run's result is the test above's: here it's the file that comes later
+      const source = "import { expect, test } from 'vitest'\n\ntest('later', () => {\n  expect({ later: true }).toMatchSnapshot()\n})\n"
+      const rerun = await addInWatch(run, root, /Test Files\s+.*\(3\)/, 'later.test.ts', source, /Test Files\s+\d+ (passed|failed)/)
+      expect(rerun).toMatch(/Test Files\s+1 passed \(1\)/)
       expect(readFileSync(join(root, 'later', '__snapshots__', 'later.test.ts.snap'), 'utf8')).toContain('"later": true')
       await expectNoLeftovers(before, consumer)
       releaseNamespaces()
@@ -94,4 +85,36 @@ describeSandbox('a read-only host with a writable allow-list on Jest 30', () => 
     await expectNoLeftovers(before, consumer)
     releaseNamespaces()
   })
+
+  it('writes the snapshot of a test file added in watch mode in a directory of its own', async () => {
+    const root = copyFixture(consumer, 'jest-writable')
+    const before = snapshotLeftovers(consumer)
+    // --ci=false: a new snapshot is written, as outside CI (whatever CI says here)
+    const run = startJest(consumer, root, { args: ['--ci=false', '--watchAll', '-i'], watch: true, timeoutMs: 150_000 })
+    // --watchAll runs every file again when one is added
+    const rerun = await addInWatch(run, root, /Tests:\s+2 passed, 2 total/, 'later.test.js', "test('later', () => {\n  expect({ later: true }).toMatchSnapshot()\n})\n", /Tests:\s+.*3 total/)
+    expect(rerun).toMatch(/Tests:\s+3 passed, 3 total/)
+    expect(readFileSync(join(root, 'later', '__snapshots__', 'later.test.js.snap'), 'utf8')).toContain('"later": true')
+    await expectNoLeftovers(before, consumer)
+    releaseNamespaces()
+  })
 })
+
+/**
+ * Once a run under watch is through its first round (`first`), adds `later/<file>` --
+ * no test file was in later/ when the run started, so nothing there was made writable
+ * then -- and returns what the run printed from then to `rerun`; the run is stopped.
+ */
+async function addInWatch(run: LiveRun, root: string, first: RegExp, file: string, source: string, rerun: RegExp): Promise<string> {
+  try {
+    await run.waitFor(first, { ms: 90_000 })
+    const since = run.output().length
+    mkdirSync(join(root, 'later'))
+    writeFileSync(join(root, 'later', file), source)
+    await run.waitFor(rerun, { ms: 90_000, since })
+    return run.output(since)
+  } finally {
+    run.kill('SIGTERM')
+    await run.closed
+  }
+}
