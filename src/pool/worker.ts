@@ -142,7 +142,10 @@ export class RootlessPoolWorker implements PoolWorker {
       const writable = vitestWritableFor(this.run, this.options.project as unknown as Parameters<typeof vitestWritableFor>[1], this.request!.files)
       if (writable !== this.writable) {
         this.writable = writable
-        return void this.relaunch(message).catch((error: unknown) => this.events.emit('error', error))
+        return void this.relaunch(message).catch((error: unknown) => {
+          this.held = undefined
+          this.events.emit('error', error)
+        })
       }
     }
     const child = this.worker?.child
