@@ -239,6 +239,12 @@ int in_initial_user_namespace(void);
 /* SIGKILLs what an earlier file let go in the pid namespace (not init, us or our session's children) and waits; records its failure. */
 int kill_others(void);
 
+/* sock-diag.c: one sock_diag(7) dump over the NETLINK_SOCK_DIAG socket `nl` of the sockets
+   of `family` and `protocol` in `states` (a bit per kernel TCP state), each message handed
+   to `each` (a const struct inet_diag_msg *); 0 once the dump ended, -1 with errno */
+typedef void sock_diag_each(const void *message, void *ctx);
+int sock_diag_dump(int nl, int family, int protocol, uint32_t states, sock_diag_each *each, void *ctx);
+
 /* listeners.c, the addon's alone: the listening TCP (and bound UDP) sockets of this thread's network */
 struct bound_socket {
   int protocol; /* IPPROTO_TCP or IPPROTO_UDP */

@@ -35,37 +35,22 @@ static void mark(uint8_t *ports, unsigned long port) {
   if (port > 0 && port < 65536) ports[port / 8] |= (uint8_t)(1u << (port % 8));
 }
 
-/* The listening TCP sockets of `family` in the network of the sock_diag socket `s`, marked
-   in `ports`; -1 where it can't be asked. */
-static int dump_listening(int s, int family, uint8_t *ports) {
-  struct {
-    struct nlmsghdr h;
-    struct inet_diag_req_v2 r;
-  } req = {
-      .h = {.nlmsg_len = sizeof req, .nlmsg_type = SOCK_DIAG_BY_FAMILY, .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP},
-      .r = {.sdiag_family = (uint8_t)family, .sdiag_protocol = IPPROTO_TCP, .idiag_states = 1u << TCP_LISTEN_STATE},
-  };
-  int rc = send(s, &req, sizeof req, 0) == (ssize_t)sizeof req ? 0 : -1;
-  /* aligned for the headers read from it; on the stack: connect.c's thread asks too */
-  union { struct nlmsghdr h; char bytes[32768]; } buf;
-  for (int done = 0; rc == 0 && !done;) {
-    ssize_t n;
-    do n = recv(s, buf.bytes, sizeof buf.bytes, 0); while (n < 0 && errno == EINTR);
-    if (n <= 0) rc = -1;
-    for (struct nlmsghdr *h = &buf.h; rc == 0 && !done && NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
-      if (h->nlmsg_type == NLMSG_DONE) done = 1;
-      else if (h->nlmsg_type == NLMSG_ERROR || h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg))) rc = -1;
-      else mark(ports, ntohs(((const struct inet_diag_msg *)NLMSG_DATA(h))->id.idiag_sport));
-    }
-  }
-  return rc;
+static void mark_listener(const void *message, void *ports) {
+  mark(ports, ntohs(((const struct inet_diag_msg *)message)->id.idiag_sport));
+}
+
+/* The listening TCP sockets of both families in the network of the sock_diag socket `s`,
+   marked in `ports`; -1 where it can't be asked. */
+static int dump_listening(int s, uint8_t *ports) {
+  int rc = sock_diag_dump(s, AF_INET, IPPROTO_TCP, 1u << TCP_LISTEN_STATE, mark_listener, ports);
+  return rc == 0 ? sock_diag_dump(s, AF_INET6, IPPROTO_TCP, 1u << TCP_LISTEN_STATE, mark_listener, ports) : rc;
 }
 
 /* The host's, by sock_diag. */
-static int read_diag(int family) {
+static int read_diag(void) {
   int s = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (s < 0) return -1;
-  int rc = dump_listening(s, family, served);
+  int rc = dump_listening(s, served);
   close(s);
   return rc;
 }
@@ -73,7 +58,7 @@ static int read_diag(int family) {
 int listens_in(int diag, uint16_t port) {
   uint8_t ports[65536 / 8];
   memset(ports, 0, sizeof ports);
-  if (dump_listening(diag, AF_INET, ports) < 0 || dump_listening(diag, AF_INET6, ports) < 0) return -1;
+  if (dump_listening(diag, ports) < 0) return -1;
   return (ports[port / 8] & (1u << (port % 8))) != 0;
 }
 
@@ -102,7 +87,7 @@ static int read_proc(void) {
 
 static void read_served(void) {
   memset(served, 0, sizeof served);
-  tables_read = read_diag(AF_INET) == 0 && read_diag(AF_INET6) == 0;
+  tables_read = read_diag() == 0;
   if (!tables_read) {
     memset(served, 0, sizeof served);
     tables_read = read_proc() == 0;

@@ -17,7 +17,7 @@ import { openVitestRun } from './open.js'
 import { allowInVite, failCrashedFile, type ViteServerView } from './reset-setup-file.js'
 import { environmentOf, vitest3Worker, wrapSerializableConfig, type EnvironmentConfigView, type RpcMessage, type Vitest3Environment, type Vitest3Worker } from './v3-internals.js'
 import { workerPaths } from './worker-paths.js'
-import { vitestWritable } from './vitest-writable.js'
+import { vitestWritable, vitestWritableFor } from './vitest-writable.js'
 
 // The Vitest 3.2 adapter: Vitest 3 takes a pool as a module whose default export makes a
 // `ProcessPool` (`runTests`, `collectTests`, `close`). This one is a driver over the
@@ -135,12 +135,12 @@ async function createPool(vitest: Vitest3, options: { execArgv: string[]; env: N
   })
 
   // per project, not per file: what its workers start with
-  const specs = new Map<Project3, Map<boolean, LaunchSpec>>()
+  const launchSpecs = new Map<Project3, Map<boolean, LaunchSpec>>()
   const writableOf = new Map<Project3, string[] | undefined>()
   function specOf(project: Project3, reusable: boolean): LaunchSpec {
-    let bySharing = specs.get(project)
+    let bySharing = launchSpecs.get(project)
     if (!bySharing) {
-      specs.set(project, (bySharing = new Map()))
+      launchSpecs.set(project, (bySharing = new Map()))
       run.watchProjects([project.config.root, vitest.config.root])
     }
     let spec = bySharing.get(reusable)
@@ -211,8 +211,16 @@ async function createPool(vitest: Vitest3, options: { execArgv: string[]; env: N
     cancelled = false
     for (const project of new Set(specs.map((s) => s.project))) {
       vitest.state.clearFiles(project, specs.filter((s) => s.project === project).map((s) => s.moduleId))
-      // a read-only host (`writable`): what stays writable, found once per project
-      if (!writableOf.has(project)) writableOf.set(project, await vitestWritable(run, project as unknown as Parameters<typeof vitestWritable>[1]))
+      // a read-only host (`writable`): what stays writable, found for the project's files
+      // when the run starts, and grown by a file added since (watch mode): its workers
+      // start anew with it
+      const snapshots = project as unknown as Parameters<typeof vitestWritable>[1]
+      if (!writableOf.has(project)) writableOf.set(project, await vitestWritable(run, snapshots))
+      const writable = vitestWritableFor(run, snapshots, specs.filter((s) => s.project === project).map((s) => s.moduleId))
+      if (writable !== writableOf.get(project)) {
+        writableOf.set(project, writable)
+        launchSpecs.delete(project)
+      }
     }
     const jobs = specs.map((spec) => {
       const environment = environmentOf(spec.moduleId, spec.project.config, vitest.distPath)

@@ -11,7 +11,7 @@ import { allowInVite, failCrashedFile, leakRunnerFile, resetRunnerFile, resetSet
 import { forksWorkerEntry, hasForksWorkerEntry, usesNativeModuleRunner } from './vitest-internals.js'
 import { publishInspector } from './inspector.js'
 import { workerPaths } from './worker-paths.js'
-import { vitestWritable } from './vitest-writable.js'
+import { vitestWritable, vitestWritableFor } from './vitest-writable.js'
 
 /** How long a write error waits for the worker's exit before it is reported itself. */
 const PIPE_ERROR_GRACE_MS = 200
@@ -136,6 +136,18 @@ export class RootlessPoolWorker implements PoolWorker {
       this.startMessage = message
     }
     if (this.held) return void this.held.push(message)
+    if (message.type === 'run' && this.writable) {
+      // a file the sandbox wasn't made for (added in watch mode) writes its snapshots
+      // where the sandbox is read-only: a new one, made for it, runs the request
+      const writable = vitestWritableFor(this.run, this.options.project as unknown as Parameters<typeof vitestWritableFor>[1], this.request!.files)
+      if (writable !== this.writable) {
+        this.writable = writable
+        return void this.relaunch(message).catch((error: unknown) => {
+          this.held = undefined
+          this.events.emit('error', error)
+        })
+      }
+    }
     const child = this.worker?.child
     if (!child || !child.connected) {
       this.events.emit('error', Object.assign(new Error('vitest-pool-rootless: the sandboxed worker is gone'), { code: 'ERR_IPC_CHANNEL_CLOSED' }))
@@ -252,7 +264,26 @@ export class RootlessPoolWorker implements PoolWorker {
     const crash: CrashedFile = { file: crashed, message: crashOf(exit, [crashed]).message }
     this.failing = crashed
     const worker = await this.launch(this.spec({ ...this.options.env, [CRASHED_FILE_ENV]: JSON.stringify(crash) }), 0)
-    await new Promise<void>((resolve, reject) => {
+    await this.startAgain(worker, this.reusable ? this.startMessage! : this.failingFirst(this.startMessage!))
+    this.release({ ...request.message, context: { ...request.message.context, files: rest } })
+  }
+
+  /**
+   * The request `message` in a new sandbox made with the current writable paths, the
+   * old one stopped before it ran anything of it; messages sent meanwhile follow it.
+   */
+  private async relaunch(message: WorkerRequest): Promise<void> {
+    this.held = []
+    const old = this.worker
+    const worker = await this.launch(this.spec(), 0)
+    void old?.stop()
+    await this.startAgain(worker, this.startMessage!)
+    this.release(message)
+  }
+
+  /** Vitest's `start` again, for a worker that replaces one Vitest started: its 'started' answer is ours. */
+  private startAgain(worker: WorkerProcess, start: WorkerRequest): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
       const onStarted = (message: { type?: string; error?: unknown } | null) => {
         if (message?.type !== 'started') return
         worker.child.off('message', onStarted)
@@ -261,12 +292,16 @@ export class RootlessPoolWorker implements PoolWorker {
       // before the transport's own listener: this 'started' is ours, not Vitest's
       worker.child.prependListener('message', onStarted)
       void worker.ended.then(() => reject(new Error('the worker that took over ended before it started')))
-      worker.send(this.reusable ? this.startMessage : this.failingFirst(this.startMessage!))
+      worker.send(start)
     })
-    const held = this.held
+  }
+
+  /** Sends `message`, then what was held while a new worker started. */
+  private release(message: WorkerRequest): void {
+    const held = this.held ?? []
     this.held = undefined
-    this.send({ ...request.message, context: { ...request.message.context, files: rest } })
-    for (const message of held) this.send(message)
+    this.send(message)
+    for (const next of held) this.send(next)
   }
 
   /**
