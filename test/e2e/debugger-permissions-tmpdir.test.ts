@@ -15,10 +15,13 @@ import { runVitest, startVitest } from '../support/vitest-run.js'
 // gave), `permissions: 'enforce'` (uid 0 that sees permission bits), and a TMPDIR other
 // than /tmp (both stay private). CI runs this as an unprivileged user too.
 
-/** TMPDIR elsewhere: $HOME/t (a CI's own), and inside /tmp (Debian's libpam-tmpdir). */
-const TMPDIRS: Array<[string, () => string]> = [
-  ['$HOME/t', () => (mkdirSync(join(homedir(), 't'), { recursive: true }), realpathSync(join(homedir(), 't')))],
-  ['/tmp/user/<id>-like, inside /tmp', () => mkdtempSync(join(realpathSync('/tmp'), 'vpr-user-'))],
+/**
+ * TMPDIR elsewhere: $HOME/t (a CI's own), and inside /tmp (Debian's libpam-tmpdir). `ours`:
+ * the test made it, and takes it away after (a $HOME/t that was there is the user's).
+ */
+const TMPDIRS: Array<[string, () => { tmp: string; ours: boolean }]> = [
+  ['$HOME/t', () => ({ ours: mkdirSync(join(homedir(), 't'), { recursive: true }) !== undefined, tmp: realpathSync(join(homedir(), 't')) })],
+  ['/tmp/user/<id>-like, inside /tmp', () => ({ tmp: mkdtempSync(join(realpathSync('/tmp'), 'vpr-user-')), ours: true })],
 ]
 
 /** Files of this run's marker left in the host's /tmp or `tmp` (none may be: all stayed private). */
@@ -92,7 +95,7 @@ describeSandbox('a debugger, permissions and TMPDIR on Vitest 5', () => {
   })
 
   it.each(TMPDIRS)('keeps /tmp and TMPDIR both private with TMPDIR=%s', async (_, makeTmp) => {
-    const tmp = makeTmp()
+    const { tmp, ours } = makeTmp()
     const root = copyFixture(consumer, 'tmpdir')
     const marker = `vpr-tmpdir-${process.pid}-${Date.now()}`
     try {
@@ -101,7 +104,7 @@ describeSandbox('a debugger, permissions and TMPDIR on Vitest 5', () => {
       expect(run.code, run.output).toBe(0)
       expect(markersLeft(marker, tmp)).toEqual([])
     } finally {
-      if (tmp.startsWith('/tmp/')) rmSync(tmp, { recursive: true, force: true })
+      if (ours) rmSync(tmp, { recursive: true, force: true })
     }
   })
 })
@@ -139,7 +142,7 @@ describeSandbox('a debugger, permissions and TMPDIR on Jest 30', () => {
   })
 
   it.each(TMPDIRS)('keeps /tmp and TMPDIR both private with TMPDIR=%s, in one worker reset between files (-i)', async (_, makeTmp) => {
-    const tmp = makeTmp()
+    const { tmp, ours } = makeTmp()
     const root = copyFixture(consumer, 'jest-tmpdir')
     const marker = `vpr-tmpdir-${process.pid}-${Date.now()}`
     try {
@@ -148,7 +151,7 @@ describeSandbox('a debugger, permissions and TMPDIR on Jest 30', () => {
       expect(run.output).toMatch(/Tests:\s+2 passed, 2 total/)
       expect(markersLeft(marker, tmp)).toEqual([])
     } finally {
-      if (tmp.startsWith('/tmp/')) rmSync(tmp, { recursive: true, force: true })
+      if (ours) rmSync(tmp, { recursive: true, force: true })
     }
   })
 
