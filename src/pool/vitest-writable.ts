@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import type { SandboxRun } from '../engine/run.js'
 
@@ -14,10 +14,14 @@ interface ProjectWithSnapshots {
   }
 }
 
-/** A project's writable paths so far, and the runner's own paths they were made from. */
+/**
+ * A project's writable paths so far, the runner's own paths they were made from, and the
+ * test files already read for them (each at its modification time then).
+ */
 interface ProjectWritable {
   runnerPaths: Set<string>
   paths: string[] | undefined
+  read: Map<string, number>
 }
 
 const found = new WeakMap<object, Promise<ProjectWritable>>()
@@ -39,8 +43,9 @@ export async function vitestWritable(run: SandboxRun, project: ProjectWithSnapsh
     state = (async () => {
       const { testFiles } = await project.globTestFiles()
       const coverage = project.vitest.config.coverage
-      const runnerPaths = new Set([...filesWrite(project, testFiles), ...(coverage?.enabled && coverage.reportsDirectory ? [coverage.reportsDirectory] : [])])
-      const own: ProjectWritable = { runnerPaths, paths: run.writablePaths(project.config.root, [...runnerPaths]) }
+      const read = new Map<string, number>()
+      const runnerPaths = new Set([...filesWrite(project, testFiles, read), ...(coverage?.enabled && coverage.reportsDirectory ? [coverage.reportsDirectory] : [])])
+      const own: ProjectWritable = { runnerPaths, paths: run.writablePaths(project.config.root, [...runnerPaths]), read }
       settled.set(project, own)
       return own
     })()
@@ -57,18 +62,30 @@ export async function vitestWritable(run: SandboxRun, project: ProjectWithSnapsh
 export function vitestWritableFor(run: SandboxRun, project: ProjectWithSnapshots, files: readonly string[]): string[] | undefined {
   const state = settled.get(project)
   if (!run.options.writable || !state) return state?.paths
-  const missing = filesWrite(project, files).filter((path) => !state.runnerPaths.has(path))
+  // a file read since it last changed writes where it did then: each run of a file in
+  // watch mode costs a stat, not another read of its source
+  const changed = files.filter((file) => state.read.get(file) !== modified(file))
+  const missing = filesWrite(project, changed, state.read).filter((path) => !state.runnerPaths.has(path))
   if (missing.length === 0) return state.paths
   for (const path of missing) state.runnerPaths.add(path)
   state.paths = run.writablePaths(project.config.root, [...state.runnerPaths])
   return state.paths
 }
 
-/** Where Vitest's worker writes the snapshots of `files`: each one's snapshot file's directory, and each literal `toMatchFileSnapshot` path's. */
-function filesWrite(project: ProjectWithSnapshots, files: readonly string[]): string[] {
+/**
+ * Where Vitest's worker writes the snapshots of `files`: each one's snapshot file's
+ * directory, and each literal `toMatchFileSnapshot` path's. Each file goes in `read`.
+ */
+function filesWrite(project: ProjectWithSnapshots, files: readonly string[], read: Map<string, number>): string[] {
   const config = project.serializedConfig ?? project.getSerializableConfig?.()
-  return files.flatMap((file) => [dirname(project.vitest.snapshot.resolvePath(file, { config })), ...fileSnapshotDirs(file)])
+  return files.flatMap((file) => {
+    read.set(file, modified(file))
+    return [dirname(project.vitest.snapshot.resolvePath(file, { config })), ...fileSnapshotDirs(file)]
+  })
 }
+
+/** A file's modification time; -1 for one that isn't there. */
+const modified = (file: string): number => statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? -1
 
 /** `toMatchFileSnapshot('./x/y.txt')` with a plain string: Vitest resolves it against the test file's directory. */
 const FILE_SNAPSHOT = /\btoMatchFileSnapshot\(\s*(['"`])([^'"`$\\\n]+)\1/g
