@@ -42,6 +42,10 @@ for (const major of [5, 4, 3] as const) describeSandbox(`a read-only host with a
     it(`writes the snapshot of a test file added in watch mode in a directory of its own (isolate: ${isolate})`, async () => {
       const root = copyFixture(consumer, 'writable')
       const before = snapshotLeftovers(consumer)
+      // later/ is there from the start, without a test file (so nothing in it is writable):
+      // a directory made just before the file can lose the file to the watcher (chokidar
+      // reads a new directory before it watches it; a file made in between is never seen)
+      mkdirSync(join(root, 'later'))
       // UPDATE_SNAPSHOT=new: a new snapshot is written, as outside CI (whatever CI says here)
       const run = startVitest(consumer, root, { mode: 'watch', args: isolate ? [] : ['--maxWorkers=1'], env: { UPDATE_SNAPSHOT: 'new', E2E_ISOLATE: String(isolate) }, timeoutMs: 150_000 })
       // the first run's result is the test above's: here it's the file that comes later
@@ -104,15 +108,14 @@ describeSandbox('a read-only host with a writable allow-list on Jest 30', () => 
 })
 
 /**
- * Once a run under watch is through its first round (`first`), adds `later/<file>` (and
- * later/ if missing) -- no test file was in later/ when the run started, so nothing there
- * was made writable then -- and returns what the run printed from then to `rerun`; the run is stopped.
+ * Once a run under watch is through its first round (`first`), adds `later/<file>` -- no
+ * test file was in later/ when the run started, so nothing there was made writable then --
+ * and returns what the run printed from then to `rerun`; the run is stopped.
  */
 async function addInWatch(run: LiveRun, root: string, first: RegExp, file: string, source: string, rerun: RegExp): Promise<string> {
   try {
     await run.waitFor(first, { ms: 90_000 })
     const since = run.output().length
-    mkdirSync(join(root, 'later'), { recursive: true })
     writeFileSync(join(root, 'later', file), source)
     await run.waitFor(rerun, { ms: 90_000, since })
     return run.output(since)
