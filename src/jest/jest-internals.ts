@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
+import type { ProjectConfigView } from './jest-types.js'
 
 /** Raised when the Jest install lacks what the adapter runs files with. */
 export class JestInstallError extends Error {
@@ -83,4 +84,36 @@ export function loadDefaultRunner(testWorker: string): new (globalConfig: unknow
  */
 export function jestRunsHere(cache: Record<string, unknown> = createRequire(import.meta.url).cache): boolean {
   return Object.keys(cache).some((path) => /[\\/]@jest[\\/]core[\\/]/.test(path))
+}
+
+/** `resolveSnapshotPath` of a project's snapshot resolver, as jest-snapshot builds it. */
+export type SnapshotPathOf = (testPath: string) => string
+
+/**
+ * Where Jest's worker writes a test file's snapshots for `config`: jest-snapshot's
+ * `buildSnapshotResolver` (the custom `snapshotResolver` of the project loaded as Jest
+ * loads it, TypeScript too), from the jest-runner `testWorker` belongs to. Undefined when
+ * jest-snapshot can't be found or the resolver doesn't load: the worker then fails the
+ * file with Jest's own words for it.
+ */
+export async function snapshotPathOf(testWorker: string, config: ProjectConfigView): Promise<SnapshotPathOf | undefined> {
+  const fromRunner = createRequire(testWorker)
+  // jest-runner -> jest-runtime -> jest-snapshot, wherever the package manager put it
+  const places = [() => fromRunner.resolve('jest-snapshot'), () => createRequire(fromRunner.resolve('jest-runtime')).resolve('jest-snapshot')]
+  for (const place of places) {
+    let module: { buildSnapshotResolver?: (config: unknown) => Promise<{ resolveSnapshotPath(testPath: string): string }> }
+    try {
+      module = createRequire(testWorker)(place()) as typeof module
+    } catch {
+      continue
+    }
+    if (typeof module.buildSnapshotResolver !== 'function') return undefined
+    try {
+      const resolver = await module.buildSnapshotResolver(config)
+      return (testPath) => resolver.resolveSnapshotPath(testPath)
+    } catch {
+      return undefined
+    }
+  }
+  return undefined
 }

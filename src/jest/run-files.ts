@@ -8,7 +8,7 @@ import { sandboxNeeds } from '../engine/needs.js'
 import type { LaunchSpec, SandboxRun } from '../engine/run.js'
 import type { JestSetup } from '../inside/jest-driver.js'
 import { deserializeError, marked } from '../wire/wire.js'
-import { resolveTestWorker, testEventOf, workerColorEnv } from './jest-internals.js'
+import { resolveTestWorker, snapshotPathOf, testEventOf, workerColorEnv, type SnapshotPathOf } from './jest-internals.js'
 import { workerDebugger } from './worker-debugger.js'
 import type { GlobalConfigView, ProjectConfigView, RunnerContextView, TestView, TestWatcherView } from './jest-types.js'
 
@@ -50,9 +50,10 @@ class CancelRun extends Error {
 export async function runFiles(run: FilesRun): Promise<void> {
   const { tests, watcher, globalConfig } = run
   if (tests.length === 0) return
-  const base = launchSpec(tests, globalConfig, workerDebugger(run.run))
+  const testWorker = resolveTestWorker(projectDirs(tests, globalConfig))
+  const base = launchSpec(tests, globalConfig, testWorker, workerDebugger(run.run))
   // a read-only host (`writable`): the worker still writes snapshots and the transform cache
-  const writable = run.run.writablePaths(globalConfig.rootDir, tests.flatMap((test) => [join(dirname(test.path), '__snapshots__'), test.context.config.cacheDirectory]))
+  const writable = run.run.options.writable && run.run.writablePaths(globalConfig.rootDir, [...(await snapshotDirs(tests, testWorker)), ...tests.map((test) => test.context.config.cacheDirectory)])
   const spec = { ...base, env: { ...base.env, ...leakWatchEnv(run.leaks, run.run.options) }, ...(writable ? { writable } : {}) }
   const tally = new LeakTally(run.leaks)
   run.run.watchProjects(new Set(tests.map((test) => test.context.config.rootDir)))
@@ -125,11 +126,37 @@ function failWith(result: JestResultView, line: string): void {
   result.failureMessage = [result.failureMessage, `  ● ${line}`].filter(Boolean).join('\n\n')
 }
 
+/** The files' projects, one test of each. */
+const projectsOf = (tests: TestView[]): TestView[] => [...new Map(tests.map((test) => [test.context.config.id, test] as const)).values()]
+
+/** The run's root and each project's root and roots: where Jest is looked up from, and what the sandbox needs. */
+function projectDirs(tests: TestView[], globalConfig: GlobalConfigView): string[] {
+  return [...new Set([globalConfig.rootDir, ...projectsOf(tests).flatMap(({ context: { config } }) => [config.rootDir, ...config.roots])])]
+}
+
+/**
+ * The directories the files' snapshots go to: `__snapshots__` next to each, or where the
+ * project's custom `snapshotResolver` puts them, asked of it as Jest's worker will.
+ */
+async function snapshotDirs(tests: TestView[], testWorker: string): Promise<string[]> {
+  const custom = new Map<string, SnapshotPathOf | undefined>()
+  for (const { context: { config } } of projectsOf(tests)) {
+    if (typeof config.snapshotResolver === 'string') custom.set(config.id, await snapshotPathOf(testWorker, config))
+  }
+  return [
+    ...new Set(
+      tests.map((test) => {
+        const snapshotPath = custom.get(test.context.config.id)
+        return snapshotPath ? dirname(snapshotPath(test.path)) : join(dirname(test.path), '__snapshots__')
+      }),
+    ),
+  ]
+}
+
 /** What every file's process is started with; equal for all files of this run, so spares fit any. */
-function launchSpec(tests: TestView[], globalConfig: GlobalConfigView, debug?: { publish: number; env: Record<string, string> }): LaunchSpec {
-  const configs = [...new Map(tests.map((test) => [test.context.config.id, test] as const)).values()]
-  const projects = [...new Set([globalConfig.rootDir, ...configs.flatMap(({ context: { config } }) => [config.rootDir, ...config.roots])])]
-  const testWorker = resolveTestWorker(projects)
+function launchSpec(tests: TestView[], globalConfig: GlobalConfigView, testWorker: string, debug?: { publish: number; env: Record<string, string> }): LaunchSpec {
+  const configs = projectsOf(tests)
+  const projects = projectDirs(tests, globalConfig)
   // Jest's transform cache lives under the temp dir by default: kept visible, it stays
   // shared between files and runs, as without the sandbox (it must exist to be kept)
   const caches = [...new Set(configs.map(({ context: { config } }) => config.cacheDirectory))]

@@ -139,7 +139,8 @@ export interface SandboxOptions {
    * (`'./out'`), under your home directory (`'~/.cache/x'`) or absolute -- the private
    * tmpfs (`/tmp`, the temp dir, `tmpfs` entries), `/dev` and `/proc`, and what the
    * runner itself writes from the worker: snapshot directories (`__snapshots__` next to
-   * each test file, or where `resolveSnapshotPath` puts them) and Jest's
+   * each test file, or where Vitest's `resolveSnapshotPath` or Jest's `snapshotResolver`
+   * puts them) and Jest's
    * `cacheDirectory`. A path that doesn't exist is made (an empty directory) when the
    * run starts; one inside another entry is covered by it. A relative path may not
    * leave the project through `..`. Refused with `tmpfs: false` (the temp dir would be

@@ -90,6 +90,21 @@ describeSandbox('a read-only host with a writable allow-list on Jest 30', () => 
     releaseNamespaces()
   })
 
+  it('writes snapshots where a custom snapshotResolver puts them, with no writable entry for them', async () => {
+    const root = copyFixture(consumer, 'jest-writable')
+    // snapshots in snaps/ at the project's root, a directory nothing else makes writable
+    writeFileSync(
+      join(root, 'resolver.js'),
+      "const { basename, join } = require('node:path')\nmodule.exports = {\n  resolveSnapshotPath: (test, ext) => join(__dirname, 'snaps', basename(test) + ext),\n  resolveTestPath: (snap, ext) => join(__dirname, basename(snap).slice(0, -ext.length)),\n  testPathForConsistencyCheck: join(__dirname, 'a.test.js'),\n}\n",
+    )
+    writeFileSync(join(root, 'jest.config.js'), "module.exports = { runner: ['vitest-pool-rootless/jest', { writable: ['./out'] }], testEnvironment: 'node', snapshotResolver: '<rootDir>/resolver.js' }\n")
+    const run = await runJest(consumer, root, { args: ['--ci=false', '-i'] })
+    expect(run.code, run.output).toBe(0)
+    expect(run.output).toMatch(/1 snapshot written/)
+    expect(readFileSync(join(root, 'snaps', 'files.test.js.snap'), 'utf8')).toContain('"doubled": 42')
+    expect(existsSync(join(root, '__snapshots__'))).toBe(false)
+  })
+
   it('writes the snapshot of a test file added in watch mode in a directory of its own', async () => {
     const root = copyFixture(consumer, 'jest-writable')
     const before = snapshotLeftovers(consumer)

@@ -1,7 +1,10 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
+import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { JestInstallError, loadDefaultRunner, resolveTestWorker, testEventOf, workerColorEnv } from '../../src/jest/jest-internals.js'
+import { JestInstallError, loadDefaultRunner, resolveTestWorker, snapshotPathOf, testEventOf, workerColorEnv } from '../../src/jest/jest-internals.js'
+import type { ProjectConfigView } from '../../src/jest/jest-types.js'
 import { ROOT } from '../support/sandbox.js'
 
 // What the Jest adapter relies on of Jest's internals, checked against the installed
@@ -63,5 +66,42 @@ describe("Jest's own runner, for runs that fall back to it", () => {
     expect(runner.supportsEventEmitters).toBe(true)
     expect(typeof runner.runTests).toBe('function')
     expect(typeof runner.on('test-file-start', () => {})).toBe('function')
+  })
+})
+
+describe("a project's snapshot resolver", () => {
+  /** A project with `snapshotResolver` set to a module of `source`, its config as Jest normalizes it. */
+  async function projectWith(source: string): Promise<{ root: string; config: ProjectConfigView }> {
+    const root = mkdtempSync(join(tmpdir(), 'jest-resolver-'))
+    writeFileSync(join(root, 'resolver.js'), source)
+    writeFileSync(join(root, 'jest.config.js'), "module.exports = { snapshotResolver: '<rootDir>/resolver.js' }\n")
+    const { readConfig } = require('jest-config') as { readConfig(argv: object, path: string): Promise<{ projectConfig: ProjectConfigView }> }
+    const { projectConfig } = await readConfig({ $0: 'jest', _: [] }, root)
+    return { root, config: projectConfig }
+  }
+
+  it("is the project's custom one, loaded as Jest's worker loads it: snapshots where it says", async () => {
+    const { root, config } = await projectWith(`const { basename, dirname, join } = require('node:path')
+module.exports = {
+  resolveSnapshotPath: (test, ext) => join(dirname(test), '..', 'snaps', basename(test) + ext),
+  resolveTestPath: (snap, ext) => join(dirname(snap), '..', 'tests', basename(snap).slice(0, -ext.length)),
+  testPathForConsistencyCheck: '/p/tests/a.test.js',
+}
+`)
+    try {
+      const snapshotPath = await snapshotPathOf(resolveTestWorker([ROOT]), config)
+      expect(snapshotPath?.(join(root, 'tests', 'b.test.js'))).toBe(join(root, 'snaps', 'b.test.js.snap'))
+    } finally {
+      rmSync(root, { recursive: true, force: true })
+    }
+  })
+
+  it('is none when the resolver does not load: the worker says why, in Jest\'s words', async () => {
+    const { root, config } = await projectWith("throw new Error('broken resolver')\n")
+    try {
+      expect(await snapshotPathOf(resolveTestWorker([ROOT]), config)).toBeUndefined()
+    } finally {
+      rmSync(root, { recursive: true, force: true })
+    }
   })
 })
