@@ -91,8 +91,9 @@ static int prepared = -1;
    started by the preparer too -- its exit fd (slirp4netns), or -1 -- and whether it was */
 static int spawner = -1;
 static int prepared_exit = -1, prepared_egress;
-/* the helper of the network in use; closing it ends a slirp4netns (pasta ends with its namespace) */
-static int current_exit = -1;
+/* the helper of the network in use; closing it ends a slirp4netns (pasta ends with its
+   namespace); and a sock_diag socket of that network, to tell when the helper may go */
+static int current_exit = -1, current_diag = -1;
 
 static void *prepare(void *unused) {
   (void)unused;
@@ -174,10 +175,16 @@ static int run_reset(int argc, char **argv) {
     prepared = r.network_fd;
   } else {
     if (p.new_network) {
-      /* the old network's helper goes; the new one's stays as long as it is in use */
-      if (current_exit >= 0 && current_exit != r.egress_exit) close(current_exit);
+      /* the old network's helper goes once its connections have (left-helpers.c); the new
+         one's stays as long as it is in use */
+      if (current_exit >= 0 && current_exit != r.egress_exit) {
+        retire_helper(current_exit, current_diag);
+        current_diag = -1;
+      }
+      if (current_exit != r.egress_exit && r.egress_exit >= 0) current_diag = network_diag_socket();
       current_exit = r.egress_exit;
       prepared_exit = -1, prepared_egress = 0;
+      end_unneeded_helpers();
     }
     if (rc == 0 && p.new_network) start_preparing();
   }

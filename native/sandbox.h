@@ -256,6 +256,15 @@ struct bound_socket {
 /* Up to `max` of them into `out`; their count, or -1 with errno. */
 int bound_sockets(struct bound_socket *out, int max, int with_udp);
 
+/* left-helpers.c, the addon's alone: egress helpers of networks a reset left, kept while a
+   connection there may still use them */
+/* A sock_diag socket of this thread's network (it answers for it after the thread leaves). */
+int network_diag_socket(void);
+/* The helper `exit_fd` ends (and `diag`, or -1) goes once its network needs it no more. */
+void retire_helper(int exit_fd, int diag);
+/* Ends the retired helpers whose network holds no connection to anywhere but loopback. */
+void end_unneeded_helpers(void);
+
 /* earlier-networks.c, the addon's alone: module servers of a reused worker stay reachable */
 /* Before a reset leaves this thread's network namespace: kept if anything listens in it. */
 void remember_network(void);

@@ -36,7 +36,7 @@ const source = (...files) => files.map((file) => join(root, 'native', file))
 // steps in a worker's own process: the op loop (ops.c) and what a reset's ops call.
 const SHARED_SOURCES = ['plan.c', 'ops.c', 'fail.c', 'fdpass.c', 'mounts.c', 'loopback.c', 'reset.c', 'forward.c', 'connect.c', 'egress.c', 'egress-allow.c', 'sock-diag.c']
 const LAUNCHER_SOURCES = ['launcher.c', 'userns.c', 'pidns.c', 'networks.c', 'relay.c', 'control.c', 'served.c', 'publish.c', 'caps.c', ...SHARED_SOURCES]
-const ADDON_SOURCES = ['addon.c', 'earlier-networks.c', 'listeners.c', ...SHARED_SOURCES]
+const ADDON_SOURCES = ['addon.c', 'earlier-networks.c', 'left-helpers.c', 'listeners.c', ...SHARED_SOURCES]
 const requireStatic = process.env.VITEST_POOL_ROOTLESS_STATIC === 'require'
 const requireTargets = process.env.VITEST_POOL_ROOTLESS_TARGETS === 'require'
 

@@ -69,6 +69,19 @@ describeWithOutside("network: 'egress' on Vitest 5", () => {
     expect(run.code, run.output).toBe(0)
     await expectNoLeftovers(before, consumer)
   })
+
+  // under isolate: false a file's keep-alive connections stay in node:http's agent and the
+  // next file reuses them: each file's network's helper must outlive its file while one is open
+  it('keeps the keep-alive connections earlier files opened to the outside working in the files after them (isolate: false, one worker), as forks does', async () => {
+    const root = copyFixture(consumer, 'egress-keepalive')
+    const before = snapshotLeftovers(consumer)
+    for (const pool of ['forks', 'rootless']) {
+      const run = await runVitest(consumer, root, { env: { E2E_POOL: pool } })
+      expect(run.output, pool).toMatch(/Test Files\s+4 passed \(4\)/)
+      expect(run.code, run.output).toBe(0)
+    }
+    await expectNoLeftovers(before, consumer)
+  })
 })
 
 describeWithOutside("network: 'egress' on Jest 30", () => {
