@@ -103,7 +103,7 @@ export async function snapshotPathOf(testWorker: string, config: ProjectConfigVi
   for (const place of places) {
     let module: { buildSnapshotResolver?: (config: unknown) => Promise<{ resolveSnapshotPath(testPath: string): string }> }
     try {
-      module = createRequire(testWorker)(place()) as typeof module
+      module = fromRunner(place()) as typeof module
     } catch {
       continue
     }

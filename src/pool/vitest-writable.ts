@@ -43,8 +43,8 @@ export async function vitestWritable(run: SandboxRun, project: ProjectWithSnapsh
     state = (async () => {
       const { testFiles } = await project.globTestFiles()
       const coverage = project.vitest.config.coverage
-      const read = new Map<string, number>()
-      const runnerPaths = new Set([...filesWrite(project, testFiles, read), ...(coverage?.enabled && coverage.reportsDirectory ? [coverage.reportsDirectory] : [])])
+      const read = new Map(testFiles.map((file) => [file, modified(file)]))
+      const runnerPaths = new Set([...filesWrite(project, testFiles), ...(coverage?.enabled && coverage.reportsDirectory ? [coverage.reportsDirectory] : [])])
       const own: ProjectWritable = { runnerPaths, paths: run.writablePaths(project.config.root, [...runnerPaths]), read }
       settled.set(project, own)
       return own
@@ -64,24 +64,19 @@ export function vitestWritableFor(run: SandboxRun, project: ProjectWithSnapshots
   if (!run.options.writable || !state) return state?.paths
   // a file read since it last changed writes where it did then: each run of a file in
   // watch mode costs a stat, not another read of its source
-  const changed = files.filter((file) => state.read.get(file) !== modified(file))
-  const missing = filesWrite(project, changed, state.read).filter((path) => !state.runnerPaths.has(path))
+  const changed = files.map((file) => [file, modified(file)] as const).filter(([file, time]) => state.read.get(file) !== time)
+  for (const [file, time] of changed) state.read.set(file, time)
+  const missing = filesWrite(project, changed.map(([file]) => file)).filter((path) => !state.runnerPaths.has(path))
   if (missing.length === 0) return state.paths
   for (const path of missing) state.runnerPaths.add(path)
   state.paths = run.writablePaths(project.config.root, [...state.runnerPaths])
   return state.paths
 }
 
-/**
- * Where Vitest's worker writes the snapshots of `files`: each one's snapshot file's
- * directory, and each literal `toMatchFileSnapshot` path's. Each file goes in `read`.
- */
-function filesWrite(project: ProjectWithSnapshots, files: readonly string[], read: Map<string, number>): string[] {
+/** Where Vitest's worker writes the snapshots of `files`: each one's snapshot file's directory, and each literal `toMatchFileSnapshot` path's. */
+function filesWrite(project: ProjectWithSnapshots, files: readonly string[]): string[] {
   const config = project.serializedConfig ?? project.getSerializableConfig?.()
-  return files.flatMap((file) => {
-    read.set(file, modified(file))
-    return [dirname(project.vitest.snapshot.resolvePath(file, { config })), ...fileSnapshotDirs(file)]
-  })
+  return files.flatMap((file) => [dirname(project.vitest.snapshot.resolvePath(file, { config })), ...fileSnapshotDirs(file)])
 }
 
 /** A file's modification time; -1 for one that isn't there. */
